@@ -1,0 +1,320 @@
+"""The ``testbed`` command line.
+
+Exit status: 0 success, 1 a check failed (e.g. a scenario expectation), 2 invalid input or
+a set-up error (one line on stderr saying what and where; nothing left half-built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from testbed.specfile import SpecError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input that is not a spec file error (unknown lab, node, network...)."""
+
+
+def _lab(name: str):
+    from testbed.lab.lab import Lab
+
+    return Lab.open(name)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from testbed.lab.builder import build
+    from testbed.lab.show import describe
+    from testbed.topology import load_topology
+
+    plan = load_topology(args.topology)
+    name = args.name or plan.name.replace("_", "-")
+    started = time.perf_counter()
+    state = build(plan, name)
+    took = time.perf_counter() - started
+    if not args.quiet:
+        print(describe(plan))
+        print()
+    print(
+        f"lab {name} is up in {took * 1000:.0f} ms ({len(plan.nodes)} nodes, "
+        f"{len(plan.networks)} networks, impairments: {state.impairment_path})"
+    )
+    print(f"  testbed exec {name} NODE -- CMD   |   testbed cli {name}   |   testbed down {name}")
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from testbed.lab.state import LabState
+    from testbed.lab.teardown import destroy
+
+    for name in args.names:
+        started = time.perf_counter()
+        destroy(LabState.load(name))
+        print(f"lab {name} removed in {(time.perf_counter() - started) * 1000:.0f} ms")
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from testbed.lab.show import lab_table
+    from testbed.lab.state import all_labs
+
+    labs = all_labs()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": x.name,
+                        "kind": x.kind,
+                        "ready": x.ready,
+                        "topology": x.topology,
+                        "namespaces": x.namespaces,
+                    }
+                    for x in labs
+                ]
+            )
+        )
+    else:
+        print(lab_table(labs))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from testbed.lab.show import describe
+
+    lab = _lab(args.name)
+    print(describe(lab.plan, lab.state.attachments))
+    return EXIT_OK
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    argv = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not argv:
+        raise UsageError("exec needs a command after --, e.g. testbed exec LAB ha -- ip addr")
+    lab = _lab(args.name)
+    lab.exec(args.node, argv)  # does not return
+    return EXIT_OK
+
+
+def cmd_cli(args: argparse.Namespace) -> int:
+    from testbed.lab.mncli import run_cli
+
+    run_cli(_lab(args.name))
+    return EXIT_OK
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    lab = _lab(args.name)
+    times = lab.move(args.node, args.network, args.gap, args.iface)
+    took = (times.link_up_ns - times.link_down_ns) / 1e6
+    print(f"{args.node} moved to {args.network} (carrier off for {took:.1f} ms)")
+    return EXIT_OK
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    lab = _lab(args.name)
+    out = args.write or f"{args.name}-{args.network}.pcap"
+    proc = lab.capture(args.network, "-" if out == "-" else os.path.abspath(out))
+    if out != "-":
+        print(
+            f"capturing {args.network} of {args.name} into {out} (Ctrl-C to stop)", file=sys.stderr
+        )
+    try:
+        proc.wait(timeout=args.duration)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from testbed.lab.clean import clean
+
+    removed = clean(include_live_labs=args.all)
+    print("\n".join(f"removed {what}" for what in removed) or "nothing to clean")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from testbed import features
+
+    found = features.detect(refresh=True)
+    print(f"kernel {found.kernel}")
+    for name in ("netem", "ipip", "esp", "openvswitch", "bridge_nft", "tbf"):
+        print(f"  {name:<12} {'yes' if getattr(found, name) else 'no'}")
+    print("paths:")
+    for feature, path in found.paths().items():
+        print(f"  {feature:<18} {path}")
+    missing = features.missing_packages()
+    print("system packages:")
+    for pkg, binary, why in features.SYSTEM_PACKAGES:
+        ok = Path(binary).exists()
+        print(f"  {pkg:<28} {'ok' if ok else 'MISSING':<8} {why}")
+    if missing:
+        print("run ./setup.sh to install what is missing")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from testbed.topology import load_topology
+
+    for file in args.files:
+        plan = load_topology(file)
+        print(
+            f"{file}: ok (topology {plan.name}: {len(plan.nodes)} nodes, "
+            f"{len(plan.networks)} networks)"
+        )
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from testbed.topology.model import TopologySpec
+
+    print(json.dumps(TopologySpec.model_json_schema(by_alias=True), indent=1))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Until scenarios exist: bring the enterprise up, show reachability, tear it down."""
+    from testbed.lab.builder import build
+    from testbed.lab.lab import Lab
+    from testbed.lab.show import describe
+    from testbed.topology import load_topology
+
+    plan = load_topology(Path(__file__).resolve().parent.parent / "topologies/enterprise.yaml")
+    name = f"demo-{os.getpid()}"
+    started = time.perf_counter()
+    lab = Lab(build(plan, name, kind="run"), plan)
+    print(describe(plan))
+    print(f"\nlab {name} up in {(time.perf_counter() - started) * 1000:.0f} ms\n")
+    try:
+        checks = [
+            ("cn", "10.1.0.1", "home -> home"),
+            ("cn", "192.0.2.10", "intranet -> DMZ"),
+            ("cn", "203.0.113.1", "intranet -> Internet (NAT)"),
+            ("isp", "10.1.0.1", "Internet -> home (must fail)"),
+            ("nat", "192.0.2.10", "Internet -> DMZ ping (firewalled)"),
+        ]
+        for node, target, label in checks:
+            result = lab.run(node, ["ping", "-c1", "-W1", target], check=False)
+            rtt = next(
+                (w.split("=")[1] for w in result.stdout.split() if w.startswith("time=")), None
+            )
+            print(
+                f"  {label:<36} {node} -> {target:<13} "
+                f"{'reply ' + rtt + ' ms' if rtt else 'no reply'}"
+            )
+    finally:
+        started = time.perf_counter()
+        lab.down()
+        print(f"\nlab {name} down in {(time.perf_counter() - started) * 1000:.0f} ms")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="testbed", description="Mobile IPv4 across enterprise security boundaries"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="build a topology into a persistent lab")
+    p.add_argument("topology")
+    p.add_argument("--name", help="lab name (default: the topology's name)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="remove labs")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("ls", help="list labs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", help="describe a lab's nodes, addresses and attachments")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("exec", help="run a command inside a node: exec LAB NODE -- CMD...")
+    p.add_argument("name")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("cli", help="interactive shell onto the nodes (Mininet's CLI)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_cli)
+
+    p = sub.add_parser("move", help="move a node to another network (carrier off/on)")
+    p.add_argument("name")
+    p.add_argument("node")
+    p.add_argument("network")
+    p.add_argument(
+        "--gap", type=float, default=0.0, metavar="MS", help="time attached nowhere, in ms"
+    )
+    p.add_argument("--iface", help="which interface, for nodes with several")
+    p.set_defaults(func=cmd_move)
+
+    p = sub.add_parser("capture", help="capture a network's frames into a pcap")
+    p.add_argument("name")
+    p.add_argument("network")
+    p.add_argument("-w", "--write", help="pcap file, or - for stdout (default LAB-NET.pcap)")
+    p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("clean", help="remove what killed runs of this tool left behind")
+    p.add_argument("--all", action="store_true", help="also remove labs made by 'testbed up'")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("doctor", help="kernel features, packages and the path each takes")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("validate", help="check topology files")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="JSON Schema of the topology format (for editors)")
+    p.add_argument("kind", choices=["topology"])
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("demo", help="bring the enterprise up, show it, tear it down")
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from testbed import mip_cli
+    except ImportError:
+        pass
+    else:
+        mip_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+    except (LookupError, UsageError, ValueError) as exc:
+        print(f"testbed: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+    except PermissionError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("testbed: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # BuildError, missing system packages
+        print(f"testbed: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Applying link impairments on the kernel (netem) or the userspace (relay) path.
+
+Kernel path: netem on the node's interface (egress) and on its switch-side end (ingress).
+Userspace path: every interface's switch-side end ``P`` is joined to its bridge port
+``Pb`` through a veth ``Pr``-``Pb`` and the delay relay copying frames between ``P`` and
+``Pr``; loss is drawn by nftables in the switch namespace's bridge; rate is tbf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testbed.topology.plan import Impairment, InterfacePlan
+
+TBF_BURST = "64kb"
+TBF_LATENCY = "50ms"
+
+
+def relay_port(port: str) -> str:
+    return f"{port}r"
+
+
+def bridge_port(port: str, relayed: bool) -> str:
+    return f"{port}b" if relayed else port
+
+
+@dataclass(frozen=True)
+class TcCommand:
+    where: str  # "node" or "switch"
+    argv: tuple[str, ...]
+
+
+def netem_args(imp: Impairment) -> list[str]:
+    args = ["netem"]
+    if imp.delay_ms or imp.jitter_ms:
+        args += ["delay", f"{imp.delay_ms}ms"]
+        if imp.jitter_ms:
+            args += [f"{imp.jitter_ms}ms", "distribution", "normal"]
+    if imp.loss:
+        args += ["loss", f"{imp.loss * 100:.4f}%"]
+    if imp.rate_bps:
+        args += ["rate", f"{imp.rate_bps}bit"]
+    return args
+
+
+def tc_commands(iface: InterfacePlan, egress: Impairment, ingress: Impairment, path: str):
+    """tc invocations that make an interface's qdiscs match the impairments.
+
+    ``replace``/``del`` forms so the same call serves the build and live changes.
+    """
+    commands: list[TcCommand] = []
+    for where, dev, imp in (("node", iface.name, egress), ("switch", iface.port, ingress)):
+        if path == "netem":
+            if imp.is_null:
+                argv = ("tc", "qdisc", "del", "dev", dev, "root")
+            else:
+                argv = ("tc", "qdisc", "replace", "dev", dev, "root", *netem_args(imp))
+        elif imp.rate_bps:
+            argv = (
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                f"{imp.rate_bps}bit",
+                "burst",
+                TBF_BURST,
+                "latency",
+                TBF_LATENCY,
+            )
+        else:
+            argv = ("tc", "qdisc", "del", "dev", dev, "root")
+        commands.append(TcCommand(where, argv))
+    return commands
+
+
+def relay_direction(imp: Impairment) -> dict[str, float]:
+    return {"delay_ms": imp.delay_ms, "jitter_ms": imp.jitter_ms}

@@ -1,0 +1,196 @@
+"""A running lab: its state and plan, and everything that changes it while it runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed import netns
+from testbed.lab import impair, nftables
+from testbed.lab.builder import SW, netlink
+from testbed.lab.state import LabState, node_netns, switch_netns
+from testbed.lab.teardown import destroy
+from testbed.topology import load_topology
+from testbed.topology.plan import Impairment, InterfacePlan, TopologyPlan
+
+
+@dataclass(frozen=True)
+class MoveTimes:
+    """Monotonic nanosecond times of a move, for the run's event log."""
+
+    link_down_ns: int
+    detached_ns: int
+    attached_ns: int
+    link_up_ns: int
+
+
+class Lab:
+    def __init__(self, state: LabState, plan: TopologyPlan) -> None:
+        self.state = state
+        self.plan = plan
+
+    @classmethod
+    def open(cls, name: str) -> Lab:
+        state = LabState.load(name)
+        plan = load_topology(state.topology, state.overrides or None)
+        # interfaces that were moved carry the impairment of the network they are on now
+        for node, interfaces in state.attachments.items():
+            for plan_if in plan.nodes[node].interfaces:
+                network = interfaces.get(plan_if.name)
+                if network and network != plan_if.network:
+                    plan_if.egress, plan_if.ingress = plan.impairment_on(plan_if, network)
+        return cls(state, plan)
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    def ns(self, node: str) -> str:
+        if node == SW:
+            return switch_netns(self.name)
+        if node not in self.plan.nodes:
+            known = ", ".join(self.plan.nodes)
+            raise LookupError(f"lab {self.name} has no node {node!r} (nodes: {known})")
+        return node_netns(self.name, node)
+
+    # -- processes ------------------------------------------------------------------------
+
+    def popen(self, node: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
+        return netns.popen(self.ns(node), argv, **kwargs)
+
+    def run(self, node: str, argv: Sequence[str], check: bool = True, **kwargs: object):
+        return netns.run(self.ns(node), argv, check=check, **kwargs)
+
+    def exec(self, node: str, argv: Sequence[str]) -> None:
+        """Replace this process with ``argv`` inside the node (for ``testbed exec``)."""
+        with netns.entered(self.ns(node)):
+            os.execvp(argv[0], list(argv))
+
+    # -- topology changes -----------------------------------------------------------------
+
+    def interface(self, node: str, iface: str | None = None) -> InterfacePlan:
+        self.ns(node)
+        interfaces = self.plan.nodes[node].interfaces
+        if iface is None:
+            if len(interfaces) > 1:
+                names = ", ".join(i.name for i in interfaces)
+                raise LookupError(f"{node} has several interfaces ({names}): name one")
+            return interfaces[0]
+        for candidate in interfaces:
+            if candidate.name == iface:
+                return candidate
+        raise LookupError(f"{node} has no interface {iface!r}")
+
+    def network_of(self, node: str, iface: str) -> str | None:
+        return self.state.attachments.get(node, {}).get(iface)
+
+    def move(
+        self, node: str, network: str | None, gap_ms: float = 0.0, iface: str | None = None
+    ) -> MoveTimes:
+        """Detach a node's interface from its network and attach it to ``network``.
+
+        The node sees carrier off at once and carrier on once attached (after ``gap_ms``
+        attached nowhere). ``network=None`` leaves it detached (carrier stays off).
+        """
+        plan_if = self.interface(node, iface)
+        if network is not None and network not in self.plan.networks:
+            known = ", ".join(self.plan.networks)
+            raise LookupError(f"lab {self.name} has no network {network!r} ({known})")
+        port = impair.bridge_port(plan_if.port, self.state.relayed)
+        with netlink() as nl:
+            sw = nl[switch_netns(self.name)]
+            sw.link("set", ifname=plan_if.port, state="down")  # peer: carrier off
+            t_down = time.monotonic_ns()
+            sw.link("set", ifname=port, master=0)
+            t_detached = time.monotonic_ns()
+            if network is not None:
+                self._apply_impairment(plan_if, *self.plan.impairment_on(plan_if, network))
+            if gap_ms > 0:
+                time.sleep(gap_ms / 1000.0)
+            t_attached = t_up = time.monotonic_ns()
+            if network is not None:
+                bridge = sw.link_lookup(ifname=network)[0]
+                sw.link("set", ifname=port, master=bridge, state="up")
+                t_attached = time.monotonic_ns()
+                sw.link("set", ifname=plan_if.port, state="up")  # peer: carrier on
+                t_up = time.monotonic_ns()
+        self.state.attachments.setdefault(node, {})[plan_if.name] = network
+        self.state.save()
+        return MoveTimes(t_down, t_detached, t_attached, t_up)
+
+    def set_link(self, node: str, up: bool, iface: str | None = None) -> int:
+        """Carrier down/up on a node's interface (the switch side goes down); returns t_ns."""
+        plan_if = self.interface(node, iface)
+        with netlink() as nl:
+            nl[switch_netns(self.name)].link(
+                "set", ifname=plan_if.port, state="up" if up else "down"
+            )
+            return time.monotonic_ns()
+
+    def set_impairment(
+        self,
+        node: str,
+        egress: Impairment | None,
+        ingress: Impairment | None,
+        iface: str | None = None,
+    ) -> None:
+        plan_if = self.interface(node, iface)
+        self._apply_impairment(plan_if, egress or plan_if.egress, ingress or plan_if.ingress)
+
+    def _apply_impairment(
+        self, plan_if: InterfacePlan, egress: Impairment, ingress: Impairment
+    ) -> None:
+        path = self.state.impairment_path
+        changed = (egress, ingress) != (plan_if.egress, plan_if.ingress)
+        if not changed:
+            return
+        for cmd in impair.tc_commands(plan_if, egress, ingress, path):
+            ns = self.ns(plan_if.node) if cmd.where == "node" else self.ns(SW)
+            netns.run(ns, cmd.argv, check=False)  # "del" of an absent qdisc fails: fine
+        if path == "relay":
+            if self.state.relayed and self.state.relay_control:
+                from testbed.relay import relay_command
+
+                relay_command(
+                    self.state.relay_control,
+                    {
+                        "cmd": "set",
+                        "pair": plan_if.port,
+                        "a_to_b": impair.relay_direction(egress),
+                        "b_to_a": impair.relay_direction(ingress),
+                    },
+                )
+            if (egress.loss, ingress.loss) != (plan_if.egress.loss, plan_if.ingress.loss):
+                plan_if.egress, plan_if.ingress = egress, ingress
+                self._reload_loss()
+        plan_if.egress, plan_if.ingress = egress, ingress
+
+    def _reload_loss(self) -> None:
+        loss = {
+            impair.bridge_port(i.port, self.state.relayed): (i.egress.loss, i.ingress.loss)
+            for i in self.plan.interfaces()
+        }
+        script = "table bridge testbed_impair {}\ndelete table bridge testbed_impair\n" + (
+            nftables.render_loss(loss) or ""
+        )
+        netns.run(self.ns(SW), ["nft", "-f", "-"], input=script)
+
+    # -- observation ----------------------------------------------------------------------
+
+    def capture(self, network: str, out: Path | str, snaplen: int = 262144) -> subprocess.Popen:
+        """tcpdump on the network's bridge (promiscuous: sees every frame of the segment)."""
+        if network not in self.plan.networks:
+            raise LookupError(f"lab {self.name} has no network {network!r}")
+        return self.popen(
+            SW,
+            ["tcpdump", "-i", network, "-s", str(snaplen), "-U", "-n", "-w", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def down(self) -> None:
+        destroy(self.state)

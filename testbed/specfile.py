@@ -1,0 +1,138 @@
+"""Loading YAML spec files so that every error can name its file, line and field.
+
+Topologies and scenarios are YAML validated into typed (pydantic) models. Users need errors
+like ``topologies/x.yaml:12: nodes.ha.links[0].network: unknown network 'hom'``, so the
+loader keeps a map from each value's path to the line it was written on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+PathKey = tuple[str | int, ...]
+
+
+class SpecError(Exception):
+    """Invalid user input in a spec file; str() is ``file:line: field: message``."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``('nodes', 'ha', 'links', 0)`` -> ``nodes.ha.links[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class SpecSource:
+    """A parsed YAML document plus the line of every value in it."""
+
+    file: str
+    data: Any
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """Line of the deepest prefix of ``path`` that was written in the file."""
+        parts = tuple(path)
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            parts = parts[:-1]
+        return self.lines.get((), None)
+
+    def error(self, path: Sequence[str | int], message: str) -> SpecError:
+        return SpecError(self.file, self.line_of(path), format_path(path), message)
+
+    def validation_error(self, exc: ValidationError, prefix: PathKey = ()) -> SpecError:
+        """The first pydantic error as a SpecError (others are appended to the message)."""
+        errors = exc.errors(include_url=False)
+        messages = []
+        first_path: PathKey = prefix
+        for index, err in enumerate(errors):
+            # pydantic adds the tagged-union/function names to loc; keep only real keys
+            path = prefix + tuple(p for p in err["loc"] if not _is_internal_loc(p))
+            text = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                text = "unknown field (check the spelling)"
+            elif err["type"] == "missing":
+                text = "required field is missing"
+            if index == 0:
+                first_path = path
+                messages.append(text)
+            else:
+                line = self.line_of(path)
+                messages.append(f"also line {line}: {format_path(path)}: {text}")
+        return self.error(first_path, "; ".join(messages))
+
+
+def _is_internal_loc(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def load_spec(path: str | Path, text: str | None = None) -> SpecSource:
+    """Parse a YAML file; raises SpecError on unreadable files, syntax errors, duplicate keys."""
+    file = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SpecError(file, None, "", f"cannot read file: {exc.strerror}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError(file, 1, "", "the file is empty")
+        source = SpecSource(file, None)
+        source.data = _convert(loader, node, (), source)
+        return source
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(file, line, "", f"YAML syntax error: {exc.problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: PathKey, src: SpecSource) -> Any:
+    src.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolve YAML merge keys (<<)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise SpecError(
+                    src.file,
+                    key_node.start_mark.line + 1,
+                    format_path((*path, key)),
+                    "duplicate key",
+                )
+            src.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _convert(loader, value_node, (*path, key), src)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, (*path, i), src) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
