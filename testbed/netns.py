@@ -165,6 +165,19 @@ def process_start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def process_running(pid: int, start_time: int | None) -> bool:
+    """True while ``pid`` is the process we started and has not exited (zombies count as
+    exited: a daemon whose parent is gone may wait a while for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
 def kill_process(pid: int, start_time: int | None, sig: int = signal.SIGTERM) -> bool:
     """Signal ``pid`` only if it is still the process we started (same start time)."""
     if start_time is not None and process_start_time(pid) != start_time:

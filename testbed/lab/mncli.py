@@ -51,6 +51,12 @@ class LabCLI(CLI):
         self.prompt = f"testbed:{lab.name}> "
         super().__init__(net, **kwargs)
 
+    def do_net(self, _line: str) -> None:
+        """net: the lab's networks, nodes, addresses and current attachments."""
+        from testbed.lab.show import describe
+
+        print(describe(self.lab.plan, self.lab.state.attachments))
+
     def do_move(self, line: str) -> None:
         """move NODE NETWORK [GAP_MS]: detach NODE and attach it to NETWORK."""
         args = line.split()

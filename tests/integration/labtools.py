@@ -1,0 +1,115 @@
+"""Helpers for tests that build labs for real (root, namespaces)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from testbed import netns
+from testbed.lab.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique_name(tag: str) -> str:
+    return f"t{os.getpid() % 100000}-{tag}"
+
+
+def ping_rtts(lab: Lab, node: str, target: str, count: int = 20, interval: float = 0.01):
+    result = lab.run(
+        node,
+        [
+            "ping",
+            "-n",
+            "-q" if False else "-n",
+            "-c",
+            str(count),
+            "-i",
+            str(interval),
+            "-W",
+            "1",
+            target,
+        ],
+        check=False,
+    )
+    rtts = [
+        float(word.split("=")[1])
+        for line in result.stdout.splitlines()
+        for word in line.split()
+        if word.startswith("time=")
+    ]
+    return rtts
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def lab_leftovers(name: str) -> list[str]:
+    """Namespaces of the lab that still exist."""
+    return [ns for ns in netns.list_netns() if ns.startswith(f"tb-{name}.")]
+
+
+def run_testbed(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "testbed.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+UDP_ECHO_SOURCE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+try:
+    data, peer = s.recvfrom(2048)
+    print(peer[0], flush=True)
+    s.sendto(data, peer)
+except socket.timeout:
+    print("timeout", flush=True)
+"""
+
+UDP_SEND_SOURCE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(float(sys.argv[3]))
+for _ in range(5):
+    s.sendto(b"probe", (sys.argv[1], int(sys.argv[2])))
+    try:
+        s.recvfrom(2048); print("reply"); break
+    except socket.timeout:
+        pass
+else:
+    print("no reply")
+"""
+
+
+def udp_exchange(lab: Lab, client: str, server: str, address: str, port: int) -> tuple[str, str]:
+    """Send UDP from client to address:port where server listens; (seen source, client result)."""
+    listener = lab.popen(
+        server,
+        [sys.executable, "-c", UDP_ECHO_SOURCE, str(port), "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        import time
+
+        time.sleep(0.15)
+        sent = lab.run(
+            client, [sys.executable, "-c", UDP_SEND_SOURCE, address, str(port), "0.3"], check=False
+        )
+        seen, _ = listener.communicate(timeout=5)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    return seen.strip(), sent.stdout.strip()

@@ -1,0 +1,70 @@
+"""Unit parsing and nftables rendering (pure functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed import units
+from testbed.lab import impair, nftables
+from testbed.topology import load_topology
+from testbed.topology.plan import Impairment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"), [("10ms", 10), ("1.5s", 1500), ("250us", 0.25), (3, 3), ("1h", 3_600_000)]
+)
+def test_durations(text: object, ms: float) -> None:
+    assert units.duration_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("bad", ["fast", "-1ms", True, "10 parsecs"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        units.duration_ms(bad)
+
+
+def test_rates_and_loss() -> None:
+    assert units.rate_bps("100mbit") == 100_000_000
+    assert units.rate_bps("1gbit") == 1_000_000_000
+    assert units.rate_bps("10mbps") == 80_000_000
+    assert units.loss_fraction("1%") == pytest.approx(0.01)
+    assert units.loss_fraction(0.2) == pytest.approx(0.2)
+    for bad in ("150%", -0.1, "lots"):
+        with pytest.raises(ValueError):
+            units.loss_fraction(bad)
+
+
+def test_enterprise_firewall_ruleset() -> None:
+    plan = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    script = nftables.render_node(plan.nodes["fw"])
+    assert script is not None
+    assert "policy drop;" in script
+    assert "ct state established,related counter accept" in script
+    ike = 'iifname "eth2" oifname "eth1" ip daddr 192.0.2.10/32 meta l4proto udp'
+    assert f"{ike} udp dport {{ 500, 4500 }}" in script
+    assert 'oifname "eth2" ip saddr 10.0.0.0/8 counter masquerade' in script
+    assert nftables.render_node(plan.nodes["cn"]) is None
+
+
+def test_loss_rules_use_per_mille_precision() -> None:
+    script = nftables.render_loss({"mn-eth0b": (0.05, 0.0), "ha-eth0b": (0.0, 0.001)})
+    assert script is not None
+    assert 'iifname "mn-eth0b" numgen random mod 1000000 < 50000 counter drop' in script
+    assert 'oifname "ha-eth0b" numgen random mod 1000000 < 1000 counter drop' in script
+    assert 'mn-eth0b" numgen' in script and 'oifname "mn-eth0b"' not in script
+
+
+def test_tc_commands_per_path() -> None:
+    plan = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    iface = plan.nodes["mn"].interfaces[0]
+    slow = Impairment(delay_ms=10, jitter_ms=1, loss=0.01, rate_bps=10_000_000)
+    netem = impair.tc_commands(iface, slow, Impairment(), "netem")
+    assert netem[0].where == "node" and "netem" in netem[0].argv
+    assert netem[0].argv[netem[0].argv.index("delay") + 1] == "10ms"
+    assert netem[1].argv[2] == "del"  # null ingress removes the qdisc
+    relay = impair.tc_commands(iface, slow, Impairment(), "relay")
+    assert "tbf" in relay[0].argv and "netem" not in relay[0].argv
