@@ -164,16 +164,130 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _is_scenario(file: str) -> bool:
+    from testbed.specfile import load_spec
+
+    data = load_spec(file).data
+    return isinstance(data, dict) and ("timeline" in data or "topology" in data)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from testbed.scenario.load import load_scenario
     from testbed.topology import load_topology
 
     for file in args.files:
-        plan = load_topology(file)
-        print(
-            f"{file}: ok (topology {plan.name}: {len(plan.nodes)} nodes, "
-            f"{len(plan.networks)} networks)"
-        )
+        if _is_scenario(file):
+            scenario = load_scenario(file)
+            print(
+                f"{file}: ok (scenario {scenario.name}: {len(scenario.spec.timeline)} steps, "
+                f"{len(scenario.spec.expect)} expectations, topology {scenario.plan.name})"
+            )
+        else:
+            plan = load_topology(file)
+            print(
+                f"{file}: ok (topology {plan.name}: {len(plan.nodes)} nodes, "
+                f"{len(plan.networks)} networks)"
+            )
     return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from testbed.scenario.execute import EXIT_INTERRUPTED, run_scenario
+    from testbed.scenario.runner import RunOptions
+
+    pcap = (
+        None
+        if args.pcap is None
+        else (args.pcap if args.pcap in ("all", "none") else args.pcap.split(","))
+    )
+    options = RunOptions(
+        results=Path(args.results),
+        pcap=pcap,
+        pause_on_error=args.pause_on_error,
+        interactive=args.cli,
+    )
+    worst = EXIT_OK
+    summaries = []
+    for scenario in args.scenarios:
+        outcome = run_scenario(
+            scenario,
+            options,
+            repeat=args.repeat,
+            baseline=Path(args.baseline) if args.baseline else None,
+            tolerance_pct=args.tolerance,
+        )
+        summaries.append(outcome.summary)
+        _print_outcome(outcome)
+        if outcome.exit_code == EXIT_INTERRUPTED:
+            worst = EXIT_INTERRUPTED
+            break
+        worst = max(worst, outcome.exit_code)
+    if args.junit:
+        from testbed.results.junit import write_junit
+
+        write_junit(summaries, Path(args.junit))
+    return worst
+
+
+def _print_outcome(outcome: object) -> None:
+    summary = outcome.summary  # type: ignore[attr-defined]
+    try:
+        from testbed.results.report import text_summary
+    except ImportError:
+        text_summary = None
+    if text_summary is not None:
+        print(text_summary(summary))
+    else:
+        for exp in summary["expectations"]:
+            mark = "PASS" if exp["passed"] else "FAIL"
+            print(f"  {mark}  {exp['name']}: {exp.get('value')}")
+    for regression in outcome.regressions:  # type: ignore[attr-defined]
+        print(f"  REGRESSION  {regression}")
+    verdict = "passed" if summary["passed"] else "FAILED"
+    if summary.get("error"):
+        verdict += f" ({summary['error']})"
+    print(f"{summary['scenario']}: {verdict}  ({outcome.run_dir})")  # type: ignore[attr-defined]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from testbed.specfile import load_spec
+
+    root = Path(args.directory)
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            data = load_spec(path).data
+        except SpecError as exc:
+            print(f"{path}  (invalid: {exc.message})")
+            continue
+        if isinstance(data, dict):
+            print(f"{path!s:<40} {data.get('description', '')}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from testbed.results.report import render_report
+
+    for run_dir in args.run_dirs:
+        if not (Path(run_dir) / "summary.json").exists():
+            raise UsageError(f"{run_dir}: no summary.json (not a run directory)")
+        print(render_report(Path(run_dir)))
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from testbed.results.compare import compare, format_table
+
+    def load(path: str) -> dict:
+        file = Path(path)
+        file = file / "summary.json" if file.is_dir() else file
+        try:
+            return json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{file}: cannot read a summary ({exc})") from None
+
+    result = compare(load(args.baseline), load(args.current), args.tolerance)
+    print(format_table(result))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -278,7 +392,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="kernel features, packages and the path each takes")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("validate", help="check topology files")
+    p = sub.add_parser("run", help="run scenarios, measure handoffs, check expectations")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    p.add_argument("--repeat", type=int, help="override the scenario's repeat")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument("--baseline", metavar="SUMMARY", help="fail on regression against it")
+    p.add_argument("--tolerance", type=float, default=10.0, metavar="PCT")
+    p.add_argument("--cli", action="store_true", help="pause steps open the interactive shell")
+    p.add_argument("--pause-on-error", action="store_true")
+    p.add_argument("--pcap", metavar="none|all|NET,...", help="networks to capture")
+    p.add_argument("--results", default="results", metavar="DIR")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="scenarios with their descriptions")
+    p.add_argument("directory", nargs="?", default="scenarios")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("report", help="re-render a run's report")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare two summaries (exit 1 on regression)")
+    p.add_argument("baseline")
+    p.add_argument("current")
+    p.add_argument("--tolerance", type=float, default=10.0, metavar="PCT")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("validate", help="check topology and scenario files")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_validate)
 

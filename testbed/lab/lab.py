@@ -103,8 +103,9 @@ class Lab:
         port = impair.bridge_port(plan_if.port, self.state.relayed)
         with netlink() as nl:
             sw = nl[switch_netns(self.name)]
-            sw.link("set", ifname=plan_if.port, state="down")  # peer: carrier off
+            # taken before the call: the node may see carrier off before netlink returns
             t_down = time.monotonic_ns()
+            sw.link("set", ifname=plan_if.port, state="down")  # peer: carrier off
             sw.link("set", ifname=port, master=0)
             t_detached = time.monotonic_ns()
             if network is not None:

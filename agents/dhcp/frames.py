@@ -1,0 +1,107 @@
+"""IPv4/UDP framing for the packet-socket side of the driver, plus the socket filters.
+
+Why a packet socket at all: before the client has an address, the kernel's IP layer drops a
+unicast OFFER to the not-yet-configured yiaddr, and with ``rp_filter`` 1/2 and no route even
+a broadcast reply (measured: both lost on a plain UDP socket). RFC 2131 section 4.1 also wants
+DISCOVER/REQUEST sent from 0.0.0.0, which a UDP socket cannot promise once any address is on
+the interface. So broadcasts go out, and all replies come in, through ``AF_PACKET``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from ipaddress import IPv4Address
+
+CLIENT_PORT = 68
+SERVER_PORT = 67
+ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26
+_IPPROTO_UDP = 17
+_IPTOS_LOWDELAY = 0x10  # what ISC dhclient uses for its raw frames
+
+
+def checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_udp(
+    src: IPv4Address, dst: IPv4Address, sport: int, dport: int, payload: bytes, ident: int = 0
+) -> bytes:
+    """An IPv4 packet carrying one UDP datagram, checksums filled in (no offload here)."""
+    ulen = 8 + len(payload)
+    pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, _IPPROTO_UDP, ulen)
+    ucsum = checksum(pseudo + struct.pack("!HHHH", sport, dport, ulen, 0) + payload)
+    udp = struct.pack("!HHHH", sport, dport, ulen, ucsum or 0xFFFF)  # RFC 768: 0 -> all ones
+    total = 20 + ulen
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        _IPTOS_LOWDELAY,
+        total,
+        ident & 0xFFFF,
+        0,
+        64,
+        _IPPROTO_UDP,
+        0,
+        src.packed,
+        dst.packed,
+    )
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + udp + payload
+
+
+def udp_payload(packet: bytes, dport: int = CLIENT_PORT) -> tuple[IPv4Address, bytes] | None:
+    """(source address, UDP payload) if ``packet`` is an unfragmented IPv4/UDP datagram to
+    ``dport``; else None. The UDP checksum is not checked: frames seen on a packet socket
+    may still carry a partial (offloaded) checksum, e.g. over veth."""
+    if len(packet) < 28 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    total = int.from_bytes(packet[2:4], "big")
+    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != _IPPROTO_UDP:
+        return None
+    if int.from_bytes(packet[6:8], "big") & 0x3FFF:  # MF flag or a fragment offset
+        return None
+    _sport, port, ulen = struct.unpack_from("!HHH", packet, ihl)
+    if port != dport or ulen < 8 or ihl + ulen > total:
+        return None
+    return IPv4Address(packet[12:16]), packet[ihl + 8 : ihl + ulen]
+
+
+# Classic BPF, run on packets starting at the IPv4 header (SOCK_DGRAM packet socket):
+# accept unfragmented UDP to port 68, drop the rest in the kernel.
+_DHCP_CLIENT_FILTER = (
+    (0x30, 0, 0, 9),  # ldb [9]            protocol
+    (0x15, 0, 6, _IPPROTO_UDP),  # jeq #17 ? next : drop
+    (0x28, 0, 0, 6),  # ldh [6]            flags + fragment offset
+    (0x45, 4, 0, 0x1FFF),  # jset #0x1fff ? drop : next
+    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)  header length
+    (0x48, 0, 0, 2),  # ldh [x+2]          UDP destination port
+    (0x15, 0, 1, CLIENT_PORT),  # jeq #68 ? accept : drop
+    (0x06, 0, 0, 0x40000),  # ret #262144 (accept whole packet)
+    (0x06, 0, 0, 0),  # ret #0 (drop)
+)
+_DROP_ALL = ((0x06, 0, 0, 0),)
+
+
+def _attach(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+    insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(insns)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def attach_dhcp_client_filter(sock: socket.socket) -> None:
+    _attach(sock, _DHCP_CLIENT_FILTER)
+
+
+def attach_drop_all_filter(sock: socket.socket) -> None:
+    _attach(sock, _DROP_ALL)

@@ -1,0 +1,128 @@
+"""Probe endpoint: sends one sequence-numbered, timestamped UDP stream and records another.
+
+Run inside a node: ``python -m testbed.probe --out-stream down --to 10.1.0.100:9000
+--in-stream up --listen 9000 --interval-ms 2 --dir RUN/probes``. Each datagram carries a
+magic, the sequence number and the send time on CLOCK_MONOTONIC, which all network
+namespaces share, so ``t_recv - t_send`` is an exact one-way delay and gaps are exact.
+
+Received packets are appended to ``DIR/<in-stream>.csv`` (``seq,t_send_ns,t_recv_ns,src``);
+the number sent goes to ``DIR/<out-stream>.sent.json`` at exit. SIGTERM/SIGINT flush both.
+Datagrams that are not probes (wrong magic or size) are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+MAGIC = b"TBPR"
+HEADER = struct.Struct("!4sIQ")  # magic, seq, t_send_ns
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="testbed.probe")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--out-stream", help="name of the stream this endpoint sends")
+    p.add_argument("--to", help="ADDRESS:PORT to send to")
+    p.add_argument("--in-stream", help="name of the stream this endpoint receives")
+    p.add_argument("--listen", type=int, help="UDP port to receive on")
+    p.add_argument("--interval-ms", type=float, default=2.0)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--start-ns", type=int, default=0, help="CLOCK_MONOTONIC time to start")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    stop = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    rx = tx = None
+    record = None
+    if args.listen:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        rx.bind(("0.0.0.0", args.listen))
+        rx.setblocking(False)
+        record = open(args.dir / f"{args.in_stream}.csv", "w", buffering=1 << 16)  # noqa: SIM115
+        record.write("seq,t_send_ns,t_recv_ns,src\n")
+    target = None
+    if args.to:
+        host, port = args.to.rsplit(":", 1)
+        target = (host, int(port))
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setblocking(False)
+    padding = bytes(max(0, args.size - HEADER.size))
+    interval_ns = int(args.interval_ms * 1e6)
+    next_send = max(time.monotonic_ns(), args.start_ns)
+    seq = sent = send_errors = foreign = 0
+    rx_list = [rx] if rx else []
+    try:
+        while not stop:
+            now = time.monotonic_ns()
+            if tx is not None and now >= next_send:
+                try:
+                    tx.sendto(HEADER.pack(MAGIC, seq, now) + padding, target)
+                    sent += 1
+                except OSError:
+                    # no route / unreachable while the node moves: the packet is lost,
+                    # exactly as the metrics should see it
+                    send_errors += 1
+                seq += 1
+                next_send += interval_ns
+                if next_send < now:  # fell behind (e.g. stopped): do not burst
+                    next_send = now + interval_ns
+                continue
+            wait = (next_send - now) / 1e9 if tx is not None else 0.5
+            try:
+                readable, _, _ = select.select(rx_list, [], [], max(wait, 0))
+            except InterruptedError:
+                continue
+            if readable and rx is not None and record is not None:
+                while True:
+                    try:
+                        data, src = rx.recvfrom(2048)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    t_recv = time.monotonic_ns()
+                    if len(data) < HEADER.size or data[:4] != MAGIC:
+                        foreign += 1
+                        continue
+                    _, rseq, t_send = HEADER.unpack_from(data)
+                    record.write(f"{rseq},{t_send},{t_recv},{src[0]}\n")
+    finally:
+        if record is not None:
+            record.close()
+        if args.out_stream:
+            info = {
+                "sent": sent,
+                "send_errors": send_errors,
+                "last_seq": seq - 1,
+                "interval_ms": args.interval_ms,
+                "foreign": foreign,
+                "pid": os.getpid(),
+            }
+            tmp = args.dir / f".{args.out_stream}.sent.json"
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, args.dir / f"{args.out_stream}.sent.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

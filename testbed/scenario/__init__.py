@@ -1,0 +1,1 @@
+"""Scenarios: YAML -> typed model -> a run (lab, services, probes, timeline) -> results."""

@@ -1,0 +1,113 @@
+"""From a finished repetition's files (probe records, events) to its handoff metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from testbed.scenario import metrics
+from testbed.scenario.load import Scenario
+from testbed.scenario.runner import PROBE_DOWN, PROBE_UP, RunRecord
+
+
+def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]]) -> dict:
+    spec = scenario.spec
+    probes_dir = record.run_dir / "probes"
+    streams = {
+        name: stream
+        for name in (PROBE_DOWN, PROBE_UP)
+        if (stream := metrics.load_stream(probes_dir, name)) is not None
+    }
+    mobile = spec.probes.mobile if spec.probes else "mn"
+    default_mode = "none" if spec.mobility == "none" else "home"
+    moves = record.move_events
+    handoffs = []
+    for i, move in enumerate(moves):
+        t_move = move["t_ns"]
+        t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
+        per_stream = {name: metrics.interruption(s, t_move, t_next) for name, s in streams.items()}
+        down = per_stream.get(PROBE_DOWN)
+        up = per_stream.get(PROBE_UP)
+        values = [x.ms for x in per_stream.values()]
+        interruption = None if not values or any(v is None for v in values) else max(values)
+        phases = metrics.phases(events, t_move, t_next, mobile)
+        for name, result in per_stream.items():
+            if result.first_after_ns is not None:
+                phases[f"first_packet_{name}"] = round((result.first_after_ns - t_move) / 1e6, 3)
+        handoffs.append(
+            {
+                "index": i,
+                "t_s": round((t_move - record.started_ns) / 1e9, 3),
+                "t_ns": t_move,
+                "from": move["from"],
+                "to": move["to"],
+                "gap_ms": move["gap_ms"],
+                "mode": metrics.mode_at(events, t_move, t_next, mobile, default_mode),
+                "interruption_ms": _round(interruption),
+                "interruption_down_ms": _round(down.ms) if down else None,
+                "interruption_up_ms": _round(up.ms) if up else None,
+                "lost_packets": sum(x.lost for x in per_stream.values()),
+                "lost_down": down.lost if down else None,
+                "lost_up": up.lost if up else None,
+                "phases_ms": dict(sorted(phases.items(), key=lambda kv: kv[1])),
+                "run": record.index,
+            }
+        )
+    first_move = moves[0]["t_ns"] if moves else record.ended_ns
+    stream_info = {}
+    for name, stream in streams.items():
+        source, target = (
+            (
+                (spec.probes.correspondent, spec.probes.mobile)
+                if name == PROBE_DOWN
+                else (spec.probes.mobile, spec.probes.correspondent)
+            )
+            if spec.probes
+            else ("", "")
+        )
+        stream_info[name] = {
+            "from": source,
+            "to": target,
+            "sent": stream.attempted,
+            "received": len(stream.seq),
+            "lost": stream.attempted - len(stream.seq),
+            "interval_ms": stream.interval_ns / 1e6,
+            "owd_ms": {k: _round(v) for k, v in metrics.owd_stats(stream).items()},
+        }
+    return {
+        "handoffs": handoffs,
+        "streams": stream_info,
+        "loss_before_first_move": sum(metrics.lost_before(s, first_move) for s in streams.values()),
+        "final_mode": handoffs[-1]["mode"] if handoffs else default_mode,
+        "move_times_ns": [m["t_ns"] for m in moves],
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def signalling_nodes(events: list[dict[str, Any]], mobile: str) -> list[str]:
+    order = [mobile]
+    for event in events:
+        for key in ("node", "to", "from"):
+            node = event.get(key)
+            if (
+                isinstance(node, str)
+                and node not in order
+                and node != "runner"
+                and ("msg" in event or key == "node")
+            ):
+                order.append(node)
+    return order
+
+
+def run_files(run_dir: Path) -> dict[str, str]:
+    return {
+        "events": "events.jsonl",
+        "probes": "probes/",
+        "pcap": "pcap/",
+        "logs": "logs/",
+        "report": "report.md",
+        "dir": str(run_dir),
+    }

@@ -1,0 +1,99 @@
+"""Evaluating a scenario's expectations against its measured summary."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from testbed.scenario import metrics
+from testbed.scenario.model import ExpectSpec
+
+_HANDOFF = re.compile(r"^handoff\[(\d+|\*)\]\.([a-z_]+)(?:\.([a-z_]+))?$")
+_OPS = {
+    "below": ("<", lambda v, x: v < x),
+    "at_most": ("<=", lambda v, x: v <= x),
+    "above": (">", lambda v, x: v > x),
+    "at_least": (">=", lambda v, x: v >= x),
+}
+
+
+def _resolve(metric: str, runs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(label, value) pairs a metric refers to, over every repetition."""
+    match = _HANDOFF.match(metric)
+    out: list[tuple[str, Any]] = []
+    many = len(runs) > 1
+    if match:
+        which, field, sub = match.groups()
+        for r, run in enumerate(runs):
+            handoffs = run["handoffs"]
+            indexes = range(len(handoffs)) if which == "*" else [int(which)]
+            for i in indexes:
+                prefix = f"run {r}: " if many else ""
+                label = f"{prefix}handoff[{i}].{field}" + (f".{sub}" if sub else "")
+                if i >= len(handoffs):
+                    out.append((label, _Missing(f"there is no handoff {i}")))
+                    continue
+                value = handoffs[i].get(field, _Missing(f"no field {field}"))
+                if sub is not None:
+                    value = (
+                        value.get(sub, _Missing(f"no phase {sub}"))
+                        if isinstance(value, dict)
+                        else _Missing(f"{field} has no {sub}")
+                    )
+                out.append((label, value))
+        return out
+    if metric.startswith("interruption_ms."):
+        pct = metric.split(".")[1]
+        values = [h["interruption_ms"] for run in runs for h in run["handoffs"]]
+        if any(v is None for v in values):
+            return [(metric, None)]
+        value = max(values) if pct == "max" else metrics.percentile(values, float(pct[1:]))
+        return [(metric, value)]
+    if metric.startswith("stream."):
+        _, name, field = metric.split(".")
+        for r, run in enumerate(runs):
+            stream = run["streams"].get(name)
+            label = f"run {r}: {metric}" if many else metric
+            if stream is None:
+                out.append((label, _Missing(f"no stream {name}")))
+            elif field == "owd_p95_ms":
+                out.append((label, stream["owd_ms"]["p95"]))
+            else:
+                out.append((label, stream[field]))
+        return out
+    key = {"handoffs": None}.get(metric, metric)
+    for r, run in enumerate(runs):
+        label = f"run {r}: {metric}" if many else metric
+        out.append((label, len(run["handoffs"]) if key is None else run.get(key)))
+    return out
+
+
+class _Missing:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def evaluate(expectations: list[ExpectSpec], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    results = []
+    for spec in expectations:
+        check, limit = spec.check
+        for label, value in _resolve(spec.metric, runs):
+            name = spec.name or f"{label} {check.replace('_', ' ')} {limit}"
+            if spec.name and len(runs) > 1:
+                name = f"{spec.name} ({label})"
+            result: dict[str, Any] = {"name": name, "metric": spec.metric, "limit": limit}
+            if isinstance(value, _Missing):
+                result.update(value=None, passed=False, detail=value.why)
+            elif check == "is_null":
+                result.update(value=value, passed=(value is None) == bool(limit))
+            elif check == "equals":
+                result.update(value=value, passed=value == limit)
+            elif value is None:
+                result.update(value=None, passed=False, detail="no value (stream never recovered)")
+            else:
+                symbol, op = _OPS[check]
+                result.update(
+                    value=value, passed=bool(op(value, limit)), detail=f"{value} {symbol} {limit}"
+                )
+            results.append(result)
+    return results

@@ -1,0 +1,107 @@
+"""Scenario file -> validated ScenarioSpec + resolved topology plan, errors with file:line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from testbed.scenario.model import ScenarioSpec
+from testbed.specfile import PathKey, SpecError, SpecSource, load_spec
+from testbed.topology import load_topology
+from testbed.topology.plan import TopologyPlan
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Scenario:
+    spec: ScenarioSpec
+    source: SpecSource
+    path: Path
+    topology_path: Path
+    plan: TopologyPlan
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def resolve_topology_path(scenario_path: Path, ref: str) -> Path:
+    """Relative to the scenario file first, then to the project (``topologies/x.yaml``)."""
+    candidate = Path(ref)
+    if candidate.is_absolute():
+        return candidate
+    for base in (scenario_path.parent, PROJECT_ROOT, Path.cwd()):
+        if (base / candidate).exists():
+            return base / candidate
+    return scenario_path.parent / candidate
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    source = load_spec(path)
+    if not isinstance(source.data, dict):
+        raise source.error((), "a scenario file must be a mapping (name, topology, timeline...)")
+    try:
+        spec = ScenarioSpec.model_validate(source.data)
+    except ValidationError as exc:
+        raise source.validation_error(exc) from None
+    ref = spec.topology_ref
+    topo_field: PathKey = ("topology",) if isinstance(spec.topology, str) else ("topology", "file")
+    topology_path = resolve_topology_path(path, ref.file)
+    if not topology_path.exists():
+        raise source.error(topo_field, f"topology file not found: {ref.file}")
+    try:
+        plan = load_topology(topology_path, ref.overrides or None)
+    except SpecError as exc:
+        if ref.overrides:  # the error may come from the overrides: say so
+            exc.message += f" (with the overrides of {path})"
+        raise
+    _check_references(source, spec, plan)
+    return Scenario(spec, source, path, topology_path, plan)
+
+
+def _check_references(source: SpecSource, spec: ScenarioSpec, plan: TopologyPlan) -> None:
+    def node(name: str | None, where: PathKey) -> None:
+        if name is not None and name not in plan.nodes:
+            raise source.error(where, f"unknown node {name!r} ({', '.join(plan.nodes)})")
+
+    def network(name: str | None, where: PathKey) -> None:
+        if name is not None and name not in plan.networks:
+            raise source.error(where, f"unknown network {name!r} ({', '.join(plan.networks)})")
+
+    labels = set()
+    for i, service in enumerate(spec.services):
+        node(service.node, ("services", i, "node"))
+        if service.label in labels:
+            raise source.error(("services", i), f"two services named {service.label!r}")
+        labels.add(service.label)
+    if spec.probes is not None:
+        node(spec.probes.correspondent, ("probes", "correspondent"))
+        node(spec.probes.mobile, ("probes", "mobile"))
+        if spec.probes.address is None:
+            try:
+                plan.address(spec.probes.mobile)
+            except KeyError:
+                raise source.error(
+                    ("probes", "address"),
+                    f"{spec.probes.mobile} has no static address: give the home address",
+                ) from None
+    if isinstance(spec.pcap, list):
+        for i, net in enumerate(spec.pcap):
+            network(net, ("pcap", i))
+    for i, step in enumerate(spec.timeline):
+        where: PathKey = ("timeline", i, step.action)
+        action = getattr(step, step.action)
+        if step.action in ("move", "link", "impair", "nat"):
+            node(action.node, (*where, "node"))
+        if step.action == "move":
+            network(action.to, (*where, "to"))
+        if step.action == "process" and action.service not in labels:
+            raise source.error((*where, "service"), f"no service {action.service!r}")
+        if step.action == "wait":
+            node(action.node, (*where, "node"))
+        if step.action == "nat" and not plan.nodes[action.node].nat:
+            raise source.error((*where, "node"), f"{action.node} has no NAT rules")

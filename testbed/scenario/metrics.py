@@ -1,0 +1,165 @@
+"""Handoff metrics from probe records and structured events (pure functions).
+
+Interruption of a stream at a move: from the receive time of the last packet sent before
+the move to the receive time of the first packet sent after it (None if none arrives
+before the next move or the end). Packets lost: sequence numbers missing in between.
+Phases: time from the move to the first occurrence of each phase event of the handoff.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# event name -> phase name (agents may also tag any event with "phase": NAME)
+PHASE_EVENTS: dict[str, str] = {
+    "link_down": "link_down",
+    "link_up": "link_up",
+    "carrier_down": "carrier_down",
+    "carrier_up": "carrier_up",
+    "movement_detected": "movement_detected",
+    "agent_discovered": "agent_discovered",
+    "dhcp_discover_sent": "dhcp_started",
+    "address_acquired": "address_acquired",
+    "dhcp_ack": "address_acquired",
+    "boundary_decision": "boundary_decision",
+    "registration_sent": "registration_sent",
+    "registration_accepted": "registration_accepted",
+    "ike_update": "mobike_update",
+    "ike_updown": "ike_established",
+}
+
+
+@dataclass
+class Stream:
+    name: str
+    seq: list[int] = field(default_factory=list)
+    t_send: list[int] = field(default_factory=list)
+    t_recv: list[int] = field(default_factory=list)
+    attempted: int = 0
+    interval_ns: int = 2_000_000
+
+    def seq_at(self, t_ns: int) -> int:
+        """The sequence number the sender was at, at time ``t_ns`` (constant interval)."""
+        if not self.seq:
+            return 0
+        t0 = self.t_send[0] - self.seq[0] * self.interval_ns
+        return max(0, math.ceil((t_ns - t0) / self.interval_ns))
+
+
+def load_stream(directory: Path, name: str) -> Stream | None:
+    path = directory / f"{name}.csv"
+    if not path.exists():
+        return None
+    stream = Stream(name)
+    rows = []
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            try:
+                rows.append((int(row["t_send_ns"]), int(row["seq"]), int(row["t_recv_ns"])))
+            except (KeyError, TypeError, ValueError):
+                continue  # a torn last line after a crash
+    rows.sort()
+    seen: set[int] = set()
+    for t_send, seq, t_recv in rows:
+        if seq in seen:
+            continue  # duplicates (e.g. two bindings delivering) count once
+        seen.add(seq)
+        stream.seq.append(seq)
+        stream.t_send.append(t_send)
+        stream.t_recv.append(t_recv)
+    sent = directory / f"{name}.sent.json"
+    if sent.exists():
+        info = json.loads(sent.read_text())
+        stream.attempted = int(info.get("last_seq", -1)) + 1
+        stream.interval_ns = int(float(info.get("interval_ms", 2.0)) * 1e6)
+    else:
+        stream.attempted = (max(stream.seq) + 1) if stream.seq else 0
+    return stream
+
+
+@dataclass
+class Interruption:
+    ms: float | None
+    lost: int
+    last_before_ns: int | None
+    first_after_ns: int | None
+
+
+def interruption(stream: Stream, t_move: int, t_next: int | None) -> Interruption:
+    before = bisect_left(stream.t_send, t_move)
+    end = len(stream.t_send) if t_next is None else bisect_left(stream.t_send, t_next)
+    if before == 0:
+        return Interruption(None, 0, None, None)
+    last_before = max(stream.t_recv[:before])
+    last_seq = stream.seq[before - 1]
+    if before < end:
+        first = min(range(before, end), key=lambda i: stream.t_recv[i])
+        first_seq = stream.seq[first]
+        received = sum(1 for i in range(before, end) if stream.seq[i] < first_seq)
+        lost = max(0, first_seq - last_seq - 1 - received)
+        return Interruption(
+            (stream.t_recv[first] - last_before) / 1e6, lost, last_before, stream.t_recv[first]
+        )
+    # never recovered in this window: everything the sender sent in it is lost
+    upto = stream.attempted if t_next is None else min(stream.attempted, stream.seq_at(t_next))
+    return Interruption(None, max(0, upto - last_seq - 1), last_before, None)
+
+
+def lost_before(stream: Stream, t_ns: int) -> int:
+    """Packets sent before ``t_ns`` that never arrived."""
+    count = bisect_left(stream.t_send, t_ns)
+    if count == 0:
+        return 0
+    return stream.seq[count - 1] + 1 - count
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    data = sorted(v for v in values if v is not None)
+    if not data:
+        return None
+    rank = (len(data) - 1) * pct / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+def owd_stats(stream: Stream) -> dict[str, float | None]:
+    delays = [(r - s) / 1e6 for s, r in zip(stream.t_send, stream.t_recv, strict=True)]
+    return {"p50": percentile(delays, 50), "p95": percentile(delays, 95)}
+
+
+def phases(
+    events: Iterable[dict[str, Any]], t_move: int, t_next: int | None, mobile: str
+) -> dict[str, float]:
+    """ms from the move to the first event of each phase within the handoff window."""
+    found: dict[str, float] = {}
+    for event in events:
+        t = event.get("t_ns", 0)
+        if t < t_move or (t_next is not None and t >= t_next):
+            continue
+        name = event.get("phase") or PHASE_EVENTS.get(event.get("event", ""))
+        if not name or name in found:
+            continue
+        if event.get("node") not in (mobile, "runner") and "phase" not in event:
+            continue
+        found[name] = round((t - t_move) / 1e6, 3)
+    return found
+
+
+def mode_at(
+    events: Iterable[dict[str, Any]], t_move: int, t_next: int | None, mobile: str, default: str
+) -> str:
+    """The mobility mode the MN reported last in the window (``mode`` field of its events)."""
+    mode = default
+    for event in events:
+        t = event.get("t_ns", 0)
+        in_window = t >= t_move and (t_next is None or t < t_next)
+        if in_window and event.get("node") == mobile and isinstance(event.get("mode"), str):
+            mode = event["mode"]
+    return mode

@@ -1,0 +1,218 @@
+"""The scenario file format as a typed model (pydantic v2).
+
+A scenario names a topology (with overrides), what runs where, the probe streams, a
+timeline of steps and the expectations that decide pass or fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from testbed.topology.model import (
+    ImpairmentSpec,
+    LinkImpairmentSpec,
+    Milliseconds,
+    Name,
+    Strict,
+)
+
+
+class TopologyRef(Strict):
+    file: str = Field(description="topology file, relative to the scenario file")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="deep-merged into the topology, e.g. link delays"
+    )
+
+
+class ServiceSpec(Strict):
+    """Something that runs on a node for the whole run."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,23}$")] | None = None
+    node: Name
+    kind: Literal["dhcp-client", "command", "agent"]
+    iface: str = "eth0"
+    argv: list[str] | None = Field(None, description="for kind command")
+    agent: Literal["ha", "fa", "mn", "proxy"] | None = Field(None, description="for kind agent")
+    config: dict[str, Any] | None = Field(None, description="agent configuration")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ServiceSpec:
+        if self.kind == "command" and not self.argv:
+            raise ValueError("a command service needs argv")
+        if self.kind == "agent" and self.agent is None:
+            raise ValueError("an agent service needs agent: ha, fa, mn or proxy")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.kind}-{self.agent or self.node}"
+
+
+class ProbeSpec(Strict):
+    """Sequence-numbered, timestamped UDP streams between a correspondent and the MN."""
+
+    correspondent: Name = "cn"
+    mobile: Name = "mn"
+    address: ipaddress.IPv4Address | None = Field(
+        None, description="the MN's home address (default: its static address)"
+    )
+    interval: Milliseconds = Field(2.0, gt=0, description="time between packets")
+    port: int = Field(9000, ge=1024, le=65535)
+    size: int = Field(64, ge=16, le=1400)
+    directions: Literal["both", "down", "up"] = "both"
+    icmp: bool = Field(False, description="also ping the home address from the correspondent")
+
+
+class MoveAction(Strict):
+    node: Name
+    to: Name | None = Field(description="network to attach to (null: stay detached)")
+    gap: Milliseconds = Field(0.0, description="time attached nowhere")
+    iface: str | None = None
+
+
+class LinkAction(Strict):
+    node: Name
+    state: Literal["up", "down", "flap"]
+    duration: Milliseconds = Field(100.0, description="for flap: how long it stays down")
+    iface: str | None = None
+
+
+class ImpairAction(LinkImpairmentSpec):
+    node: Name
+    iface: str | None = None
+
+
+class NatAction(Strict):
+    node: Name
+    action: Literal["flush", "rebind"] = Field(
+        description="flush: forget all mappings; rebind: also move to new external ports"
+    )
+
+
+class ProcessAction(Strict):
+    service: str
+    action: Literal["stop", "start", "kill", "restart"]
+
+
+class WaitAction(Strict):
+    event: str
+    node: Name | None = None
+    timeout: Milliseconds = 5000.0
+    match: dict[str, Any] = Field(default_factory=dict, description="fields the event must have")
+
+
+class StepSpec(Strict):
+    """One timeline step: when (at / after / default: right after the previous), and one action."""
+
+    at: Milliseconds | None = Field(None, description="time since the timeline started")
+    after: Milliseconds | None = Field(None, description="time since the previous step ended")
+    move: MoveAction | None = None
+    link: LinkAction | None = None
+    impair: ImpairAction | None = None
+    nat: NatAction | None = None
+    process: ProcessAction | None = None
+    wait: WaitAction | None = None
+    pause: Literal[True] | str | None = Field(None, description="open the interactive shell")
+    sleep: Milliseconds | None = None
+    note: str | None = Field(None, description="free text, recorded as an event")
+
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        "move",
+        "link",
+        "impair",
+        "nat",
+        "process",
+        "wait",
+        "pause",
+        "sleep",
+        "note",
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> StepSpec:
+        given = [a for a in self.ACTIONS if getattr(self, a) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each step needs exactly one action of: "
+                + ", ".join(self.ACTIONS)
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.at is not None and self.after is not None:
+            raise ValueError("give either at or after, not both")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(a for a in self.ACTIONS if getattr(self, a) is not None)
+
+
+EXPECTATION_METRIC = re.compile(
+    r"^(handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_]+)?"
+    r"|interruption_ms\.(p50|p95|p99|max)"
+    r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms))$"
+)
+
+
+class ExpectSpec(Strict):
+    """A check on a metric. ``handoff[*]`` applies to every handoff."""
+
+    metric: str = Field(
+        description="handoff[N].interruption_ms, handoff[*].mode, handoff[0].phases_ms.X, "
+        "interruption_ms.p95, loss_before_first_move, final_mode, handoffs, stream.down.lost"
+    )
+    below: float | None = None
+    at_most: float | None = None
+    above: float | None = None
+    at_least: float | None = None
+    equals: float | str | None = None
+    is_null: bool | None = Field(None, description="true: the value must be null")
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExpectSpec:
+        if not EXPECTATION_METRIC.match(self.metric):
+            raise ValueError(f"unknown metric {self.metric!r}")
+        checks = [
+            c
+            for c in ("below", "at_most", "above", "at_least", "equals", "is_null")
+            if getattr(self, c) is not None
+        ]
+        if len(checks) != 1:
+            raise ValueError("give exactly one of below, at_most, above, at_least, equals, is_null")
+        return self
+
+    @property
+    def check(self) -> tuple[str, Any]:
+        for key in ("below", "at_most", "above", "at_least", "equals", "is_null"):
+            value = getattr(self, key)
+            if value is not None:
+                return key, value
+        raise AssertionError("validated")
+
+
+class ScenarioSpec(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")]
+    description: str = ""
+    topology: TopologyRef | str
+    services: list[ServiceSpec] = Field(default_factory=list)
+    probes: ProbeSpec | None = Field(default_factory=ProbeSpec)
+    settle: Milliseconds = Field(1000.0, description="probes run this long before the timeline")
+    timeline: list[StepSpec] = Field(default_factory=list)
+    tail: Milliseconds = Field(2000.0, description="probes keep running this long after it")
+    expect: list[ExpectSpec] = Field(default_factory=list)
+    repeat: int = Field(1, ge=1, le=1000)
+    pcap: Literal["all", "none"] | list[Name] = "all"
+    mobility: Literal["none", "mip"] = Field(
+        "none", description="whether a Mobile IP agent serves the MN (mode none without)"
+    )
+
+    @property
+    def topology_ref(self) -> TopologyRef:
+        return TopologyRef(file=self.topology) if isinstance(self.topology, str) else self.topology
+
+
+IMPAIR_FIELDS = tuple(ImpairmentSpec.model_fields)

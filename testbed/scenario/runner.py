@@ -1,0 +1,490 @@
+"""``testbed run``: build the scenario's lab, run services, probes and the timeline, measure.
+
+One run = one lab (kind "run", owned by this process) from build to teardown. Everything a
+run starts is recorded in the lab's state before it can leak, and teardown runs on every
+exit path (success, failure, Ctrl-C, SIGTERM, errors). Results are written as they come;
+``summary.json`` is written atomically last, so a crash never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.lab.builder import SW, build, spawn
+from testbed.lab.lab import Lab
+from testbed.lab.state import ProcessRecord
+from testbed.scenario.load import Scenario
+from testbed.scenario.model import ServiceSpec, StepSpec
+from testbed.services.events import EventWriter
+from testbed.topology.plan import Impairment
+
+PROBE_DOWN, PROBE_UP = "down", "up"
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C or SIGTERM during a run."""
+
+
+class StepFailed(Exception):
+    """A timeline step could not be carried out (e.g. a wait timed out)."""
+
+
+@dataclass
+class RunOptions:
+    results: Path = Path("results")
+    pcap: str | list[str] | None = None  # None: the scenario's choice
+    pause_on_error: bool = False
+    interactive: bool = False  # --cli: pause steps open the shell
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunRecord:
+    """What one repetition produced, before metrics."""
+
+    run_dir: Path
+    index: int
+    move_events: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    started_ns: int = 0
+    ended_ns: int = 0
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Run:
+    def __init__(self, scenario: Scenario, options: RunOptions, run_dir: Path, index: int):
+        self.sc = scenario
+        self.spec = scenario.spec
+        self.options = options
+        self.dir = run_dir
+        self.record = RunRecord(run_dir, index)
+        self.lab: Lab | None = None
+        self.services: dict[str, ProcessRecord] = {}
+        self.events_dir = run_dir / "events"
+        self.logs_dir = run_dir / "logs"
+        for d in (self.events_dir, self.logs_dir, run_dir / "probes", run_dir / "pcap"):
+            d.mkdir(parents=True, exist_ok=True)
+        self.events = EventWriter.open(str(self.events_dir / "runner.jsonl"), "runner")
+        self.t0_ns = 0
+        self._event_offsets: dict[Path, int] = {}
+        self._seen_events: list[dict[str, Any]] = []
+
+    # -- the run --------------------------------------------------------------------------
+
+    def execute(self) -> RunRecord:
+        name = f"r{os.getpid() % 100000}-{self.record.index}-{secrets.token_hex(1)}"
+        self.record.started_ns = time.monotonic_ns()
+        self.events.emit("run_start", scenario=self.spec.name, run=self.record.index)
+        try:
+            self.lab = Lab(build(self.sc.plan, name, kind="run"), self.sc.plan)
+            self.events.emit("lab_up", lab=name, impairments=self.lab.state.impairment_path)
+            self._start_captures()
+            for service in self.spec.services:
+                self._start_service(service)
+            self._start_probes()
+            time.sleep(self.spec.settle / 1000)
+            self._timeline()
+            time.sleep(self.spec.tail / 1000)
+        except (StepFailed, RuntimeError, OSError, LookupError, ValueError) as exc:
+            self.record.error = f"{type(exc).__name__}: {exc}"
+            self.events.emit("run_error", error=self.record.error)
+            self.options.progress(f"  error: {exc}")
+            if self.options.pause_on_error and self.lab is not None and sys.stdin.isatty():
+                self._pause("error: " + str(exc))
+        finally:
+            self.record.ended_ns = time.monotonic_ns()
+            self._finish()
+        return self.record
+
+    def _finish(self) -> None:
+        """Stop probes first (they flush their records), then everything else."""
+        if self.lab is not None:
+            from testbed.lab.teardown import stop_processes
+
+            probes = [p for p in self.lab.state.processes if p.role.startswith("probe")]
+            stop_processes([(p.pid, p.start_time) for p in probes])
+            self.events.emit("run_end")
+            self.lab.down()
+        self.events.close()
+
+    # -- things that run ------------------------------------------------------------------
+
+    def _spawn(self, node: str, role: str, argv: list[str], log: str) -> ProcessRecord:
+        assert self.lab is not None
+        spawn(self.lab.state, node, role, argv, self.logs_dir / log)
+        return self.lab.state.processes[-1]
+
+    def _start_captures(self) -> None:
+        choice = self.options.pcap if self.options.pcap is not None else self.spec.pcap
+        networks = (
+            list(self.sc.plan.networks)
+            if choice == "all"
+            else ([] if choice == "none" else list(choice))
+        )
+        for network in networks:
+            self._spawn(
+                SW,
+                f"capture:{network}",
+                [
+                    "tcpdump",
+                    "-i",
+                    network,
+                    "-s",
+                    "512",
+                    "-U",
+                    "-n",
+                    "-w",
+                    str(self.dir / "pcap" / f"{network}.pcap"),
+                ],
+                f"tcpdump-{network}.log",
+            )
+
+    def _service_argv(self, service: ServiceSpec) -> list[str]:
+        events = str(self.events_dir / f"{service.label}.jsonl")
+        if service.kind == "dhcp-client":
+            return [
+                sys.executable,
+                "-m",
+                "testbed.services.dhcp_watch",
+                "--iface",
+                service.iface,
+                "--node",
+                service.node,
+                "--events",
+                events,
+            ]
+        if service.kind == "command":
+            assert service.argv is not None
+            return list(service.argv)
+        raise StepFailed(f"service {service.label}: Mobile IP agents are not available yet")
+
+    def _start_service(self, service: ServiceSpec) -> None:
+        record = self._spawn(
+            service.node,
+            f"service:{service.label}",
+            self._service_argv(service),
+            f"{service.label}.log",
+        )
+        self.services[service.label] = record
+        self.events.emit(
+            "service_started", service=service.label, target=service.node, pid=record.pid
+        )
+
+    def _start_probes(self) -> None:
+        probe = self.spec.probes
+        if probe is None:
+            return
+        home = str(probe.address or self.sc.plan.address(probe.mobile))
+        cn = str(self.sc.plan.address(probe.correspondent))
+        start_ns = time.monotonic_ns() + 50_000_000  # both ends start together
+        common = [
+            "--dir",
+            str(self.dir / "probes"),
+            "--interval-ms",
+            str(probe.interval),
+            "--size",
+            str(probe.size),
+            "--start-ns",
+            str(start_ns),
+        ]
+        down = probe.directions in ("both", "down")
+        up = probe.directions in ("both", "up")
+        cn_argv = [sys.executable, "-m", "testbed.probe", *common]
+        mn_argv = [sys.executable, "-m", "testbed.probe", *common]
+        if down:
+            cn_argv += ["--out-stream", PROBE_DOWN, "--to", f"{home}:{probe.port}"]
+            mn_argv += ["--in-stream", PROBE_DOWN, "--listen", str(probe.port)]
+        if up:
+            mn_argv += ["--out-stream", PROBE_UP, "--to", f"{cn}:{probe.port}"]
+            cn_argv += ["--in-stream", PROBE_UP, "--listen", str(probe.port)]
+        self._spawn(probe.correspondent, "probe:cn", cn_argv, "probe-cn.log")
+        self._spawn(probe.mobile, "probe:mn", mn_argv, "probe-mn.log")
+        if probe.icmp:
+            self._spawn(
+                probe.correspondent,
+                "probe:icmp",
+                ["ping", "-n", "-D", "-i", "0.01", home],
+                "ping-home.log",
+            )
+        self.events.emit("probes_started", home=home, correspondent=cn, interval_ms=probe.interval)
+
+    # -- the timeline ---------------------------------------------------------------------
+
+    def _timeline(self) -> None:
+        self.t0_ns = time.monotonic_ns()
+        self.events.emit("timeline_start")
+        previous_end = self.t0_ns
+        total = len(self.spec.timeline)
+        for i, step in enumerate(self.spec.timeline):
+            if step.at is not None:
+                target = self.t0_ns + int(step.at * 1e6)
+            elif step.after is not None:
+                target = previous_end + int(step.after * 1e6)
+            else:
+                target = previous_end
+            delay = (target - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                time.sleep(delay)
+            elapsed = (time.monotonic_ns() - self.t0_ns) / 1e9
+            self.options.progress(f"  [{elapsed:6.2f}s] step {i + 1}/{total}: {describe(step)}")
+            self.events.emit("step", index=i, action=step.action, text=describe(step))
+            getattr(self, f"_do_{step.action}")(getattr(step, step.action), i)
+            previous_end = time.monotonic_ns()
+
+    def _do_move(self, action: Any, index: int) -> None:
+        assert self.lab is not None
+        plan_if = self.lab.interface(action.node, action.iface)
+        source = self.lab.network_of(action.node, plan_if.name)
+        handoff = len(self.record.move_events)
+        start = time.monotonic_ns()
+        times = self.lab.move(action.node, action.to, action.gap, action.iface)
+        event = {
+            "t_ns": times.link_down_ns,
+            "index": handoff,
+            "node": action.node,
+            "from": source,
+            "to": action.to,
+            "gap_ms": action.gap,
+            "requested_ns": start,
+        }
+        self.record.move_events.append(event)
+        self.events.emit(
+            "move_start",
+            t_ns=times.link_down_ns,
+            index=handoff,
+            target=action.node,
+            **{"from": source, "to": action.to},
+            gap_ms=action.gap,
+        )
+        self.events.emit(
+            "link_down", t_ns=times.link_down_ns, target=action.node, phase="link_down"
+        )
+        if action.to is not None:
+            self.events.emit(
+                "link_up",
+                t_ns=times.link_up_ns,
+                target=action.node,
+                network=action.to,
+                phase="link_up",
+            )
+
+    def _do_link(self, action: Any, index: int) -> None:
+        assert self.lab is not None
+        if action.state in ("down", "flap"):
+            t = self.lab.set_link(action.node, False, action.iface)
+            self.events.emit("link_down", t_ns=t, target=action.node)
+        if action.state == "flap":
+            time.sleep(action.duration / 1000)
+        if action.state in ("up", "flap"):
+            t = self.lab.set_link(action.node, True, action.iface)
+            self.events.emit("link_up", t_ns=t, target=action.node)
+
+    def _do_impair(self, action: Any, index: int) -> None:
+        assert self.lab is not None
+        plan_if = self.lab.interface(action.node, action.iface)
+        changes = {
+            "delay_ms": action.delay,
+            "jitter_ms": action.jitter,
+            "loss": action.loss,
+            "rate_bps": action.rate,
+        }
+
+        def direction(current: Impairment, override: Any) -> Impairment:
+            result = current.overlaid(**changes)
+            if override is not None:
+                result = result.overlaid(
+                    delay_ms=override.delay,
+                    jitter_ms=override.jitter,
+                    loss=override.loss,
+                    rate_bps=override.rate,
+                )
+            return result
+
+        egress = direction(plan_if.egress, action.egress)
+        ingress = direction(plan_if.ingress, action.ingress)
+        self.lab.set_impairment(action.node, egress, ingress, action.iface)
+        self.events.emit(
+            "impairment_changed",
+            target=action.node,
+            egress=egress.as_dict(),
+            ingress=ingress.as_dict(),
+        )
+
+    def _do_nat(self, action: Any, index: int) -> None:
+        assert self.lab is not None
+        if action.action == "rebind":
+            # new external ports for every new mapping: a different masquerade port range
+            plan = self.sc.plan.nodes[action.node]
+            low = 20000 + (index % 20) * 1000
+            rules = "".join(
+                f'add rule ip testbed_nat postrouting oifname "{n.out_iface}" '
+                + (f"ip saddr {{ {', '.join(str(s) for s in n.sources)} }} " if n.sources else "")
+                + f"counter masquerade to :{low}-{low + 999} random\n"
+                for n in plan.nat
+            )
+            script = "flush chain ip testbed_nat postrouting\n" + rules
+            self.lab.run(action.node, ["nft", "-f", "-"], input=script)
+        self.lab.run(action.node, ["conntrack", "-F"], check=False)
+        self.events.emit("nat_" + action.action, target=action.node)
+
+    def _do_process(self, action: Any, index: int) -> None:
+        assert self.lab is not None
+        from testbed import netns
+        from testbed.lab.teardown import stop_processes
+
+        record = self.services[action.service]
+        if action.action in ("stop", "restart"):
+            stop_processes([(record.pid, record.start_time)])
+        elif action.action == "kill":
+            netns.kill_process(record.pid, record.start_time, signal.SIGKILL)
+        self.events.emit(f"service_{action.action}", service=action.service)
+        if action.action in ("start", "restart"):
+            service = next(s for s in self.spec.services if s.label == action.service)
+            self._start_service(service)
+
+    def _do_wait(self, action: Any, index: int) -> None:
+        started = time.monotonic_ns()
+        deadline = started + int(action.timeout * 1e6)
+        while time.monotonic_ns() < deadline:
+            for event in self._new_events():
+                if event.get("t_ns", 0) < started or event.get("event") != action.event:
+                    continue
+                if action.node and event.get("node") != action.node:
+                    continue
+                if all(event.get(k) == v for k, v in action.match.items()):
+                    self.events.emit(
+                        "wait_done", awaited=action.event, waited_ms=(event["t_ns"] - started) / 1e6
+                    )
+                    return
+            time.sleep(0.005)
+        failure = {
+            "name": f"timeline[{index}] wait for {action.event}",
+            "value": None,
+            "limit": action.timeout,
+            "passed": False,
+            "detail": f"no {action.event} within {action.timeout:g} ms",
+        }
+        self.record.failures.append(failure)
+        self.events.emit("wait_timeout", awaited=action.event, timeout_ms=action.timeout)
+
+    def _do_pause(self, action: Any, index: int) -> None:
+        if self.options.interactive and sys.stdin.isatty():
+            self._pause(action if isinstance(action, str) else "paused")
+        else:
+            self.events.emit("pause_skipped", reason="not interactive (use --cli)")
+
+    def _do_sleep(self, action: float, index: int) -> None:
+        time.sleep(action / 1000)
+
+    def _do_note(self, action: str, index: int) -> None:
+        self.events.emit("note", text=action)
+
+    def _pause(self, why: str) -> None:
+        from testbed.lab.mncli import run_cli
+
+        assert self.lab is not None
+        self.events.emit("pause", reason=why)
+        print(f"*** paused ({why}); the run continues when you leave the shell (exit)")
+        run_cli(self.lab)
+        self.events.emit("resume")
+
+    def _new_events(self) -> list[dict[str, Any]]:
+        """Events appended to any events file since the last call (for wait steps)."""
+        fresh: list[dict[str, Any]] = []
+        for path in sorted(self.events_dir.glob("*.jsonl")):
+            offset = self._event_offsets.get(path, 0)
+            with path.open() as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind("\n") + 1]
+            self._event_offsets[path] = offset + len(complete.encode())
+            for line in complete.splitlines():
+                try:
+                    fresh.append(json.loads(line))
+                except ValueError:
+                    continue
+        return fresh
+
+
+def describe(step: StepSpec) -> str:
+    action = getattr(step, step.action)
+    if step.action == "move":
+        gap = f" (gap {action.gap:g} ms)" if action.gap else ""
+        return f"move {action.node} -> {action.to}{gap}"
+    if step.action == "link":
+        return f"link {action.node} {action.state}"
+    if step.action == "nat":
+        return f"nat {action.node} {action.action}"
+    if step.action == "process":
+        return f"{action.action} {action.service}"
+    if step.action == "wait":
+        return f"wait for {action.event}" + (f" on {action.node}" if action.node else "")
+    if step.action == "impair":
+        return f"impair {action.node}"
+    return f"{step.action} {action if not isinstance(action, bool) else ''}".strip()
+
+
+def merge_events(run_dir: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for path in sorted((run_dir / "events").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line from a killed process
+            if isinstance(record, dict) and "t_ns" in record and "event" in record:
+                events.append(record)
+    events.sort(key=lambda e: e["t_ns"])
+    with (run_dir / ".events.jsonl.tmp").open("w") as out:
+        for record in events:
+            out.write(json.dumps(record, default=str) + "\n")
+    os.replace(run_dir / ".events.jsonl.tmp", run_dir / "events.jsonl")
+    return events
+
+
+def run_once(scenario: Scenario, options: RunOptions, run_dir: Path, index: int) -> RunRecord:
+    """One repetition, with SIGTERM turned into the same clean exit as Ctrl-C."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _Run(scenario, options, run_dir, index).execute()
+    finally:
+        if threading_is_main():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def ensure_ready() -> None:
+    from testbed import features
+
+    features.ensure_root()
+    features.require_binaries("nft", "tc", "tcpdump", "dnsmasq", "conntrack")

@@ -1,0 +1,1 @@
+"""Long-running helpers a scenario starts inside nodes (DHCP client watcher, ...)."""
