@@ -6,7 +6,8 @@ magic, the sequence number and the send time on CLOCK_MONOTONIC, which all netwo
 namespaces share, so ``t_recv - t_send`` is an exact one-way delay and gaps are exact.
 
 Received packets are appended to ``DIR/<in-stream>.csv`` (``seq,t_send_ns,t_recv_ns,src``);
-the number sent goes to ``DIR/<out-stream>.sent.json`` at exit. SIGTERM/SIGINT flush both.
+the number sent goes to ``DIR/<out-stream>.sent.json`` at exit. SIGUSR1 stops sending (the
+rest in flight still arrives), SIGTERM/SIGINT end the process and flush both files.
 Datagrams that are not probes (wrong magic or size) are counted and dropped.
 """
 
@@ -44,13 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     stop = False
+    sending = True
 
     def on_signal(_signum: int, _frame: object) -> None:
         nonlocal stop
         stop = True
 
+    def on_drain(_signum: int, _frame: object) -> None:
+        # stop sending but keep receiving, so packets in flight are not counted as lost
+        nonlocal sending
+        sending = False
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, on_drain)
 
     rx = tx = None
     record = None
@@ -76,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop:
             now = time.monotonic_ns()
+            if not sending and tx is not None:
+                tx.close()
+                tx = None
             if tx is not None and now >= next_send:
                 try:
                     tx.sendto(HEADER.pack(MAGIC, seq, now) + padding, target)
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 if next_send < now:  # fell behind (e.g. stopped): do not burst
                     next_send = now + interval_ns
                 continue
-            wait = (next_send - now) / 1e9 if tx is not None else 0.5
+            wait = (next_send - now) / 1e9 if tx is not None else 0.05
             try:
                 readable, _, _ = select.select(rx_list, [], [], max(wait, 0))
             except InterruptedError:

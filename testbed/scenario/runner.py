@@ -28,6 +28,7 @@ from testbed.services.events import EventWriter
 from testbed.topology.plan import Impairment
 
 PROBE_DOWN, PROBE_UP = "down", "up"
+DRAIN_S = 0.3  # longer than any one-way delay a scenario configures in practice
 
 
 class RunInterrupted(Exception):
@@ -118,9 +119,14 @@ class _Run:
     def _finish(self) -> None:
         """Stop probes first (they flush their records), then everything else."""
         if self.lab is not None:
+            from testbed import netns
             from testbed.lab.teardown import stop_processes
 
             probes = [p for p in self.lab.state.processes if p.role.startswith("probe")]
+            for probe in probes:  # drain: stop sending, let what is in flight arrive
+                netns.kill_process(probe.pid, probe.start_time, signal.SIGUSR1)
+            if probes:
+                time.sleep(DRAIN_S)
             stop_processes([(p.pid, p.start_time) for p in probes])
             self.events.emit("run_end")
             self.lab.down()

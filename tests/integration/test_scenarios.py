@@ -1,0 +1,121 @@
+"""The scenario runner for real: metrics match what is injected, exit codes, JUnit, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from labtools import ROOT, run_testbed
+
+from testbed import netns
+
+pytestmark = pytest.mark.netns
+SCENARIOS = ROOT / "tests" / "scenarios"
+
+
+def our_namespaces() -> set[str]:
+    return {n for n in netns.list_netns() if n.startswith("tb-r")}
+
+
+def test_gap_move_interruption_and_loss(run_scenario) -> None:
+    outcome = run_scenario(SCENARIOS / "gap-move.yaml")
+    summary = outcome.summary
+    assert outcome.passed, summary["expectations"]
+    handoff = summary["handoffs"][0]
+    assert handoff["from"] == "home" and handoff["to"] == "home" and handoff["mode"] == "none"
+    assert 300 <= handoff["interruption_down_ms"] < 400, handoff
+    assert 300 <= handoff["interruption_up_ms"] < 1500, handoff  # ARP retry: see the yaml
+    assert handoff["interruption_ms"] == max(
+        handoff["interruption_down_ms"], handoff["interruption_up_ms"]
+    )
+    # 2 ms probes for >= 300 ms: about 150 lost downstream; upstream they wait in ARP's queue
+    assert 140 <= handoff["lost_down"] <= 200, handoff
+    assert handoff["phases_ms"]["link_up"] >= 300
+    assert (outcome.run_dir / "pcap" / "home.pcap").stat().st_size > 1000
+    events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
+    assert all({"t_ns", "node", "event"} <= set(e) for e in events)
+    assert [e["t_ns"] for e in events] == sorted(e["t_ns"] for e in events)
+
+
+def test_delay_shows_in_one_way_delay(run_scenario) -> None:
+    outcome = run_scenario(SCENARIOS / "delay.yaml")
+    assert outcome.passed, outcome.summary["expectations"]
+    owd = outcome.summary["streams"]["down"]["owd_ms"]
+    assert 20.0 <= owd["p50"] <= 21.0, owd
+    assert 20.0 <= outcome.summary["streams"]["up"]["owd_ms"]["p50"] <= 21.0
+
+
+def test_failing_expectation_exit_1_and_junit(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    result = run_testbed(
+        "run",
+        str(SCENARIOS / "failing.yaml"),
+        "--junit",
+        str(junit),
+        "--results",
+        str(tmp_path / "results"),
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout and "gap under 100 ms" in result.stdout
+    root = ET.parse(junit).getroot()
+    failures = root.findall(".//testcase/failure")
+    assert len(failures) == 1
+    summary_file = next((tmp_path / "results" / "test-failing").glob("*/summary.json"))
+    summary = json.loads(summary_file.read_text())
+    assert summary["passed"] is False
+    assert [e["passed"] for e in summary["expectations"]] == [False, True]
+
+
+def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((SCENARIOS / "gap-move.yaml").read_text().replace("to: home", "to: homme"))
+    before = set(netns.list_netns())
+    result = run_testbed("run", str(bad), "--results", str(tmp_path / "results"))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert line.count("\n") == 0, line
+    assert f"{bad}:9: timeline[0].move.to: unknown network 'homme'" in line
+    assert set(netns.list_netns()) == before
+    assert not (tmp_path / "results").exists()
+
+
+def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
+    before = our_namespaces()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            "run",
+            str(SCENARIOS / "long.yaml"),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:
+        if "step 2/2" in line or time.monotonic() > deadline:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert our_namespaces() == before
+    run_dir = next((tmp_path / "results" / "test-long").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["passed"] is False and "interrupted" in summary["error"]
+    assert (run_dir / "events" / "runner.jsonl").stat().st_size > 0
+    assert (run_dir / "probes" / "down.csv").stat().st_size > 100
+    assert (run_dir / "pcap" / "office.pcap").exists()
