@@ -54,6 +54,8 @@ install_python() {
   [[ -x .venv/bin/python ]] || /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e '.[test]'
+  # byte-compile once: helpers started per run (relay, probes) then skip compiling
+  .venv/bin/python -m compileall -q testbed agents >/dev/null || true
   echo "$want" >"$stamp"
 }
 
