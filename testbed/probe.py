@@ -5,7 +5,7 @@ Run inside a node: ``python -m testbed.probe --out-stream down --to 10.1.0.100:9
 magic, the sequence number and the send time on CLOCK_MONOTONIC, which all network
 namespaces share, so ``t_recv - t_send`` is an exact one-way delay and gaps are exact.
 
-Received packets are appended to ``DIR/<in-stream>.csv`` (``seq,t_send_ns,t_recv_ns,src``);
+Received packets are appended to ``DIR/<in-stream>.csv`` (``seq,t_send_ns,t_recv_ns,src,sport``);
 the number sent goes to ``DIR/<out-stream>.sent.json`` at exit. SIGUSR1 stops sending (the
 rest in flight still arrives), SIGTERM/SIGINT end the process and flush both files.
 Datagrams that are not probes (wrong magic or size) are counted and dropped.
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         rx.bind(("0.0.0.0", args.listen))
         rx.setblocking(False)
         record = open(args.dir / f"{args.in_stream}.csv", "w", buffering=1 << 16)  # noqa: SIM115
-        record.write("seq,t_send_ns,t_recv_ns,src\n")
+        record.write("seq,t_send_ns,t_recv_ns,src,sport\n")
     target = None
     if args.to:
         host, port = args.to.rsplit(":", 1)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                         foreign += 1
                         continue
                     _, rseq, t_send = HEADER.unpack_from(data)
-                    record.write(f"{rseq},{t_send},{t_recv},{src[0]}\n")
+                    record.write(f"{rseq},{t_send},{t_recv},{src[0]},{src[1]}\n")
     finally:
         if record is not None:
             record.close()

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from testbed.services.events import EventWriter
 from testbed.topology.plan import Impairment
 
 PROBE_DOWN, PROBE_UP = "down", "up"
+PROBE_STARTUP_NS = 400_000_000  # Python start-up in a namespace is ~0.1 s, more under load
 DRAIN_S = 0.3  # longer than any one-way delay a scenario configures in practice
 
 
@@ -105,7 +107,14 @@ class _Run:
             time.sleep(self.spec.settle / 1000)
             self._timeline()
             time.sleep(self.spec.tail / 1000)
-        except (StepFailed, RuntimeError, OSError, LookupError, ValueError) as exc:
+        except (
+            StepFailed,
+            RuntimeError,
+            OSError,
+            LookupError,
+            ValueError,
+            subprocess.SubprocessError,
+        ) as exc:
             self.record.error = f"{type(exc).__name__}: {exc}"
             self.events.emit("run_error", error=self.record.error)
             self.options.progress(f"  error: {exc}")
@@ -201,7 +210,8 @@ class _Run:
             return
         home = str(probe.address or self.sc.plan.address(probe.mobile))
         cn = str(self.sc.plan.address(probe.correspondent))
-        start_ns = time.monotonic_ns() + 50_000_000  # both ends start together
+        # both ends start sending together, once both have surely bound their receivers
+        start_ns = time.monotonic_ns() + PROBE_STARTUP_NS
         common = [
             "--dir",
             str(self.dir / "probes"),
@@ -231,7 +241,14 @@ class _Run:
                 ["ping", "-n", "-D", "-i", "0.01", home],
                 "ping-home.log",
             )
-        self.events.emit("probes_started", home=home, correspondent=cn, interval_ms=probe.interval)
+        self.events.emit(
+            "probes_started",
+            home=home,
+            correspondent=cn,
+            interval_ms=probe.interval,
+            start_ns=start_ns,
+        )
+        time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
 
     # -- the timeline ---------------------------------------------------------------------
 
@@ -341,12 +358,19 @@ class _Run:
             # new external ports for every new mapping: a different masquerade port range
             plan = self.sc.plan.nodes[action.node]
             low = 20000 + (index % 20) * 1000
-            rules = "".join(
-                f'add rule ip testbed_nat postrouting oifname "{n.out_iface}" '
-                + (f"ip saddr {{ {', '.join(str(s) for s in n.sources)} }} " if n.sources else "")
-                + f"counter masquerade to :{low}-{low + 999} random\n"
-                for n in plan.nat
-            )
+            rules = ""
+            for nat in plan.nat:
+                match = f'oifname "{nat.out_iface}" ' + (
+                    f"ip saddr {{ {', '.join(str(x) for x in nat.sources)} }} "
+                    if nat.sources
+                    else ""
+                )
+                # ports can only be mapped for protocols that have them
+                rules += (
+                    f"add rule ip testbed_nat postrouting {match}meta l4proto {{ tcp, udp }} "
+                    f"counter masquerade to :{low}-{low + 999} random\n"
+                    f"add rule ip testbed_nat postrouting {match}counter masquerade\n"
+                )
             script = "flush chain ip testbed_nat postrouting\n" + rules
             self.lab.run(action.node, ["nft", "-f", "-"], input=script)
         self.lab.run(action.node, ["conntrack", "-F"], check=False)

@@ -119,3 +119,20 @@ def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
     assert (run_dir / "events" / "runner.jsonl").stat().st_size > 0
     assert (run_dir / "probes" / "down.csv").stat().st_size > 100
     assert (run_dir / "pcap" / "office.pcap").exists()
+
+
+def test_nat_rebind_changes_the_external_port(run_scenario) -> None:
+    import csv
+
+    outcome = run_scenario(SCENARIOS / "nat-rebind.yaml")
+    assert outcome.summary["error"] is None, outcome.summary["error"]
+    events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
+    t_rebind = next(e["t_ns"] for e in events if e["event"] == "nat_rebind")
+    with (outcome.run_dir / "probes" / "up.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["src"] == "198.51.100.3"]
+    before = {int(r["sport"]) for r in rows if int(r["t_recv_ns"]) < t_rebind}
+    after = {int(r["sport"]) for r in rows if int(r["t_recv_ns"]) > t_rebind + 50_000_000}
+    assert before and after, (before, after)
+    # rebinding maps to a fresh 1000-port block within 20000-39999
+    assert all(20000 <= port < 40000 for port in after), (before, after)
+    assert not before & after
