@@ -1,0 +1,200 @@
+"""Handoff metrics and expectations on synthetic probe records and events (pure logic)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from testbed.scenario import metrics
+from testbed.scenario.expect import evaluate
+from testbed.scenario.load import load_scenario
+from testbed.scenario.model import ExpectSpec
+from testbed.specfile import SpecError
+
+MS = 1_000_000
+
+
+def stream(
+    sent: int,
+    lost: set[int],
+    delay_ms: float = 2.0,
+    interval_ms: float = 2.0,
+    extra_delay: dict[int, float] | None = None,
+) -> metrics.Stream:
+    s = metrics.Stream("down", attempted=sent, interval_ns=int(interval_ms * MS))
+    for seq in range(sent):
+        if seq in lost:
+            continue
+        t_send = 1_000 * MS + seq * int(interval_ms * MS)
+        extra = (extra_delay or {}).get(seq, 0.0)
+        s.seq.append(seq)
+        s.t_send.append(t_send)
+        s.t_recv.append(t_send + int((delay_ms + extra) * MS))
+    return s
+
+
+def test_interruption_spans_last_before_to_first_after() -> None:
+    # packets 100..249 lost: a 300 ms hole in a 2 ms stream
+    s = stream(500, set(range(100, 250)))
+    t_move = 1_000 * MS + 100 * 2 * MS  # packet 100's send time
+    result = metrics.interruption(s, t_move, None)
+    assert result.lost == 150
+    assert result.ms == pytest.approx(302.0)  # from packet 99's arrival to packet 250's
+
+
+def test_never_recovered_is_none_and_counts_what_was_sent() -> None:
+    s = stream(500, set(range(100, 500)))
+    result = metrics.interruption(s, 1_000 * MS + 200 * MS, None)
+    assert result.ms is None and result.lost == 400
+
+
+def test_late_packets_from_before_the_move_do_not_count_as_recovery() -> None:
+    # packet 99 is sent before the move but delayed 500 ms: it is not evidence of recovery
+    s = stream(500, set(range(100, 150)), extra_delay={99: 500.0})
+    t_move = 1_000 * MS + 100 * 2 * MS
+    result = metrics.interruption(s, t_move, None)
+    assert result.first_after_ns == s.t_recv[s.seq.index(150)]
+    assert result.lost == 50
+
+
+def test_window_ends_at_the_next_move() -> None:
+    s = stream(1000, set(range(100, 400)))
+    t1 = 1_000 * MS + 100 * 2 * MS
+    t2 = 1_000 * MS + 300 * 2 * MS  # the next move happens before recovery
+    result = metrics.interruption(s, t1, t2)
+    assert result.ms is None and result.lost == 200
+
+
+def test_loss_before_and_percentiles() -> None:
+    s = stream(100, {5, 6})
+    assert metrics.lost_before(s, 1_000 * MS + 50 * 2 * MS) == 2
+    assert metrics.percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
+    assert metrics.percentile([], 95) is None
+    assert metrics.owd_stats(s)["p50"] == pytest.approx(2.0)
+
+
+def test_phases_take_the_first_event_of_each_phase_in_the_window() -> None:
+    t = 10 * MS
+    events = [
+        {"t_ns": t - 1, "node": "mn", "event": "dhcp_ack"},  # before the move: ignored
+        {"t_ns": t, "node": "runner", "event": "link_down"},
+        {"t_ns": t + 2 * MS, "node": "mn", "event": "movement_detected"},
+        {"t_ns": t + 5 * MS, "node": "mn", "event": "dhcp_ack"},
+        {"t_ns": t + 6 * MS, "node": "mn", "event": "dhcp_ack"},
+        {"t_ns": t + 7 * MS, "node": "ha", "event": "whatever", "phase": "ha_bound"},
+        {"t_ns": t + 8 * MS, "node": "cn", "event": "movement_detected"},  # not the MN
+        {"t_ns": t + 9 * MS, "node": "mn", "event": "registration_accepted", "mode": "c"},
+    ]
+    phases = metrics.phases(events, t, None, "mn")
+    assert phases == {
+        "link_down": 0.0,
+        "movement_detected": 2.0,
+        "address_acquired": 5.0,
+        "ha_bound": 7.0,
+        "registration_accepted": 9.0,
+    }
+    assert metrics.mode_at(events, t, None, "mn", "none") == "c"
+    assert metrics.mode_at(events, t, t + 8 * MS, "mn", "none") == "none"
+
+
+def run(handoffs: list[dict], **extra) -> dict:
+    return {
+        "handoffs": handoffs,
+        "streams": {},
+        "loss_before_first_move": 0,
+        "final_mode": handoffs[-1]["mode"] if handoffs else "home",
+        **extra,
+    }
+
+
+def expect(**kwargs) -> ExpectSpec:
+    return ExpectSpec.model_validate(kwargs)
+
+
+def test_expectations() -> None:
+    runs = [
+        run(
+            [
+                {"interruption_ms": 120.0, "mode": "f", "phases_ms": {"registration_accepted": 9}},
+                {"interruption_ms": None, "mode": "none", "phases_ms": {}},
+            ]
+        )
+    ]
+    results = evaluate(
+        [
+            expect(metric="handoff[0].interruption_ms", below=200),
+            expect(metric="handoff[1].interruption_ms", below=200),
+            expect(metric="handoff[*].mode", equals="f"),
+            expect(metric="handoff[0].phases_ms.registration_accepted", at_most=9),
+            expect(metric="handoff[5].mode", equals="f"),
+            expect(metric="handoff[1].interruption_ms", is_null=True),
+            expect(metric="final_mode", equals="none"),
+            expect(metric="handoffs", equals=2),
+        ],
+        runs,
+    )
+    assert [r["passed"] for r in results] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert results[1]["detail"].startswith("no value")
+    assert results[5]["detail"] == "there is no handoff 5"
+
+
+def test_percentile_expectation_across_repetitions() -> None:
+    runs = [run([{"interruption_ms": float(v), "mode": "c"}]) for v in (100, 110, 300)]
+    (result,) = evaluate([expect(metric="interruption_ms.p50", below=150)], runs)
+    assert result["passed"] and result["value"] == 110
+
+
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [
+        ({"metric": "nonsense", "below": 1}, "unknown metric"),
+        ({"metric": "final_mode"}, "exactly one of"),
+    ],
+)
+def test_bad_expectations(bad: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        ExpectSpec.model_validate(bad)
+
+
+def test_scenario_errors_name_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+        name: s
+        topology: topologies/enterprise.yaml
+        timeline:
+          - {at: 1s, move: {node: mn, to: office}}
+          - {at: 2s, move: {node: mn, to: office}, link: {node: mn, state: down}}
+    """)
+    )
+    with pytest.raises(SpecError) as info:
+        load_scenario(path)
+    assert info.value.line == 5 and info.value.field == "timeline[1]"
+    assert "exactly one action" in info.value.message
+    path.write_text(
+        path.read_text()
+        .replace(", link: {node: mn, state: down}", "")
+        .replace("node: mn, to: office}}\n", "node: nm, to: office}}\n", 1)
+    )
+    with pytest.raises(SpecError) as info:
+        load_scenario(path)
+    assert info.value.line == 4 and info.value.field == "timeline[0].move.node"
+    assert "unknown node 'nm'" in info.value.message
+
+
+def test_project_scenarios_validate() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "scenarios").rglob("*.yaml")):
+        assert load_scenario(path).name
