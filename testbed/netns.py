@@ -98,12 +98,18 @@ def entered(name: str) -> Iterator[None]:
         os.close(fd)
 
 
-def write_sysctl(name: str, key: str, value: str | int) -> None:
-    """Write a per-namespace sysctl (net.*) inside ``name``; never touches the root namespace."""
-    if not key.startswith("net."):
-        raise ValueError(f"only per-namespace net.* sysctls may be set here, not {key}")
+def write_sysctls(name: str, values: dict[str, str | int]) -> None:
+    """Write per-namespace sysctls (net.*) inside ``name``; never touches the root namespace."""
+    for key in values:
+        if not key.startswith("net."):
+            raise ValueError(f"only per-namespace net.* sysctls may be set here, not {key}")
     with entered(name):
-        Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+        for key, value in values.items():
+            Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+
+
+def write_sysctl(name: str, key: str, value: str | int) -> None:
+    write_sysctls(name, {key: value})
 
 
 def _enter_in_child(path: str) -> None:

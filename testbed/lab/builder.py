@@ -195,13 +195,11 @@ class _Builder:
             self._wait_relay()
 
     def _namespaces(self) -> None:
+        forwarding = {self.ns(n.name) for n in self.plan.nodes.values() if n.forwarding}
         for ns in self.state.namespaces:
             netns.create(ns)
-            for key, value in NODE_SYSCTLS.items():
-                netns.write_sysctl(ns, key, value)
-        for node in self.plan.nodes.values():
-            if node.forwarding:
-                netns.write_sysctl(self.ns(node.name), "net.ipv4.ip_forward", 1)
+            extra = {"net.ipv4.ip_forward": 1} if ns in forwarding else {}
+            netns.write_sysctls(ns, {**NODE_SYSCTLS, **extra})
         for ns in self.state.namespaces:
             self.nl[ns].link("set", index=1, state="up")
 
