@@ -83,6 +83,50 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
     }
 
 
+DHCP_SENT = {
+    "dhcp_discover_sent": "DHCPDISCOVER",
+    "dhcp_request_sent": "DHCPREQUEST",
+    "dhcp_release_sent": "DHCPRELEASE",
+}
+DHCP_RECEIVED = {"dhcp_offer": "DHCPOFFER", "dhcp_ack": "DHCPACK", "dhcp_nak": "DHCPNAK"}
+
+
+def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord) -> None:
+    """Name the peers of signalling events (``msg``, ``to``/``from`` node names) for ladders.
+
+    Agents log addresses; the ladder wants nodes. The plan maps addresses to nodes, and the
+    run's moves say which network (so which DHCP server) a node was on at each moment.
+    """
+    plan = scenario.plan
+    owner = {str(i.ip): i.node for i in plan.interfaces() if i.ip is not None}
+    moves = sorted(record.move_events, key=lambda m: m["t_ns"])
+
+    def network_of(node: str, t_ns: int) -> str | None:
+        current = plan.nodes[node].interfaces[0].network if node in plan.nodes else None
+        for move in moves:
+            if move["node"] == node and move["t_ns"] <= t_ns:
+                current = move["to"]
+        return current
+
+    for event in events:
+        name = event.get("event", "")
+        node = event.get("node", "")
+        if name in DHCP_SENT:
+            network = network_of(node, event["t_ns"])
+            dhcp = plan.networks[network].dhcp if network in plan.networks else None
+            event.update(msg=DHCP_SENT[name], dir="tx")
+            if dhcp is not None:
+                event["to"] = dhcp.server
+        elif name in DHCP_RECEIVED:
+            event.update(msg=DHCP_RECEIVED[name], dir="rx")
+            server = owner.get(str(event.get("server")))
+            if server is not None:
+                event["from"] = server
+        for key in ("to", "from"):  # agents may log addresses: name the node when known
+            if isinstance(event.get(key), str) and event[key] in owner:
+                event[key] = owner[event[key]]
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.scenario import metrics
-from testbed.scenario.analyse import analyse, signalling_nodes
+from testbed.scenario.analyse import analyse, annotate, signalling_nodes
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import Scenario, load_scenario
 from testbed.scenario.runner import (
@@ -53,6 +53,7 @@ def run_scenario(
     run_id = new_run_id()
     run_dir = Path(options.results) / scenario.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    _write_plan(scenario, run_dir)
     options.progress(f"scenario {scenario.name}: {scenario.spec.description or ''}".rstrip(": "))
     options.progress(f"  results in {run_dir}")
     started = time.time()
@@ -73,7 +74,7 @@ def run_scenario(
             options.progress("  interrupted: lab removed, results so far kept")
             record = None
         if record is not None:
-            events = merge_events(rep_dir)
+            events = merge_events(rep_dir, lambda evs, rec=record: annotate(evs, scenario, rec))
             result = analyse(scenario, record, events)
             result["signalling_nodes"] = signalling_nodes(
                 events, scenario.spec.probes.mobile if scenario.spec.probes else "mn"
@@ -165,6 +166,13 @@ def _summary(
         "nodes": list(scenario.plan.nodes),
         "events": "events.jsonl",
     }
+
+
+def _write_plan(scenario: Scenario, run_dir: Path) -> None:
+    """The resolved topology (overrides applied), for the report's diagram."""
+    from testbed.results.topology import plan_like
+
+    atomic_write(run_dir / "plan.json", json.dumps(plan_like(scenario.plan), default=str))
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

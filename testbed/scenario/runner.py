@@ -473,7 +473,10 @@ def describe(step: StepSpec) -> str:
     return f"{step.action} {action if not isinstance(action, bool) else ''}".strip()
 
 
-def merge_events(run_dir: Path) -> list[dict[str, Any]]:
+def merge_events(
+    run_dir: Path, annotate: Callable[[list[dict[str, Any]]], None] | None = None
+) -> list[dict[str, Any]]:
+    """All events files of a run, sorted by time, into events.jsonl (annotated first)."""
     events: list[dict[str, Any]] = []
     for path in sorted((run_dir / "events").glob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -484,6 +487,8 @@ def merge_events(run_dir: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict) and "t_ns" in record and "event" in record:
                 events.append(record)
     events.sort(key=lambda e: e["t_ns"])
+    if annotate is not None:
+        annotate(events)
     with (run_dir / ".events.jsonl.tmp").open("w") as out:
         for record in events:
             out.write(json.dumps(record, default=str) + "\n")

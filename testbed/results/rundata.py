@@ -1,0 +1,258 @@
+"""Tolerant readers for a run directory (``results/<scenario>/<run-id>/``).
+
+Every loader returns empty data instead of raising: a run that crashed half-way still has
+to produce a report that says what is missing, so a torn line or an absent file is normal
+input here, not an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Stream names in the order people expect them when a summary does not list any.
+_STREAM_ORDER = ("down", "up")
+LADDER_DEFAULT_SPAN_NS = 3_000_000_000
+
+
+def load_summary(run_dir: Path | str) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_events(run_dir: Path | str, summary: Mapping[str, Any] | None = None) -> list[dict]:
+    """The run's events sorted by ``t_ns``; lines without an integer ``t_ns`` are skipped."""
+    name = (summary or {}).get("events") or "events.jsonl"
+    path = Path(run_dir) / str(name)
+    events: list[dict] = []
+    try:
+        handle = path.open(encoding="utf-8", errors="replace")
+    except OSError:
+        return events
+    with handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after a crash
+            if not isinstance(event, dict):
+                continue
+            t = event.get("t_ns")
+            if isinstance(t, bool) or not isinstance(t, int | float):
+                continue
+            event["t_ns"] = int(t)
+            events.append(event)
+    events.sort(key=lambda e: e["t_ns"])  # stable: equal times keep the file's order
+    return events
+
+
+@dataclass
+class Probe:
+    """The received packets of one stream, ordered by send time, duplicates removed."""
+
+    name: str
+    seq: list[int] = field(default_factory=list)
+    t_send: list[int] = field(default_factory=list)
+    t_recv: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def gap_around(self, t_move: int, t_next: int | None) -> tuple[int | None, int | None]:
+        """(receive time of the last packet sent before the move, of the first sent after).
+
+        Same definition as the runner's interruption metric, so the shaded span in the
+        timeline matches the number in the summary.
+        """
+        before = bisect_left(self.t_send, t_move)
+        end = len(self.t_send) if t_next is None else bisect_left(self.t_send, t_next)
+        last = max(self.t_recv[:before]) if before else None
+        first = min(self.t_recv[before:end]) if before < end else None
+        return last, first
+
+
+def load_probe(run_dir: Path | str, name: str) -> Probe | None:
+    """The stream's received packets, or None without a probe file.
+
+    Cached on the file's identity and modification: a report draws one timeline per
+    handoff, and re-parsing a minute of 2 ms probes for each would dominate its time.
+    The result is shared, so callers must not modify it.
+    """
+    path = Path(run_dir) / "probes" / f"{name}.csv"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _load_probe(str(path), name, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_probe(path_text: str, name: str, _mtime_ns: int, _size: int) -> Probe | None:
+    path = Path(path_text)
+    try:
+        handle = path.open(newline="", encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    rows: list[tuple[int, int, int]] = []
+    with handle:
+        for row in csv.DictReader(handle):
+            try:
+                rows.append((int(row["t_send_ns"]), int(row["seq"]), int(row["t_recv_ns"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    rows.sort()
+    probe = Probe(name)
+    seen: set[int] = set()
+    for t_send, seq, t_recv in rows:
+        if seq in seen:
+            continue
+        seen.add(seq)
+        probe.seq.append(seq)
+        probe.t_send.append(t_send)
+        probe.t_recv.append(t_recv)
+    return probe
+
+
+def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
+    """Streams named in the summary first (in its order), then any other probe files."""
+    names = [str(n) for n in (summary.get("streams") or {})]
+    probes = Path(run_dir) / "probes"
+    extra = sorted(p.stem for p in probes.glob("*.csv")) if probes.is_dir() else []
+    extra.sort(key=lambda n: (_STREAM_ORDER.index(n) if n in _STREAM_ORDER else 99, n))
+    return names + [n for n in extra if n not in names]
+
+
+def mobile_node(summary: Mapping[str, Any]) -> str:
+    nodes = summary.get("signalling_nodes")
+    if isinstance(nodes, list) and nodes:
+        return str(nodes[0])
+    streams = summary.get("streams") or {}
+    for key, end in (("down", "to"), ("up", "from")):
+        info = streams.get(key)
+        if isinstance(info, Mapping) and info.get(end):
+            return str(info[end])
+    return str(summary.get("mobile") or "mn")
+
+
+@dataclass(frozen=True)
+class HandoffRef:
+    """One handoff resolved against the events: its summary entry and time window."""
+
+    info: dict[str, Any]
+    index: int
+    t_move_ns: int | None
+    t_next_ns: int | None  # the next move, if any
+
+    @property
+    def label(self) -> str:
+        run = self.info.get("run")
+        return f"h{self.index}" + (f"-r{run}" if isinstance(run, int) and run > 0 else "")
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)
+
+
+def move_times(summary: Mapping[str, Any], events: list[dict]) -> list[int]:
+    times = {
+        t
+        for t in (e["t_ns"] for e in events if e.get("event") == "move_start")
+        if isinstance(t, int)
+    }
+    times.update(t for t in map(_as_int, summary.get("move_times_ns") or []) if t is not None)
+    for h in summary.get("handoffs") or []:
+        if isinstance(h, Mapping) and (t := _as_int(h.get("t_ns"))) is not None:
+            times.add(t)
+    return sorted(times)
+
+
+def resolve_handoff(
+    summary: Mapping[str, Any], events: list[dict], handoff: int | Mapping[str, Any]
+) -> HandoffRef:
+    """Accept a handoff index or a summary entry; find its move time and the next move."""
+    handoffs = [h for h in summary.get("handoffs") or [] if isinstance(h, Mapping)]
+    if isinstance(handoff, Mapping):
+        info = dict(handoff)
+    else:
+        info = next((dict(h) for h in handoffs if h.get("index") == handoff), {"index": handoff})
+    index = _as_int(info.get("index"))
+    index = 0 if index is None else index
+    t_move = _as_int(info.get("t_ns"))
+    if t_move is None:
+        starts = [e for e in events if e.get("event") == "move_start" and e.get("index") == index]
+        if "run" in info:
+            starts = [e for e in starts if e.get("run", info["run"]) == info["run"]] or starts
+        if starts:
+            t_move = starts[0]["t_ns"]
+    if t_move is None:
+        listed = summary.get("move_times_ns") or []
+        if 0 <= index < len(listed):
+            t_move = _as_int(listed[index])
+    t_next = None
+    if t_move is not None:
+        t_next = next((t for t in move_times(summary, events) if t > t_move), None)
+    return HandoffRef(info, index, t_move, t_next)
+
+
+def handoff_title(summary: Mapping[str, Any], ref: HandoffRef) -> str:
+    info = ref.info
+    scenario = summary.get("scenario") or "run"
+    move = f"{info.get('from', '?')} → {info.get('to', '?')}"
+    mode = f" (mode {info['mode']})" if info.get("mode") else ""
+    run = f", run {info['run']}" if isinstance(info.get("run"), int) and info["run"] > 0 else ""
+    return f"{scenario}: handoff {ref.index}{run}, {move}{mode}"
+
+
+def handoffs(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(h) for h in summary.get("handoffs") or [] if isinstance(h, Mapping)]
+
+
+def stream_fields(handoff: Mapping[str, Any], streams: list[str]) -> list[str]:
+    """Stream names with a per-stream interruption field, summary streams first."""
+    found = [
+        k[len("interruption_") : -len("_ms")]
+        for k in handoff
+        if k.startswith("interruption_") and k.endswith("_ms") and k != "interruption_ms"
+    ]
+    return [s for s in streams if s in found] + [s for s in found if s not in streams]
+
+
+def fmt_num(value: Any, digits: int = 1) -> str:
+    """Compact number text: no trailing zeros, ``-`` for missing, str() for anything else."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+        return "0" if text in ("-0", "") else text
+    return str(value)
+
+
+def fmt_ms(value: Any, present: bool = True) -> str:
+    """An interruption: a number, ``never`` when measured but not recovered, ``-`` if absent."""
+    if value is None:
+        return "never" if present else "-"
+    return fmt_num(value)

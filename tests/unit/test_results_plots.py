@@ -1,0 +1,208 @@
+"""Figures of a run: valid PNGs from full, partial and empty run directories."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.results import figure
+from testbed.results.ladder import build_ladder
+from testbed.results.plots import ladder, probe_timeline, topology_diagram
+from testbed.results.rundata import load_events, load_probe, resolve_handoff
+from testbed.results.sample import MS, T0, write_sample_run
+from testbed.results.topology import plan_like
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def strict_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drawing bug must fail the test, not turn into a placeholder figure."""
+    monkeypatch.setattr(figure, "STRICT", True)
+
+
+def png_size(path: Path, min_bytes: int = 4000) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    assert len(data) > min_bytes, f"{path} is suspiciously small ({len(data)} bytes)"
+    width, height = struct.unpack(">II", data[16:24])  # IHDR
+    return width, height
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return write_sample_run(tmp_path / "run")
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_timeline_and_ladder_for_each_handoff(run: Path, tmp_path: Path, index: int) -> None:
+    timeline = probe_timeline(run, index, tmp_path / f"t{index}.png")
+    lad = ladder(run, index, tmp_path / f"l{index}.png")
+    width, height = png_size(timeline, 20_000)
+    assert width == 1000 and height > 400
+    png_size(lad, 20_000)
+
+
+def test_handoff_can_be_given_as_summary_entry(run: Path, tmp_path: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    out = probe_timeline(run, summary["handoffs"][1], tmp_path / "sub" / "t.png", (-1.0, 3.0))
+    png_size(out)
+
+
+def test_never_recovered_stream_draws(tmp_path: Path) -> None:
+    run = write_sample_run(tmp_path / "run", down_recovers=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["handoffs"][0]["interruption_down_ms"] is None
+    png_size(probe_timeline(run, 0, tmp_path / "t.png"))
+
+
+def test_no_probe_files(tmp_path: Path) -> None:
+    run = write_sample_run(tmp_path / "run", with_probes=False)
+    png_size(probe_timeline(run, 0, tmp_path / "t.png"))
+    png_size(ladder(run, 0, tmp_path / "l.png"))
+
+
+def test_stream_with_no_packets_in_window(run: Path, tmp_path: Path) -> None:
+    (run / "probes" / "down.csv").write_text("seq,t_send_ns,t_recv_ns,src\n")
+    (run / "probes" / "extra.csv").write_text("seq,t_send_ns,t_recv_ns,src\n1,2,garbage\n")
+    png_size(probe_timeline(run, 0, tmp_path / "t.png"))
+
+
+@pytest.mark.parametrize("draw", [probe_timeline, ladder])
+def test_empty_run_directory(tmp_path: Path, draw: object) -> None:
+    out = draw(tmp_path, 0, tmp_path / "fig.png")  # type: ignore[operator]
+    png_size(out, 2000)
+
+
+def test_summary_without_events(run: Path, tmp_path: Path) -> None:
+    (run / "events.jsonl").unlink()
+    png_size(ladder(run, 0, tmp_path / "l.png"), 2000)
+    png_size(probe_timeline(run, 0, tmp_path / "t.png"))  # move time from the summary
+
+
+def test_torn_event_lines_are_skipped(run: Path) -> None:
+    with (run / "events.jsonl").open("a") as handle:
+        handle.write('{"t_ns": 5, "node": "mn"\n[1, 2]\n{"node": "mn", "event": "x"}\n')
+    events = load_events(run)
+    assert events and all(isinstance(e["t_ns"], int) for e in events)
+    assert [e["t_ns"] for e in events] == sorted(e["t_ns"] for e in events)
+
+
+def test_move_time_falls_back_to_events(tmp_path: Path) -> None:
+    events = [{"t_ns": 50, "node": "runner", "event": "move_start", "index": 0}]
+    events.append({"t_ns": 90, "node": "runner", "event": "move_start", "index": 1})
+    ref = resolve_handoff({}, events, 0)
+    assert (ref.t_move_ns, ref.t_next_ns) == (50, 90)
+    assert resolve_handoff({}, [], 0).t_move_ns is None
+
+
+def test_probe_gap_matches_summary(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    h = summary["handoffs"][0]
+    probe = load_probe(run, "up")
+    assert probe is not None
+    last, first = probe.gap_around(h["t_ns"], summary["handoffs"][1]["t_ns"])
+    assert last is not None and first is not None
+    assert (first - last) / 1e6 == pytest.approx(h["interruption_up_ms"], abs=0.1)
+
+
+def ev(t_ms: float, node: str, event: str, **fields: object) -> dict:
+    return {"t_ns": T0 + int(t_ms * MS), "node": node, "event": event, **fields}
+
+
+def test_ladder_matching_prefers_the_retransmission() -> None:
+    events = [
+        ev(0, "runner", "move_start", index=0),
+        ev(1, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
+        ev(200, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
+        ev(202, "ha", "rx", msg="RRQ", dir="rx", **{"from": "mn"}),
+        ev(203, "ha", "tx", msg="RRP 0", to="mn", dir="tx"),
+        ev(205, "zz", "rx", msg="PING", dir="rx", **{"from": "fa"}),
+        ev(206, "ha", "binding_added"),
+        ev(207, "cn", "not_signalling"),
+    ]
+    lad = build_ladder(events, T0, T0 + 3000 * MS, "mn", ["mn", "core", "ha"])
+    assert lad.lifelines == ["mn", "core", "ha", "fa", "zz"]  # sender before receiver
+    matched = [a for a in lad.arrows if a.matched]
+    assert [(a.label, a.t_src, a.t_dst) for a in matched] == [("RRQ", T0 + 200 * MS, T0 + 202 * MS)]
+    flat = {(a.label, a.src, a.dst) for a in lad.arrows if not a.matched}
+    assert flat == {("RRQ", "mn", "ha"), ("RRP 0", "ha", "mn"), ("PING", "fa", "zz")}
+    assert [t.label for t in lad.ticks] == ["binding_added"]  # cn is not a signalling node
+    assert lad.rules[0].t == T0
+
+
+def test_ladder_identifiers_override_the_guess() -> None:
+    events = [
+        ev(1, "mn", "tx", msg="RRQ", to="ha", id=1),
+        ev(2, "mn", "tx", msg="RRQ", to="ha", id=2),
+        ev(3, "ha", "rx", msg="RRQ", id=1, **{"from": "mn"}),
+    ]
+    lad = build_ladder(events, T0, T0 + 10 * MS, "mn")
+    matched = [a for a in lad.arrows if a.matched]
+    assert [a.t_src for a in matched] == [T0 + MS]
+
+
+def test_ladder_caps_the_number_of_items(run: Path, tmp_path: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    t_move = summary["handoffs"][1]["t_ns"]
+    with (run / "events.jsonl").open("a") as handle:
+        for i in range(300):
+            e = {"t_ns": t_move + 10 * MS + i * MS, "node": "ha", "event": "tick", "n": i}
+            handle.write(json.dumps(e) + "\n")
+    lad = build_ladder(load_events(run), t_move, t_move + 3000 * MS, "mn", ["mn", "ha"])
+    assert lad.dropped > 0
+    out = ladder(run, 1, tmp_path / "l.png")
+    assert png_size(out)[1] < 5000  # stays a readable size
+
+
+def test_ladder_linear_scale(run: Path, tmp_path: Path) -> None:
+    png_size(ladder(run, 0, tmp_path / "l.png", time_scale="linear"), 10_000)
+
+
+def test_topology_from_yaml_and_plan_like(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "topologies" / "enterprise.yaml").read_text())
+    plan = plan_like(raw)
+    assert plan["nodes"]["fw"]["links"] == ["backbone", "dmz", "internet"]
+    assert plan["nodes"]["core"]["roles"] == ["router", "dhcp-server"]
+    assert plan["networks"]["dmz"]["trust"] == "dmz"
+    png_size(topology_diagram(raw, tmp_path / "a.png"), 20_000)
+    small = {
+        "networks": {"lan": {"subnet": "10.0.0.0/24", "trust": "trusted"}},
+        "nodes": {"a": {"roles": ["host"], "links": ["lan", "wan"]}, "b": {"links": []}},
+    }
+    png_size(topology_diagram(small, tmp_path / "b.png"))
+
+
+def test_topology_layout_is_deterministic(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "topologies" / "enterprise.yaml").read_text())
+    a = topology_diagram(raw, tmp_path / "a.png").read_bytes()
+    b = topology_diagram(raw, tmp_path / "b.png").read_bytes()
+    assert a == b
+
+
+def test_topology_from_a_loaded_plan(tmp_path: Path) -> None:
+    from testbed.topology import load_topology
+
+    plan = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    like = plan_like(plan)
+    assert like["nodes"]["core"]["links"] == ["home", "office", "backbone"]
+    assert like["networks"]["public"] == {"subnet": "203.0.113.0/24", "trust": "untrusted"}
+    png_size(topology_diagram(plan, tmp_path / "p.png"), 20_000)
+
+
+@pytest.mark.parametrize("plan", [{}, {"networks": {}, "nodes": {}}, None])
+def test_topology_empty(tmp_path: Path, plan: object) -> None:
+    png_size(topology_diagram(plan, tmp_path / "e.png"), 2000)
+
+
+def test_unexpected_failure_becomes_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(figure, "STRICT", False)
+    out = topology_diagram({"networks": ["not", "a", "mapping"]}, tmp_path / "x.png")
+    png_size(out, 2000)
