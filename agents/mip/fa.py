@@ -1,0 +1,595 @@
+"""Foreign agent: advertisements, relaying, visitor list (RFC 5944 s. 3.7, RFC 3024, RFC 3012).
+
+Sans-I/O like the others: ``handle_datagram`` for UDP 434 (requests from visiting mobile nodes
+on an advertising interface, replies from home agents), ``handle_icmp`` for solicitations,
+``handle_timer`` for timers; all return :mod:`~agents.mip.actions`.
+
+A request from a mobile node is checked (first failure decides, RFC 5944 section 3.7.2.1):
+
+====  =======================================================================
+67    MN-FA authentication required (SA with this home address or
+      ``require_mn_auth``) and missing/bad
+105   challenges advertised and none in the request (RFC 3012)
+104   unknown challenge;  106 stale challenge (issued, out of window)
+70    poorly formed (unknown non-skippable extension)
+69    lifetime above what we advertise (reply lifetime = our maximum)
+72    minimal or GRE encapsulation requested
+77    care-of address not ours (unless D: co-located via FA, RFC 5944 3.7.2.1)
+74    T bit, reverse tunnelling not offered;  75 mandatory and T clear
+79    Encapsulating Delivery Style without T, or not supported (RFC 3024)
+66    ``max_visitors`` reached
+====  =======================================================================
+
+Valid requests are relayed to the home agent unchanged up to and including the MN-HA
+authentication extension (RFC 5944 3.7.2.2: the FA must not modify that part); what followed
+it (MN-FA challenge/authentication, delivery style) is for us and is cut, and an FA-HA
+authentication extension is appended when we share an SA with that home agent. Replies are
+matched on home address and the low 32 bits of the Identification (RFC 5944 3.7.3.1: the high
+bits change in 133 replies), FA-HA-checked (68), cut after the MN-HA extension, given an MN-FA
+extension when we share an SA with the mobile node, and relayed to the mobile node's link. No
+reply within ``pending_timeout``: 78 to the mobile node.
+
+A pending request that times out while a newer one from the same mobile node (a
+retransmission) is still pending is dropped silently instead.
+
+Events: ``request_relayed``, ``request_superseded``, ``reply_relayed``,
+``registration_denied``, ``visitor_added``, ``visitor_updated``, ``visitor_removed``,
+``visitor_expired``, ``message_dropped``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.mip.actions import (
+    Action,
+    CancelTimer,
+    Event,
+    Route,
+    Send,
+    SetTimer,
+    TunnelDown,
+    TunnelUp,
+)
+from agents.mip.advert import Advertiser, AdvertisingInterface
+from agents.mip.auth import SecurityAssociation, append_auth
+from agents.mip.constants import (
+    ALL_SYSTEMS,
+    INFINITE_LIFETIME,
+    MIP_PORT,
+    AdvFlag,
+    ExtType,
+    ReplyCode,
+    RequestFlag,
+)
+from agents.mip.errors import MalformedMessage, UnknownExtension
+from agents.mip.extensions import AuthExtension, ChallengeExtension
+from agents.mip.icmp import AgentSolicitation, decode_icmp
+from agents.mip.ipv4 import aton
+from agents.mip.messages import (
+    REPLY,
+    RegistrationReply,
+    RegistrationRequest,
+    decode_reply,
+    decode_request,
+)
+
+__all__ = ["FaConfig", "FaInterface", "ForeignAgent", "Visitor"]
+
+_M32 = 0xFFFFFFFF
+
+
+def _default_challenge() -> bytes:
+    return os.urandom(8)
+
+
+@dataclass(slots=True)
+class FaInterface:
+    """A link where the foreign agent serves visitors: interface name, our address on it and
+    the prefix length (advertised in the Prefix-Lengths extension for move detection)."""
+
+    name: str
+    address: str
+    prefix_len: int = 24
+
+
+@dataclass(slots=True)
+class FaConfig:
+    """Foreign agent configuration.
+
+    ``care_of_address``: the CoA we offer and the address we relay from (the home agent's
+    tunnel peer). ``adv_lifetime``: ICMP lifetime of our advertisements (default 3 x
+    ``adv_interval``). ``registration_lifetime``: longest registration we accept (advertised).
+    Flags advertised: R ``registration_required``, B ``busy``, T ``reverse_tunneling``, U
+    ``udp_tunnelling`` (advertised only; UDP tunnelling is between mobile node and home agent
+    here). ``mn_sas``: MN-FA SAs by home address; ``ha_sas``: FA-HA SAs by home agent address.
+    ``challenge``: include RFC 3012 challenges and require them back.
+    """
+
+    care_of_address: str
+    interfaces: list[FaInterface]
+    adv_interval: float = 1.0
+    adv_lifetime: int | None = None
+    registration_lifetime: int = 1800
+    registration_required: bool = False
+    busy: bool = False
+    reverse_tunneling: bool = True
+    reverse_tunnel_required: bool = False
+    encapsulating_delivery: bool = True
+    udp_tunnelling: bool = False
+    max_visitors: int | None = None
+    mn_sas: dict[str, SecurityAssociation] = field(default_factory=dict)
+    require_mn_auth: bool = False
+    ha_sas: dict[str, SecurityAssociation] = field(default_factory=dict)
+    challenge: bool = False
+    challenge_window: int = 2
+    pending_timeout: float = 7.0
+    adv_dst: str = ALL_SYSTEMS
+    min_solicited_interval: float = 1.0
+    advertise: bool = True
+
+    def flags(self) -> int:
+        f = AdvFlag.F
+        if self.registration_required:
+            f |= AdvFlag.R
+        if self.busy:
+            f |= AdvFlag.B
+        if self.reverse_tunneling:
+            f |= AdvFlag.T
+        if self.udp_tunnelling:
+            f |= AdvFlag.U
+        return int(f)
+
+
+@dataclass(slots=True)
+class _Pending:
+    home_address: str
+    home_agent: str
+    low_ident: int
+    identification: int
+    mn_src: str
+    mn_port: int
+    iface: str | None
+    lifetime: int
+    care_of: str
+    flags: int
+    expires: float
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.home_address, self.low_ident)
+
+    @property
+    def timer(self) -> str:
+        return f"fa.pending.{self.home_address}.{self.low_ident}"
+
+
+@dataclass(slots=True)
+class Visitor:
+    """A visiting mobile node with an accepted registration through us."""
+
+    home_address: str
+    home_agent: str
+    iface: str | None
+    mn_port: int
+    care_of: str
+    expires: float
+    lifetime: int
+    reverse: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "home_address": self.home_address,
+            "home_agent": self.home_agent,
+            "iface": self.iface,
+            "care_of": self.care_of,
+            "expires": self.expires,
+            "lifetime": self.lifetime,
+            "reverse": self.reverse,
+        }
+
+
+class ForeignAgent:
+    """The foreign agent state machine. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        config: FaConfig,
+        *,
+        challenge_source: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self._ifaces = {i.name: i for i in config.interfaces}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self.visitors: dict[str, Visitor] = {}
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "relayed": 0,
+            "replies": 0,
+            "denied": 0,
+            "dropped": 0,
+        }
+        self.advertiser = Advertiser(
+            [
+                AdvertisingInterface(i.name, i.address, i.prefix_len, [config.care_of_address])
+                for i in config.interfaces
+            ],
+            flags=config.flags(),
+            registration_lifetime=config.registration_lifetime,
+            interval=config.adv_interval,
+            lifetime=config.adv_lifetime,
+            dst=config.adv_dst,
+            min_solicited_interval=config.min_solicited_interval,
+            challenge_source=(challenge_source or _default_challenge) if config.challenge else None,
+            challenge_window=config.challenge_window,
+            timer_prefix="fa",
+        )
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        return self.advertiser.start(now) if self.config.advertise else []
+
+    def handle_icmp(
+        self, payload: bytes, src: str, now: float, iface: str | None = None
+    ) -> list[Action]:
+        try:
+            msg = decode_icmp(payload)
+        except MalformedMessage as exc:
+            return self._drop(exc.reason, src)
+        if isinstance(msg, AgentSolicitation):
+            return self.advertiser.handle_solicitation(iface, now)
+        return []  # other agents' advertisements: nothing to do
+
+    def handle_timer(self, name: str, now: float) -> list[Action]:
+        if name.startswith("fa.pending."):
+            for p in list(self._pending.values()):
+                if p.timer == name:
+                    return self._timeout(p, now)
+            return []
+        if name.startswith("fa.visitor."):
+            v = self.visitors.get(name[len("fa.visitor.") :])
+            if v is not None and v.expires <= now:
+                return self._remove_visitor(v, "visitor_expired")
+            return []
+        out = self.advertiser.handle_timer(name, now)
+        return out or []
+
+    def handle_datagram(
+        self,
+        payload: bytes,
+        src: str,
+        src_port: int,
+        now: float,
+        iface: str | None = None,
+    ) -> list[Action]:
+        if not payload:
+            return self._drop("empty datagram", src)
+        t = payload[0]
+        if t == 1:
+            return self._on_request(payload, src, src_port, now, iface)
+        if t == 3:
+            return self._on_reply(payload, src, now)
+        return self._drop(f"message type {t} not for a foreign agent", src)
+
+    # -- requests from mobile nodes --------------------------------------------------------
+
+    def _on_request(
+        self, payload: bytes, src: str, src_port: int, now: float, iface: str | None
+    ) -> list[Action]:
+        self.counters["requests"] += 1
+        if iface is not None and iface not in self._ifaces:
+            return self._drop(f"request on non-advertising interface {iface}", src)
+        try:
+            req = decode_request(payload)
+        except UnknownExtension as exc:
+            if isinstance(exc.message, RegistrationRequest):
+                return self._deny(exc.fa_code, exc.message, src, src_port, iface, exc.reason)
+            return self._drop(exc.reason, src)
+        except MalformedMessage as exc:
+            return self._drop(exc.reason, src)
+        cfg = self.config
+        exts = req.extensions
+        mnha_end = None
+        after: list = []
+        for i, ext in enumerate(exts):
+            if ext.type == ExtType.MN_HA_AUTH:
+                mnha_end = ext.offset + 2 + 4 + len(ext.authenticator or b"")  # type: ignore[union-attr]
+                after = exts[i + 1 :]
+                break
+
+        # 67: MN-FA authentication (RFC 5944 3.7.2.1), over everything before its SPI.
+        mn_sa = cfg.mn_sas.get(req.home_address)
+        if mn_sa is not None or cfg.require_mn_auth:
+            mnfa = next((e for e in after if e.type == ExtType.MN_FA_AUTH), None)
+            if not isinstance(mnfa, AuthExtension) or mn_sa is None or mnfa.spi != mn_sa.spi:
+                return self._deny(67, req, src, src_port, iface, "MN-FA authentication")
+            if not mn_sa.verify(payload[: mnfa.offset + 6], mnfa.authenticator or b""):
+                return self._deny(67, req, src, src_port, iface, "bad MN-FA authenticator")
+
+        # 104-106: RFC 3012 challenges.
+        if cfg.challenge:
+            ch = next((e for e in exts if e.type == ExtType.MN_FA_CHALLENGE), None)
+            if not isinstance(ch, ChallengeExtension):
+                return self._deny(105, req, src, src_port, iface, "missing challenge")
+            status = self.advertiser.challenge_status(iface, ch.challenge)
+            if status == "stale":
+                return self._deny(106, req, src, src_port, iface, "stale challenge")
+            if status != "current":
+                return self._deny(104, req, src, src_port, iface, "unknown challenge")
+
+        flags = req.flags
+        if req.lifetime > cfg.registration_lifetime:
+            return self._deny(
+                69, req, src, src_port, iface, "lifetime too long", cfg.registration_lifetime
+            )
+        if flags & (RequestFlag.M | RequestFlag.G):
+            return self._deny(72, req, src, src_port, iface, "encapsulation unavailable")
+        colocated = bool(flags & RequestFlag.D)
+        if not colocated and req.care_of_address != cfg.care_of_address:
+            return self._deny(77, req, src, src_port, iface, "invalid care-of address")
+        dereg = req.lifetime == 0
+        reverse = bool(flags & RequestFlag.T)
+        if not dereg:
+            if reverse and not cfg.reverse_tunneling:
+                return self._deny(74, req, src, src_port, iface, "reverse tunnel unavailable")
+            if not reverse and cfg.reverse_tunnel_required and not colocated:
+                return self._deny(75, req, src, src_port, iface, "reverse tunnel mandatory")
+            if any(e.type == ExtType.ENCAP_DELIVERY_STYLE for e in exts) and (
+                not reverse or not cfg.encapsulating_delivery
+            ):
+                return self._deny(79, req, src, src_port, iface, "delivery style")
+            if (
+                cfg.max_visitors is not None
+                and req.home_address not in self.visitors
+                and len(self.visitors) >= cfg.max_visitors
+            ):
+                return self._deny(66, req, src, src_port, iface, "too many visitors")
+
+        # Relay: unchanged through the MN-HA extension, then our FA-HA extension (if any).
+        out = payload if mnha_end is None else payload[:mnha_end]
+        ha_sa = cfg.ha_sas.get(req.home_agent)
+        if ha_sa is not None:
+            out = append_auth(out, ExtType.FA_HA_AUTH, ha_sa)
+        p = _Pending(
+            req.home_address,
+            req.home_agent,
+            req.identification & _M32,
+            req.identification,
+            src,
+            src_port,
+            iface,
+            req.lifetime,
+            req.care_of_address,
+            flags,
+            now + cfg.pending_timeout,
+        )
+        old = self._pending.get(p.key)
+        self._pending[p.key] = p
+        self.counters["relayed"] += 1
+        actions: list[Action] = []
+        if old is not None:
+            actions.append(CancelTimer(old.timer))
+        actions += [
+            Send(out, req.home_agent, MIP_PORT, cfg.care_of_address, MIP_PORT),
+            SetTimer(p.timer, p.expires),
+            Event(
+                "request_relayed",
+                {
+                    "home_address": req.home_address,
+                    "home_agent": req.home_agent,
+                    "care_of": req.care_of_address,
+                    "lifetime": req.lifetime,
+                },
+            ),
+        ]
+        return actions
+
+    # -- replies from home agents ----------------------------------------------------------
+
+    def _on_reply(self, payload: bytes, src: str, now: float) -> list[Action]:
+        self.counters["replies"] += 1
+        try:
+            rep = decode_reply(payload)
+            poorly = None
+        except UnknownExtension as exc:
+            if not isinstance(exc.message, RegistrationReply):
+                return self._drop(exc.reason, src)
+            rep, poorly = exc.message, exc.reason
+        except MalformedMessage as exc:
+            return self._drop(exc.reason, src)
+        p = self._pending.get((rep.home_address, rep.identification & _M32))
+        if p is None:
+            return self._drop("reply matches no pending request", src)
+        cfg = self.config
+        if poorly is not None:
+            return [CancelTimer(p.timer), *self._deny_pending(p, 71, poorly)]
+
+        ha_sa = cfg.ha_sas.get(p.home_agent)
+        if ha_sa is not None:
+            faha = rep.find(ExtType.FA_HA_AUTH)
+            if (
+                not isinstance(faha, AuthExtension)
+                or faha.spi != ha_sa.spi
+                or not ha_sa.verify(payload[: faha.offset + 6], faha.authenticator or b"")
+            ):
+                # RFC 5944 3.7.3.1: HA failed authentication -> 68 to the mobile node.
+                return [CancelTimer(p.timer), *self._deny_pending(p, 68, "FA-HA authentication")]
+
+        del self._pending[p.key]
+        mnha = rep.find(ExtType.MN_HA_AUTH)
+        out = payload
+        if isinstance(mnha, AuthExtension):
+            out = payload[: mnha.offset + 6 + len(mnha.authenticator or b"")]
+        mn_sa = cfg.mn_sas.get(p.home_address)
+        if mn_sa is not None:
+            out = append_auth(out, ExtType.MN_FA_AUTH, mn_sa)
+
+        actions: list[Action] = [CancelTimer(p.timer)]
+        if rep.code in (0, 1):
+            if p.lifetime == 0 or rep.lifetime == 0:
+                v = self.visitors.get(p.home_address)
+                if v is not None:
+                    actions += self._remove_visitor(v, "visitor_removed")
+            elif not p.flags & RequestFlag.D:
+                actions += self._add_visitor(p, rep, now)
+        ifc = self._ifaces.get(p.iface) if p.iface else None
+        actions.append(
+            Send(
+                out,
+                p.mn_src,
+                p.mn_port,
+                ifc.address if ifc else None,
+                MIP_PORT,
+                iface=p.iface,
+            )
+        )
+        actions.append(
+            Event(
+                "reply_relayed",
+                {"home_address": p.home_address, "code": rep.code, "lifetime": rep.lifetime},
+            )
+        )
+        return actions
+
+    def _add_visitor(self, p: _Pending, rep: RegistrationReply, now: float) -> list[Action]:
+        lifetime = min(rep.lifetime, p.lifetime)
+        expires = now + lifetime if lifetime != INFINITE_LIFETIME else float("inf")
+        old = self.visitors.get(p.home_address)
+        v = Visitor(
+            p.home_address,
+            p.home_agent,
+            p.iface,
+            p.mn_port,
+            p.care_of,
+            expires,
+            lifetime,
+            bool(p.flags & RequestFlag.T),
+        )
+        self.visitors[p.home_address] = v
+        timer = f"fa.visitor.{p.home_address}"
+        actions: list[Action] = []
+        if expires != float("inf"):
+            actions.append(SetTimer(timer, expires))
+        else:
+            actions.append(CancelTimer(timer))
+        same = old is not None and (old.home_agent, old.iface, old.reverse) == (
+            v.home_agent,
+            v.iface,
+            v.reverse,
+        )
+        if same:
+            actions.append(Event("visitor_updated", v.to_dict()))
+            return actions
+        if old is not None:
+            actions += self._data_plane_down(old)
+        actions += [
+            Route(f"{v.home_address}/32", None, v.iface, True),
+            TunnelUp(
+                v.home_address,
+                v.care_of,
+                v.home_agent,
+                self.config.care_of_address,
+                "ipip",
+                None,
+                v.reverse,
+                None,
+                "fa",
+                v.iface,
+            ),
+            Event("visitor_added", v.to_dict()),
+        ]
+        return actions
+
+    def _data_plane_down(self, v: Visitor) -> list[Action]:
+        return [
+            TunnelDown(v.home_address, v.care_of, v.home_agent, "fa"),
+            Route(f"{v.home_address}/32", None, v.iface, False),
+        ]
+
+    def _remove_visitor(self, v: Visitor, event: str) -> list[Action]:
+        del self.visitors[v.home_address]
+        return [
+            CancelTimer(f"fa.visitor.{v.home_address}"),
+            *self._data_plane_down(v),
+            Event(event, {"home_address": v.home_address, "home_agent": v.home_agent}),
+        ]
+
+    def _timeout(self, p: _Pending, now: float) -> list[Action]:
+        del self._pending[p.key]
+        if any(q.home_address == p.home_address for q in self._pending.values()):
+            # Superseded by a retransmission (timestamps give each one a new Identification):
+            # the mobile node waits for the newer one, a 78 for this one would only mislead it.
+            return [Event("request_superseded", {"home_address": p.home_address})]
+        return self._deny_pending(p, ReplyCode.FA_REGISTRATION_TIMEOUT, "no reply from HA")
+
+    # -- denial ----------------------------------------------------------------------------
+
+    def _reply_to_mn(
+        self,
+        code: int,
+        home: str,
+        home_agent: str,
+        ident: int,
+        dst: str,
+        dst_port: int,
+        iface: str | None,
+        reason: str,
+        lifetime: int = 0,
+    ) -> list[Action]:
+        """A reply we originate (codes 64-127): no MN-HA extension, MN-FA when we can."""
+        self.counters["denied"] += 1
+        body = REPLY.pack(3, code, lifetime, aton(home), aton(home_agent), ident)
+        sa = self.config.mn_sas.get(home)
+        if sa is not None:
+            body = append_auth(body, ExtType.MN_FA_AUTH, sa)
+        ifc = self._ifaces.get(iface) if iface else None
+        return [
+            Event(
+                "registration_denied",
+                {"home_address": home, "code": code, "reason": reason, "src": dst},
+            ),
+            Send(body, dst, dst_port, ifc.address if ifc else None, MIP_PORT, iface=iface),
+        ]
+
+    def _deny(
+        self,
+        code: int,
+        req: RegistrationRequest,
+        src: str,
+        src_port: int,
+        iface: str | None,
+        reason: str,
+        lifetime: int = 0,
+    ) -> list[Action]:
+        return self._reply_to_mn(
+            code,
+            req.home_address,
+            req.home_agent,
+            req.identification,
+            src,
+            src_port,
+            iface,
+            reason,
+            lifetime,
+        )
+
+    def _deny_pending(self, p: _Pending, code: int, reason: str) -> list[Action]:
+        self._pending.pop(p.key, None)
+        return self._reply_to_mn(
+            code,
+            p.home_address,
+            p.home_agent,
+            p.identification,
+            p.mn_src,
+            p.mn_port,
+            p.iface,
+            reason,
+        )
+
+    def _drop(self, reason: str, src: str) -> list[Action]:
+        self.counters["dropped"] += 1
+        return [Event("message_dropped", {"reason": reason, "src": src})]

@@ -1,0 +1,707 @@
+"""Home agent: binding cache and registration processing (RFC 5944 s. 3.8, RFC 3024, RFC 3519).
+
+Sans-I/O: feed it datagrams received on UDP 434 (``handle_datagram``), ICMP router discovery
+messages if it advertises (``handle_icmp``) and expired timers (``handle_timer``); it returns
+:mod:`~agents.mip.actions` to carry out. Wall-clock time (for timestamp replay protection)
+comes from the injected ``wallclock`` callable, randomness (nonces) from ``rand32``.
+
+Checks on a Registration Request, in this order (the first failure decides the reply code):
+
+====  =============================================================================
+131   unknown mobile node, missing MN-HA authentication, unknown SPI, bad authenticator
+132   FA-HA authentication required for the relaying FA and missing/bad
+133   identification outside the replay window / not newer / wrong nonce; the reply
+      carries the HA's time (or a fresh nonce) in the high 32 bits (RFC 5944 5.7)
+129   the mobile node is configured ``allowed=False``
+136   Home Agent field is not our address (the reply tells our unicast address)
+134   poorly formed: unknown non-skippable extension, non-zero lifetime with care-of
+      address = home address (or 0.0.0.0 / 255.255.255.255)
+137   T bit set, reverse tunnelling not offered (RFC 3024)
+138   reverse tunnelling mandatory and T bit clear (RFC 3024)
+139   minimal (M) or GRE (G) encapsulation requested: only IP-in-IP here
+142   UDP tunnelling needed (NAT detected or F flag) but not allowed/encapsulation
+      other than IP-in-IP requested (RFC 3519)
+135   simultaneous bindings requested beyond ``max_bindings``
+130   binding cache full (``max_cache``)
+====  =============================================================================
+
+Accepted: code 0, or 1 when the S bit asked for simultaneous bindings that are disabled. The
+granted lifetime is ``min(requested, max_lifetime)``. Only extensions *before* the MN-HA
+authentication extension are acted on (nothing after it is covered by the authenticator).
+
+NAT detection (RFC 3519 section 4.2): the request's IP source differs from its care-of
+address. With a UDP Tunnel Request extension and a NAT (or the F flag), the binding tunnels in
+UDP to the source address and port the request came from, and the reply carries a UDP Tunnel
+Reply extension with the keepalive interval. Without that extension a NAT is only reported
+(event ``nat_detected``): an FA may legitimately relay from an address other than its CoA.
+
+Events: ``binding_added``, ``binding_updated``, ``binding_renewed``, ``binding_removed``
+(``reason`` deregistered/replaced), ``binding_expired``, ``registration_denied``,
+``nat_detected``, ``message_dropped``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.mip.actions import (
+    Action,
+    CancelTimer,
+    Event,
+    GratuitousArp,
+    ProxyArp,
+    Send,
+    SetTimer,
+    TunnelDown,
+    TunnelUp,
+)
+from agents.mip.advert import Advertiser, AdvertisingInterface
+from agents.mip.auth import SecurityAssociation, append_auth
+from agents.mip.constants import (
+    INFINITE_LIFETIME,
+    MIP_PORT,
+    UNSPECIFIED,
+    AdvFlag,
+    Encapsulation,
+    ExtType,
+    ReplyCode,
+    RequestFlag,
+)
+from agents.mip.errors import MalformedMessage, UnknownExtension
+from agents.mip.extensions import AuthExtension, NaiExtension, UdpTunnelReply, UdpTunnelRequest
+from agents.mip.icmp import AgentSolicitation, decode_icmp
+from agents.mip.ipv4 import aton
+from agents.mip.messages import REPLY, RegistrationRequest, decode_request
+from agents.mip.replay import HomeReplayState, check_request, default_rand32
+
+__all__ = ["Binding", "HaConfig", "HomeAgent", "MobileNodeConfig"]
+
+T_EXPIRE = "ha.expire"
+_NOT_UNICAST = frozenset({"0.0.0.0", "255.255.255.255"})
+_M32 = 0xFFFFFFFF
+_S, _D, _M, _G, _T = (
+    RequestFlag.S.value,
+    RequestFlag.D.value,
+    RequestFlag.M.value,
+    RequestFlag.G.value,
+    RequestFlag.T.value,
+)
+
+
+@dataclass(slots=True)
+class MobileNodeConfig:
+    """A mobile node this home agent serves: home address and the MN-HA security association.
+
+    ``nai`` lets a request with home address 0.0.0.0 and an NAI extension (RFC 2794) be
+    answered with this home address. ``max_lifetime`` overrides the agent-wide limit.
+    """
+
+    home_address: str
+    spi: int
+    key: bytes | str
+    algorithm: str = "hmac-md5"
+    replay: str = "timestamp"
+    nai: str | None = None
+    max_lifetime: int | None = None
+    allowed: bool = True  # False: authenticated requests get 129 (administratively prohibited)
+
+    def sa(self) -> SecurityAssociation:
+        return SecurityAssociation(self.spi, self.key, self.algorithm, self.replay)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class HaConfig:
+    """Home agent configuration.
+
+    ``replay_window``: how far (s) a timestamp Identification may be from our clock.
+    ``simultaneous_bindings``: honour the S bit (up to ``max_bindings`` care-of addresses).
+    ``udp_tunnelling`` / ``allow_forced_udp``: RFC 3519 support, and whether the F flag may
+    force UDP without a NAT. ``keepalive_interval``: what the UDP Tunnel Reply tells the mobile
+    node (RFC 3519 default 110 s). ``fa_sas``: FA-HA associations by FA address; a request
+    relayed from such an address must carry a valid FA-HA extension (``require_fa_auth``
+    demands it from every FA). ``max_cache``: bindings before code 130. ``advertise_on``: home
+    links to send Agent Advertisements (H bit) on, so mobile nodes can detect they are home.
+    """
+
+    address: str
+    home_network: str
+    mobile_nodes: list[MobileNodeConfig] = field(default_factory=list)
+    max_lifetime: int = 1800
+    replay_window: float = 7.0
+    simultaneous_bindings: bool = False
+    max_bindings: int = 4
+    reverse_tunneling: bool = True
+    reverse_tunnel_required: bool = False
+    udp_tunnelling: bool = True
+    allow_forced_udp: bool = True
+    keepalive_interval: int = 110
+    fa_sas: dict[str, SecurityAssociation] = field(default_factory=dict)
+    require_fa_auth: bool = False
+    max_cache: int | None = None
+    home_iface: str | None = None
+    advertise_on: list[AdvertisingInterface] = field(default_factory=list)
+    adv_interval: float = 1.0
+    adv_flags: int = AdvFlag.H
+
+
+@dataclass(slots=True)
+class Binding:
+    """One mobility binding: home address -> care-of address until ``expires`` (our clock).
+
+    ``peer``/``peer_port``: where tunnelled packets go (differs from ``care_of`` for a UDP
+    tunnel through a NAT). ``src``/``src_port``: where the last accepted request came from.
+    """
+
+    home_address: str
+    care_of: str
+    expires: float
+    lifetime: int
+    identification: int
+    src: str
+    src_port: int
+    peer: str
+    peer_port: int | None
+    encapsulation: str  # "ipip" | "udp"
+    reverse: bool
+    flags: int
+    registered_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "home_address": self.home_address,
+            "care_of": self.care_of,
+            "expires": self.expires,
+            "lifetime": self.lifetime,
+            "peer": self.peer,
+            "peer_port": self.peer_port,
+            "encapsulation": self.encapsulation,
+            "reverse": self.reverse,
+            "src": self.src,
+            "src_port": self.src_port,
+        }
+
+
+@dataclass(slots=True)
+class _MobileNode:
+    home_address: str
+    home_bytes: bytes
+    sas: dict[int, SecurityAssociation]
+    primary: SecurityAssociation
+    style: str
+    max_lifetime: int
+    replay: HomeReplayState
+    bindings: list[Binding]
+    allowed: bool = True
+
+
+class HomeAgent:
+    """The home agent state machine. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        config: HaConfig,
+        *,
+        wallclock: Callable[[], float],
+        rand32: Callable[[], int] = default_rand32,
+    ) -> None:
+        self.config = config
+        self._wall = wallclock
+        self._rand32 = rand32
+        self._addr_bytes = aton(config.address)
+        self._home_net = ipaddress.IPv4Network(config.home_network, strict=False)
+        self._mns: dict[str, _MobileNode] = {}
+        self._by_nai: dict[str, _MobileNode] = {}
+        for mn in config.mobile_nodes:
+            self.add_mobile_node(mn)
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._heap_seq = 0
+        self._armed: float | None = None
+        self._n_bindings = 0
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "accepted": 0,
+            "denied": 0,
+            "dropped": 0,
+            "expired": 0,
+        }
+        self.advertiser: Advertiser | None = None
+        if config.advertise_on:
+            self.advertiser = Advertiser(
+                config.advertise_on,
+                flags=config.adv_flags,
+                registration_lifetime=min(config.max_lifetime, INFINITE_LIFETIME),
+                interval=config.adv_interval,
+                timer_prefix="ha",
+            )
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def add_mobile_node(self, mn: MobileNodeConfig) -> None:
+        """Serve one more mobile node (its home address must be on the home network)."""
+        if ipaddress.IPv4Address(mn.home_address) not in self._home_net:
+            raise ValueError(f"home address {mn.home_address} not in {self._home_net}")
+        sa = mn.sa()
+        entry = _MobileNode(
+            mn.home_address,
+            aton(mn.home_address),
+            {sa.spi: sa},
+            sa,
+            sa.replay,
+            mn.max_lifetime if mn.max_lifetime is not None else self.config.max_lifetime,
+            HomeReplayState(),
+            [],
+            mn.allowed,
+        )
+        self._mns[mn.home_address] = entry
+        if mn.nai:
+            self._by_nai[mn.nai] = entry
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def bindings(self, home_address: str | None = None) -> list[Binding]:
+        """Current bindings (of one mobile node, or all)."""
+        if home_address is not None:
+            mn = self._mns.get(home_address)
+            return list(mn.bindings) if mn else []
+        return [b for mn in self._mns.values() for b in mn.bindings]
+
+    @property
+    def binding_count(self) -> int:
+        return self._n_bindings
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        return self.advertiser.start(now) if self.advertiser else []
+
+    def handle_icmp(
+        self, payload: bytes, src: str, now: float, iface: str | None = None
+    ) -> list[Action]:
+        """Agent Solicitations on an advertised home link get an advertisement."""
+        if self.advertiser is None:
+            return []
+        try:
+            msg = decode_icmp(payload)
+        except MalformedMessage as exc:
+            return self._drop(exc.reason, src)
+        if isinstance(msg, AgentSolicitation):
+            return self.advertiser.handle_solicitation(iface, now)
+        return []
+
+    def handle_timer(self, name: str, now: float) -> list[Action]:
+        if name == T_EXPIRE:
+            return self._expire(now)
+        if self.advertiser is not None:
+            out = self.advertiser.handle_timer(name, now)
+            if out is not None:
+                return out
+        return []
+
+    def handle_datagram(
+        self,
+        payload: bytes,
+        src: str,
+        src_port: int,
+        now: float,
+        iface: str | None = None,
+    ) -> list[Action]:
+        """A UDP-434 datagram from ``src``:``src_port`` (addresses as seen on the wire)."""
+        if not payload or payload[0] != 1:
+            if payload and payload[0] == 4:
+                # RFC 3519 tunnel data (incl. keepalives) belongs to the data plane.
+                self.counters["tunnel_data"] = self.counters.get("tunnel_data", 0) + 1
+                return []
+            return self._drop("not a registration request", src)
+        self.counters["requests"] += 1
+        try:
+            req = decode_request(payload)
+        except UnknownExtension as exc:
+            return self._poorly_formed(exc, payload, src, src_port, now)
+        except MalformedMessage as exc:
+            return self._drop(exc.reason, src)
+        return self._process(req, payload, src, src_port, now)
+
+    # -- request processing ----------------------------------------------------------------
+
+    def _process(
+        self, req: RegistrationRequest, payload: bytes, src: str, src_port: int, now: float
+    ) -> list[Action]:
+        cfg = self.config
+        home = req.home_address
+        mn = self._mns.get(home)
+        exts = req.extensions
+        if mn is None and home == UNSPECIFIED:
+            nai = req.find(ExtType.NAI)
+            if isinstance(nai, NaiExtension):
+                mn = self._by_nai.get(nai.nai)
+        if mn is None:
+            return self._deny(ReplyCode.HA_MN_AUTH_FAILED, req, None, src, src_port, "unknown mn")
+
+        # 131: MN-HA authentication (RFC 5944 3.8.2.1). Find it and the FA-HA after it.
+        mnha: AuthExtension | None = None
+        idx = 0
+        for idx, ext in enumerate(exts):  # noqa: B007 - idx used after the loop
+            if ext.type == 32:
+                mnha = ext  # type: ignore[assignment]
+                break
+        if mnha is None:
+            return self._deny(131, req, mn, src, src_port, "missing MN-HA authentication")
+        sa = mn.sas.get(mnha.spi)
+        if sa is None:
+            return self._deny(131, req, mn, src, src_port, f"unknown SPI {mnha.spi}")
+        if not sa.verify(payload[: mnha.offset + 6], mnha.authenticator or b""):
+            return self._deny(131, req, mn, src, src_port, "bad MN-HA authenticator", sa)
+
+        # 132: FA-HA authentication when we share an SA with the relaying agent.
+        fa_sa = cfg.fa_sas.get(src) if cfg.fa_sas else None
+        if fa_sa is not None or cfg.require_fa_auth:
+            faha = None
+            for ext in exts[idx + 1 :]:
+                if ext.type == 34:
+                    faha = ext
+                    break
+            if faha is None or fa_sa is None or faha.spi != fa_sa.spi:  # type: ignore[union-attr]
+                return self._deny(132, req, mn, src, src_port, "FA-HA authentication", sa)
+            if not fa_sa.verify(payload[: faha.offset + 6], faha.authenticator or b""):  # type: ignore[union-attr]
+                return self._deny(132, req, mn, src, src_port, "bad FA-HA authenticator", sa)
+
+        # 133: replay protection.
+        ok, ident = check_request(
+            mn.style,
+            req.identification,
+            mn.replay,
+            wall=self._wall(),
+            window=cfg.replay_window,
+            rand32=self._rand32,
+        )
+        if mn.style == "nonce":
+            # Every reply from here on carries this fresh nonce: it is the one to expect next.
+            mn.replay.nonce = ident >> 32
+        if not ok:
+            return self._deny(133, req, mn, src, src_port, "identification mismatch", sa, ident)
+
+        if not mn.allowed:
+            return self._deny(129, req, mn, src, src_port, "administratively prohibited", sa, ident)
+
+        # 136: the request is not addressed to us by unicast address.
+        if req.home_agent != cfg.address:
+            return self._deny(136, req, mn, src, src_port, "unknown home agent address", sa, ident)
+
+        lifetime = req.lifetime
+        flags = req.flags
+        coa = req.care_of_address
+        dereg = lifetime == 0
+        if not dereg and (coa == mn.home_address or coa in _NOT_UNICAST):
+            return self._deny(134, req, mn, src, src_port, f"care-of address {coa}", sa, ident)
+
+        utrq: UdpTunnelRequest | None = None
+        if not dereg:
+            if flags & _T and not cfg.reverse_tunneling:
+                return self._deny(137, req, mn, src, src_port, "reverse tunnel", sa, ident)
+            if not flags & _T and cfg.reverse_tunnel_required:
+                return self._deny(138, req, mn, src, src_port, "reverse tunnel", sa, ident)
+            if flags & (_M | _G):
+                return self._deny(139, req, mn, src, src_port, "encapsulation", sa, ident)
+            for ext in exts[:idx]:
+                if ext.type == 144:
+                    utrq = ext  # type: ignore[assignment]
+                    break
+
+        # NAT detection (RFC 3519 section 4.2) and the UDP tunnelling decision.
+        nat = src != coa
+        udp = False
+        actions: list[Action] = []
+        if nat and not dereg:
+            actions.append(
+                Event(
+                    "nat_detected",
+                    {
+                        "home_address": mn.home_address,
+                        "care_of": coa,
+                        "src": src,
+                        "src_port": src_port,
+                        "udp_requested": utrq is not None,
+                    },
+                )
+            )
+        if utrq is not None and (nat or utrq.force):
+            if (
+                not cfg.udp_tunnelling
+                or (utrq.force and not nat and not cfg.allow_forced_udp)
+                or utrq.encapsulation != Encapsulation.IPIP
+            ):
+                return self._deny(142, req, mn, src, src_port, "udp encapsulation", sa, ident)
+            udp = True
+
+        if dereg:
+            code = 0
+            granted = 0
+            actions += self._deregister(mn, coa, now)
+        else:
+            granted = lifetime if lifetime < mn.max_lifetime else mn.max_lifetime
+            code = 0
+            simultaneous = bool(flags & _S)
+            if simultaneous and not cfg.simultaneous_bindings:
+                code = 1  # accepted, simultaneous bindings unsupported (RFC 5944 3.4)
+                simultaneous = False
+            res = self._register(
+                mn, req, granted, simultaneous, udp, src, src_port, ident, now, actions
+            )
+            if res:
+                return self._deny(res, req, mn, src, src_port, "binding limits", sa, ident)
+
+        mn.replay.last_accepted = req.identification
+        self.counters["accepted"] += 1
+
+        # Reply (RFC 5944 3.8.3): to the request's source address and port, from port 434.
+        body = REPLY.pack(3, code, granted, mn.home_bytes, self._addr_bytes, ident)
+        if udp:
+            body += UdpTunnelReply(
+                0, cfg.keepalive_interval, bool(utrq and utrq.force and not nat)
+            ).encode()
+        out = append_auth(body, 32, sa)
+        if fa_sa is not None:
+            out = append_auth(out, 34, fa_sa)
+        actions.append(Send(out, src, src_port, cfg.address, MIP_PORT))
+        return actions
+
+    def _register(
+        self,
+        mn: _MobileNode,
+        req: RegistrationRequest,
+        granted: int,
+        simultaneous: bool,
+        udp: bool,
+        src: str,
+        src_port: int,
+        ident: int,
+        now: float,
+        actions: list[Action],
+    ) -> int:
+        """Create/refresh the binding; returns a denial code (135/130) or 0."""
+        cfg = self.config
+        coa = req.care_of_address
+        flags = req.flags
+        expires = now + granted if granted != INFINITE_LIFETIME else float("inf")
+        bindings = mn.bindings
+        current = None
+        for b in bindings:
+            if b.care_of == coa:
+                current = b
+                break
+        if current is None:
+            if simultaneous and len(bindings) >= cfg.max_bindings:
+                return 135
+            if (
+                cfg.max_cache is not None
+                and self._n_bindings - (0 if simultaneous else len(bindings)) >= cfg.max_cache
+            ):
+                return 130
+        had_any = bool(bindings)
+        if not simultaneous:
+            for b in [b for b in bindings if b is not current]:
+                self._remove(mn, b, "replaced", actions, keep_proxy=True)
+        encap = "udp" if udp else "ipip"
+        peer = src if udp else coa
+        peer_port = src_port if udp else None
+        reverse = bool(flags & _T)
+        if current is not None:
+            changed = (
+                current.peer != peer
+                or current.peer_port != peer_port
+                or current.encapsulation != encap
+                or current.reverse != reverse
+            )
+            current.expires = expires
+            current.lifetime = granted
+            current.identification = ident
+            current.src = src
+            current.src_port = src_port
+            current.flags = flags
+            if changed:
+                current.peer, current.peer_port = peer, peer_port
+                current.encapsulation, current.reverse = encap, reverse
+                actions.append(self._tunnel_up(current))
+                actions.append(Event("binding_updated", current.to_dict()))
+            else:
+                actions.append(
+                    Event("binding_renewed", {"home_address": mn.home_address, "care_of": coa})
+                )
+        else:
+            current = Binding(
+                mn.home_address,
+                coa,
+                expires,
+                granted,
+                ident,
+                src,
+                src_port,
+                peer,
+                peer_port,
+                encap,
+                reverse,
+                flags,
+                now,
+            )
+            bindings.append(current)
+            self._n_bindings += 1
+            actions.append(self._tunnel_up(current))
+            if not had_any:
+                # First binding: intercept for the home address (RFC 5944 section 4.6).
+                actions.append(ProxyArp(mn.home_address, True, cfg.home_iface))
+                actions.append(GratuitousArp(mn.home_address, cfg.home_iface))
+            actions.append(Event("binding_added", current.to_dict()))
+        if expires != float("inf"):
+            self._heap_seq += 1
+            heapq.heappush(self._heap, (expires, self._heap_seq, mn.home_address, coa))
+            if self._armed is None or expires < self._armed:
+                self._armed = expires
+                actions.append(SetTimer(T_EXPIRE, expires))
+        return 0
+
+    def _tunnel_up(self, b: Binding) -> TunnelUp:
+        return TunnelUp(
+            b.home_address,
+            b.care_of,
+            b.peer,
+            self.config.address,
+            b.encapsulation,
+            b.peer_port,
+            b.reverse,
+            self.config.keepalive_interval if b.encapsulation == "udp" else None,
+            "ha",
+        )
+
+    def _remove(
+        self,
+        mn: _MobileNode,
+        b: Binding,
+        reason: str,
+        actions: list[Action],
+        keep_proxy: bool = False,
+    ) -> None:
+        mn.bindings.remove(b)
+        self._n_bindings -= 1
+        actions.append(TunnelDown(b.home_address, b.care_of, b.peer, "ha"))
+        actions.append(
+            Event(
+                "binding_expired" if reason == "expired" else "binding_removed",
+                {"home_address": b.home_address, "care_of": b.care_of, "reason": reason},
+            )
+        )
+        if not mn.bindings and not keep_proxy:
+            actions.append(ProxyArp(mn.home_address, False, self.config.home_iface))
+
+    def _deregister(self, mn: _MobileNode, coa: str, now: float) -> list[Action]:
+        """Lifetime 0: CoA = home address drops every binding, otherwise that one binding
+        (RFC 5944 section 3.6.1.2)."""
+        actions: list[Action] = []
+        victims = [b for b in mn.bindings if coa == mn.home_address or b.care_of == coa]
+        for b in victims:
+            self._remove(mn, b, "deregistered", actions)
+        return actions
+
+    # -- denial ----------------------------------------------------------------------------
+
+    def _deny(
+        self,
+        code: int,
+        req: RegistrationRequest,
+        mn: _MobileNode | None,
+        src: str,
+        src_port: int,
+        reason: str,
+        sa: SecurityAssociation | None = None,
+        ident: int | None = None,
+    ) -> list[Action]:
+        """A denial reply, authenticated with the MN-HA SA when we have one (the mobile node
+        discards unauthenticated HA replies, RFC 5944 3.6.2.1)."""
+        self.counters["denied"] += 1
+        key = f"denied_{code}"
+        self.counters[key] = self.counters.get(key, 0) + 1
+        if sa is None and mn is not None:
+            sa = mn.primary
+        home = mn.home_address if mn is not None else req.home_address
+        # 136 tells the mobile node our unicast address (dynamic HA discovery); otherwise the
+        # Home Agent field echoes the request.
+        ha_field = self.config.address if code == 136 else req.home_agent
+        body = REPLY.pack(
+            3,
+            code,
+            0,
+            aton(home),
+            aton(ha_field),
+            req.identification if ident is None else ident,
+        )
+        out = append_auth(body, 32, sa) if sa is not None else body
+        fa_sa = self.config.fa_sas.get(src) if self.config.fa_sas else None
+        if fa_sa is not None:
+            out = append_auth(out, 34, fa_sa)
+        return [
+            Event(
+                "registration_denied",
+                {
+                    "home_address": home,
+                    "care_of": req.care_of_address,
+                    "code": code,
+                    "reason": reason,
+                    "src": src,
+                },
+            ),
+            Send(out, src, src_port, self.config.address, MIP_PORT),
+        ]
+
+    def _poorly_formed(
+        self, exc: UnknownExtension, payload: bytes, src: str, src_port: int, now: float
+    ) -> list[Action]:
+        req = exc.message
+        if not isinstance(req, RegistrationRequest):
+            return self._drop(exc.reason, src)
+        mn = self._mns.get(req.home_address)
+        return self._deny(UnknownExtension.ha_code, req, mn, src, src_port, exc.reason)
+
+    def _drop(self, reason: str, src: str) -> list[Action]:
+        self.counters["dropped"] += 1
+        return [Event("message_dropped", {"reason": reason, "src": src})]
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, home, coa = heapq.heappop(heap)
+            mn = self._mns.get(home)
+            if mn is None:
+                continue
+            for b in mn.bindings:
+                # Lazy deletion: a renewed binding has a later expiry than this heap entry.
+                if b.care_of == coa and b.expires <= now:
+                    self.counters["expired"] += 1
+                    self._remove(mn, b, "expired", actions)
+                    break
+        if heap:
+            self._armed = heap[0][0]
+            actions.append(SetTimer(T_EXPIRE, self._armed))
+        else:
+            self._armed = None
+            actions.append(CancelTimer(T_EXPIRE))
+        return actions
+
+    def clear(self, now: float) -> list[Action]:
+        """Drop every binding (agent shutdown): tunnels down, proxy ARP off."""
+        actions: list[Action] = []
+        for mn in self._mns.values():
+            for b in list(mn.bindings):
+                self._remove(mn, b, "shutdown", actions)
+        self._heap.clear()
+        self._armed = None
+        actions.append(CancelTimer(T_EXPIRE))
+        return actions
+
+    def mobile_nodes(self) -> Iterable[str]:
+        return self._mns.keys()

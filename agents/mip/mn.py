@@ -1,0 +1,1089 @@
+"""Mobile node: agent discovery, move detection, registration (RFC 5944 s. 2.4, 3.6; RFC 3519).
+
+Sans-I/O. Inputs: ``handle_icmp`` (agent advertisements), ``handle_datagram`` (registration
+replies on our UDP port), ``handle_timer``, link events ``link_up``/``link_down``, a co-located
+address from DHCP ``address_acquired``/``address_lost``, ``shutdown``. Output: a list of
+:mod:`~agents.mip.actions`. Wall-clock time for timestamp Identifications comes from the
+injected ``wallclock``; random bits from ``rand32``.
+
+Where we are (``mode``):
+
+* ``"home"`` -- an advertisement from our home agent (H bit, from the home agent or on the
+  home prefix), or a co-located address on the home network: deregister (lifetime 0, CoA =
+  home address, RFC 5944 3.6.1.2) if we may have a binding, and announce the home address with
+  a gratuitous ARP (RFC 5944 4.6);
+* ``"f"`` -- registering through a foreign agent with its care-of address;
+* ``"c"`` -- registering a co-located care-of address directly with the home agent (or through
+  the FA when its advertisement has the R bit, RFC 5944 2.1.1);
+* ``None`` -- nowhere to register from.
+
+``prefer`` picks ``f`` or ``c`` when both are possible. Further modes (e.g. RFC 5266 ``"mc"``,
+a VPN inner address as co-located CoA) are plugged in with :meth:`MobileNode.use_attachment`,
+which overrides the automatic choice with any :class:`Attachment`.
+
+Move detection (RFC 5944 2.4.2): the current agent's advertisement lifetime runs out; a new
+agent advertises a different prefix (Prefix-Lengths extension) than the current one on the
+same link; link down/up (L2 triggers, which also restart rate-limited solicitation); a
+co-located address appears or goes. A sequence number dropping below 256 from the current FA
+means it rebooted and lost its visitor list: register again (RFC 5944 2.3.1).
+
+Solicitations (RFC 5944 2.4.1): up to ``solicit_burst`` at ``solicit_interval``, then binary
+exponential backoff up to ``solicit_max_interval``; never closer than ``solicit_interval``.
+
+Registration: retransmitted with exponential backoff from ``retransmit_initial`` to
+``retransmit_max``; with timestamps every retransmission gets a new Identification, with nonces
+it is resent unchanged (RFC 5944 3.6.3). Lifetimes count from when the accepted request was sent
+(RFC 5944 3.6.1.3); renewal at ``renew_fraction`` of the granted lifetime. Replies must match
+the Identification and carry a valid MN-HA authenticator, except denials from an FA (64-127)
+which cannot (RFC 5944 3.6.2.1). 133 resynchronises the clock / takes the new nonce and
+retries at once (up to ``max_resync`` times); 69 retries with the FA's maximum lifetime; 136
+retries with the home agent address the reply names.
+
+UDP tunnelling (RFC 3519): with a co-located CoA and ``udp_tunnel="auto"`` the request carries
+a UDP Tunnel Request (the HA decides by NAT detection), ``"force"`` sets its F flag, ``"off"``
+never asks. Accepted with a UDP Tunnel Reply: the tunnel is UDP and keepalives (ICMP echo in a
+Tunnel Data message) go out every keepalive interval.
+
+Events: ``agent_discovered``, ``agent_lost``, ``agent_rebooted``, ``agent_solicitation_sent``,
+``movement_detected``, ``returned_home``, ``registration_sent``,
+``registration_retransmitted``, ``registration_accepted``, ``registration_denied``,
+``registration_resync``, ``registration_failed``, ``registration_expired``, ``deregistered``,
+``home_agent_changed``, ``link_up``, ``link_down``, ``address_acquired``, ``address_lost``,
+``message_dropped``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agents.mip.actions import (
+    Action,
+    CancelTimer,
+    Event,
+    GratuitousArp,
+    Route,
+    Send,
+    SetTimer,
+    TunnelDown,
+    TunnelUp,
+)
+from agents.mip.auth import SecurityAssociation, append_auth
+from agents.mip.constants import (
+    ALL_ROUTERS,
+    INFINITE_LIFETIME,
+    MIP_PORT,
+    AdvFlag,
+    ExtType,
+    RequestFlag,
+    denied_by_fa,
+    reply_code_name,
+)
+from agents.mip.errors import MalformedMessage
+from agents.mip.extensions import (
+    AuthExtension,
+    ChallengeExtension,
+    EncapDeliveryStyle,
+    Extension,
+    NaiExtension,
+    UdpTunnelReply,
+    UdpTunnelRequest,
+)
+from agents.mip.icmp import AgentAdvertisement, AgentSolicitation, decode_icmp, encode_icmp
+from agents.mip.ipv4 import build_ipv4, icmp_echo_request
+from agents.mip.messages import (
+    RegistrationReply,
+    RegistrationRequest,
+    TunnelData,
+    decode_reply,
+    encode,
+)
+from agents.mip.replay import MobileReplayState, default_rand32
+
+__all__ = ["AgentInfo", "Attachment", "MnConfig", "MobileNode"]
+
+T_SOLICIT = "mn.solicit"
+T_RETRANSMIT = "mn.retransmit"
+T_RENEW = "mn.renew"
+T_EXPIRE = "mn.expire"
+T_KEEPALIVE = "mn.keepalive"
+T_RETRY = "mn.retry"
+T_AGENT = "mn.agent."  # + agent address
+
+
+@dataclass(slots=True)
+class MnConfig:
+    """Mobile node configuration (see the module docstring for the behaviour each selects)."""
+
+    home_address: str
+    home_agent: str
+    home_network: str
+    spi: int
+    key: bytes | str
+    algorithm: str = "hmac-md5"
+    replay: str = "timestamp"
+    lifetime: int = 1800
+    reverse_tunnel: bool = False
+    encapsulating_delivery: bool = False
+    udp_tunnel: str = "auto"  # "auto" | "force" | "off"
+    prefer: str = "f"  # "f" | "c"
+    nai: str | None = None
+    simultaneous: bool = False
+    mn_fa_sas: dict[str, SecurityAssociation] = field(default_factory=dict)  # by FA address
+    solicit_interval: float = 1.0
+    solicit_burst: int = 3
+    solicit_max_interval: float = 60.0
+    retransmit_initial: float = 1.0
+    retransmit_max: float = 16.0
+    max_retransmissions: int | None = None
+    renew_fraction: float = 0.8
+    denied_retry: float | None = 30.0
+    deregister_at_boot: bool = True
+    local_port: int = MIP_PORT
+    max_resync: int = 3
+
+    def __post_init__(self) -> None:
+        if self.prefer not in ("f", "c"):
+            raise ValueError(f"prefer must be 'f' or 'c', not {self.prefer!r}")
+        if self.udp_tunnel not in ("auto", "force", "off"):
+            raise ValueError(f"udp_tunnel must be auto/force/off, not {self.udp_tunnel!r}")
+        if not 0 < self.renew_fraction < 1:
+            raise ValueError("renew_fraction must be between 0 and 1")
+        if not 0 <= self.lifetime <= INFINITE_LIFETIME:
+            raise ValueError("lifetime must fit 16 bits")
+        net = ipaddress.IPv4Network(self.home_network, strict=False)
+        if ipaddress.IPv4Address(self.home_address) not in net:
+            raise ValueError(f"home address {self.home_address} not in {net}")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """Where and how to register.
+
+    ``care_of``: the CoA to register (the home address when at home). ``src``: IP source of
+    our requests. ``agent``: the FA to send requests through (``None``: straight to the home
+    agent). ``colocated``: we decapsulate ourselves (D bit). ``router``: default router to use
+    once registered (the FA). ``max_lifetime``: the FA's advertised registration lifetime.
+    Two attachments are "the same place" when mode, care-of address, source, agent and
+    interface are equal (``router``/``max_lifetime`` may change without a move).
+    """
+
+    mode: str
+    care_of: str
+    src: str
+    iface: str | None = None
+    agent: str | None = None
+    colocated: bool = False
+    udp_allowed: bool = True
+    router: str | None = field(default=None, compare=False)
+    max_lifetime: int | None = field(default=None, compare=False)
+
+
+@dataclass(slots=True)
+class AgentInfo:
+    """What we know about a mobility agent from its advertisements."""
+
+    address: str
+    iface: str | None
+    expires: float
+    lifetime: int
+    sequence: int
+    flags: int
+    registration_lifetime: int
+    care_of_addresses: list[str]
+    router: str
+    prefix: ipaddress.IPv4Network | None
+    challenge: bytes | None
+    home: bool
+    heard_at: float
+
+    @property
+    def usable_fa(self) -> bool:
+        return (
+            bool(self.flags & AdvFlag.F)
+            and bool(self.care_of_addresses)
+            and not (self.flags & AdvFlag.B)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "iface": self.iface,
+            "lifetime": self.lifetime,
+            "sequence": self.sequence,
+            "flags": self.flags,
+            "registration_lifetime": self.registration_lifetime,
+            "care_of_addresses": list(self.care_of_addresses),
+            "prefix": str(self.prefix) if self.prefix else None,
+            "home": self.home,
+        }
+
+
+@dataclass(slots=True)
+class _Colocated:
+    address: str
+    prefix_len: int
+    gateway: str | None
+    iface: str | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    attachment: Attachment
+    dereg: bool
+    reason: str
+    first_sent: float
+    lifetime: int
+    timeout: float
+    attempt: int = 0
+    identification: int = 0
+    payload: bytes = b""
+    sent: dict[int, float] = field(default_factory=dict)  # identification -> time sent
+    home_agent: str = ""
+
+
+@dataclass(slots=True)
+class _Binding:
+    attachment: Attachment
+    lifetime: int
+    started: float
+    expires: float
+    udp: bool
+    keepalive: int | None
+    home_agent: str
+
+
+class MobileNode:
+    """The mobile node state machine. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        config: MnConfig,
+        *,
+        wallclock: Callable[[], float],
+        rand32: Callable[[], int] = default_rand32,
+    ) -> None:
+        self.config = config
+        self.sa = SecurityAssociation(config.spi, config.key, config.algorithm, config.replay)  # type: ignore[arg-type]
+        self.replay = MobileReplayState(config.replay)
+        self.home_agent = config.home_agent
+        self._home_net = ipaddress.IPv4Network(config.home_network, strict=False)
+        self._wall = wallclock
+        self._rand32 = rand32
+        self.agents: dict[str, AgentInfo] = {}
+        self._fa: str | None = None
+        self._colocated: _Colocated | None = None
+        self._links: set[str] = set()
+        self._attachment: Attachment | None = None
+        self._override: Attachment | None = None
+        self._pending: _Pending | None = None
+        self._binding: _Binding | None = None
+        self._tunnel: TunnelUp | None = None
+        self._route: Route | None = None
+        self._lifetime_cap: dict[str, int] = {}
+        self._sol_count = 0
+        self._sol_last = -math.inf
+        self._resyncs = 0
+        self._ever_registered = False
+        self._ever_home = False
+        self._started = False
+        self._shutdown = False
+        self._keepalive_seq = 0
+        self.counters: dict[str, int] = {
+            "requests_sent": 0,
+            "replies": 0,
+            "advertisements": 0,
+            "solicitations": 0,
+            "dropped": 0,
+        }
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str | None:
+        """``"home"``, ``"f"``, ``"c"`` (or a mode given via :meth:`use_attachment`), None."""
+        return self._attachment.mode if self._attachment else None
+
+    @property
+    def attachment(self) -> Attachment | None:
+        return self._attachment
+
+    @property
+    def registered(self) -> bool:
+        """A binding for the current point of attachment was accepted and has not expired."""
+        b = self._binding
+        return b is not None and b.attachment == self._attachment
+
+    @property
+    def care_of(self) -> str | None:
+        a = self._attachment
+        return None if a is None or a.mode == "home" else a.care_of
+
+    @property
+    def state(self) -> str:
+        if not self._started:
+            return "idle"
+        if self._pending is not None:
+            return "deregistering" if self._pending.dereg else "registering"
+        if self._attachment is None:
+            return "detached"
+        if self._attachment.mode == "home":
+            return "home"
+        return "registered" if self.registered else "unregistered"
+
+    def binding_info(self) -> dict[str, Any] | None:
+        b = self._binding
+        if b is None:
+            return None
+        return {
+            "mode": b.attachment.mode,
+            "care_of": b.attachment.care_of,
+            "lifetime": b.lifetime,
+            "expires": b.expires,
+            "udp": b.udp,
+            "keepalive": b.keepalive,
+            "home_agent": b.home_agent,
+        }
+
+    # -- inputs: life cycle, links, addresses ----------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Begin: solicit agents (the driver reports links and addresses as they come)."""
+        self._started = True
+        started = Event("mn_started", {"home_address": self.config.home_address})
+        return [started, *self._solicit(now, reset=True)]
+
+    def link_up(self, iface: str, now: float) -> list[Action]:
+        """L2 trigger: a (new) link is up -- solicit at once instead of waiting."""
+        self._links.add(iface)
+        out: list[Action] = [Event("link_up", {"iface": iface})]
+        return out + self._solicit(now, reset=True)
+
+    def link_down(self, iface: str, now: float) -> list[Action]:
+        """L2 trigger: forget agents and a co-located address learnt on ``iface``."""
+        self._links.discard(iface)
+        out: list[Action] = [Event("link_down", {"iface": iface})]
+        for addr in [a for a, info in self.agents.items() if info.iface == iface]:
+            del self.agents[addr]
+            out.append(CancelTimer(T_AGENT + addr))
+            if self._fa == addr:
+                self._fa = None
+        if self._colocated is not None and self._colocated.iface == iface:
+            self._colocated = None
+        return out + self._reselect(now, "link_down")
+
+    def address_acquired(
+        self,
+        address: str,
+        prefix_len: int,
+        gateway: str | None,
+        now: float,
+        iface: str | None = None,
+    ) -> list[Action]:
+        """A co-located care-of address (from DHCP, supplied by the driver)."""
+        self._colocated = _Colocated(address, prefix_len, gateway, iface)
+        out: list[Action] = [
+            Event("address_acquired", {"address": address, "prefix_len": prefix_len})
+        ]
+        return out + self._reselect(now, "address_acquired")
+
+    def address_lost(self, address: str, now: float) -> list[Action]:
+        if self._colocated is None or self._colocated.address != address:
+            return []
+        self._colocated = None
+        return [Event("address_lost", {"address": address}), *self._reselect(now, "address_lost")]
+
+    def use_attachment(self, attachment: Attachment | None, now: float) -> list[Action]:
+        """Override the automatic choice (e.g. a VPN mode); ``None`` returns to automatic."""
+        self._override = attachment
+        return self._reselect(now, "override")
+
+    def set_home(
+        self,
+        now: float,
+        *,
+        home_address: str | None = None,
+        home_agent: str | None = None,
+        home_network: str | None = None,
+    ) -> list[Action]:
+        """Change home parameters; registers again if anything changed while registered."""
+        changes: dict[str, Any] = {}
+        if home_address is not None:
+            changes["home_address"] = home_address
+        if home_agent is not None:
+            changes["home_agent"] = home_agent
+            self.home_agent = home_agent
+        if home_network is not None:
+            changes["home_network"] = home_network
+            self._home_net = ipaddress.IPv4Network(home_network, strict=False)
+        if not changes:
+            return []
+        self.config = replace(self.config, **changes)
+        self._binding = None  # made with the old parameters
+        out = self._reselect(now, "home_changed")
+        att = self._attachment
+        if out or att is None or att.mode == "home" or self._shutdown or not self._started:
+            return out
+        return self._register(now, att, "home_changed")
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Deregister the current binding (if any) and stop reacting to moves."""
+        self._shutdown = True
+        out: list[Action] = [
+            CancelTimer(T_SOLICIT),
+            CancelTimer(T_RENEW),
+            CancelTimer(T_RETRY),
+            CancelTimer(T_KEEPALIVE),
+            Event("shutdown", {}),
+        ]
+        att = self._attachment
+        if self._binding is not None and att is not None and att.mode != "home":
+            out += self._register(now, att, "shutdown", dereg=True)
+        return out
+
+    # -- inputs: messages ------------------------------------------------------------------
+
+    def handle_icmp(
+        self, payload: bytes, src: str, now: float, iface: str | None = None
+    ) -> list[Action]:
+        try:
+            msg = decode_icmp(payload)
+        except MalformedMessage as exc:
+            # Includes unknown non-skippable extensions: discard the advertisement (RFC 5944
+            # section 1.9).
+            return self._drop(exc.reason, src)
+        if isinstance(msg, AgentSolicitation):
+            return []
+        return self.handle_advertisement(msg, src, now, iface)
+
+    def handle_advertisement(
+        self, adv: AgentAdvertisement, src: str, now: float, iface: str | None = None
+    ) -> list[Action]:
+        a = adv.agent
+        if a is None:
+            self.counters["plain_router_advertisements"] = (
+                self.counters.get("plain_router_advertisements", 0) + 1
+            )
+            return []
+        self.counters["advertisements"] += 1
+        home = bool(a.flags & AdvFlag.H) and (
+            src == self.home_agent or ipaddress.IPv4Address(src) in self._home_net
+        )
+        router = src
+        prefix = None
+        if adv.routers:
+            idx = next((i for i, (r, _) in enumerate(adv.routers) if r == src), 0)
+            router = adv.routers[idx][0]
+            if adv.prefix_lengths is not None:
+                prefix = ipaddress.IPv4Network(f"{router}/{adv.prefix_lengths[idx]}", strict=False)
+        info = self.agents.get(src)
+        out: list[Action] = []
+        rebooted = False
+        if info is None:
+            info = AgentInfo(
+                src,
+                iface,
+                now + adv.lifetime,
+                adv.lifetime,
+                a.sequence,
+                a.flags,
+                a.registration_lifetime,
+                list(a.care_of_addresses),
+                router,
+                prefix,
+                adv.challenge,
+                home,
+                now,
+            )
+            self.agents[src] = info
+            out.append(Event("agent_discovered", info.to_dict()))
+        else:
+            # RFC 5944 2.3.1: sequence numbers wrap to 256, so a value below 256 after one at
+            # or above it means the agent restarted (and forgot its visitors).
+            rebooted = a.sequence < 256 and (info.sequence >= 256 or a.sequence < info.sequence)
+            info.iface = iface
+            info.expires = now + adv.lifetime
+            info.lifetime = adv.lifetime
+            info.sequence = a.sequence
+            info.flags = a.flags
+            info.registration_lifetime = a.registration_lifetime
+            info.care_of_addresses = list(a.care_of_addresses)
+            info.router = router
+            info.prefix = prefix
+            info.challenge = adv.challenge
+            info.home = home
+            info.heard_at = now
+        out.append(SetTimer(T_AGENT + src, info.expires))
+        if info.usable_fa or info.home:
+            out.append(CancelTimer(T_SOLICIT))
+
+        reason = "agent_discovered"
+        # Prefix-based move detection (RFC 5944 2.4.2.2): another agent on the same link
+        # advertising a different prefix than the one we are registered through.
+        cur = self.agents.get(self._fa) if self._fa else None
+        if (
+            cur is not None
+            and cur.address != src
+            and cur.iface == iface
+            and cur.prefix is not None
+            and prefix is not None
+            and cur.prefix != prefix
+            and (info.usable_fa or home)
+        ):
+            out += self._lose_agent(cur.address, "prefix_changed")
+            reason = "prefix_changed"
+        if rebooted:
+            out.append(Event("agent_rebooted", {"address": src, "sequence": a.sequence}))
+            att = self._attachment
+            if att is not None and att.agent == src and not self._shutdown:
+                out += self._register(now, att, "agent_rebooted")
+                return out
+        return out + self._reselect(now, reason)
+
+    def handle_datagram(
+        self,
+        payload: bytes,
+        src: str,
+        src_port: int,
+        now: float,
+        iface: str | None = None,
+    ) -> list[Action]:
+        """A datagram on our Mobile IP port (registration replies; tunnel data is counted)."""
+        if not payload:
+            return self._drop("empty datagram", src)
+        if payload[0] == 4:
+            self.counters["tunnel_data"] = self.counters.get("tunnel_data", 0) + 1
+            return []
+        if payload[0] != 3:
+            return self._drop(f"message type {payload[0]} is not a registration reply", src)
+        try:
+            rep = decode_reply(payload)
+        except MalformedMessage as exc:
+            # An unknown non-skippable extension in a reply also lands here: silently
+            # discarded (RFC 5944 section 1.9).
+            return self._drop(exc.reason, src)
+        self.counters["replies"] += 1
+        return self._on_reply(rep, payload, src, now)
+
+    def handle_timer(self, name: str, now: float) -> list[Action]:
+        if name == T_RETRANSMIT:
+            return self._on_retransmit(now)
+        if name == T_SOLICIT:
+            if self._has_agent() or self._shutdown:
+                return []
+            return self._solicit(now)
+        if name == T_RENEW:
+            b = self._binding
+            if (
+                b is not None
+                and b.attachment == self._attachment
+                and self._pending is None
+                and not self._shutdown
+            ):
+                return self._register(now, b.attachment, "renewal")
+            return []
+        if name == T_EXPIRE:
+            return self._on_binding_expired(now)
+        if name == T_KEEPALIVE:
+            return self._keepalive(now)
+        if name == T_RETRY:
+            att = self._attachment
+            if (
+                att is not None
+                and att.mode != "home"
+                and self._pending is None
+                and not self.registered
+                and not self._shutdown
+            ):
+                return self._register(now, att, "retry")
+            return []
+        if name.startswith(T_AGENT):
+            addr = name[len(T_AGENT) :]
+            info = self.agents.get(addr)
+            if info is None or info.expires > now:
+                return []
+            out = self._lose_agent(addr, "lifetime_expired")
+            out += self._reselect(now, "agent_lost")
+            if not self._has_agent():
+                out += self._solicit(now, reset=True)
+            return out
+        return []
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def _has_agent(self) -> bool:
+        return any(i.usable_fa or i.home for i in self.agents.values())
+
+    def _lose_agent(self, addr: str, reason: str) -> list[Action]:
+        self.agents.pop(addr, None)
+        if self._fa == addr:
+            self._fa = None
+        return [
+            CancelTimer(T_AGENT + addr),
+            Event("agent_lost", {"address": addr, "reason": reason}),
+        ]
+
+    def _solicit(self, now: float, reset: bool = False) -> list[Action]:
+        """Send a solicitation if the rate limit allows, and arm the next one."""
+        cfg = self.config
+        if reset:
+            self._sol_count = 0
+        earliest = self._sol_last + cfg.solicit_interval
+        if now < earliest:
+            return [SetTimer(T_SOLICIT, earliest)]
+        payload = encode_icmp(AgentSolicitation())
+        out: list[Action] = [
+            Send(payload, ALL_ROUTERS, 0, iface=i, kind="icmp", ttl=1)
+            for i in (sorted(self._links) or [None])
+        ]
+        self._sol_count += 1
+        self._sol_last = now
+        self.counters["solicitations"] += 1
+        if self._sol_count < cfg.solicit_burst:
+            gap = cfg.solicit_interval
+        else:
+            gap = min(
+                cfg.solicit_interval * 2 ** (self._sol_count - cfg.solicit_burst + 1),
+                cfg.solicit_max_interval,
+            )
+        out.append(SetTimer(T_SOLICIT, now + gap))
+        out.append(Event("agent_solicitation_sent", {"count": self._sol_count}))
+        return out
+
+    def _select_fa(self) -> AgentInfo | None:
+        cur = self.agents.get(self._fa) if self._fa else None
+        if cur is not None and cur.usable_fa:
+            return cur
+        best = None
+        for info in self.agents.values():
+            if info.usable_fa and not info.home and (best is None or info.heard_at > best.heard_at):
+                best = info
+        self._fa = best.address if best else None
+        return best
+
+    def _desired(self) -> Attachment | None:
+        if self._override is not None:
+            return self._override
+        cfg = self.config
+        home = cfg.home_address
+        for info in self.agents.values():
+            if info.home:
+                return Attachment("home", home, home, info.iface)
+        col = self._colocated
+        if col is not None and (
+            col.address == home or ipaddress.IPv4Address(col.address) in self._home_net
+        ):
+            return Attachment("home", home, home, col.iface)
+        fa = self._select_fa()
+        if fa is not None:
+            cap = self._lifetime_cap.get(fa.address)
+            max_life = (
+                fa.registration_lifetime if cap is None else min(cap, fa.registration_lifetime)
+            )
+            if col is not None and cfg.prefer == "c":
+                if fa.flags & AdvFlag.R:
+                    # Registration required through the FA even with a co-located address.
+                    return Attachment(
+                        "c",
+                        care_of=col.address,
+                        src=col.address,
+                        iface=col.iface,
+                        agent=fa.address,
+                        colocated=True,
+                        router=col.gateway,
+                        max_lifetime=max_life,
+                    )
+                return Attachment("c", col.address, col.address, col.iface, None, True)
+            return Attachment(
+                "f",
+                care_of=fa.care_of_addresses[0],
+                src=home,
+                iface=fa.iface,
+                agent=fa.address,
+                router=fa.router,
+                max_lifetime=max_life,
+            )
+        if col is not None:
+            return Attachment("c", col.address, col.address, col.iface, None, True)
+        return None
+
+    def _reselect(self, now: float, reason: str) -> list[Action]:
+        if self._shutdown or not self._started:
+            return []
+        desired = self._desired()
+        old = self._attachment
+        if desired == old:
+            if desired is not None and old is not None and desired.max_lifetime != old.max_lifetime:
+                self._attachment = desired
+            return []
+        self._attachment = desired
+        out: list[Action] = [
+            Event(
+                "movement_detected",
+                {
+                    "from": old.mode if old else None,
+                    "to": desired.mode if desired else None,
+                    "care_of": desired.care_of if desired else None,
+                    "agent": desired.agent if desired else None,
+                    "reason": reason,
+                },
+            )
+        ]
+        if self._pending is not None:
+            self._pending = None
+            out.append(CancelTimer(T_RETRANSMIT))
+        self._resyncs = 0
+        out += self._data_plane_for(desired)
+        if desired is None:
+            return out + self._solicit(now)
+        if desired.mode == "home":
+            return out + self._arrive_home(now, desired)
+        return out + self._register(now, desired, reason)
+
+    def _data_plane_for(self, att: Attachment | None) -> list[Action]:
+        """Tear down what does not fit the new attachment (tunnel, default route via FA)."""
+        out: list[Action] = []
+        t = self._tunnel
+        if t is not None and (att is None or not att.colocated or att.care_of != t.care_of):
+            out.append(TunnelDown(t.home_address, t.care_of, t.peer, "mn"))
+            self._tunnel = None
+            out.append(CancelTimer(T_KEEPALIVE))
+        r = self._route
+        if r is not None and (att is None or att.router != r.via or att.mode != "f"):
+            out.append(Route(r.prefix, r.via, r.iface, False))
+            self._route = None
+        return out
+
+    def _arrive_home(self, now: float, att: Attachment) -> list[Action]:
+        out: list[Action] = [
+            GratuitousArp(self.config.home_address, att.iface),
+            Event("returned_home", {"iface": att.iface}),
+            CancelTimer(T_RENEW),
+            CancelTimer(T_EXPIRE),
+            CancelTimer(T_RETRY),
+        ]
+        first = not self._ever_home and not self._ever_registered
+        self._ever_home = True
+        if self._binding is not None or (first and self.config.deregister_at_boot):
+            out += self._register(now, att, "returned_home", dereg=True)
+        return out
+
+    # -- registration ----------------------------------------------------------------------
+
+    def _register(
+        self, now: float, att: Attachment, reason: str, dereg: bool = False
+    ) -> list[Action]:
+        cfg = self.config
+        lifetime = 0
+        if not dereg:
+            lifetime = cfg.lifetime
+            if att.max_lifetime is not None:
+                lifetime = min(lifetime, att.max_lifetime)
+        self._pending = _Pending(
+            att, dereg, reason, now, lifetime, cfg.retransmit_initial, home_agent=self.home_agent
+        )
+        return [CancelTimer(T_RETRY), *self._transmit(now)]
+
+    def _build(self, p: _Pending, ident: int) -> bytes:
+        cfg = self.config
+        att = p.attachment
+        flags = 0
+        if p.dereg:
+            care_of = cfg.home_address if att.mode == "home" else att.care_of
+        else:
+            care_of = att.care_of
+            if cfg.simultaneous:
+                flags |= RequestFlag.S
+            if att.colocated:
+                flags |= RequestFlag.D
+            if cfg.reverse_tunnel:
+                flags |= RequestFlag.T
+        exts: list[Extension] = []
+        if cfg.nai:
+            exts.append(NaiExtension(cfg.nai))
+        if not p.dereg and att.colocated and att.udp_allowed and cfg.udp_tunnel != "off":
+            exts.append(
+                UdpTunnelRequest(force=cfg.udp_tunnel == "force", via_fa=att.agent is not None)
+            )
+        req = RegistrationRequest(
+            cfg.home_address, p.home_agent, care_of, ident, p.lifetime, int(flags), exts
+        )
+        data = append_auth(encode(req), ExtType.MN_HA_AUTH, self.sa)
+        if att.agent is not None:
+            # Extensions for the FA follow the MN-HA authenticator (RFC 5944 3.6.1.3).
+            tail = b""
+            if flags & RequestFlag.T and cfg.encapsulating_delivery and att.mode == "f":
+                tail += EncapDeliveryStyle().encode()
+            info = self.agents.get(att.agent)
+            if info is not None and info.challenge is not None:
+                tail += ChallengeExtension(info.challenge).encode()
+            data += tail
+            mnfa = cfg.mn_fa_sas.get(att.agent)
+            if mnfa is not None:
+                data = append_auth(data, ExtType.MN_FA_AUTH, mnfa)
+        return data
+
+    def _transmit(self, now: float) -> list[Action]:
+        p = self._pending
+        assert p is not None
+        if p.attempt == 0 or self.replay.style == "timestamp":
+            # Timestamps: every retransmission is a new registration with a new
+            # Identification; nonces: resend unchanged (RFC 5944 section 3.6.3).
+            p.identification = self.replay.next_identification(self._wall(), self._rand32)
+            p.payload = self._build(p, p.identification)
+        p.sent[p.identification] = now
+        p.attempt += 1
+        timeout = p.timeout
+        p.timeout = min(p.timeout * 2, self.config.retransmit_max)
+        att = p.attachment
+        self.counters["requests_sent"] += 1
+        data = {
+            "mode": att.mode,
+            "care_of": att.care_of,
+            "agent": att.agent,
+            "lifetime": p.lifetime,
+            "identification": p.identification,
+            "reason": p.reason,
+            "attempt": p.attempt,
+            "dereg": p.dereg,
+        }
+        return [
+            Send(
+                p.payload,
+                att.agent or p.home_agent,
+                MIP_PORT,
+                att.src,
+                self.config.local_port,
+                att.iface,
+            ),
+            SetTimer(T_RETRANSMIT, now + timeout),
+            Event("registration_sent" if p.attempt == 1 else "registration_retransmitted", data),
+        ]
+
+    def _on_retransmit(self, now: float) -> list[Action]:
+        p = self._pending
+        if p is None:
+            return []
+        limit = self.config.max_retransmissions
+        if limit is not None and p.attempt > limit:
+            self._pending = None
+            out: list[Action] = [
+                Event(
+                    "registration_failed",
+                    {"mode": p.attachment.mode, "attempts": p.attempt, "dereg": p.dereg},
+                )
+            ]
+            if self.config.denied_retry is not None and not p.dereg:
+                out.append(SetTimer(T_RETRY, now + self.config.denied_retry))
+            return out
+        return self._transmit(now)
+
+    def _on_reply(
+        self, rep: RegistrationReply, payload: bytes, src: str, now: float
+    ) -> list[Action]:
+        p = self._pending
+        if p is None:
+            return self._drop("no registration pending", src)
+        if rep.home_address != self.config.home_address:
+            return self._drop(f"reply for home address {rep.home_address}", src)
+        code = rep.code
+        sent_at = None
+        for ident, t in p.sent.items():
+            if self.replay.reply_matches(ident, rep.identification, code):
+                sent_at = t
+                break
+        if sent_at is None:
+            return self._drop("identification does not match the request", src)
+
+        # RFC 5944 3.6.2.1: valid MN-HA authentication, except FA denials (64-127).
+        mnha = rep.find(ExtType.MN_HA_AUTH)
+        ha_verified = False
+        if isinstance(mnha, AuthExtension):
+            if mnha.spi != self.sa.spi or not self.sa.verify(
+                payload[: mnha.offset + 6], mnha.authenticator or b""
+            ):
+                return self._drop("bad MN-HA authenticator in reply", src)
+            ha_verified = True
+        elif not denied_by_fa(code):
+            return self._drop("reply without MN-HA authentication", src)
+        agent = p.attachment.agent
+        mnfa_sa = self.config.mn_fa_sas.get(agent) if agent else None
+        if mnfa_sa is not None:
+            mnfa = rep.find(ExtType.MN_FA_AUTH)
+            if not isinstance(mnfa, AuthExtension) or not mnfa_sa.verify(
+                payload[: mnfa.offset + 6], mnfa.authenticator or b""
+            ):
+                return self._drop("bad or missing MN-FA authenticator in reply", src)
+        if ha_verified:
+            self.replay.learn(rep.identification, code, self._wall())
+
+        if code in (0, 1):
+            return self._accepted(p, rep, sent_at, now)
+        out: list[Action] = [CancelTimer(T_RETRANSMIT)]
+        self._pending = None
+        if code == 133 and ha_verified and self._resyncs < self.config.max_resync:
+            self._resyncs += 1
+            out.append(Event("registration_resync", {"style": self.replay.style}))
+            return out + self._register(now, p.attachment, "resync", p.dereg)
+        if code == 69 and agent and 0 < rep.lifetime < p.lifetime:
+            self._lifetime_cap[agent] = rep.lifetime
+            att = replace(p.attachment, max_lifetime=rep.lifetime)
+            self._attachment = att
+            return out + self._register(now, att, "lifetime_too_long", p.dereg)
+        if (
+            code == 136
+            and ha_verified
+            and rep.home_agent not in (p.home_agent, "0.0.0.0", "255.255.255.255")
+        ):
+            self.home_agent = rep.home_agent
+            out.append(Event("home_agent_changed", {"home_agent": rep.home_agent}))
+            return out + self._register(now, p.attachment, "home_agent_changed", p.dereg)
+        out.append(
+            Event(
+                "registration_denied",
+                {
+                    "code": code,
+                    "code_name": reply_code_name(code),
+                    "by": "fa" if denied_by_fa(code) else "ha",
+                    "mode": p.attachment.mode,
+                    "care_of": p.attachment.care_of,
+                    "dereg": p.dereg,
+                },
+            )
+        )
+        if self.config.denied_retry is not None and not p.dereg and not self._shutdown:
+            out.append(SetTimer(T_RETRY, now + self.config.denied_retry))
+        return out
+
+    def _accepted(
+        self, p: _Pending, rep: RegistrationReply, sent_at: float, now: float
+    ) -> list[Action]:
+        self._pending = None
+        self._resyncs = 0
+        out: list[Action] = [CancelTimer(T_RETRANSMIT)]
+        att = p.attachment
+        latency = now - p.first_sent
+        if p.dereg:
+            self._binding = None
+            out += [CancelTimer(T_RENEW), CancelTimer(T_EXPIRE), CancelTimer(T_KEEPALIVE)]
+            out.append(Event("deregistered", {"latency": latency, "attempts": p.attempt}))
+            return out
+        granted = min(rep.lifetime, p.lifetime)
+        utrp = None
+        for ext in rep.authenticated_extensions():
+            if isinstance(ext, UdpTunnelReply):
+                utrp = ext
+        udp = utrp is not None and utrp.code == 0
+        keepalive = utrp.keepalive if udp and utrp is not None and utrp.keepalive else None
+        infinite = granted == INFINITE_LIFETIME
+        expires = math.inf if infinite else sent_at + granted
+        self._binding = _Binding(att, granted, sent_at, expires, udp, keepalive, p.home_agent)
+        self._ever_registered = True
+        out.append(
+            Event(
+                "registration_accepted",
+                {
+                    "mode": att.mode,
+                    "care_of": att.care_of,
+                    "agent": att.agent,
+                    "lifetime": granted,
+                    "code": rep.code,
+                    "udp": udp,
+                    "latency": latency,
+                    "attempts": p.attempt,
+                    "reason": p.reason,
+                },
+            )
+        )
+        if infinite:
+            out += [CancelTimer(T_RENEW), CancelTimer(T_EXPIRE)]
+        elif granted == 0:
+            out.append(SetTimer(T_EXPIRE, now))
+        else:
+            renew_at = sent_at + granted * self.config.renew_fraction
+            if renew_at <= now:
+                renew_at = now + (expires - now) / 2
+            out += [SetTimer(T_RENEW, renew_at), SetTimer(T_EXPIRE, expires)]
+        # Data plane: the mobile node is the tunnel end with a co-located address.
+        if att.colocated:
+            tunnel = TunnelUp(
+                self.config.home_address,
+                att.care_of,
+                p.home_agent,
+                att.care_of,
+                "udp" if udp else "ipip",
+                MIP_PORT if udp else None,
+                self.config.reverse_tunnel,
+                keepalive,
+                "mn",
+                att.iface,
+            )
+            if tunnel != self._tunnel:
+                if self._tunnel is not None:
+                    t = self._tunnel
+                    out.append(TunnelDown(t.home_address, t.care_of, t.peer, "mn"))
+                out.append(tunnel)
+                self._tunnel = tunnel
+        if att.mode == "f" and att.router is not None:
+            route = Route("0.0.0.0/0", att.router, att.iface, True)
+            if route != self._route:
+                if self._route is not None:
+                    r = self._route
+                    out.append(Route(r.prefix, r.via, r.iface, False))
+                out.append(route)
+                self._route = route
+        if keepalive:
+            out.append(SetTimer(T_KEEPALIVE, now + keepalive))
+        else:
+            out.append(CancelTimer(T_KEEPALIVE))
+        return out
+
+    def _on_binding_expired(self, now: float) -> list[Action]:
+        b = self._binding
+        if b is None or b.expires > now:
+            return []
+        self._binding = None
+        out: list[Action] = [Event("registration_expired", {"care_of": b.attachment.care_of})]
+        t = self._tunnel
+        if t is not None:
+            out.append(TunnelDown(t.home_address, t.care_of, t.peer, "mn"))
+            self._tunnel = None
+        out.append(CancelTimer(T_KEEPALIVE))
+        att = self._attachment
+        if att is not None and att.mode != "home" and self._pending is None and not self._shutdown:
+            out += self._register(now, att, "expired")
+        return out
+
+    def _keepalive(self, now: float) -> list[Action]:
+        """RFC 3519 keepalive: an ICMP echo request to the home agent inside the UDP tunnel."""
+        b = self._binding
+        if b is None or not b.udp or not b.keepalive:
+            return []
+        self._keepalive_seq += 1
+        inner = build_ipv4(
+            self.config.home_address,
+            b.home_agent,
+            1,
+            icmp_echo_request(0x4D49, self._keepalive_seq),
+            ttl=64,
+            ident=self._keepalive_seq,
+        )
+        payload = encode(TunnelData(4, inner))
+        return [
+            Send(
+                payload,
+                b.home_agent,
+                MIP_PORT,
+                b.attachment.care_of,
+                self.config.local_port,
+                b.attachment.iface,
+            ),
+            SetTimer(T_KEEPALIVE, now + b.keepalive),
+        ]
+
+    def _drop(self, reason: str, src: str) -> list[Action]:
+        self.counters["dropped"] += 1
+        return [Event("message_dropped", {"reason": reason, "src": src})]
