@@ -1,0 +1,298 @@
+"""Home-network plumbing of RFC 5944 section 4.6: proxy ARP, gratuitous ARP, host routes.
+
+While a mobile node is away, its home agent answers ARP for the home address (proxy ARP)
+and, on registration, broadcasts a gratuitous ARP so that nodes on the home link replace the
+mobile node's MAC in their caches with the HA's. On deregistration the HA withdraws the
+proxy entry and the mobile node, back home, sends its own gratuitous ARP (RFC 5944 section
+4.6 also suggests repeating these a few times; the agent does that on its timer).
+
+Linux details that matter:
+
+* a proxy entry (``ip neigh add proxy ADDR dev IF``: ``RTM_NEWNEIGH`` with ``NTF_PROXY``;
+  pyroute2 0.9.7 has no ``proxy=`` keyword, it wants ``flags=NTF_PROXY``) is only answered
+  if forwarding is on for ``IF`` and the route to ADDR leaves by another device (the TUN);
+* broadcast requests for a proxied address are answered after a random delay of up to
+  ``neigh/IF/proxy_delay`` (default 0.8 s): :func:`set_proxy_delay` sets it to 0;
+* Linux updates an *existing* cache entry from a gratuitous ARP (request or reply) even
+  with ``arp_accept`` 0; it creates no new entry unless ``arp_accept`` is 1.
+
+Netlink goes through :class:`Plumbing`, whose ``IPRoute`` lives on a private worker thread:
+pyroute2 0.9's synchronous ``IPRoute`` cannot be used on a thread whose asyncio loop runs.
+The ``/proc/sys`` helpers are per network namespace (the calling thread's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import socket
+import struct
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+from typing import Any, Final, Literal, TypeVar
+
+ETH_P_ARP: Final = 0x0806
+ETH_P_IP: Final = 0x0800
+ARP_REQUEST: Final = 1
+ARP_REPLY: Final = 2
+BROADCAST_MAC: Final = b"\xff" * 6
+SIOCGIFHWADDR: Final = 0x8927
+NTF_PROXY: Final = 0x08
+RT_TABLE_MAIN: Final = 254
+_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")  # Ethernet header + ARP for IPv4 over Ethernet
+_T = TypeVar("_T")
+Address = str | IPv4Address
+
+
+# --- gratuitous ARP ---------------------------------------------------------------------
+
+
+def interface_mac(ifname: str) -> bytes:
+    """The 6-byte hardware address of ``ifname`` in this namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        res = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
+    return res[18:24]
+
+
+def mac_str(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def gratuitous_arp_frame(
+    mac: bytes, address: Address, op: Literal["request", "reply"] = "request"
+) -> bytes:
+    """A broadcast gratuitous ARP frame (RFC 5944 section 4.6).
+
+    Sender and target protocol address are both ``address``, the sender hardware address is
+    ``mac``. For a request the target hardware address is zero (RFC 5227 style); for a reply
+    it is the broadcast address, the link-layer address the update is meant for.
+    """
+    if len(mac) != 6:
+        raise ValueError("mac must be 6 bytes")
+    ip4 = IPv4Address(address).packed
+    code = ARP_REQUEST if op == "request" else ARP_REPLY
+    tha = b"\0" * 6 if code == ARP_REQUEST else BROADCAST_MAC
+    return _ARP.pack(BROADCAST_MAC, mac, ETH_P_ARP, 1, ETH_P_IP, 6, 4, code, mac, ip4, tha, ip4)
+
+
+def parse_arp(frame: bytes) -> dict[str, Any] | None:
+    """Decode an Ethernet ARP frame for IPv4 (None if it is not one); for tests and probes."""
+    if len(frame) < _ARP.size:
+        return None
+    dst, src, etype, htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame)
+    if etype != ETH_P_ARP or htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4:
+        return None
+    return {
+        "eth_dst": mac_str(dst),
+        "eth_src": mac_str(src),
+        "op": op,
+        "sha": mac_str(sha),
+        "spa": str(IPv4Address(spa)),
+        "tha": mac_str(tha),
+        "tpa": str(IPv4Address(tpa)),
+        "gratuitous": spa == tpa,
+    }
+
+
+def send_gratuitous_arp(
+    ifname: str,
+    address: Address,
+    mac: bytes | None = None,
+    *,
+    op: Literal["request", "reply"] = "request",
+    count: int = 1,
+    interval: float = 0.0,
+) -> int:
+    """Broadcast ``count`` gratuitous ARPs for ``address`` on ``ifname``; returns frames sent.
+
+    ``mac`` defaults to the interface's own (the HA's on registration; the mobile node's
+    when it announces itself back home). With ``count`` > 1 this sleeps ``interval`` between
+    frames: on an event loop, send one at a time from a timer instead.
+    """
+    if mac is None:
+        mac = interface_mac(ifname)
+    frame = gratuitous_arp_frame(mac, address, op)
+    # Protocol 0: this socket only sends, nothing is queued for it to read.
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
+        s.bind((ifname, 0))
+        for i in range(count):
+            if i and interval > 0:
+                time.sleep(interval)
+            s.send(frame)
+    return count
+
+
+# --- per-namespace sysctls --------------------------------------------------------------
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def set_proxy_delay(ifname: str, centiseconds: int = 0) -> None:
+    """``net.ipv4.neigh.IF.proxy_delay`` (in jiffies as USER_HZ, i.e. 1/100 s); 0 = answer
+    proxied ARP requests at once instead of after up to 0.8 s."""
+    _write_sysctl(f"/proc/sys/net/ipv4/neigh/{ifname}/proxy_delay", str(centiseconds))
+
+
+def set_forwarding(ifname: str = "all", on: bool = True) -> None:
+    """``net.ipv4.conf.IF.forwarding``: a home agent forwards, and Linux proxies ARP only on
+    interfaces with forwarding on."""
+    _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/forwarding", "1" if on else "0")
+
+
+# --- netlink ----------------------------------------------------------------------------
+
+
+class Plumbing:
+    """Routes, rules, addresses and proxy-ARP entries via pyroute2 on a worker thread.
+
+    The worker (and its netlink socket) is created in ``__init__``, so it belongs to the
+    network namespace of the constructing thread. Calls block until the worker is done
+    (a fraction of a millisecond each): fine from a loop for registration-rate work.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataplane-nl")
+        try:
+            from pyroute2 import IPRoute
+
+            self._ipr = self._call(IPRoute)
+        except BaseException:
+            self._pool.shutdown(wait=True)
+            raise
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        return self._pool.submit(fn).result()
+
+    def close(self) -> None:
+        ipr = getattr(self, "_ipr", None)
+        if ipr is not None:
+            with contextlib.suppress(Exception):
+                self._call(ipr.close)
+            self._ipr = None
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Plumbing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ifindex(self, ifname: str) -> int:
+        found = self._call(lambda: self._ipr.link_lookup(ifname=ifname))
+        if not found:
+            raise OSError(f"no interface {ifname} in this network namespace")
+        return int(found[0])
+
+    def _ignore(self, codes: tuple[int, ...], fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` on the worker; True if done, False if it failed with one of ``codes``
+        (idempotent add/remove: EEXIST/ENOENT/ESRCH are not errors here)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self._call(fn)
+        except NetlinkError as exc:
+            if exc.code in codes:
+                return False
+            raise
+        return True
+
+    # proxy ARP (RFC 5944 section 4.6)
+
+    def add_proxy_arp(self, address: Address, ifname: str) -> None:
+        """Answer ARP for ``address`` on ``ifname`` (``ip neigh replace proxy A dev IF``)."""
+        idx = self.ifindex(ifname)
+        dst = str(IPv4Address(address))
+        self._call(lambda: self._ipr.neigh("replace", dst=dst, ifindex=idx, flags=NTF_PROXY))
+
+    def del_proxy_arp(self, address: Address, ifname: str) -> bool:
+        idx = self.ifindex(ifname)
+        dst = str(IPv4Address(address))
+        return self._ignore(
+            (2, 3), lambda: self._ipr.neigh("del", dst=dst, ifindex=idx, flags=NTF_PROXY)
+        )
+
+    # routes and rules
+
+    def add_host_route(
+        self,
+        address: Address,
+        ifname: str,
+        *,
+        table: int = RT_TABLE_MAIN,
+        src: Address | None = None,
+    ) -> None:
+        """``ip route replace ADDR/32 dev IF [src S] [table T]``: e.g. a home address via the
+        TUN at the HA (the packets to it then reach the tunnel engine)."""
+        idx = self.ifindex(ifname)
+        kw: dict[str, Any] = {"dst": f"{IPv4Address(address)}/32", "oif": idx, "table": table}
+        if src is not None:
+            kw["prefsrc"] = str(IPv4Address(src))
+        self._call(lambda: self._ipr.route("replace", **kw))
+
+    def del_host_route(self, address: Address, *, table: int = RT_TABLE_MAIN) -> bool:
+        dst = f"{IPv4Address(address)}/32"
+        return self._ignore((2, 3), lambda: self._ipr.route("del", dst=dst, table=table))
+
+    def add_default_route(
+        self, ifname: str, *, table: int = RT_TABLE_MAIN, src: Address | None = None
+    ) -> None:
+        """``ip route replace default dev IF [src S] [table T]`` (reverse tunnelling table)."""
+        idx = self.ifindex(ifname)
+        kw: dict[str, Any] = {"dst": "0.0.0.0/0", "oif": idx, "table": table}
+        if src is not None:
+            kw["prefsrc"] = str(IPv4Address(src))
+        self._call(lambda: self._ipr.route("replace", **kw))
+
+    def add_source_rule(self, address: Address, table: int, priority: int = 1000) -> None:
+        """``ip rule add from ADDR/32 lookup T priority P``: RFC 3024 reverse tunnelling of
+        what a node sends from its home address, while everything else (registrations, the
+        outer packets themselves) keeps the main table."""
+        src = str(IPv4Address(address))
+        self._ignore(
+            (17,),
+            lambda: self._ipr.rule(
+                "add", src=src, src_len=32, table=table, priority=priority, family=socket.AF_INET
+            ),
+        )
+
+    def del_source_rule(self, address: Address, table: int, priority: int = 1000) -> bool:
+        src = str(IPv4Address(address))
+        return self._ignore(
+            (2, 3),
+            lambda: self._ipr.rule(
+                "del", src=src, src_len=32, table=table, priority=priority, family=socket.AF_INET
+            ),
+        )
+
+    def add_address(self, ifname: str, address: Address, prefixlen: int = 32) -> None:
+        """Put ``address`` on ``ifname`` (the home address on a mobile node's TUN)."""
+        idx = self.ifindex(ifname)
+        addr = str(IPv4Address(address))
+        self._ignore(
+            (17,), lambda: self._ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+        )
+
+    def del_address(self, ifname: str, address: Address, prefixlen: int = 32) -> bool:
+        idx = self.ifindex(ifname)
+        addr = str(IPv4Address(address))
+        return self._ignore(
+            (2, 3, 99),
+            lambda: self._ipr.addr("del", index=idx, address=addr, prefixlen=prefixlen),
+        )
+
+
+__all__ = [
+    "Plumbing",
+    "gratuitous_arp_frame",
+    "interface_mac",
+    "mac_str",
+    "parse_arp",
+    "send_gratuitous_arp",
+    "set_forwarding",
+    "set_proxy_delay",
+]

@@ -1,0 +1,235 @@
+"""Wire formats of the Mobile IP data plane, sans I/O: build and check headers.
+
+Every ``parse_*``/``check_*`` function takes a buffer and a length and returns either the
+offsets the caller needs or a *drop reason*: a ``str`` that is also the name of the counter
+the engine increments. They never raise on any input, so a malformed packet can only ever
+cost one counter increment (tests feed them arbitrary bytes).
+
+Formats:
+
+* IP in IP, RFC 2003 section 3: an outer IPv4 header with protocol 4 followed by the whole
+  inner IPv4 packet.
+* MIP Tunnel Data message, RFC 3519 section 3.3, carried in UDP port 434: type (1 byte, 4),
+  next header (1 byte: 4 IPv4, 55 minimal encapsulation, 47 GRE), 2 reserved bytes (sent as
+  zero, ignored on receipt), then the tunnelled packet. Only next header 4 is supported.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+IPPROTO_IPIP: Final = 4  # RFC 2003 section 3: outer protocol field for IP in IP
+IPPROTO_GRE: Final = 47
+IPPROTO_MINENC: Final = 55  # RFC 2004 minimal encapsulation
+
+MIP_PORT: Final = 434
+TUNNEL_DATA_TYPE: Final = 4  # RFC 3519 section 3.3
+TUNNEL_DATA_LEN: Final = 4
+TUNNEL_DATA_HEADER: Final = bytes((TUNNEL_DATA_TYPE, IPPROTO_IPIP, 0, 0))
+
+IPV4_HEADER_LEN: Final = 20
+UDP_HEADER_LEN: Final = 8
+DEFAULT_TTL: Final = 64  # RFC 2003 section 3.1: "appropriate for delivery to the exit point"
+
+# TUN MTUs that keep the outer packet within a 1500-byte link MTU.
+IPIP_MTU: Final = 1500 - IPV4_HEADER_LEN  # 1480
+UDP_MTU: Final = 1500 - IPV4_HEADER_LEN - UDP_HEADER_LEN - TUNNEL_DATA_LEN  # 1468
+
+_DF: Final = 0x40  # in byte 6 of an IPv4 header (flags + fragment offset high bits)
+
+# Drop reasons (= counter names). Kept as constants so tests and agents can refer to them.
+R_TRUNCATED: Final = "rx_truncated"
+R_NOT_IPV4: Final = "rx_not_ipv4"
+R_BAD_IHL: Final = "rx_bad_ihl"
+R_BAD_LENGTH: Final = "rx_bad_length"
+R_NOT_IPIP: Final = "rx_not_ipip"
+R_FRAGMENT: Final = "rx_outer_fragment"
+R_INNER_TRUNCATED: Final = "rx_inner_truncated"
+R_INNER_NOT_IPV4: Final = "rx_inner_not_ipv4"
+R_INNER_BAD_IHL: Final = "rx_inner_bad_ihl"
+R_INNER_BAD_LENGTH: Final = "rx_inner_bad_length"
+R_NOT_TUNNEL_DATA: Final = "rx_udp_not_tunnel_data"
+R_BAD_NEXT_HEADER: Final = "rx_udp_bad_next_header"
+
+DROP_REASONS: Final = (
+    R_TRUNCATED,
+    R_NOT_IPV4,
+    R_BAD_IHL,
+    R_BAD_LENGTH,
+    R_NOT_IPIP,
+    R_FRAGMENT,
+    R_INNER_TRUNCATED,
+    R_INNER_NOT_IPV4,
+    R_INNER_BAD_IHL,
+    R_INNER_BAD_LENGTH,
+    R_NOT_TUNNEL_DATA,
+    R_BAD_NEXT_HEADER,
+)
+
+Buffer = bytes | bytearray | memoryview
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+
+
+def check_inner(buf: Buffer, off: int, end: int) -> int | str:
+    """Validate the IPv4 packet in ``buf[off:end]``; return where it really ends.
+
+    The inner total length may be shorter than what carried it (never longer): the packet
+    written to TUN is cut to ``buf[off:result]`` so trailing padding never reaches the stack.
+    """
+    avail = end - off
+    if avail < IPV4_HEADER_LEN:
+        return R_INNER_TRUNCATED
+    b0 = buf[off]
+    if b0 >> 4 != 4:
+        return R_INNER_NOT_IPV4
+    ihl = (b0 & 0x0F) << 2
+    if ihl < IPV4_HEADER_LEN or ihl > avail:
+        return R_INNER_BAD_IHL
+    total = buf[off + 2] << 8 | buf[off + 3]
+    if total < ihl or total > avail:
+        return R_INNER_BAD_LENGTH
+    return off + total
+
+
+def parse_ipip(buf: Buffer, n: int) -> tuple[int, int] | str:
+    """Check an outer IPv4 header with protocol 4 in ``buf[:n]`` (as a raw socket gets it).
+
+    Returns ``(inner_offset, inner_end)`` with the inner packet validated by
+    :func:`check_inner`, or a drop reason. The outer source is at ``buf[12:16]``.
+    """
+    if n < IPV4_HEADER_LEN or len(buf) < n:
+        return R_TRUNCATED
+    b0 = buf[0]
+    if b0 >> 4 != 4:
+        return R_NOT_IPV4
+    ihl = (b0 & 0x0F) << 2
+    if ihl < IPV4_HEADER_LEN or ihl > n:
+        return R_BAD_IHL
+    total = buf[2] << 8 | buf[3]
+    if total < ihl or total > n:
+        return R_BAD_LENGTH
+    if buf[9] != IPPROTO_IPIP:
+        return R_NOT_IPIP
+    # The kernel reassembles before raw delivery; a fragment here means something is off.
+    if buf[6] & 0x3F or buf[7]:  # MF or a fragment offset
+        return R_FRAGMENT
+    end = check_inner(buf, ihl, total)
+    if end.__class__ is str:
+        return end  # type: ignore[return-value]
+    return ihl, end  # type: ignore[return-value]
+
+
+def parse_tunnel_data(buf: Buffer, n: int) -> tuple[int, int] | str:
+    """Check a MIP Tunnel Data message (UDP payload) in ``buf[:n]`` (RFC 3519 section 3.3).
+
+    Returns ``(inner_offset, inner_end)`` or a drop reason. Next header 55 (minimal
+    encapsulation) and 47 (GRE) are legal on the wire but not supported here: they are
+    refused with :data:`R_BAD_NEXT_HEADER`, like any other value.
+    """
+    if n < TUNNEL_DATA_LEN or len(buf) < n:
+        return R_TRUNCATED
+    if buf[0] != TUNNEL_DATA_TYPE:
+        return R_NOT_TUNNEL_DATA
+    if buf[1] != IPPROTO_IPIP:
+        return R_BAD_NEXT_HEADER
+    end = check_inner(buf, TUNNEL_DATA_LEN, n)
+    if end.__class__ is str:
+        return end  # type: ignore[return-value]
+    return TUNNEL_DATA_LEN, end  # type: ignore[return-value]
+
+
+def tunnel_data_header(next_header: int = IPPROTO_IPIP) -> bytes:
+    """The 4-byte MIP Tunnel Data header (RFC 3519 section 3.3); reserved bytes zero."""
+    return bytes((TUNNEL_DATA_TYPE, next_header & 0xFF, 0, 0))
+
+
+def outer_header_key(inner: Buffer, off: int = 0) -> int:
+    """The inner fields copied to the outer header (RFC 2003 section 3.1), as one small int.
+
+    TOS is copied; DF is copied when set in the inner header (when clear, the outer one is
+    left clear too, so the packet may still be fragmented on the way, as for the original).
+    """
+    return inner[off + 1] << 1 | (inner[off + 6] >> 6 & 1)
+
+
+def ipip_outer_header(
+    src: bytes, dst: bytes, key: int, ttl: int = DEFAULT_TTL, total_length: int = 0,
+    ident: int = 0,
+) -> bytes:  # fmt: skip
+    """The outer IPv4 header of RFC 2003 section 3.1 for a raw ``IP_HDRINCL`` socket.
+
+    ``src``/``dst`` are 4 bytes (``src`` all zero lets the kernel choose by route); ``key``
+    comes from :func:`outer_header_key`. With total length, ID and checksum left 0, the
+    Linux raw socket fills in the total length, a fresh ID and the checksum (raw(7)); pass
+    ``total_length`` to get a complete header (tests, other senders).
+    """
+    tos = key >> 1
+    frag = _DF << 8 if key & 1 else 0
+    hdr = _HDR.pack(0x45, tos, total_length, ident, frag, ttl, IPPROTO_IPIP, 0, src, dst)
+    if total_length:
+        hdr = hdr[:10] + struct.pack("!H", ipv4_checksum(hdr)) + hdr[12:]
+    return hdr
+
+
+def ipv4_checksum(header: Buffer) -> int:
+    """RFC 1071 checksum over an IPv4 header (checksum field included as stored)."""
+    data = bytes(header)
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def encapsulate_ipip(
+    inner: bytes, src: bytes, dst: bytes, ttl: int = DEFAULT_TTL, ident: int = 0
+) -> bytes:
+    """A complete IP-in-IP packet (outer checksum included), for tests and injectors.
+
+    ``inner`` may be anything (malformed input for tests): TOS/DF come from it only when it
+    is long enough to have them."""
+    key = outer_header_key(inner) if len(inner) >= IPV4_HEADER_LEN else 0
+    return ipip_outer_header(src, dst, key, ttl, IPV4_HEADER_LEN + len(inner), ident) + inner
+
+
+def encapsulate_udp(inner: bytes) -> bytes:
+    """The UDP payload carrying ``inner`` in a MIP Tunnel Data message."""
+    return TUNNEL_DATA_HEADER + inner
+
+
+def ipv4_packet(
+    src: bytes, dst: bytes, proto: int, payload: bytes, *, tos: int = 0, df: bool = False,
+    ttl: int = 64, ident: int = 0,
+) -> bytes:  # fmt: skip
+    """A plain IPv4 packet with a correct header checksum (tests, injectors)."""
+    frag = _DF << 8 if df else 0
+    hdr = bytearray(_HDR.pack(0x45, tos, 20 + len(payload), ident, frag, ttl, proto, 0, src, dst))
+    hdr[10:12] = struct.pack("!H", ipv4_checksum(hdr))
+    return bytes(hdr) + payload
+
+
+__all__ = [
+    "DEFAULT_TTL",
+    "DROP_REASONS",
+    "IPIP_MTU",
+    "IPPROTO_GRE",
+    "IPPROTO_IPIP",
+    "IPPROTO_MINENC",
+    "MIP_PORT",
+    "TUNNEL_DATA_HEADER",
+    "TUNNEL_DATA_LEN",
+    "TUNNEL_DATA_TYPE",
+    "UDP_MTU",
+    "check_inner",
+    "encapsulate_ipip",
+    "encapsulate_udp",
+    "ipip_outer_header",
+    "ipv4_checksum",
+    "ipv4_packet",
+    "outer_header_key",
+    "parse_ipip",
+    "parse_tunnel_data",
+    "tunnel_data_header",
+]
