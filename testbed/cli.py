@@ -426,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["topology"])
     p.set_defaults(func=cmd_schema)
 
+    p = sub.add_parser("agent", help="run a Mobile IP agent (ha, fa, mn) in this namespace")
+    from agents.runtime.main import add_arguments, run
+
+    add_arguments(p)
+    p.set_defaults(func=run)
+
     p = sub.add_parser("demo", help="bring the enterprise up, show it, tear it down")
     p.set_defaults(func=cmd_demo)
 

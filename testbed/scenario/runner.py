@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from testbed.lab.builder import SW, build, spawn
 from testbed.lab.lab import Lab
 from testbed.lab.state import ProcessRecord
@@ -84,7 +86,13 @@ class _Run:
         self.services: dict[str, ProcessRecord] = {}
         self.events_dir = run_dir / "events"
         self.logs_dir = run_dir / "logs"
-        for d in (self.events_dir, self.logs_dir, run_dir / "probes", run_dir / "pcap"):
+        for d in (
+            self.events_dir,
+            self.logs_dir,
+            run_dir / "probes",
+            run_dir / "pcap",
+            run_dir / "state",
+        ):
             d.mkdir(parents=True, exist_ok=True)
         self.events = EventWriter.open(str(self.events_dir / "runner.jsonl"), "runner")
         self.t0_ns = 0
@@ -190,7 +198,24 @@ class _Run:
         if service.kind == "command":
             assert service.argv is not None
             return list(service.argv)
-        raise StepFailed(f"service {service.label}: Mobile IP agents are not available yet")
+        configs = self.dir / "configs"
+        configs.mkdir(exist_ok=True)
+        config = configs / f"{service.label}.yaml"
+        config.write_text(yaml.safe_dump(service.config or {}, sort_keys=False))
+        return [
+            sys.executable,
+            "-m",
+            "agents.runtime.main",
+            str(service.agent),
+            "--config",
+            str(config),
+            "--events",
+            events,
+            "--node",
+            service.node,
+            "--state",
+            str(self.dir / "state" / f"{service.label}.json"),
+        ]
 
     def _start_service(self, service: ServiceSpec) -> None:
         record = self._spawn(

@@ -1,0 +1,151 @@
+"""Agent configuration files (YAML) -> the protocol core's config objects.
+
+Errors name the file, line and field, like every other spec file of the testbed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.mip.fa import FaConfig, FaInterface
+from agents.mip.ha import HaConfig, MobileNodeConfig
+from agents.mip.mn import MnConfig
+from testbed.specfile import load_spec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MobileNodeEntry(_Strict):
+    home_address: ipaddress.IPv4Address
+    spi: int = Field(ge=256, le=0xFFFFFFFF)  # SPIs 0-255 are reserved (RFC 5944 3.5)
+    key: str = Field(pattern=r"^([0-9a-fA-F]{2})+$", description="hex")
+    algorithm: Literal["hmac-md5", "keyed-md5"] = "hmac-md5"
+    replay: Literal["timestamp", "nonce"] = "timestamp"
+
+
+class HaFile(_Strict):
+    address: ipaddress.IPv4Address
+    interface: str = "eth0"
+    home_network: ipaddress.IPv4Network
+    max_lifetime: int = Field(600, ge=0, le=65535)
+    replay_window: float = Field(7.0, gt=0)
+    mobile_nodes: list[MobileNodeEntry] = Field(min_length=1)
+    simultaneous_bindings: bool = False
+    udp_tunnelling: bool = True
+    keepalive_interval: int = Field(110, ge=1)
+    advertise: bool = Field(True, description="advertise on the home link (H bit)")
+    adv_interval: float = Field(1.0, gt=0)
+
+
+class FaFile(_Strict):
+    address: ipaddress.IPv4Address = Field(description="care-of address offered")
+    interface: str = Field("eth0", description="the visited link")
+    prefix_len: int = Field(24, ge=0, le=32)
+    adv_interval: float = Field(1.0, gt=0)
+    registration_lifetime: int = Field(600, ge=1, le=65535)
+    reverse_tunneling: bool = True
+    max_visitors: int | None = None
+    min_solicited_interval: float = Field(
+        0.05, ge=0, description="answer solicitations at most this often (s)"
+    )
+
+
+class MnFile(_Strict):
+    home_address: ipaddress.IPv4Address
+    home_agent: ipaddress.IPv4Address
+    home_network: ipaddress.IPv4Network
+    home_router: ipaddress.IPv4Address = Field(description="default router on the home link")
+    interface: str = "eth0"
+    spi: int = Field(ge=256, le=0xFFFFFFFF)
+    key: str = Field(pattern=r"^([0-9a-fA-F]{2})+$")
+    algorithm: Literal["hmac-md5", "keyed-md5"] = "hmac-md5"
+    replay: Literal["timestamp", "nonce"] = "timestamp"
+    lifetime: int = Field(600, ge=1, le=65535)
+    prefer: Literal["f", "c"] = "f"
+    reverse_tunnel: bool = True
+    udp_tunnel: Literal["auto", "force", "off"] = "auto"
+    dhcp: bool = Field(True, description="co-located care-of addresses from DHCP")
+    parallel_dhcp: bool = Field(
+        True, description="send DHCP with the agent solicitation (seed 000's optimisation)"
+    )
+    sequential_dhcp_wait: float = Field(
+        1.0, ge=0, description="without parallel_dhcp: wait this long for an FA first (s)"
+    )
+    solicit_interval: float = Field(
+        0.05,
+        gt=0,
+        description="solicitations at most this often (s); L2 triggers make a "
+        "fast first one worth it",
+    )
+    retransmit_initial: float = Field(0.25, gt=0)
+    retransmit_max: float = Field(4.0, gt=0)
+
+
+def _load(path: str | Path, model: type[_Strict]) -> Any:
+    source = load_spec(path)
+    try:
+        return model.model_validate(source.data)
+    except ValidationError as exc:
+        raise source.validation_error(exc) from None
+
+
+def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
+    f: HaFile = _load(path, HaFile)
+    from agents.mip.advert import AdvertisingInterface
+
+    advertise = [AdvertisingInterface(f.interface, str(f.address), f.home_network.prefixlen)]
+    return f, HaConfig(
+        address=str(f.address),
+        home_network=str(f.home_network),
+        mobile_nodes=[
+            MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
+            for m in f.mobile_nodes
+        ],
+        max_lifetime=f.max_lifetime,
+        replay_window=f.replay_window,
+        simultaneous_bindings=f.simultaneous_bindings,
+        udp_tunnelling=f.udp_tunnelling,
+        keepalive_interval=f.keepalive_interval,
+        home_iface=f.interface,
+        advertise_on=advertise if f.advertise else [],
+        adv_interval=f.adv_interval,
+    )
+
+
+def load_fa(path: str | Path) -> tuple[FaFile, FaConfig]:
+    f: FaFile = _load(path, FaFile)
+    return f, FaConfig(
+        care_of_address=str(f.address),
+        interfaces=[FaInterface(f.interface, str(f.address), f.prefix_len)],
+        adv_interval=f.adv_interval,
+        registration_lifetime=f.registration_lifetime,
+        reverse_tunneling=f.reverse_tunneling,
+        max_visitors=f.max_visitors,
+        min_solicited_interval=f.min_solicited_interval,
+    )
+
+
+def load_mn(path: str | Path) -> tuple[MnFile, MnConfig]:
+    f: MnFile = _load(path, MnFile)
+    return f, MnConfig(
+        home_address=str(f.home_address),
+        home_agent=str(f.home_agent),
+        home_network=str(f.home_network),
+        spi=f.spi,
+        key=f.key,
+        algorithm=f.algorithm,
+        replay=f.replay,
+        lifetime=f.lifetime,
+        reverse_tunnel=f.reverse_tunnel,
+        udp_tunnel=f.udp_tunnel,
+        prefer=f.prefer,
+        solicit_interval=f.solicit_interval,
+        retransmit_initial=f.retransmit_initial,
+        retransmit_max=f.retransmit_max,
+    )

@@ -1,0 +1,207 @@
+"""The asyncio driver shared by every agent: sockets, timers, actions, events.
+
+The protocol machines (agents.mip) never touch a socket or a clock; this driver feeds them
+UDP-434 datagrams, ICMP router discovery messages and timer expiries with ``now`` from
+CLOCK_MONOTONIC (``loop.time()`` is the same clock), and carries out what they return.
+Data-plane actions (tunnels, routes, ARP) go to a role-specific ``DataPlane``.
+
+Nothing a peer sends can kill the agent: every handler runs under a guard that turns an
+unexpected exception into an ``agent_error`` event and a counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agents.mip.actions import Action, CancelTimer, Event, Send, SetTimer
+from agents.mip.constants import MIP_PORT
+from testbed.services.events import EventWriter
+
+IP_PKTINFO = 8
+_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr
+ICMP_ROUTER_ADVERTISEMENT, ICMP_ROUTER_SOLICITATION = 9, 10
+
+
+class Machine(Protocol):
+    counters: dict[str, int]
+
+    def start(self, now: float) -> list[Action]: ...
+    def handle_datagram(
+        self, payload: bytes, src: str, src_port: int, now: float, iface: str | None = None
+    ) -> list[Action]: ...
+    def handle_icmp(
+        self, payload: bytes, src: str, now: float, iface: str | None = None
+    ) -> list[Action]: ...
+    def handle_timer(self, name: str, now: float) -> list[Action]: ...
+
+
+class DataPlane(Protocol):
+    def apply(self, action: Action) -> None: ...
+    def handle_tunnel_data(self, payload: bytes, src: tuple[str, int], now: float) -> None: ...
+    def close(self) -> None: ...
+
+
+def _pktinfo(ifindex: int, src: str | None) -> list[tuple[int, int, bytes]]:
+    spec = socket.inet_aton(src) if src else bytes(4)
+    return [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(ifindex, spec, bytes(4)))]
+
+
+class AgentDriver:
+    def __init__(
+        self,
+        machine: Machine,
+        events: EventWriter,
+        dataplane: DataPlane | None = None,
+        *,
+        interfaces: tuple[str, ...] = (),
+        groups: tuple[str, ...] = (),
+        udp_port: int = MIP_PORT,
+    ) -> None:
+        self.machine = machine
+        self.events = events
+        self.dataplane = dataplane
+        self.interfaces = interfaces
+        self.counters: dict[str, int] = {"agent_errors": 0, "send_errors": 0}
+        self.loop = asyncio.get_event_loop()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.stopping = asyncio.Event()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self.udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.udp.bind(("0.0.0.0", udp_port))
+        self.udp.setblocking(False)
+        self.icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.icmp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        self.icmp.setblocking(False)
+        for group in groups:
+            for iface in interfaces:
+                mreq = struct.pack(
+                    "=4s4si", socket.inet_aton(group), bytes(4), socket.if_nametoindex(iface)
+                )
+                with contextlib.suppress(OSError):
+                    self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        self.loop.add_reader(self.udp.fileno(), self._guard(self._on_udp))
+        self.loop.add_reader(self.icmp.fileno(), self._guard(self._on_icmp))
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # a bug or a hostile packet must not stop the agent
+                self.counters["agent_errors"] += 1
+                self.events.emit("agent_error", error=f"{type(exc).__name__}: {exc}")
+
+        return guarded
+
+    def feed(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(action)
+            elif isinstance(action, SetTimer):
+                old = self._timers.pop(action.name, None)
+                if old is not None:
+                    old.cancel()
+                self._timers[action.name] = self.loop.call_at(
+                    action.at, self._guard(self._fire), action.name
+                )
+            elif isinstance(action, CancelTimer):
+                old = self._timers.pop(action.name, None)
+                if old is not None:
+                    old.cancel()
+            elif isinstance(action, Event):
+                self.events.emit(action.name, **action.data)
+            elif self.dataplane is not None:
+                try:
+                    self.dataplane.apply(action)
+                except Exception as exc:
+                    self.counters["agent_errors"] += 1
+                    self.events.emit(
+                        "dataplane_error",
+                        action=type(action).__name__,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self.feed(self.machine.handle_timer(name, self.now()))
+
+    def _send(self, send: Send) -> None:
+        ifindex = socket.if_nametoindex(send.iface) if send.iface else 0
+        ancillary = _pktinfo(ifindex, send.src) if (ifindex or send.src) else []
+        try:
+            if send.kind == "icmp":
+                ttl = send.ttl or 64
+                self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+                self.icmp.sendmsg([send.payload], ancillary, 0, (send.dst, 0))
+            else:
+                self.udp.sendmsg([send.payload], ancillary, 0, (send.dst, send.dst_port))
+        except OSError as exc:
+            # like a lost packet: the machines retransmit
+            self.counters["send_errors"] += 1
+            self.events.emit("send_failed", dst=send.dst, error=exc.strerror or str(exc))
+
+    @staticmethod
+    def _ifname(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+        for level, kind, data in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+                with contextlib.suppress(OSError):
+                    return socket.if_indextoname(_PKTINFO.unpack_from(data)[0])
+        return None
+
+    def _on_udp(self) -> None:
+        for _ in range(64):
+            try:
+                payload, anc, _flags, (src, port) = self.udp.recvmsg(65535, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            now = self.now()
+            if payload[:1] == b"\x04" and self.dataplane is not None:
+                self.dataplane.handle_tunnel_data(payload, (src, port), now)
+                continue
+            self.feed(self.machine.handle_datagram(payload, src, port, now, self._ifname(anc)))
+
+    def _on_icmp(self) -> None:
+        for _ in range(64):
+            try:
+                packet, anc, _flags, (src, _) = self.icmp.recvmsg(65535, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(packet) < 20:
+                continue
+            ihl = (packet[0] & 0x0F) * 4
+            payload = packet[ihl:]
+            if payload[:1] not in (b"\x09", b"\x0a"):
+                continue  # echo, unreachable, ...: not router discovery
+            self.feed(self.machine.handle_icmp(payload, src, self.now(), self._ifname(anc)))
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def install_signals(self, on_stop: Callable[[], None]) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, on_stop)
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for sock in (self.udp, self.icmp):
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(sock.fileno())
+            sock.close()
+        if self.dataplane is not None:
+            self.dataplane.close()

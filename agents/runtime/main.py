@@ -1,0 +1,137 @@
+"""``testbed agent ha|fa|mn --config FILE``: one agent in the current network namespace."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import sys
+import time
+from pathlib import Path
+
+from testbed.services.events import EventWriter
+from testbed.specfile import SpecError
+
+MN_GROUPS = ("224.0.0.1",)  # all systems: advertisements
+AGENT_GROUPS = ("224.0.0.2",)  # all routers: solicitations
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("role", choices=["ha", "fa", "mn"])
+    parser.add_argument("--config", required=True, help="agent configuration (YAML)")
+    parser.add_argument("--events", help="JSON-lines event file (default: stdout)")
+    parser.add_argument("--node", help="node name in events (default: the role)")
+    parser.add_argument("--state", help="write the agent's state here as JSON, every second")
+
+
+async def _run(args: argparse.Namespace) -> int:
+
+    stream = open(args.events, "a", buffering=1) if args.events else sys.stdout  # noqa: SIM115
+    events = EventWriter(stream, args.node or args.role)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    if args.role == "ha":
+        driver, machine, extra = _make_ha(args.config, events)
+    elif args.role == "fa":
+        driver, machine, extra = _make_fa(args.config, events)
+    else:
+        driver, machine, extra = _make_mn(args.config, events)
+    driver.install_signals(stop.set)
+    events.emit("agent_started", role=args.role, config=str(args.config))
+    driver.feed(machine.start(driver.now()))
+    if extra is not None:
+        extra.start()
+    state_task = loop.create_task(_write_state(args, machine, driver)) if args.state else None
+    await stop.wait()
+    if args.role == "mn":  # SIGTERM deregisters (RFC 5944 3.6.1.2): give the reply a moment
+        driver.feed(machine.shutdown(driver.now()))
+        await asyncio.sleep(0.3)
+    if state_task is not None:
+        state_task.cancel()
+    if extra is not None:
+        extra.close()
+    events.emit("agent_stopped", counters={**machine.counters, **driver.counters})
+    driver.close()
+    return 0
+
+
+async def _write_state(args: argparse.Namespace, machine: object, driver: object) -> None:
+    from agents.runtime.state import snapshot
+
+    path = Path(args.state)
+    while True:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot(args.role, machine, driver), default=str))
+        tmp.replace(path)
+        await asyncio.sleep(1.0)
+
+
+def _make_ha(path: str, events: EventWriter):
+    from agents.mip.ha import HomeAgent
+    from agents.runtime.config import load_ha
+    from agents.runtime.dataplane import HaDataPlane
+    from agents.runtime.driver import AgentDriver
+
+    f, cfg = load_ha(path)
+    machine = HomeAgent(cfg, wallclock=time.time)
+    driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
+    driver.dataplane = HaDataPlane(events, driver.udp, f.interface)
+    return driver, machine, None
+
+
+def _make_fa(path: str, events: EventWriter):
+    from agents.mip.fa import ForeignAgent
+    from agents.runtime.config import load_fa
+    from agents.runtime.dataplane import FaDataPlane
+    from agents.runtime.driver import AgentDriver
+
+    f, cfg = load_fa(path)
+    machine = ForeignAgent(cfg)
+    driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
+    driver.dataplane = FaDataPlane(events, driver.udp)
+    return driver, machine, None
+
+
+def _make_mn(path: str, events: EventWriter):
+    from agents.mip.mn import MobileNode
+    from agents.runtime.config import load_mn
+    from agents.runtime.dataplane import MnDataPlane
+    from agents.runtime.driver import AgentDriver
+    from agents.runtime.movement import MovementDetector
+
+    f, cfg = load_mn(path)
+    machine = MobileNode(cfg, wallclock=time.time)
+    driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=MN_GROUPS)
+    home = ipaddress.IPv4Network(f.home_network)
+    driver.dataplane = MnDataPlane(
+        events,
+        driver.udp,
+        iface=f.interface,
+        home=str(f.home_address),
+        home_prefix=home.prefixlen,
+        home_router=str(f.home_router),
+        home_agent=str(f.home_agent),
+    )
+    return driver, machine, MovementDetector(f, machine, driver, events)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="testbed agent")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except SpecError as exc:
+        print(f"testbed agent: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"testbed agent: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The MN's L2 triggers and co-located addresses: carrier events and DHCP, fed to the core.
+
+On carrier on the MN solicits agents (the core does) and, with ``parallel_dhcp`` (seed 000's
+optimisation, default), starts DHCP at the same moment; without it DHCP starts only if no
+foreign agent was heard within ``sequential_dhcp_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from agents.dhcp.driver import DhcpDriver
+from agents.linkwatch import LinkWatcher
+from testbed.services.events import EventWriter
+
+
+class MovementDetector:
+    def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
+        self.config = config
+        self.machine = machine
+        self.driver = driver
+        self.events = events
+        self.iface = config.interface
+        self.links = LinkWatcher(self.iface)
+        self.dhcp: DhcpDriver | None = None
+        self._pending: asyncio.TimerHandle | None = None
+        if config.dhcp:
+            self.dhcp = DhcpDriver(self.iface, on_event=self._on_dhcp_event, route_metric=100)
+
+    def start(self) -> None:
+        loop = asyncio.get_event_loop()
+        loop.add_reader(self.links.fileno(), self.driver._guard(self._on_link))
+        if self.dhcp is not None:
+            self.dhcp.attach(loop)
+        if self.links.carrier:
+            self.driver.feed(self.machine.link_up(self.iface, time.monotonic()))
+
+    def _on_link(self) -> None:
+        for up in self.links.read():
+            now = time.monotonic()
+            if up:
+                self.events.emit("carrier_up", iface=self.iface, phase="carrier_up")
+                self.events.emit("movement_detected", iface=self.iface, trigger="l2")
+                self.driver.feed(self.machine.link_up(self.iface, now))
+                self._start_dhcp()
+            else:
+                self.events.emit("carrier_down", iface=self.iface, phase="carrier_down")
+                if self._pending is not None:
+                    self._pending.cancel()
+                if self.dhcp is not None:
+                    self.dhcp.link_down()
+                if self.machine.mode in ("home", "f"):
+                    self.driver.dataplane.left_link()
+                self.driver.feed(self.machine.link_down(self.iface, now))
+
+    def _start_dhcp(self) -> None:
+        if self.dhcp is None:
+            return
+        if self.config.parallel_dhcp:
+            self.dhcp.start()
+            return
+        loop = asyncio.get_event_loop()
+
+        def maybe_start() -> None:
+            self._pending = None
+            if self.machine.mode not in ("f", "home"):
+                self.dhcp.start()  # type: ignore[union-attr]
+
+        self._pending = loop.call_later(self.config.sequential_dhcp_wait, maybe_start)
+
+    def _on_dhcp_event(self, record: dict[str, Any]) -> None:
+        self.events.record(record)
+        if record.get("event") == "dhcp_bound":
+            self.driver.dataplane.coa_router = record.get("router")
+            self.driver.feed(
+                self.machine.address_acquired(
+                    record["address"],
+                    int(record["prefix_len"]),
+                    record.get("router"),
+                    time.monotonic(),
+                    self.iface,
+                )
+            )
+        elif record.get("event") == "dhcp_unbound" and record.get("address"):
+            self.driver.feed(self.machine.address_lost(record["address"], time.monotonic()))
+
+    def close(self) -> None:
+        if self.dhcp is not None:
+            self.dhcp.detach()
+            self.dhcp.close()
+        self.links.close()
