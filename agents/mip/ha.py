@@ -146,6 +146,7 @@ class HaConfig:
     advertise_on: list[AdvertisingInterface] = field(default_factory=list)
     adv_interval: float = 1.0
     adv_flags: int = AdvFlag.H
+    min_solicited_interval: float = 1.0
 
 
 @dataclass(slots=True)
@@ -235,6 +236,7 @@ class HomeAgent:
                 flags=config.adv_flags,
                 registration_lifetime=min(config.max_lifetime, INFINITE_LIFETIME),
                 interval=config.adv_interval,
+                min_solicited_interval=config.min_solicited_interval,
                 timer_prefix="ha",
             )
 

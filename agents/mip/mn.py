@@ -277,6 +277,7 @@ class MobileNode:
         self._fa: str | None = None
         self._colocated: _Colocated | None = None
         self._links: set[str] = set()
+        self._links_reported = False  # once a driver reports links, no link means no solicit
         self._attachment: Attachment | None = None
         self._override: Attachment | None = None
         self._pending: _Pending | None = None
@@ -359,12 +360,17 @@ class MobileNode:
     def link_up(self, iface: str, now: float) -> list[Action]:
         """L2 trigger: a (new) link is up -- solicit at once instead of waiting."""
         self._links.add(iface)
+        self._links_reported = True
+        # A new link: solicitations sent before it went nowhere, so the rate limit (which
+        # protects the link from floods) starts afresh and the first one goes out at once.
+        self._sol_last = -math.inf
         out: list[Action] = [Event("link_up", {"iface": iface})]
         return out + self._solicit(now, reset=True)
 
     def link_down(self, iface: str, now: float) -> list[Action]:
         """L2 trigger: forget agents and a co-located address learnt on ``iface``."""
         self._links.discard(iface)
+        self._links_reported = True
         out: list[Action] = [Event("link_down", {"iface": iface})]
         for addr in [a for a, info in self.agents.items() if info.iface == iface]:
             del self.agents[addr]
@@ -631,6 +637,8 @@ class MobileNode:
         cfg = self.config
         if reset:
             self._sol_count = 0
+        if self._links_reported and not self._links:
+            return [CancelTimer(T_SOLICIT)]  # no link up: wait for link_up, which solicits
         earliest = self._sol_last + cfg.solicit_interval
         if now < earliest:
             return [SetTimer(T_SOLICIT, earliest)]

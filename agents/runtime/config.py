@@ -41,6 +41,9 @@ class HaFile(_Strict):
     keepalive_interval: int = Field(110, ge=1)
     advertise: bool = Field(True, description="advertise on the home link (H bit)")
     adv_interval: float = Field(1.0, gt=0)
+    min_solicited_interval: float = Field(
+        0.05, ge=0, description="answer solicitations at most this often (s)"
+    )
 
 
 class FaFile(_Strict):
@@ -115,6 +118,7 @@ def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
         home_iface=f.interface,
         advertise_on=advertise if f.advertise else [],
         adv_interval=f.adv_interval,
+        min_solicited_interval=f.min_solicited_interval,
     )
 
 

@@ -52,9 +52,7 @@ def destroy(state: LabState) -> None:
     for proc in state.processes:
         if proc.role in NO_WAIT_ROLES and netns.kill_process(proc.pid, proc.start_time):
             _reap_later(proc.pid)
-    stop_processes(
-        [(p.pid, p.start_time) for p in state.processes if p.role not in NO_WAIT_ROLES]
-    )
+    stop_processes([(p.pid, p.start_time) for p in state.processes if p.role not in NO_WAIT_ROLES])
     # Anything else still running inside our own namespaces (e.g. a command the user started
     # with 'testbed exec' and left behind) would keep them alive: end those too. They are
     # found by namespace identity, not by name pattern, so nothing outside the lab is touched.

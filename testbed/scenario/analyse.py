@@ -74,12 +74,41 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
             "interval_ms": stream.interval_ns / 1e6,
             "owd_ms": {k: _round(v) for k, v in metrics.owd_stats(stream).items()},
         }
-    return {
+    result = {
         "handoffs": handoffs,
         "streams": stream_info,
         "loss_before_first_move": sum(metrics.lost_before(s, first_move) for s in streams.values()),
         "final_mode": handoffs[-1]["mode"] if handoffs else default_mode,
         "move_times_ns": [m["t_ns"] for m in moves],
+    }
+    if spec.probes is not None and spec.probes.tcp:
+        result["tcp"] = tcp_metrics(probes_dir / "tcp.csv", events, moves)
+    return result
+
+
+def tcp_metrics(path: Path, events: list[dict[str, Any]], moves: list[dict]) -> dict[str, Any]:
+    """Did the TCP connection survive? Errors, bytes, the longest stall, progress at the end."""
+    samples: list[tuple[int, int]] = []
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(",")
+            if len(parts) == 2 and all(p.isdigit() for p in parts):
+                samples.append((int(parts[0]), int(parts[1])))
+    stall = 0
+    last_progress = samples[0][0] if samples else 0
+    previous = samples[0][1] if samples else 0
+    for t_ns, total in samples:
+        if total > previous:
+            last_progress, previous = t_ns, total
+        stall = max(stall, t_ns - last_progress)
+    last_move = moves[-1]["t_ns"] if moves else 0
+    at_last_move = max((b for t, b in samples if t <= last_move), default=0)
+    return {
+        "connected": any(e.get("event") == "tcp_connected" for e in events),
+        "errors": sum(1 for e in events if e.get("event") == "tcp_error"),
+        "bytes": samples[-1][1] if samples else 0,
+        "max_stall_ms": round(stall / 1e6, 1),
+        "bytes_after_last_move": (samples[-1][1] - at_last_move) if samples else 0,
     }
 
 

@@ -160,6 +160,7 @@ def _summary(
         "streams": first.get("streams", {}),
         "loss_before_first_move": first.get("loss_before_first_move"),
         "final_mode": first.get("final_mode"),
+        "tcp": first.get("tcp"),
         "move_times_ns": first.get("move_times_ns", []),
         "expectations": expectations,
         "signalling_nodes": first.get("signalling_nodes", []),

@@ -61,6 +61,13 @@ def _resolve(metric: str, runs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
             else:
                 out.append((label, stream[field]))
         return out
+    if metric.startswith("tcp."):
+        field = metric.split(".", 1)[1]
+        for r, run in enumerate(runs):
+            label = f"run {r}: {metric}" if many else metric
+            tcp = run.get("tcp")
+            out.append((label, tcp[field] if tcp else _Missing("no tcp probe (probes.tcp)")))
+        return out
     key = {"handoffs": None}.get(metric, metric)
     for r, run in enumerate(runs):
         label = f"run {r}: {metric}" if many else metric

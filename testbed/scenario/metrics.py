@@ -31,6 +31,8 @@ PHASE_EVENTS: dict[str, str] = {
     "boundary_decision": "boundary_decision",
     "registration_sent": "registration_sent",
     "registration_accepted": "registration_accepted",
+    "returned_home": "returned_home",
+    "deregistered": "deregistered",
     "ike_update": "mobike_update",
     "ike_updown": "ike_established",
 }

@@ -65,6 +65,9 @@ class ProbeSpec(Strict):
     size: int = Field(64, ge=16, le=1400)
     directions: Literal["both", "down", "up"] = "both"
     icmp: bool = Field(False, description="also ping the home address from the correspondent")
+    tcp: bool = Field(
+        False, description="also keep one TCP connection MN (home address) -> correspondent"
+    )
 
 
 class MoveAction(Strict):
@@ -153,7 +156,8 @@ class StepSpec(Strict):
 EXPECTATION_METRIC = re.compile(
     r"^(handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_]+)?"
     r"|interruption_ms\.(p50|p95|p99|max)"
-    r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms))$"
+    r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms)"
+    r"|tcp\.(errors|bytes|max_stall_ms|bytes_after_last_move))$"
 )
 
 

@@ -259,6 +259,45 @@ class _Run:
             cn_argv += ["--in-stream", PROBE_UP, "--listen", str(probe.port)]
         self._spawn(probe.correspondent, "probe:cn", cn_argv, "probe-cn.log")
         self._spawn(probe.mobile, "probe:mn", mn_argv, "probe-mn.log")
+        if probe.tcp:
+            tcp_common = ["--dir", str(self.dir / "probes"), "--port", str(probe.port + 1)]
+            self._spawn(
+                probe.correspondent,
+                "probe:tcp-server",
+                [
+                    sys.executable,
+                    "-m",
+                    "testbed.tcpprobe",
+                    "server",
+                    *tcp_common,
+                    "--events",
+                    str(self.events_dir / "tcp-server.jsonl"),
+                    "--node",
+                    probe.correspondent,
+                ],
+                "tcp-server.log",
+            )
+            time.sleep(0.2)  # listening before the client connects
+            self._spawn(
+                probe.mobile,
+                "probe:tcp-client",
+                [
+                    sys.executable,
+                    "-m",
+                    "testbed.tcpprobe",
+                    "client",
+                    *tcp_common,
+                    "--to",
+                    f"{cn}:{probe.port + 1}",
+                    "--bind",
+                    home,
+                    "--events",
+                    str(self.events_dir / "tcp-client.jsonl"),
+                    "--node",
+                    probe.mobile,
+                ],
+                "tcp-client.log",
+            )
         if probe.icmp:
             self._spawn(
                 probe.correspondent,

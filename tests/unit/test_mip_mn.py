@@ -151,14 +151,17 @@ def test_start_solicits_and_backs_off() -> None:
     assert [round(b - a, 3) for a, b in itertools.pairwise(times)] == [1, 1, 2, 4, 6, 6]
 
 
-def test_l2_trigger_solicits_at_once_but_rate_limited() -> None:
+def test_l2_trigger_solicits_at_once_then_rate_limited() -> None:
     mn = make_mn(solicit_interval=1.0)  # solicited at 0.0 (start) -- link_up at 0.0 too
     out = mn.link_down("wlan0", 0.3)
     assert "link_down" in names(out)
+    assert not sends(out, "icmp")  # no link up: a solicitation would go nowhere
+    # a new link: what was sent before went elsewhere, so solicit at once...
     out = mn.link_up("wlan1", 0.5)
-    assert not sends(out, "icmp") and SetTimer("mn.solicit", 1.0) in out
-    out = mn.link_up("wlan1", 1.2)
     assert [s.iface for s in sends(out, "icmp")] == ["wlan1"]
+    # ...and then keep to the rate limit on that link
+    out = mn.handle_timer("mn.solicit", 0.9)
+    assert not sends(out, "icmp") and SetTimer("mn.solicit", 1.5) in out
 
 
 def test_plain_router_advertisement_ignored() -> None:
