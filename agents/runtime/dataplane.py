@@ -11,12 +11,14 @@ while the care-of address and a host route keep carrying the outer packets to th
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 from typing import Any
 
 from agents.dataplane.arp import (
     Plumbing,
-    send_gratuitous_arp,
+    gratuitous_arp_frame,
+    interface_mac,
     set_forwarding,
     set_proxy_delay,
 )
@@ -28,9 +30,55 @@ from testbed.services.events import EventWriter
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
 
 
+RTNH_F_ONLINK = 4
+
+
 def ip(*args: str) -> None:
-    """iproute2 for the few route shapes Plumbing does not offer (onlink, src, metric)."""
+    """iproute2, for set-up outside handoffs (a process costs ~3-5 ms)."""
     subprocess.run(["ip", *args], check=False, capture_output=True)
+
+
+class Netlink:
+    """Route and address changes on the handoff path, through Plumbing's netlink worker.
+
+    Each call is ~0.5 ms where an ``ip`` process costs 3-5 ms; a mode change makes several.
+    Errors such as "no such route/address" are expected while converging and ignored.
+    """
+
+    def __init__(self, plumbing: Plumbing) -> None:
+        self.plumbing = plumbing
+
+    def _do(self, fn: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.plumbing._call(lambda: fn(self.plumbing._ipr))
+
+    def addr(self, op: str, ifname: str, address: str, prefixlen: int) -> None:
+        index = self.plumbing.ifindex(ifname)
+        self._do(lambda ipr: ipr.addr(op, index=index, address=address, prefixlen=prefixlen))
+
+    def route(
+        self,
+        op: str,
+        dst: str,
+        *,
+        via: str | None = None,
+        dev: str | None = None,
+        src: str | None = None,
+        onlink: bool = False,
+        metric: int | None = None,
+    ) -> None:
+        kw: dict[str, Any] = {"dst": dst}
+        if via:
+            kw["gateway"] = via
+        if dev:
+            kw["oif"] = self.plumbing.ifindex(dev)
+        if src:
+            kw["prefsrc"] = src
+        if onlink:
+            kw["flags"] = RTNH_F_ONLINK
+        if metric is not None:
+            kw["priority"] = metric
+        self._do(lambda ipr: ipr.route(op, **kw))
 
 
 class _Base:
@@ -42,6 +90,9 @@ class _Base:
         self.udp_socket = udp_socket
         self.plumbing = Plumbing()
         self._engine: TunnelEngine | None = None
+        # One packet socket per interface for gratuitous ARPs, kept open: closing a packet
+        # socket waits for an RCU grace period (~10 ms), which would land in the handoff.
+        self._arp_sockets: dict[str, socket.socket] = {}
 
     @property
     def engine(self) -> TunnelEngine:
@@ -56,6 +107,10 @@ class _Base:
             self._engine.attach()
             ip("link", "set", self.tun_name, "up")
         return self._engine
+
+    def prepare(self) -> None:
+        """Create the TUN device and tunnel sockets ahead of the first registration."""
+        _ = self.engine
 
     def handle_tunnel_data(self, payload: bytes, src: tuple[str, int], now: float) -> None:
         if self._engine is not None:
@@ -99,8 +154,14 @@ class _Base:
         pass
 
     def gratuitous_arp(self, action: GratuitousArp) -> None:
-        if action.iface:
-            send_gratuitous_arp(action.iface, action.address)
+        if not action.iface:
+            return
+        sock = self._arp_sockets.get(action.iface)
+        if sock is None:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            sock.bind((action.iface, 0))
+            self._arp_sockets[action.iface] = sock
+        sock.send(gratuitous_arp_frame(interface_mac(action.iface), action.address, "request"))
 
     def route(self, action: Route) -> None:
         pass
@@ -111,6 +172,8 @@ class _Base:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        for sock in self._arp_sockets.values():
+            sock.close()
         self.plumbing.close()
 
 
@@ -186,42 +249,32 @@ class MnDataPlane(_Base):
         self.home_router = home_router
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
+        self.nl = Netlink(self.plumbing)
 
     def _home_on_link(self, prefix: int) -> None:
         for other in (self.home_prefix, 32):
             if other != prefix:
-                ip("addr", "del", f"{self.home}/{other}", "dev", self.iface)
-        ip("addr", "replace", f"{self.home}/{prefix}", "dev", self.iface)
+                self.nl.addr("del", self.iface, self.home, other)
+        self.nl.addr("replace", self.iface, self.home, prefix)
 
     def _home_off_link(self) -> None:
         for prefix in (self.home_prefix, 32):
-            ip("addr", "del", f"{self.home}/{prefix}", "dev", self.iface)
+            self.nl.addr("del", self.iface, self.home, prefix)
 
     def left_link(self) -> None:
         """Carrier lost: we may be anywhere next. Keep the home address (as a /32, so the home
         subnet is no longer on-link) and drop the default route; the core's actions rebuild
         routing once it knows where we are (home, an FA, or a co-located address)."""
         self._home_on_link(32)
-        ip("route", "del", "default", "via", self.home_router)
+        self.nl.route("del", "0.0.0.0/0", via=self.home_router)
 
     def gratuitous_arp(self, action: GratuitousArp) -> None:
         """Back home (RFC 5944 4.6): the home address on the link, the home router again."""
-        with contextlib.suppress(Exception):
-            self.plumbing.del_address(self.tun_name, self.home)
-        ip("route", "del", "default", "dev", self.tun_name)
-        ip("route", "del", f"{self.home_agent}/32")
+        self.nl.addr("del", self.tun_name, self.home, 32)
+        self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
+        self.nl.route("del", f"{self.home_agent}/32")
         self._home_on_link(self.home_prefix)
-        ip(
-            "route",
-            "replace",
-            "default",
-            "via",
-            self.home_router,
-            "dev",
-            self.iface,
-            "src",
-            self.home,
-        )
+        self.nl.route("replace", "0.0.0.0/0", via=self.home_router, dev=self.iface, src=self.home)
         super().gratuitous_arp(action)
         self.events.emit("dataplane_home", address=self.home)
 
@@ -229,33 +282,28 @@ class MnDataPlane(_Base):
         """Mode f: the home address stays on the link (as /32) behind the FA as router."""
         if action.add and action.via:
             self._home_on_link(32)
-            ip(
-                "route",
+            self.nl.route(
                 "replace",
-                "default",
-                "via",
-                action.via,
-                "dev",
-                action.iface or self.iface,
-                "onlink",
-                "src",
-                self.home,
+                "0.0.0.0/0",
+                via=action.via,
+                dev=action.iface or self.iface,
+                src=self.home,
+                onlink=True,
             )
         elif action.via:
-            ip("route", "del", "default", "via", action.via)
+            self.nl.route("del", "0.0.0.0/0", via=action.via)
 
     def tunnel_up(self, t: TunnelUp) -> None:
         """Mode c: decapsulate ourselves; the home address lives on the TUN."""
         super().tunnel_up(t)
         self._home_off_link()
-        self.plumbing.add_address(self.tun_name, self.home)
+        self.nl.addr("replace", self.tun_name, self.home, 32)
         if self.coa_router:
-            ip("route", "replace", f"{t.peer}/32", "via", self.coa_router, "dev", self.iface)
-        ip("route", "replace", "default", "dev", self.tun_name, "src", self.home, "metric", "0")
+            self.nl.route("replace", f"{t.peer}/32", via=self.coa_router, dev=self.iface)
+        self.nl.route("replace", "0.0.0.0/0", dev=self.tun_name, src=self.home, metric=0)
 
     def tunnel_down(self, t: TunnelDown) -> None:
         super().tunnel_down(t)
-        ip("route", "del", "default", "dev", self.tun_name)
-        ip("route", "del", f"{t.peer}/32")
-        with contextlib.suppress(Exception):
-            self.plumbing.del_address(self.tun_name, self.home)
+        self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
+        self.nl.route("del", f"{t.peer}/32")
+        self.nl.addr("del", self.tun_name, self.home, 32)

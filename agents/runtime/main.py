@@ -38,6 +38,8 @@ async def _run(args: argparse.Namespace) -> int:
     else:
         driver, machine, extra = _make_mn(args.config, events)
     driver.install_signals(stop.set)
+    if driver.dataplane is not None:
+        driver.dataplane.prepare()  # TUN and sockets now, not in the first handoff
     events.emit("agent_started", role=args.role, config=str(args.config))
     driver.feed(machine.start(driver.now()))
     if extra is not None:
