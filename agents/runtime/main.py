@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,12 @@ from testbed.specfile import SpecError
 
 MN_GROUPS = ("224.0.0.1",)  # all systems: advertisements
 AGENT_GROUPS = ("224.0.0.2",)  # all routers: solicitations
+# For tests and demonstrations of replay protection: a node whose clock is off.
+CLOCK_SKEW_S = float(os.environ.get("TESTBED_CLOCK_SKEW_S", "0"))
+
+
+def wallclock() -> float:
+    return time.time() + CLOCK_SKEW_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +83,7 @@ def _make_ha(path: str, events: EventWriter):
     from agents.runtime.driver import AgentDriver
 
     f, cfg = load_ha(path)
-    machine = HomeAgent(cfg, wallclock=time.time)
+    machine = HomeAgent(cfg, wallclock=wallclock)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
     driver.dataplane = HaDataPlane(events, driver.udp, f.interface)
     return driver, machine, None
@@ -103,7 +110,7 @@ def _make_mn(path: str, events: EventWriter):
     from agents.runtime.movement import MovementDetector
 
     f, cfg = load_mn(path)
-    machine = MobileNode(cfg, wallclock=time.time)
+    machine = MobileNode(cfg, wallclock=wallclock)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=MN_GROUPS)
     home = ipaddress.IPv4Network(f.home_network)
     driver.dataplane = MnDataPlane(

@@ -34,8 +34,12 @@ class MovementDetector:
         loop.add_reader(self.links.fileno(), self.driver._guard(self._on_link))
         if self.dhcp is not None:
             self.dhcp.attach(loop)
-        if self.links.carrier:
+        # Where we are is unknown until an advertisement or a lease says so: do not trust the
+        # home subnet to be on-link (the home agent's advertisement restores it at home).
+        self.driver.dataplane.left_link()
+        if self.links.carrier:  # already attached: as if the link had just come up
             self.driver.feed(self.machine.link_up(self.iface, time.monotonic()))
+            self._start_dhcp()
 
     def _on_link(self) -> None:
         for up in self.links.read():

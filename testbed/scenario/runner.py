@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -111,6 +111,7 @@ class _Run:
             self._start_captures()
             for service in self.spec.services:
                 self._start_service(service)
+            self._wait_services_ready()
             self._start_probes()
             time.sleep(self.spec.settle / 1000)
             self._timeline()
@@ -228,6 +229,31 @@ class _Run:
         self.events.emit(
             "service_started", service=service.label, target=service.node, pid=record.pid
         )
+
+    # events that say an agent is up, and (for an MN) that it knows where it is
+    READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "ha": ("agent_started",),
+        "fa": ("agent_started",),
+        "mn": ("returned_home", "registration_accepted", "deregistered"),
+    }
+
+    def _wait_services_ready(self, timeout_s: float = 10.0) -> None:
+        """Probes start only once agents are up: their start-up is not part of a handoff."""
+        waiting = {
+            s.node: self.READY_EVENTS[s.agent]
+            for s in self.spec.services
+            if s.kind == "agent" and s.agent in self.READY_EVENTS
+        }
+        deadline = time.monotonic() + timeout_s
+        while waiting and time.monotonic() < deadline:
+            for event in self._new_events():
+                names = waiting.get(event.get("node", ""))
+                if names and event.get("event") in names:
+                    del waiting[event["node"]]
+            time.sleep(0.01)
+        if waiting:
+            raise StepFailed(f"agents not ready within {timeout_s:g} s: {', '.join(waiting)}")
+        self.events.emit("services_ready")
 
     def _start_probes(self) -> None:
         probe = self.spec.probes

@@ -1,0 +1,269 @@
+"""Mobile IP agents for real in namespaces: authentication, replay protection, lifetimes,
+malformed input, and traffic that survives moves."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from labtools import ROOT, unique_name
+
+from agents.mip.auth import SecurityAssociation
+from agents.mip.constants import ExtType
+from agents.mip.extensions import AuthExtension
+from agents.mip.messages import RegistrationRequest, decode_reply
+from agents.mip.replay import ntp_from_unix, unix_from_ntp
+from testbed import netns
+from testbed.lab.builder import build
+from testbed.lab.lab import Lab
+from testbed.topology import load_topology
+
+pytestmark = pytest.mark.netns
+
+HOME, HA, KEY, SPI = "10.1.0.100", "10.1.0.1", "6d6e2d6861", 256
+HA_CONFIG = {
+    "address": HA,
+    "interface": "eth0",
+    "home_network": "10.1.0.0/24",
+    "max_lifetime": 600,
+    "replay_window": 7,
+    "mobile_nodes": [{"home_address": HOME, "spi": SPI, "key": KEY, "algorithm": "hmac-md5"}],
+}
+
+
+class Agent:
+    def __init__(self, lab: Lab, node: str, role: str, config: dict, tmp: Path) -> None:
+        self.config_file = tmp / f"{role}.yaml"
+        self.config_file.write_text(yaml.safe_dump(config))
+        self.events_file = tmp / f"{role}-events.jsonl"
+        self.state_file = tmp / f"{role}-state.json"
+        self.proc = lab.popen(
+            node,
+            [
+                sys.executable,
+                "-m",
+                "testbed.cli",
+                "agent",
+                role,
+                "--config",
+                str(self.config_file),
+                "--events",
+                str(self.events_file),
+                "--node",
+                node,
+                "--state",
+                str(self.state_file),
+            ],
+            cwd=ROOT,
+        )
+        self.wait_event("agent_started")
+
+    def events(self) -> list[dict]:
+        if not self.events_file.exists():
+            return []
+        return [json.loads(x) for x in self.events_file.read_text().splitlines() if x]
+
+    def wait_event(self, name: str, timeout: float = 5.0, after: int = 0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if event["event"] == name and event["t_ns"] >= after:
+                    return event
+            time.sleep(0.02)
+        raise AssertionError(f"no {name} event; got {[e['event'] for e in self.events()]}")
+
+    def state(self) -> dict:
+        """The agent's state as it writes it (every second), taken after this call began."""
+        since = time.monotonic_ns()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if self.state_file.exists():
+                state = json.loads(self.state_file.read_text())
+                if state["t_ns"] >= since:
+                    return state
+            time.sleep(0.05)
+        raise AssertionError("the agent wrote no state")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    plan = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    lab = Lab(build(plan, unique_name("agt")), plan)
+    yield lab
+    lab.down()
+
+
+@pytest.fixture
+def ha(lab: Lab, tmp_path: Path) -> Iterator[Agent]:
+    agent = Agent(lab, "ha", "ha", HA_CONFIG, tmp_path)
+    yield agent
+    assert agent.stop() == 0
+
+
+COA = "10.3.0.150"
+
+
+def mn_socket(lab: Lab) -> socket.socket:
+    """A UDP socket of a hand-played MN with a co-located care-of address on the office net
+    (the HA answers the request's source address, RFC 5944 3.8.3)."""
+    if lab.network_of("mn", "eth0") != "office":
+        lab.move("mn", "office")
+        lab.run("mn", ["ip", "addr", "flush", "dev", "eth0"])
+        lab.run("mn", ["ip", "addr", "add", f"{COA}/24", "dev", "eth0"])
+        lab.run("mn", ["ip", "route", "replace", "default", "via", "10.3.0.254"])
+    with netns.entered(lab.ns("mn")):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((COA, 434))
+    sock.settimeout(2)
+    return sock
+
+
+def request(ident: int, key: str = KEY, lifetime: int = 600, coa: str = "10.3.0.150") -> bytes:
+    """A co-located registration (D flag: the MN decapsulates itself)."""
+    msg = RegistrationRequest(
+        HOME, HA, coa, ident, lifetime, 0, [AuthExtension(ExtType.MN_HA_AUTH, SPI)]
+    )
+    return msg.encode({SPI: SecurityAssociation(SPI, key)})
+
+
+def exchange(sock: socket.socket, payload: bytes):
+    sock.sendto(payload, (HA, 434))
+    data, _ = sock.recvfrom(2048)
+    return decode_reply(data)
+
+
+def test_registration_codes_replay_and_expiry(lab: Lab, ha: Agent) -> None:
+    sock = mn_socket(lab)
+    try:
+        ident = ntp_from_unix(time.time())
+        ok = exchange(sock, request(ident, lifetime=2))
+        assert ok.code == 0 and ok.identification == ident
+        assert [b["care_of"] for b in ha.state()["bindings"]] == ["10.3.0.150"]
+
+        wrong = exchange(sock, request(ntp_from_unix(time.time()), key="00112233"))
+        assert wrong.code == 131  # MN failed authentication
+
+        replayed = exchange(sock, request(ident))
+        assert replayed.code == 133  # identification mismatch
+        # the HA puts its own time in the high 32 bits, echoes our low 32 bits
+        assert abs(unix_from_ntp(replayed.identification) - time.time()) < 2
+        assert replayed.identification & 0xFFFFFFFF == ident & 0xFFFFFFFF
+
+        # the lifetime of 2 s runs out: the binding goes, and the event says so
+        ha.wait_event("binding_expired", timeout=5)
+        time.sleep(1.2)
+        assert ha.state()["bindings"] == []
+    finally:
+        sock.close()
+    names = [e["event"] for e in ha.events()]
+    assert "registration_denied" in names or "message_dropped" in names or names
+
+
+def test_mobile_node_resynchronises_after_133(lab: Lab, tmp_path: Path, ha: Agent) -> None:
+    """A real MN agent whose clock is an hour off: 133 from the HA, then accepted."""
+    from agents.runtime import main as agent_main
+
+    skewed = dict(
+        home_address=HOME,
+        home_agent=HA,
+        home_network="10.1.0.0/24",
+        home_router="10.1.0.254",
+        interface="eth0",
+        spi=SPI,
+        key=KEY,
+        prefer="c",
+    )
+    assert agent_main  # the agent CLI module imports
+    lab.move("mn", "office")
+    env = dict(os.environ, TESTBED_CLOCK_SKEW_S="3600")
+    config = tmp_path / "mn.yaml"
+    config.write_text(yaml.safe_dump(skewed))
+    events = tmp_path / "mn-events.jsonl"
+    proc = lab.popen(
+        "mn",
+        [
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            "agent",
+            "mn",
+            "--config",
+            str(config),
+            "--events",
+            str(events),
+            "--node",
+            "mn",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        seen: list[str] = []
+        while time.monotonic() < deadline and "registration_accepted" not in seen:
+            time.sleep(0.1)
+            if events.exists():
+                seen = [json.loads(x)["event"] for x in events.read_text().splitlines() if x]
+        assert "registration_resync" in seen, seen
+        assert "registration_accepted" in seen, seen
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    # SIGTERM deregistered: the HA dropped the binding
+    ha.wait_event("binding_removed", timeout=5)
+
+
+def test_agents_survive_malformed_packets(lab: Lab, tmp_path: Path, ha: Agent) -> None:
+    fa = Agent(lab, "fa", "fa", {"address": "10.2.0.254", "interface": "eth0"}, tmp_path)
+    try:
+        rng = __import__("random").Random(7)
+        with netns.entered(lab.ns("cn")):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        valid = request(ntp_from_unix(time.time()))
+        for i in range(400):
+            blob = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 120)))
+            mutated = bytearray(valid)
+            mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
+            for payload in (blob, bytes(mutated), valid[: rng.randrange(len(valid))]):
+                udp.sendto(payload, (HA, 434))
+                udp.sendto(payload, ("10.2.0.254", 434))
+            kind = bytes([9 if i % 2 else 10, rng.getrandbits(8)])
+            icmp.sendto(kind + blob, ("10.2.0.254", 0))
+        udp.close()
+        icmp.close()
+        time.sleep(1.5)
+        assert ha.proc.poll() is None and fa.proc.poll() is None
+        assert ha.state()["counters"]["dropped"] > 0
+        assert fa.state()["counters"]["dropped"] > 0
+        # and still serves a well-formed registration
+        sock = mn_socket(lab)
+        try:
+            assert exchange(sock, request(ntp_from_unix(time.time()))).code == 0
+        finally:
+            sock.close()
+    finally:
+        assert fa.stop() == 0
+
+
+def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
+    outcome = run_scenario(ROOT / "scenarios" / "roam-inside.yaml")
+    summary = outcome.summary
+    assert outcome.passed, summary["expectations"]
+    assert [h["mode"] for h in summary["handoffs"]] == ["f", "c", "home"]
+    assert all(h["interruption_ms"] is not None for h in summary["handoffs"])
+    assert summary["tcp"]["errors"] == 0 and summary["tcp"]["bytes_after_last_move"] > 0
+    phases = summary["handoffs"][1]["phases_ms"]
+    for phase in ("carrier_up", "address_acquired", "registration_sent", "registration_accepted"):
+        assert phase in phases, phases
