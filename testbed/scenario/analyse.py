@@ -43,6 +43,7 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
                 "to": move["to"],
                 "gap_ms": move["gap_ms"],
                 "mode": metrics.mode_at(events, t_move, t_next, mobile, default_mode),
+                "tunnel": metrics.tunnel_at(events, t_move, t_next, mobile),
                 "interruption_ms": _round(interruption),
                 "interruption_down_ms": _round(down.ms) if down else None,
                 "interruption_up_ms": _round(up.ms) if up else None,

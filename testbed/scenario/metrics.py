@@ -165,3 +165,19 @@ def mode_at(
         if in_window and event.get("node") == mobile and isinstance(event.get("mode"), str):
             mode = event["mode"]
     return mode
+
+
+def tunnel_at(
+    events: Iterable[dict[str, Any]], t_move: int, t_next: int | None, mobile: str
+) -> str | None:
+    """The encapsulation of the MN's accepted registration in the window (None: no tunnel)."""
+    tunnel = None
+    for event in events:
+        t = event.get("t_ns", 0)
+        in_window = t >= t_move and (t_next is None or t < t_next)
+        if in_window and event.get("node") == mobile:
+            if event.get("event") == "registration_accepted":
+                tunnel = "udp" if event.get("udp") else "ipip"
+            elif event.get("event") in ("returned_home", "deregistered"):
+                tunnel = None
+    return tunnel

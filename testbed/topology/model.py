@@ -169,7 +169,7 @@ class NodeSpec(Strict):
 class TopologySpec(Strict):
     """A topology file: networks, nodes attached to them, their routes and policies."""
 
-    name: Name
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,23}$")]
     description: str = ""
     networks: dict[Name, NetworkSpec] = Field(min_length=1)
     nodes: dict[Name, NodeSpec] = Field(min_length=1)

@@ -267,3 +267,23 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     phases = summary["handoffs"][1]["phases_ms"]
     for phase in ("carrier_up", "address_acquired", "registration_sent", "registration_accepted"):
         assert phase in phases, phases
+
+
+def test_mip_nat_udp_tunnel_survives_rebinding(run_scenario) -> None:
+    import csv
+
+    outcome = run_scenario(ROOT / "scenarios" / "mip-nat.yaml")
+    summary = outcome.summary
+    assert outcome.passed, summary["expectations"]
+    assert [h["tunnel"] for h in summary["handoffs"]] == ["ipip", "udp", "ipip", None]
+    events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
+    t_rebind = next(e["t_ns"] for e in events if e["event"] == "nat_rebind")
+    t_next_move = next(
+        e["t_ns"] for e in events if e["event"] == "move_start" and e["t_ns"] > t_rebind
+    )
+    with (outcome.run_dir / "probes" / "down.csv").open() as handle:
+        received = [int(r["t_recv_ns"]) for r in csv.DictReader(handle)]
+    # the correspondent's stream reaches the MN behind the rebound NAT again, well before the
+    # next move: the HA learnt the new external port from the MN's tunnelled packets
+    after = [t for t in received if t_rebind + 500_000_000 < t < t_next_move]
+    assert len(after) > 100, len(after)
