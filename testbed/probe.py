@@ -33,6 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--out-stream", help="name of the stream this endpoint sends")
     p.add_argument("--to", help="ADDRESS:PORT to send to")
+    p.add_argument("--source", help="send from this address (a mobile node's home address)")
     p.add_argument("--in-stream", help="name of the stream this endpoint receives")
     p.add_argument("--listen", type=int, help="UDP port to receive on")
     p.add_argument("--interval-ms", type=float, default=2.0)
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         host, port = args.to.rsplit(":", 1)
         target = (host, int(port))
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if args.source:
+            # IP_FREEBIND: the home address may be on no interface for a moment during a move
+            tx.setsockopt(socket.IPPROTO_IP, 15, 1)
+            tx.bind((args.source, 0))
         tx.setblocking(False)
     padding = bytes(max(0, args.size - HEADER.size))
     interval_ns = int(args.interval_ms * 1e6)

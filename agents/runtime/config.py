@@ -59,6 +59,19 @@ class FaFile(_Strict):
     )
 
 
+class VpnFile(_Strict):
+    """The MN's IPsec VPN (RFC 5266 mode mc): its own charon, reached through vici."""
+
+    gateway: ipaddress.IPv4Address
+    vici: str = Field(description="path of the MN's charon vici socket")
+    ike: str = "vpn"
+    child: str = "vpn"
+    iface: str = "ipsec0"
+    decision_timeout: float = Field(
+        0.3, gt=0, description="no direct reply from the HA within this: outside (s)"
+    )
+
+
 class MnFile(_Strict):
     home_address: ipaddress.IPv4Address
     home_agent: ipaddress.IPv4Address
@@ -88,6 +101,7 @@ class MnFile(_Strict):
     )
     retransmit_initial: float = Field(0.25, gt=0)
     retransmit_max: float = Field(4.0, gt=0)
+    vpn: VpnFile | None = None
 
 
 def _load(path: str | Path, model: type[_Strict]) -> Any:

@@ -28,6 +28,7 @@ from agents.mip.constants import MIP_PORT
 from testbed.services.events import EventWriter
 
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
+MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220
 
 
 RTNH_F_ONLINK = 4
@@ -249,6 +250,7 @@ class MnDataPlane(_Base):
         self.home_router = home_router
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
+        self._mc = False
         self.nl = Netlink(self.plumbing)
 
     def _home_on_link(self, prefix: int) -> None:
@@ -294,7 +296,17 @@ class MnDataPlane(_Base):
             self.nl.route("del", "0.0.0.0/0", via=action.via)
 
     def tunnel_up(self, t: TunnelUp) -> None:
-        """Mode c: decapsulate ourselves; the home address lives on the TUN."""
+        """Mode c: decapsulate ourselves; the home address lives on the TUN.
+
+        Mode mc (the care-of address is the VPN's inner address on ``ipsec0``): the same, and
+        what the MN sends from its home address is steered into our TUN ahead of the VPN's
+        own policy table (220), whose routes would otherwise carry it into the IPsec tunnel
+        directly; our encapsulated packets (from the TIA) then take table 220 into it.
+        """
+        if t.iface and t.iface != self.iface:
+            self.plumbing.add_default_route(self.tun_name, table=MC_TABLE)
+            self.plumbing.add_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
+            self._mc = True
         super().tunnel_up(t)
         self._home_off_link()
         self.nl.addr("replace", self.tun_name, self.home, 32)
@@ -303,6 +315,9 @@ class MnDataPlane(_Base):
         self.nl.route("replace", "0.0.0.0/0", dev=self.tun_name, src=self.home, metric=0)
 
     def tunnel_down(self, t: TunnelDown) -> None:
+        if self._mc:
+            self.plumbing.del_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
+            self._mc = False
         super().tunnel_down(t)
         self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
         self.nl.route("del", f"{t.peer}/32")

@@ -69,6 +69,8 @@ class AgentDriver:
         self.dataplane = dataplane
         self.interfaces = interfaces
         self.counters: dict[str, int] = {"agent_errors": 0, "send_errors": 0}
+        # observers of the core's events (e.g. the MN's boundary controller)
+        self.event_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         self.loop = asyncio.get_event_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.stopping = asyncio.Event()
@@ -124,6 +126,8 @@ class AgentDriver:
                     old.cancel()
             elif isinstance(action, Event):
                 self.events.emit(action.name, **action.data)
+                for hook in self.event_hooks:
+                    hook(action.name, action.data)
             elif self.dataplane is not None:
                 try:
                     self.dataplane.apply(action)

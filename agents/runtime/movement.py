@@ -26,6 +26,12 @@ class MovementDetector:
         self.links = LinkWatcher(self.iface)
         self.dhcp: DhcpDriver | None = None
         self._pending: asyncio.TimerHandle | None = None
+        self.boundary = None
+        if config.vpn is not None:
+            from agents.runtime.vpn import BoundaryController
+
+            self.boundary = BoundaryController(config.vpn, machine, driver, events)
+            driver.event_hooks.append(self.boundary.on_event)
         if config.dhcp:
             self.dhcp = DhcpDriver(self.iface, on_event=self._on_dhcp_event, route_metric=100)
 
@@ -49,6 +55,8 @@ class MovementDetector:
                 self.events.emit("movement_detected", iface=self.iface, trigger="l2")
                 self.driver.feed(self.machine.link_up(self.iface, now))
                 self._start_dhcp()
+                if self.boundary is not None:
+                    self.boundary.moved()
             else:
                 self.events.emit("carrier_down", iface=self.iface, phase="carrier_down")
                 if self._pending is not None:
@@ -91,6 +99,8 @@ class MovementDetector:
             self.driver.feed(self.machine.address_lost(record["address"], time.monotonic()))
 
     def close(self) -> None:
+        if self.boundary is not None:
+            self.boundary.close()
         if self.dhcp is not None:
             self.dhcp.detach()
             self.dhcp.close()

@@ -282,6 +282,8 @@ class _Run:
             mn_argv += ["--in-stream", PROBE_DOWN, "--listen", str(probe.port)]
         if up:
             mn_argv += ["--out-stream", PROBE_UP, "--to", f"{cn}:{probe.port}"]
+            if self.spec.mobility == "mip":  # a mobile node's applications use its home address
+                mn_argv += ["--source", home]
             cn_argv += ["--in-stream", PROBE_UP, "--listen", str(probe.port)]
         self._spawn(probe.correspondent, "probe:cn", cn_argv, "probe-cn.log")
         self._spawn(probe.mobile, "probe:mn", mn_argv, "probe-mn.log")
