@@ -136,3 +136,36 @@ def test_nat_rebind_changes_the_external_port(run_scenario) -> None:
     # rebinding maps to a fresh 1000-port block within 20000-39999
     assert all(20000 <= port < 40000 for port in after), (before, after)
     assert not before & after
+
+
+def test_every_step_kind(run_scenario) -> None:
+    import csv
+
+    outcome = run_scenario(SCENARIOS / "steps.yaml")
+    summary = outcome.summary
+    assert summary["error"] is None, summary["error"]
+    events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events if e["node"] == "runner"]
+    for expected in (
+        "link_down",
+        "link_up",
+        "impairment_changed",
+        "service_kill",
+        "service_start",
+        "note",
+        "pause_skipped",
+    ):
+        assert expected in names, names
+    started = [e for e in events if e["event"] == "service_started"]
+    assert len(started) == 2 and started[0]["pid"] != started[1]["pid"]
+    # the 20 ms impairment shows in the one-way delays between the two impair steps
+    changes = [e["t_ns"] for e in events if e["event"] == "impairment_changed"]
+    with (outcome.run_dir / "probes" / "down.csv").open() as handle:
+        owd = [
+            (int(r["t_recv_ns"]) - int(r["t_send_ns"])) / 1e6
+            for r in csv.DictReader(handle)
+            if changes[0] + 50_000_000 < int(r["t_send_ns"]) < changes[1]
+        ]
+    assert owd and min(owd) >= 21.0, owd[:5]
+    # the flap: 200 ms without carrier loses packets in both directions
+    assert summary["streams"]["down"]["lost"] >= 20
