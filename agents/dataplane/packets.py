@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from agents.mip.ipv4 import internet_checksum
+
 IPPROTO_IPIP: Final = 4  # RFC 2003 section 3: outer protocol field for IP in IP
 IPPROTO_GRE: Final = 47
 IPPROTO_MINENC: Final = 55  # RFC 2004 minimal encapsulation
@@ -174,13 +176,7 @@ def ipip_outer_header(
 
 def ipv4_checksum(header: Buffer) -> int:
     """RFC 1071 checksum over an IPv4 header (checksum field included as stored)."""
-    data = bytes(header)
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return internet_checksum(bytes(header))
 
 
 def encapsulate_ipip(

@@ -16,8 +16,8 @@ them (all configurable in :class:`ClientConfig`):
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -34,6 +34,9 @@ from agents.dhcp.codec import (
     decode,
     encode,
 )
+
+# Timers and events are the same types every state machine of the project returns.
+from agents.mip.actions import CancelTimer, Event, SetTimer
 
 BROADCAST = IPv4Address("255.255.255.255")
 INFINITE = 0xFFFFFFFF  # RFC 2132 section 9.2: lease time 0xffffffff means infinity
@@ -67,27 +70,6 @@ class SendDhcp:
     @property
     def broadcast(self) -> bool:
         return self.dst == BROADCAST
-
-
-@dataclass(frozen=True)
-class SetTimer:
-    """Arm (or re-arm) the timer ``name`` to fire at absolute time ``at``."""
-
-    name: str
-    at: float
-
-
-@dataclass(frozen=True)
-class CancelTimer:
-    name: str
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something worth logging/timestamping. ``data`` holds JSON-ready values only."""
-
-    name: str
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

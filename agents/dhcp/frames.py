@@ -14,6 +14,8 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
+from agents.mip.ipv4 import internet_checksum
+
 CLIENT_PORT = 68
 SERVER_PORT = 67
 ETH_P_IP = 0x0800
@@ -23,13 +25,8 @@ _IPTOS_LOWDELAY = 0x10  # what ISC dhclient uses for its raw frames
 
 
 def checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    """RFC 1071 Internet checksum (the one implementation lives in agents.mip.ipv4)."""
+    return internet_checksum(data)
 
 
 def ipv4_udp(
