@@ -22,6 +22,7 @@ from agents.dataplane.arp import (
     set_forwarding,
     set_proxy_delay,
 )
+from agents.dataplane.kernel import KernelIpipTunnel, select_backend
 from agents.dataplane.tunnels import TunnelEngine
 from agents.mip.actions import Action, GratuitousArp, ProxyArp, Route, TunnelDown, TunnelUp
 from agents.mip.constants import MIP_PORT
@@ -85,12 +86,18 @@ class Netlink:
 class _Base:
     tun_name = "mip0"
     key = "dst"
+    kernel_capable = False
 
     def __init__(self, events: EventWriter, udp_socket: Any) -> None:
         self.events = events
         self.udp_socket = udp_socket
         self.plumbing = Plumbing()
         self._engine: TunnelEngine | None = None
+        # IP-in-IP through the kernel where it has ipip (HA and FA; the MN and every UDP
+        # tunnel use the userspace engine). TESTBED_TUNNEL=userspace|kernel forces a choice.
+        self.kernel: KernelIpipTunnel | None = None
+        if self.kernel_capable and select_backend("ipip") == "kernel":
+            self.kernel = KernelIpipTunnel(self.key)  # type: ignore[arg-type]
         # One packet socket per interface for gratuitous ARPs, kept open: closing a packet
         # socket waits for an RCU grace period (~10 ms), which would land in the handoff.
         self._arp_sockets: dict[str, socket.socket] = {}
@@ -108,6 +115,21 @@ class _Base:
             self._engine.attach()
             ip("link", "set", self.tun_name, "up")
         return self._engine
+
+    def kernel_tunnel(self, t: TunnelUp) -> bool:
+        """Carry ``t`` on the kernel backend when there is one and it is IP in IP."""
+        if self.kernel is None or t.encapsulation != "ipip":
+            return False
+        self.kernel.add(t.home_address, t.peer, "ipip", t.local)
+        self.events.emit(
+            "tunnel_up",
+            home_address=t.home_address,
+            peer=t.peer,
+            encapsulation="ipip",
+            role=t.role,
+            backend="kernel",
+        )
+        return True
 
     def prepare(self) -> None:
         """Create the TUN device and tunnel sockets ahead of the first registration."""
@@ -175,12 +197,15 @@ class _Base:
             self._engine.close()
         for sock in self._arp_sockets.values():
             sock.close()
+        if self.kernel is not None:
+            self.kernel.close()
         self.plumbing.close()
 
 
 class HaDataPlane(_Base):
     tun_name = "mipha0"
     key = "dst"
+    kernel_capable = True
 
     def __init__(self, events: EventWriter, udp_socket: Any, home_iface: str) -> None:
         super().__init__(events, udp_socket)
@@ -191,10 +216,21 @@ class HaDataPlane(_Base):
         set_proxy_delay(home_iface, 0)
 
     def tunnel_up(self, t: TunnelUp) -> None:
+        if self.kernel_tunnel(t):
+            return
         super().tunnel_up(t)
         self.plumbing.add_host_route(t.home_address, self.tun_name)
 
     def tunnel_down(self, t: TunnelDown) -> None:
+        if self.kernel is not None and self.kernel.remove(t.home_address):
+            self.events.emit(
+                "tunnel_down",
+                home_address=t.home_address,
+                peer=t.peer,
+                role=t.role,
+                backend="kernel",
+            )
+            return
         super().tunnel_down(t)
         self.plumbing.del_host_route(t.home_address)
 
@@ -209,14 +245,19 @@ class HaDataPlane(_Base):
 class FaDataPlane(_Base):
     tun_name = "mipfa0"
     key = "src"
+    kernel_capable = True
 
     def tunnel_up(self, t: TunnelUp) -> None:
+        if self.kernel_tunnel(t):  # the kernel backend routes reverse tunnelling itself
+            return
         super().tunnel_up(t)
         if t.reverse:
             self.plumbing.add_default_route(self.tun_name, table=REVERSE_TABLE)
             self.plumbing.add_source_rule(t.home_address, REVERSE_TABLE)
 
     def tunnel_down(self, t: TunnelDown) -> None:
+        if self.kernel is not None and self.kernel.remove(t.home_address):
+            return
         super().tunnel_down(t)
         self.plumbing.del_source_rule(t.home_address, REVERSE_TABLE)
 
