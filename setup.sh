@@ -11,7 +11,7 @@ cd "$here"
 APT_PACKAGES=(
   mininet                      # mnexec and Mininet itself (no Open vSwitch: see recommends below)
   strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-extra-plugins
-  nftables iptables conntrack dnsmasq-base tcpdump tshark iproute2 iputils-ping iperf3
+  nftables iptables conntrack dnsmasq-base tcpdump tshark iproute2 iputils-ping iperf3 openssl
   python3 python3-venv python3-dev procps
 )
 
