@@ -300,16 +300,27 @@ class MnDataPlane(_Base):
                 self.nl.addr("del", self.iface, self.home, other)
         self.nl.addr("replace", self.iface, self.home, prefix)
 
+    def home_off_link(self) -> None:
+        self._home_off_link()
+
     def _home_off_link(self) -> None:
         for prefix in (self.home_prefix, 32):
             self.nl.addr("del", self.iface, self.home, prefix)
 
-    def left_link(self) -> None:
-        """Carrier lost: we may be anywhere next. Keep the home address (as a /32, so the home
-        subnet is no longer on-link) and drop the default route; the core's actions rebuild
-        routing once it knows where we are (home, an FA, or a co-located address)."""
+    def left_link(self, keep_home_on_link: bool) -> None:
+        """Carrier lost: we may be anywhere next. Drop the link's default routes (a stale one
+        would hide that the next network is different); with ``keep_home_on_link`` (we were
+        home or behind an FA) keep the home address as a /32, so the home subnet is no longer
+        on-link. The core's actions rebuild routing once it knows where we are."""
+        for _ in range(2):  # the home router's and a DHCP lease's
+            self.nl.route("del", "0.0.0.0/0", dev=self.iface)
+        if keep_home_on_link:
+            self._home_on_link(32)
+
+    def home_for_fa(self) -> None:
+        """About to register through an FA: the home address must be ours on the link (the
+        request's source, and what the FA delivers to)."""
         self._home_on_link(32)
-        self.nl.route("del", "0.0.0.0/0", via=self.home_router)
 
     def gratuitous_arp(self, action: GratuitousArp) -> None:
         """Back home (RFC 5944 4.6): the home address on the link, the home router again."""
@@ -344,13 +355,17 @@ class MnDataPlane(_Base):
         own policy table (220), whose routes would otherwise carry it into the IPsec tunnel
         directly; our encapsulated packets (from the TIA) then take table 220 into it.
         """
-        if t.iface and t.iface != self.iface:
-            self.plumbing.add_default_route(self.tun_name, table=MC_TABLE)
-            self.plumbing.add_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
-            self._mc = True
+        mc = bool(t.iface and t.iface != self.iface)
         super().tunnel_up(t)
         self._home_off_link()
         self.nl.addr("replace", self.tun_name, self.home, 32)
+        if mc:
+            # only what comes from the home address goes into our TUN: the main table keeps
+            # carrying IKE and ESP (from the care-of address) to the gateway
+            self.plumbing.add_default_route(self.tun_name, table=MC_TABLE)
+            self.plumbing.add_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
+            self._mc = True
+            return
         if self.coa_router:
             self.nl.route("replace", f"{t.peer}/32", via=self.coa_router, dev=self.iface)
         self.nl.route("replace", "0.0.0.0/0", dev=self.tun_name, src=self.home, metric=0)

@@ -27,6 +27,7 @@ class MovementDetector:
         self.dhcp: DhcpDriver | None = None
         self._pending: asyncio.TimerHandle | None = None
         self.boundary = None
+        driver.event_hooks.append(self._on_core_event)
         if config.vpn is not None:
             from agents.runtime.vpn import BoundaryController
 
@@ -42,7 +43,7 @@ class MovementDetector:
             self.dhcp.attach(loop)
         # Where we are is unknown until an advertisement or a lease says so: do not trust the
         # home subnet to be on-link (the home agent's advertisement restores it at home).
-        self.driver.dataplane.left_link()
+        self.driver.dataplane.left_link(True)
         if self.links.carrier:  # already attached: as if the link had just come up
             self.driver.feed(self.machine.link_up(self.iface, time.monotonic()))
             self._start_dhcp()
@@ -63,9 +64,12 @@ class MovementDetector:
                     self._pending.cancel()
                 if self.dhcp is not None:
                     self.dhcp.link_down()
-                if self.machine.mode in ("home", "f"):
-                    self.driver.dataplane.left_link()
+                self.driver.dataplane.left_link(self.machine.mode in ("home", "f"))
                 self.driver.feed(self.machine.link_down(self.iface, now))
+
+    def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "movement_detected" and data.get("to") == "f":
+            self.driver.dataplane.home_for_fa()
 
     def _start_dhcp(self) -> None:
         if self.dhcp is None:
@@ -86,6 +90,11 @@ class MovementDetector:
         self.events.record(record)
         if record.get("event") == "dhcp_bound":
             self.driver.dataplane.coa_router = record.get("router")
+            # a foreign address: the home address must not be a source candidate on the link
+            # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f
+            self.driver.dataplane.home_off_link()
+            if self.boundary is not None:  # an address of our own: we may be outside
+                self.boundary.address_acquired()
             self.driver.feed(
                 self.machine.address_acquired(
                     record["address"],

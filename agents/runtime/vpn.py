@@ -20,21 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agents.mip.ipv4 import internet_checksum
 from agents.mip.mn import Attachment
 from testbed.services.events import EventWriter
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, list) and value:
-        return _text(value[0])
-    return str(value)
 
 
 class VpnClient:
@@ -45,54 +38,37 @@ class VpnClient:
         self.ike = ike
         self.child = child
 
-    def _session(self):
-        import vici
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        from testbed.vpn.charon import close_session, connect
 
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.path)
-        return vici.Session(sock)
+        session = connect(self.path, timeout=10)
+        try:
+            return fn(session)
+        finally:
+            close_session(session)
 
     def tia(self) -> str | None:
-        """Our virtual IP when the IKE SA is established and its child installed."""
-        session = self._session()
-        try:
-            for sa in session.list_sas({"ike": self.ike}):
-                ike = sa.get(self.ike.encode()) or next(iter(sa.values()))
-                if _text(ike.get(b"state", b"")) != "ESTABLISHED":
-                    continue
-                children = ike.get(b"child-sas", {})
-                installed = any(
-                    _text(c.get(b"state", b"")) == "INSTALLED" for c in children.values()
-                )
-                vips = ike.get(b"local-vips", [])
-                if installed and vips:
-                    return _text(vips)
-            return None
-        finally:
-            session.close()
+        """Our virtual IP when the IKE SA is established and a child installed."""
+        from testbed.vpn import vici_client as vc
 
-    def initiate(self, timeout_ms: int = 5000) -> bool:
-        session = self._session()
-        try:
-            for _ in session.initiate(
-                {"child": self.child, "ike": self.ike, "timeout": timeout_ms}
-            ):
-                pass  # a lazy generator: nothing is sent until it is iterated
-            return True
-        except Exception:
-            return False
-        finally:
-            session.close()
+        for sa in self._call(lambda s: vc.list_sas(s, self.ike)):
+            if sa.get("state") == "ESTABLISHED" and vc.installed_children(sa):
+                vips = vc.virtual_ips(sa)
+                if vips:
+                    return str(vips[0])
+        return None
+
+    def initiate(self, timeout_s: float = 5.0) -> None:
+        from testbed.vpn import vici_client as vc
+
+        self._call(lambda s: vc.initiate(s, self.child, self.ike, timeout=timeout_s))
 
     def terminate(self) -> None:
-        session = self._session()
-        try:
-            for _ in session.terminate({"ike": self.ike, "timeout": 2000}):
-                pass
-        except Exception:
-            pass
-        finally:
-            session.close()
+        from testbed.vpn import vici_client as vc
+
+        # force: do not wait for the gateway's answer to the DELETE (it may be unreachable
+        # from where we are now); the SA's routes would capture intranet traffic meanwhile
+        self._call(lambda s: vc.terminate(s, self.ike, timeout=1.0, force=True))
 
 
 class BoundaryController:
@@ -102,8 +78,11 @@ class BoundaryController:
         self.driver = driver
         self.events = events
         self.vpn = VpnClient(config.vici, config.ike, config.child)
+        # queries and teardown must not wait behind an IKE exchange in progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici")
+        self.initiator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici-init")
         self.loop = asyncio.get_event_loop()
+        self.link = "eth0"
         self._decision: asyncio.TimerHandle | None = None
         self._moved_at = 0.0
         self._outside_tia: str | None = None
@@ -112,19 +91,34 @@ class BoundaryController:
     # called by the movement detector and the driver ------------------------------------
 
     def moved(self) -> None:
-        """A new point of attachment: race the direct registration against the gateway."""
+        """A new point of attachment. Outside, the mc registration stays: charon moves the
+        tunnel's outer address (MOBIKE) and only a new TIA needs a new registration."""
         self._moved_at = time.monotonic()
-        self.events.emit("boundary_probe", gateway=self.config.gateway)
-        # back to automatic: the core registers directly (FA or co-located address)
-        if self._outside_tia is not None:
-            self.driver.feed(self.machine.use_attachment(None, time.monotonic()))
-        self.pool.submit(self._ensure_tunnel)
         if self._decision is not None:
             self._decision.cancel()
+            self._decision = None
+
+    def address_acquired(self) -> None:
+        """An address of our own: ask the home agent directly and the gateway at once."""
+        self.events.emit(
+            "boundary_probe", gateway=self.config.gateway, outside=self._outside_tia is not None
+        )
+        if self._outside_tia is None:
+            # inside or unknown: the core's direct registration is the probe
+            self.initiator.submit(self._ensure_tunnel)
+        else:
+            # outside in mc: probe the home agent without the VPN (not through table 220)
+            future = self.pool.submit(self._home_agent_answers)
+            future.add_done_callback(
+                lambda f: self.loop.call_soon_threadsafe(self._probed, f.result())
+            )
         self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
-        """Core events: a directly accepted registration means we are inside."""
+        """Core events: a directly accepted registration means we are inside; a foreign
+        agent heard while outside is worth a direct registration attempt."""
+        if name == "agent_discovered" and not data.get("home") and self._outside_tia:
+            self._leave_mc()
         if name in ("registration_accepted", "returned_home") and data.get("mode") != "mc":
             if self._decision is not None:
                 self._decision.cancel()
@@ -132,12 +126,34 @@ class BoundaryController:
             if name == "returned_home" or data.get("mode") in ("f", "c", "home"):
                 self._set_inside()
 
+    def _leave_mc(self) -> None:
+        self._outside_tia = None
+        self.driver.feed(self.machine.use_attachment(None, time.monotonic()))
+
+    def _probed(self, answered: bool) -> None:
+        self.events.emit("home_agent_probe", answered=answered)
+        if answered and self._outside_tia is not None:
+            self._leave_mc()  # the core registers directly; its acceptance decides "inside"
+
+    def _home_agent_answers(self) -> bool:
+        """An ICMP echo to the home agent bound to the link, i.e. not through the VPN."""
+        return icmp_echo(
+            str(self.machine.home_agent), self.link, timeout_s=self.config.decision_timeout
+        )
+
     # internals ----------------------------------------------------------------------------
 
     def _ensure_tunnel(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             if self.vpn.tia() is None:
-                self.vpn.initiate()
+                self.vpn.initiate(timeout_s=3.0)
+        except Exception as exc:  # unreachable gateway, auth failure: outside stays unknown
+            self._report("vpn_initiate_failed", exc)
+
+    def _report(self, event: str, exc: Exception) -> None:
+        self.loop.call_soon_threadsafe(
+            lambda: self.events.emit(event, error=f"{type(exc).__name__}: {exc}")
+        )
 
     def _set_inside(self) -> None:
         was_outside = not self._inside
@@ -150,7 +166,14 @@ class BoundaryController:
             after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
             changed=was_outside,
         )
-        self.pool.submit(self.vpn.terminate)
+        self.pool.submit(self._terminate)
+
+    def _terminate(self) -> None:
+        try:
+            self.vpn.terminate()
+        except Exception as exc:  # nothing to terminate is the common case
+            if "no matching" not in str(exc).lower() and "not found" not in str(exc).lower():
+                self._report("vpn_terminate_failed", exc)
 
     def _decide(self) -> None:
         self._decision = None
@@ -162,7 +185,7 @@ class BoundaryController:
     def _wait_tia(self, timeout_s: float) -> str | None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):
                 tia = self.vpn.tia()
                 if tia:
                     return tia
@@ -175,6 +198,17 @@ class BoundaryController:
             return
         if self.machine.mode in ("f", "c", "home") and self.machine.registered:
             return  # the home agent answered meanwhile: inside after all
+        if self._outside_tia == tia and self.machine.mode == "mc":
+            self.events.emit(
+                "boundary_decision",
+                inside=False,
+                tia=tia,
+                moved_only=True,
+                mode="mc",
+                phase="boundary_decision",
+                after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
+            )
+            return  # same TIA: MOBIKE moved the tunnel, the registration stays
         self._inside = False
         self.events.emit(
             "boundary_decision",
@@ -192,3 +226,33 @@ class BoundaryController:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.initiator.shutdown(wait=False, cancel_futures=True)
+
+
+def icmp_echo(address: str, ifname: str, timeout_s: float) -> bool:
+    """One ICMP echo request out of ``ifname`` (SO_BINDTODEVICE: main routing, not the
+    VPN's policy table); True if the reply comes within ``timeout_s``."""
+    import os
+    import select
+    import socket
+    import struct
+
+    ident = os.getpid() & 0xFFFF
+    payload = b"testbed-boundary"
+    checksum = internet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload)
+    packet = struct.pack("!BBHHH", 8, 0, checksum, ident, 1) + payload
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        try:
+            sock.sendto(packet, (address, 0))
+        except OSError:
+            return False
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                return False
+            data, (src, _) = sock.recvfrom(2048)
+            ihl = (data[0] & 0x0F) * 4
+            if src == address and data[ihl] == 0 and data[ihl + 4 : ihl + 6] == packet[4:6]:
+                return True
+    return False

@@ -33,11 +33,13 @@ class ServiceSpec(Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,23}$")] | None = None
     node: Name
-    kind: Literal["dhcp-client", "command", "agent"]
+    kind: Literal["dhcp-client", "command", "agent", "vpn"]
     iface: str = "eth0"
     argv: list[str] | None = Field(None, description="for kind command")
     agent: Literal["ha", "fa", "mn", "proxy"] | None = Field(None, description="for kind agent")
-    config: dict[str, Any] | None = Field(None, description="agent configuration")
+    config: dict[str, Any] | None = Field(
+        None, description="agent configuration, or for vpn: role gateway|client, psk, ..."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> ServiceSpec:
@@ -45,6 +47,8 @@ class ServiceSpec(Strict):
             raise ValueError("a command service needs argv")
         if self.kind == "agent" and self.agent is None:
             raise ValueError("an agent service needs agent: ha, fa, mn or proxy")
+        if self.kind == "vpn" and (self.config or {}).get("role") not in ("gateway", "client"):
+            raise ValueError("a vpn service needs config.role: gateway or client")
         return self
 
     @property

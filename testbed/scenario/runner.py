@@ -84,6 +84,7 @@ class _Run:
         self.record = RunRecord(run_dir, index)
         self.lab: Lab | None = None
         self.services: dict[str, ProcessRecord] = {}
+        self.vpn_nodes: dict[str, tuple[Any, EventWriter]] = {}
         self.events_dir = run_dir / "events"
         self.logs_dir = run_dir / "logs"
         for d in (
@@ -146,6 +147,9 @@ class _Run:
             if probes:
                 time.sleep(DRAIN_S)
             stop_processes([(p.pid, p.start_time) for p in probes])
+            for node, writer in self.vpn_nodes.values():
+                node.stop()  # listener first, then the daemon, reaped
+                writer.close()
             self.events.emit("run_end")
             self.lab.down()
         self.events.close()
@@ -202,7 +206,7 @@ class _Run:
         configs = self.dir / "configs"
         configs.mkdir(exist_ok=True)
         config = configs / f"{service.label}.yaml"
-        config.write_text(yaml.safe_dump(service.config or {}, sort_keys=False))
+        config.write_text(yaml.safe_dump(self._agent_config(service), sort_keys=False))
         return [
             sys.executable,
             "-m",
@@ -218,7 +222,68 @@ class _Run:
             str(self.dir / "state" / f"{service.label}.json"),
         ]
 
+    def _start_vpn(self, service: ServiceSpec) -> None:
+        """One charon per node (strongSwan through vici), its events into the run's log."""
+        from testbed.vpn import profiles
+        from testbed.vpn import vici_client as vc
+        from testbed.vpn.node import VpnNode
+
+        assert self.lab is not None
+        cfg = dict(service.config or {})
+        writer = EventWriter.open(str(self.events_dir / f"{service.label}.jsonl"), service.node)
+        gateway = cfg["role"] == "gateway"
+        if gateway:
+            # A gateway in the DMZ has no address inside the intranet it protects, and
+            # kernel-libipsec needs one (inside its local traffic selector) as the source of
+            # its routes to the clients' inner addresses: give it a host address for that.
+            # (on lo, so that MOBIKE never offers it to peers as an additional address)
+            inner = str(cfg.get("inner_address", "10.255.255.254"))
+            self.lab.run(service.node, ["ip", "addr", "replace", f"{inner}/32", "dev", "lo"])
+        # A mobile node's charon must never pick the home address on the Mobile IP TUN as
+        # the tunnel's outer address (it is not routable outside): ignore that interface.
+        options = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
+        node = VpnNode(
+            self.lab, service.node, writer.record, run_dir=self.dir / "vpn" / service.label,
+            **options,
+        )
+        node.start()
+        self.vpn_nodes[service.label] = (node, writer)
+        psk = str(cfg.get("psk", "testbed-psk"))
+        vc.load_shared_psk(node.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
+        if gateway:
+            pool = str(cfg.get("pool", profiles.TIA_POOL))
+            vc.load_pool(node.vici, "tia", pool)
+            vc.load_conn(node.vici, profiles.gateway_conn(mobike=cfg.get("mobike", True)))
+        else:
+            vc.load_conn(
+                node.vici,
+                profiles.client_conn(
+                    str(cfg["gateway"]), name="home", child="net", mobike=cfg.get("mobike", True)
+                ),
+            )
+        self.events.emit(
+            "service_started",
+            service=service.label,
+            target=service.node,
+            pid=node.charon.pid,
+            kind="vpn",
+            role=cfg["role"],
+        )
+
+    def _agent_config(self, service: ServiceSpec) -> dict[str, Any]:
+        """The agent's configuration, with a VPN service name resolved to its vici socket."""
+        config = dict(service.config or {})
+        vpn = config.get("vpn")
+        if isinstance(vpn, dict) and "service" in vpn:
+            node, _ = self.vpn_nodes[vpn["service"]]
+            config["vpn"] = {k: v for k, v in vpn.items() if k != "service"}
+            config["vpn"].update(vici=str(node.charon.vici_socket), ike="home", child="net")
+        return config
+
     def _start_service(self, service: ServiceSpec) -> None:
+        if service.kind == "vpn":
+            self._start_vpn(service)
+            return
         record = self._spawn(
             service.node,
             f"service:{service.label}",
@@ -473,6 +538,18 @@ class _Run:
         from testbed import netns
         from testbed.lab.teardown import stop_processes
 
+        spec = next(s for s in self.spec.services if s.label == action.service)
+        if spec.kind == "vpn":
+            if action.service in self.vpn_nodes and action.action != "start":
+                node, writer = self.vpn_nodes.pop(action.service)
+                if action.action == "kill" and node.charon.pid:
+                    netns.kill_process(node.charon.pid, node.charon.start_time, signal.SIGKILL)
+                node.stop()
+                writer.close()
+            self.events.emit(f"service_{action.action}", service=action.service)
+            if action.action in ("start", "restart"):
+                self._start_vpn(spec)
+            return
         record = self.services[action.service]
         if action.action in ("stop", "restart"):
             stop_processes([(record.pid, record.start_time)])
@@ -480,8 +557,7 @@ class _Run:
             netns.kill_process(record.pid, record.start_time, signal.SIGKILL)
         self.events.emit(f"service_{action.action}", service=action.service)
         if action.action in ("start", "restart"):
-            service = next(s for s in self.spec.services if s.label == action.service)
-            self._start_service(service)
+            self._start_service(spec)
 
     def _do_wait(self, action: Any, index: int) -> None:
         started = time.monotonic_ns()
