@@ -70,6 +70,9 @@ class VpnFile(_Strict):
     decision_timeout: float = Field(
         0.3, gt=0, description="no direct reply from the HA within this: outside (s)"
     )
+    mobike: bool = Field(
+        True, description="false: every outside move needs a new IKE SA and registration"
+    )
 
 
 class MnFile(_Strict):

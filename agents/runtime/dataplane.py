@@ -30,6 +30,7 @@ from testbed.services.events import EventWriter
 
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
 MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220
+MAIN_TABLE, HOME_RULE_PRIORITY = 254, 200  # otherwise: home address -> main, before 220
 
 
 RTNH_F_ONLINK = 4
@@ -292,6 +293,10 @@ class MnDataPlane(_Base):
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
         self._mc = False
+        # What the MN sends from its home address follows the main table, not a VPN's
+        # policy table (220): inside, traffic must not enter a tunnel that is being torn
+        # down (or was brought up by the boundary probe). Mode mc's rule (120) comes first.
+        self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
         self.nl = Netlink(self.plumbing)
 
     def _home_on_link(self, prefix: int) -> None:

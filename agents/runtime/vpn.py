@@ -106,6 +106,11 @@ class BoundaryController:
         if self._outside_tia is None:
             # inside or unknown: the core's direct registration is the probe
             self.initiator.submit(self._ensure_tunnel)
+        elif not self.config.mobike:
+            # without MOBIKE the tunnel cannot follow us: a new IKE SA, then (a new TIA or
+            # not) a new registration through it
+            self._outside_tia = None
+            self.initiator.submit(self._renew_tunnel)
         else:
             # outside in mc: probe the home agent without the VPN (not through table 220)
             future = self.pool.submit(self._home_agent_answers)
@@ -149,6 +154,10 @@ class BoundaryController:
                 self.vpn.initiate(timeout_s=3.0)
         except Exception as exc:  # unreachable gateway, auth failure: outside stays unknown
             self._report("vpn_initiate_failed", exc)
+
+    def _renew_tunnel(self) -> None:
+        self._terminate()
+        self._ensure_tunnel()
 
     def _report(self, event: str, exc: Exception) -> None:
         self.loop.call_soon_threadsafe(
@@ -214,6 +223,7 @@ class BoundaryController:
             "boundary_decision",
             inside=False,
             tia=tia,
+            mode="mc",
             phase="boundary_decision",
             after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
         )

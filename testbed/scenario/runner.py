@@ -243,7 +243,10 @@ class _Run:
         # the tunnel's outer address (it is not routable outside): ignore that interface.
         options = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
         node = VpnNode(
-            self.lab, service.node, writer.record, run_dir=self.dir / "vpn" / service.label,
+            self.lab,
+            service.node,
+            writer.record,
+            run_dir=self.dir / "vpn" / service.label,
             **options,
         )
         node.start()
@@ -276,8 +279,10 @@ class _Run:
         vpn = config.get("vpn")
         if isinstance(vpn, dict) and "service" in vpn:
             node, _ = self.vpn_nodes[vpn["service"]]
+            service_cfg = next(s for s in self.spec.services if s.label == vpn["service"]).config
             config["vpn"] = {k: v for k, v in vpn.items() if k != "service"}
             config["vpn"].update(vici=str(node.charon.vici_socket), ike="home", child="net")
+            config["vpn"].setdefault("mobike", (service_cfg or {}).get("mobike", True))
         return config
 
     def _start_service(self, service: ServiceSpec) -> None:
