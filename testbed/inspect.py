@@ -9,7 +9,8 @@ care-of address and tunnel -- as plain tables. The runner's agents rewrite
 structured events one per line, with the time since the run's first event: from the
 per-process files ``RUN_DIR/events/*.jsonl`` merged by time while the run goes on, from the
 merged ``events.jsonl`` once it is over. ``--follow`` keeps printing new events until Ctrl-C
-(or until the run ends).
+(or until the run ends); given a scenario's results directory before its run starts, it
+waits for the run.
 
 RUN_DIR is what ``testbed run`` prints at its start ("results in ..."); a scenario's results
 directory (``results/NAME``) means its newest run. Any directory laid out the same way works,
@@ -53,7 +54,7 @@ def resolve_run_dir(path: Path | str) -> Path:
     if not path.is_dir():
         raise LookupError(f"{path}: no such directory")
     if not _is_run_dir(path):
-        runs = sorted((p for p in path.iterdir() if p.is_dir() and _is_run_dir(p)), key=_age)
+        runs = _runs_in(path)
         if not runs:
             raise LookupError(
                 f"{path}: not a run directory (no events/, state/ or summary.json); "
@@ -68,12 +69,12 @@ def resolve_run_dir(path: Path | str) -> Path:
     return path
 
 
-def _age(path: Path) -> tuple[float, str]:
-    try:
-        created = path.stat().st_mtime
-    except OSError:
-        created = 0.0
-    return (created, path.name)
+def _runs_in(path: Path) -> list[Path]:
+    """The runs in a scenario's results directory, oldest first (run ids start with the
+    date and time: ``20260101-120000-ab12``)."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
 
 
 # --- events -------------------------------------------------------------------------------
@@ -262,19 +263,45 @@ def _quiet_broken_pipe(fn: Callable[[argparse.Namespace, TextIO | None], int]) -
     return run
 
 
+def await_run(path: Path, poll_s: float = POLL_S, timeout_s: float | None = None) -> Path:
+    """The run to follow: ``path`` itself if it is a run; otherwise (a scenario's results
+    directory, which may not exist yet) its newest run still going on, or else the first
+    run that starts from now on -- so ``--follow`` can be started before ``testbed run``."""
+    if path.is_dir() and _is_run_dir(path):
+        return resolve_run_dir(path)
+    before = set(_runs_in(path))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    announced = False
+    while True:
+        runs = _runs_in(path)
+        live = [r for r in runs if not (r / "summary.json").exists()]
+        fresh = [r for r in runs if r not in before]
+        if live or fresh:
+            return resolve_run_dir((live or fresh)[-1])
+        if not announced:
+            print(f"waiting for a run to start in {path} (Ctrl-C to stop)", file=sys.stderr)
+            announced = True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise LookupError(f"{path}: no run started within {timeout_s:g} s")
+        time.sleep(poll_s)
+
+
 @_quiet_broken_pipe
 def cmd_events(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    run_dir = resolve_run_dir(args.run_dir)
     printer = EventPrinter(out, EventFilter(args.node or (), args.event or ()), args.json)
     if not args.follow:
+        run_dir = resolve_run_dir(args.run_dir)
         events = read_events(run_dir)
         if not events:
             print(f"{run_dir}: no events yet", file=sys.stderr)
         printer.emit(events)
         return 0
-    finished = (run_dir / "summary.json").exists()
-    if finished:  # nothing more will come: print it all, from the merged file
+    try:
+        run_dir = await_run(Path(args.run_dir))
+    except KeyboardInterrupt:
+        return 0
+    if (run_dir / "summary.json").exists():  # nothing more will come: print it all
         printer.emit(read_events(run_dir))
         print(f"(the run in {run_dir} is over)", file=sys.stderr)
         return 0
@@ -487,7 +514,10 @@ def _generic_lines(state: AgentState) -> list[str]:
 
 
 def format_state(
-    state: AgentState, now_s: float | None = None, t0_s: float | None = None, finished=False
+    state: AgentState,
+    now_s: float | None = None,
+    t0_s: float | None = None,
+    finished: bool = False,
 ) -> str:
     role = ROLE_NAMES.get(state.role, state.role)
     head = f"{state.service} ({role}"

@@ -147,9 +147,10 @@ class _Run:
             if probes:
                 time.sleep(DRAIN_S)
             stop_processes([(p.pid, p.start_time) for p in probes])
-            for node, writer in self.vpn_nodes.values():
+            for label, (node, writer) in self.vpn_nodes.items():
                 node.stop()  # listener first, then the daemon, reaped
                 writer.close()
+                self._keep_vpn_log(label, node)
             self.events.emit("run_end")
             self.lab.down()
         self.events.close()
@@ -242,11 +243,13 @@ class _Run:
         # A mobile node's charon must never pick the home address on the Mobile IP TUN as
         # the tunnel's outer address (it is not routable outside): ignore that interface.
         options = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
+        # the daemon's files live in the lab's short state directory (a vici socket path
+        # must fit 108 bytes); its log is copied into the results when it stops
         node = VpnNode(
             self.lab,
             service.node,
             writer.record,
-            run_dir=self.dir / "vpn" / service.label,
+            run_dir=self.lab.state.dir / service.label,
             **options,
         )
         node.start()
@@ -272,6 +275,15 @@ class _Run:
             kind="vpn",
             role=cfg["role"],
         )
+
+    def _keep_vpn_log(self, label: str, node: Any) -> None:
+        import shutil
+
+        target = self.dir / "vpn" / label
+        target.mkdir(parents=True, exist_ok=True)
+        for path in (node.charon.log_file, node.charon.config.conf_file):
+            if Path(path).exists():
+                shutil.copy(path, target / Path(path).name)
 
     def _agent_config(self, service: ServiceSpec) -> dict[str, Any]:
         """The agent's configuration, with a VPN service name resolved to its vici socket."""
@@ -551,6 +563,7 @@ class _Run:
                     netns.kill_process(node.charon.pid, node.charon.start_time, signal.SIGKILL)
                 node.stop()
                 writer.close()
+                self._keep_vpn_log(action.service, node)
             self.events.emit(f"service_{action.action}", service=action.service)
             if action.action in ("start", "restart"):
                 self._start_vpn(spec)
