@@ -68,7 +68,7 @@ install_python
 
 case "${1:-}" in
   "") ;;
-  demo) shift; exec .venv/bin/testbed run scenarios/no-mobility.yaml "$@" ;;
+  demo) shift; exec .venv/bin/testbed run scenarios/roam-nat.yaml "$@" ;;
   test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
   *) echo "setup: unknown action '$1' (use: demo, test)" >&2; exit 2 ;;
 esac
