@@ -435,12 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="bring the enterprise up, show it, tear it down")
     p.set_defaults(func=cmd_demo)
 
-    try:
-        from testbed import mip_cli
-    except ImportError:
-        pass
-    else:
-        mip_cli.register(sub)
+    from testbed import inspect as run_inspect  # testbed state / testbed events
+    from testbed import mip_cli
+
+    run_inspect.register(sub)
+    mip_cli.register(sub)
     return parser
 
 

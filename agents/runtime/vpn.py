@@ -84,7 +84,7 @@ class BoundaryController:
         self.loop = asyncio.get_event_loop()
         self.link = "eth0"
         self._decision: asyncio.TimerHandle | None = None
-        self._moved_at = 0.0
+        self._moved_at = time.monotonic()
         self._outside_tia: str | None = None
         self._inside = True
 

@@ -1,0 +1,208 @@
+"""The teaching labs (labs/*/): their text agrees with the software, and they run as they say.
+
+Static checks (no root): every lab is in the index, its scenarios validate, its agent
+configuration files are the scenario's, its README's commands name nodes, networks,
+interfaces, files and CLI verbs that exist, and its ``expected`` blocks parse. Then every
+lab scenario runs for real (root) and must meet both its ``expect:`` list and the README's
+``expected`` block.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed import labcheck
+from testbed.scenario.load import Scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+LABS_DIR = ROOT / "labs"
+LABS = sorted(p for p in LABS_DIR.iterdir() if p.is_dir() and (p / "README.md").exists())
+SCENARIOS = [s for lab in LABS for s in sorted(lab.glob("scenario*.yaml"))]
+SECTIONS = ("## The network", "## Questions", "## Expected observations")
+AGENT_LOADERS = {"ha": "load_ha", "fa": "load_fa", "mn": "load_mn"}
+
+
+def _id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.suffix else path.name
+
+
+def _readme(lab: Path) -> str:
+    return (lab / "README.md").read_text()
+
+
+def _code(text: str) -> str:
+    """The README's code: fenced blocks and inline code, with line continuations joined."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    inline = re.findall(r"`([^`\n]+)`", text)
+    return "\n".join(blocks + inline).replace("\\\n", " ")
+
+
+def _links(text: str) -> list[str]:
+    """Relative Markdown link targets of the prose (not of code)."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    prose = re.sub(r"`[^`\n]+`", "", prose)
+    return [t for t in re.findall(r"\]\(([^)#\s]+)[^)]*\)", prose) if "://" not in t]
+
+
+def _lab_scenarios(lab: Path) -> list[Scenario]:
+    return [load_scenario(path) for path in sorted(lab.glob("scenario*.yaml"))]
+
+
+def test_every_lab_has_scenarios() -> None:
+    assert len(LABS) >= 3, LABS
+    for lab in LABS:
+        assert list(lab.glob("scenario*.yaml")), f"{lab.name} has no scenario*.yaml"
+
+
+def test_the_index_lists_every_lab_and_the_coming_ones() -> None:
+    index = (LABS_DIR / "README.md").read_text()
+    for link in _links(index):
+        assert (LABS_DIR / link).exists(), f"labs/README.md: {link} leads nowhere"
+    for lab in LABS:
+        assert f"({lab.name}/README.md)" in index, f"labs/README.md does not link {lab.name}"
+    assert index.count("coming") >= 2
+    assert "MOBIKE" in index and "MIP proxy" in index and "dual MIP" in index
+
+
+@pytest.mark.parametrize("lab", LABS, ids=_id)
+def test_readme_structure_and_pictures(lab: Path) -> None:
+    text = _readme(lab)
+    for section in SECTIONS:
+        assert section in text, f"{lab.name}: README lacks {section!r}"
+    assert "**Goal.**" in text
+    for link in _links(text):
+        assert (lab / link).exists(), f"{lab.name}: link {link} leads nowhere"
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert images, f"{lab.name}: no picture"
+    for image in images:
+        assert (lab / image).is_file(), f"{lab.name}: picture {image} is missing"
+    # the run's own picture, where the report puts it
+    assert "figures/topology.png" in text
+    for scenario in _lab_scenarios(lab):
+        assert f"results/{scenario.name}" in text, f"{lab.name}: no results path of {scenario}"
+    # an ASCII picture of the network: a plain fenced block with network bars
+    assert re.search(r"^```\n(?:.*\n)*?.*=\+=", text, flags=re.M), f"{lab.name}: no ASCII picture"
+    for word in ("testbed run", "testbed events", "testbed state", "testbed up", "testbed move"):
+        assert word in text, f"{lab.name}: README never shows {word!r}"
+    assert "--follow" in text and "--cli" in text
+
+
+@pytest.mark.parametrize("lab", LABS, ids=_id)
+def test_expected_blocks_cover_every_scenario_and_parse(lab: Path) -> None:
+    blocks = labcheck.expected_blocks(_readme(lab))
+    files = {p.name for p in lab.glob("scenario*.yaml")}
+    assert set(blocks) == files, f"{lab.name}: expected blocks for {sorted(blocks)}, files {files}"
+    for target, lines in blocks.items():
+        assertions = labcheck.parse_block(lines)  # raises on a bad line, naming it
+        assert len(assertions) >= 8, f"{lab.name}/{target}: too few expected observations"
+        text = "\n".join(t for _, t in lines)
+        assert "events contains" in text and "handoff[" in text
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=_id)
+def test_scenario_validates_with_expectations(scenario: Path) -> None:
+    loaded = load_scenario(scenario)
+    assert loaded.name.startswith("lab-"), loaded.name
+    assert loaded.spec.mobility == "mip"
+    assert len(loaded.spec.expect) >= 5
+    assert any(s.pause is not None for s in loaded.spec.timeline), "no pause step for --cli"
+
+
+def _agent_file(scenario: Path, service: str) -> Path:
+    variant = scenario.stem.removeprefix("scenario").lstrip("-")
+    named = scenario.parent / f"{service}-{variant}.yaml"
+    return named if variant and named.exists() else scenario.parent / f"{service}.yaml"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=_id)
+def test_agent_files_are_the_scenarios_configs(scenario: Path) -> None:
+    """The hands-on part uses the lab's agent files: they must be what the scenario runs."""
+    from agents.runtime import config as agent_config
+
+    spec = load_scenario(scenario).spec
+    agents = [s for s in spec.services if s.kind == "agent"]
+    assert agents
+    for service in agents:
+        path = _agent_file(scenario, service.label)
+        assert path.exists(), f"{scenario.name}: service {service.label} has no {path.name}"
+        on_disk: Any = yaml.safe_load(path.read_text())
+        assert on_disk == service.config, f"{path.name} differs from {scenario.name}'s config"
+        getattr(agent_config, AGENT_LOADERS[str(service.agent)])(path)  # valid for the agent
+
+
+def _cli_verbs() -> set[str]:
+    import argparse
+
+    from testbed import cli, inspect
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "state" not in sub.choices:  # until the lead wires testbed/inspect.py into the CLI
+        inspect.register(sub)
+    return set(sub.choices)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=_id)
+def test_readme_commands_name_what_exists(lab: Path) -> None:
+    code = _code(_readme(lab))
+    verbs = _cli_verbs()
+    for verb in re.findall(r"testbed (?!agent\b)([a-z]+)\b", code):
+        assert verb in verbs, f"{lab.name}: 'testbed {verb}' is not a testbed command"
+    for path in set(re.findall(r"\b((?:labs|topologies|scenarios)/[\w./-]+\.(?:yaml|md))", code)):
+        assert (ROOT / path).exists(), f"{lab.name}: {path} does not exist"
+    plans = [s.plan for s in _lab_scenarios(lab)]
+    nodes = {n: node for plan in plans for n, node in plan.nodes.items()}
+    networks = {n for plan in plans for n in plan.networks}
+    for node, rest in re.findall(r"testbed exec \S+ ([a-z][\w-]*) -- (.*)", code):
+        if node.isupper():
+            continue  # a placeholder (NODE)
+        assert node in nodes, f"{lab.name}: 'testbed exec ... {node}': no such node"
+        for iface in re.findall(r"-i (eth\d+)", rest):
+            names = [i.name for i in nodes[node].interfaces]
+            assert iface in names, f"{lab.name}: {node} has no {iface} ({names})"
+    for node, network in re.findall(r"testbed move \S+ ([a-z][\w-]*) ([a-z][\w-]*)", code):
+        assert node in nodes and network in networks, f"{lab.name}: move {node} {network}"
+    for network in re.findall(r"testbed capture \S+ ([a-z][\w-]*)", code):
+        assert network in networks, f"{lab.name}: capture {network}: no such network"
+    for network in re.findall(r"pcap/([a-z][\w-]*)\.pcap", code):
+        if network != "NETWORK":
+            assert network in networks, f"{lab.name}: pcap/{network}.pcap: no such network"
+    loops = [w for names in re.findall(r"for agent in ([\w ]+); do", code) for w in names.split()]
+    for agent, config in re.findall(r"testbed agent (\$?\w+)\s+--config (\S+)", code):
+        agents = loops if agent == "$agent" else [agent]
+        assert agents, f"{lab.name}: 'testbed agent {agent}' outside a loop over agents"
+        for name in agents:
+            assert name in AGENT_LOADERS, f"{lab.name}: 'testbed agent {name}': no such agent"
+            path = ROOT / config.replace("$agent", name)
+            assert path.is_file(), f"{lab.name}: {path.relative_to(ROOT)} does not exist"
+
+
+def _failed(expectations: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{e['name']}: {e.get('value')} ({e.get('detail', '')})"
+        for e in expectations
+        if not e["passed"]
+    ]
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=_id)
+def test_lab_runs_as_its_text_says(run_scenario, scenario: Path) -> None:
+    outcome = run_scenario(scenario, pcap="none")
+    summary = outcome.summary
+    assert summary["error"] is None, summary["error"]
+    assert outcome.passed, _failed(summary["expectations"])
+    checks = labcheck.check_run(scenario.parent / "README.md", outcome.run_dir, scenario.name)
+    failed = [str(c) for c in checks if not c.passed]
+    assert not failed, f"{scenario.parent.name}/README.md expected block:\n" + "\n".join(failed)
+    # what the lab tells students to look at is there
+    assert (outcome.run_dir / "events.jsonl").stat().st_size > 0
+    for service in ("ha", "mn"):
+        assert (outcome.run_dir / "state" / f"{service}.json").exists()
+    assert (outcome.run_dir / "figures" / "topology.png").exists()
+    assert (outcome.run_dir / "figures" / "h0-ladder.png").exists()
