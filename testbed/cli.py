@@ -122,7 +122,9 @@ def cmd_move(args: argparse.Namespace) -> int:
 def cmd_capture(args: argparse.Namespace) -> int:
     lab = _lab(args.name)
     out = args.write or f"{args.name}-{args.network}.pcap"
-    proc = lab.capture(args.network, "-" if out == "-" else os.path.abspath(out))
+    proc = lab.capture(
+        args.network, "-" if out == "-" else os.path.abspath(out), bpf=args.filter or None
+    )
     if out != "-":
         print(
             f"capturing {args.network} of {args.name} into {out} (Ctrl-C to stop)", file=sys.stderr
@@ -383,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network")
     p.add_argument("-w", "--write", help="pcap file, or - for stdout (default LAB-NET.pcap)")
     p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    p.add_argument("filter", nargs="?", help="capture filter, e.g. 'udp port 434'")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("clean", help="remove what killed runs of this tool left behind")

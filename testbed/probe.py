@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         target = (host, int(port))
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         if args.source:
-            # IP_FREEBIND: the home address may be on no interface for a moment during a move
-            tx.setsockopt(socket.IPPROTO_IP, 15, 1)
+            # Sent from the home address as a mobile node's applications do; while the
+            # address is on no interface (mid-move) the kernel refuses the send, which is
+            # counted like a lost packet, rather than leaking it untunnelled
             tx.bind((args.source, 0))
         tx.setblocking(False)
     padding = bytes(max(0, args.size - HEADER.size))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +113,7 @@ def run_scenario(
         if outcome.regressions:
             summary["passed"] = False
     _write_summary(run_dir, summary)
+    _link_latest(run_dir)
     _render(run_dir, repeat, options)
     if junit is not None:
         _junit([summary], junit)
@@ -174,6 +177,16 @@ def _write_plan(scenario: Scenario, run_dir: Path) -> None:
     from testbed.results.topology import plan_like
 
     atomic_write(run_dir / "plan.json", json.dumps(plan_like(scenario.plan), default=str))
+
+
+def _link_latest(run_dir: Path) -> None:
+    """results/<scenario>/latest -> the newest run (for labs and scripts)."""
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / ".latest.tmp"
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, latest)
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
