@@ -182,16 +182,32 @@ class Lab:
 
     # -- observation ----------------------------------------------------------------------
 
-    def capture(self, network: str, out: Path | str, snaplen: int = 262144) -> subprocess.Popen:
-        """tcpdump on the network's bridge (promiscuous: sees every frame of the segment)."""
+    def capture(
+        self, network: str, out: Path | str, snaplen: int = 262144, bpf: str | None = None
+    ) -> subprocess.Popen:
+        """tcpdump on the network's bridge (promiscuous: sees every frame of the segment).
+
+        ``out`` "-" writes the pcap to our stdout (e.g. into Wireshark); ``bpf`` is a
+        capture filter such as ``udp port 434``. Immediate mode: no frames wait in a buffer
+        when the capture is stopped soon after the traffic."""
         if network not in self.plan.networks:
             raise LookupError(f"lab {self.name} has no network {network!r}")
-        return self.popen(
-            SW,
-            ["tcpdump", "-i", network, "-s", str(snaplen), "-U", "-n", "-w", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        argv = [
+            "tcpdump",
+            "-i",
+            network,
+            "-s",
+            str(snaplen),
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+            str(out),
+        ]
+        if bpf:
+            argv.append(bpf)
+        stdout = None if str(out) == "-" else subprocess.DEVNULL
+        return self.popen(SW, argv, stdout=stdout, stderr=subprocess.PIPE)
 
     def down(self) -> None:
         destroy(self.state)
