@@ -87,6 +87,7 @@ class BoundaryController:
         self._moved_at = time.monotonic()
         self._outside_tia: str | None = None
         self._inside = True
+        self._watching = False
 
     # called by the movement detector and the driver ------------------------------------
 
@@ -229,10 +230,39 @@ class BoundaryController:
         )
         if tia != self._outside_tia:
             self._outside_tia = tia
+            self._watch_tia()
             attachment = Attachment(
                 "mc", care_of=tia, src=tia, iface=self.config.iface, colocated=True
             )
             self.driver.feed(self.machine.use_attachment(attachment, time.monotonic()))
+
+    def _watch_tia(self) -> None:
+        """Outside, the tunnel may be re-established without a move (DPD after a gateway
+        restart, a rekey): a different TIA then needs a new registration."""
+        if self._watching:
+            return
+        self._watching = True
+
+        def check() -> None:
+            if self._outside_tia is None:
+                self._watching = False
+                return
+            future = self.pool.submit(self._wait_tia, 0.5)
+            future.add_done_callback(
+                lambda f: self.loop.call_soon_threadsafe(self._tia_checked, f.result())
+            )
+
+        self._check = check
+        self.loop.call_later(1.0, check)
+
+    def _tia_checked(self, tia: str | None) -> None:
+        if self._outside_tia is None:
+            self._watching = False
+            return
+        if tia is not None and tia != self._outside_tia:
+            self.events.emit("tia_changed", old=self._outside_tia, new=tia)
+            self._outside(tia)
+        self.loop.call_later(1.0, self._check)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -242,7 +242,14 @@ class _Run:
             self.lab.run(service.node, ["ip", "addr", "replace", f"{inner}/32", "dev", "lo"])
         # A mobile node's charon must never pick the home address on the Mobile IP TUN as
         # the tunnel's outer address (it is not routable outside): ignore that interface.
-        options = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
+        options: dict[str, Any] = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
+        if "retransmit" in cfg:  # e.g. {timeout: 0.5, tries: 2}: fast DPD failure detection
+            from testbed.vpn.charon import Retransmit
+
+            r = cfg["retransmit"]
+            options["retransmit"] = Retransmit(
+                float(r.get("timeout", 4.0)), float(r.get("base", 1.8)), int(r.get("tries", 5))
+            )
         # the daemon's files live in the lab's short state directory (a vici socket path
         # must fit 108 bytes); its log is copied into the results when it stops
         node = VpnNode(
@@ -259,14 +266,23 @@ class _Run:
         if gateway:
             pool = str(cfg.get("pool", profiles.TIA_POOL))
             vc.load_pool(node.vici, "tia", pool)
-            vc.load_conn(node.vici, profiles.gateway_conn(mobike=cfg.get("mobike", True)))
-        else:
             vc.load_conn(
                 node.vici,
-                profiles.client_conn(
-                    str(cfg["gateway"]), name="home", child="net", mobike=cfg.get("mobike", True)
+                profiles.gateway_conn(
+                    mobike=cfg.get("mobike", True), dpd_delay_s=float(cfg.get("dpd_delay", 30.0))
                 ),
             )
+        else:
+            conn = profiles.client_conn(
+                str(cfg["gateway"]),
+                name="home",
+                child="net",
+                mobike=cfg.get("mobike", True),
+                dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
+            )
+            # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
+            conn["home"]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
+            vc.load_conn(node.vici, conn)
         self.events.emit(
             "service_started",
             service=service.label,
