@@ -16,12 +16,26 @@ RTM_NEWLINK = 16
 RTM_DELLINK = 17
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
+IFLA_CARRIER_CHANGES = 35
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
+_RTATTR = struct.Struct("=HH")
 
 
-def parse_link_messages(data: bytes) -> list[tuple[int, bool, bool]]:
-    """(ifindex, admin up, carrier) for each RTM_NEWLINK in a netlink datagram.
+def _carrier_changes(data: bytes, start: int, end: int) -> int | None:
+    offset = start
+    while offset + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > end:
+            return None
+        if kind == IFLA_CARRIER_CHANGES and length >= _RTATTR.size + 4:
+            return int.from_bytes(data[offset + 4 : offset + 8], "little")
+        offset += (length + 3) & ~3
+    return None
+
+
+def parse_link_messages(data: bytes) -> list[tuple[int, bool, bool, int | None]]:
+    """(ifindex, admin up, carrier, carrier change counter) for each RTM_NEWLINK.
 
     Truncated or malformed messages end the parse (the kernel never sends them; a short
     read would), they never raise.
@@ -35,7 +49,8 @@ def parse_link_messages(data: bytes) -> list[tuple[int, bool, bool]]:
         body = offset + _NLMSGHDR.size
         if msg_type == RTM_NEWLINK and length >= _NLMSGHDR.size + _IFINFOMSG.size:
             _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, body)
-            out.append((index, bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP)))
+            changes = _carrier_changes(data, body + _IFINFOMSG.size, offset + length)
+            out.append((index, bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP), changes))
         offset += (length + 3) & ~3
     return out
 
@@ -51,6 +66,16 @@ class LinkWatcher:
         self.sock.bind((0, RTMGRP_LINK))
         self.sock.setblocking(False)
         self.carrier = self._read_carrier()
+        # A down-up faster than the kernel's link watch may arrive as one message with the
+        # final state only: the carrier change counter still tells that a move happened.
+        self.changes = self._read_changes()
+
+    def _read_changes(self) -> int | None:
+        try:
+            with open(f"/sys/class/net/{self.ifname}/carrier_changes") as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def _read_carrier(self) -> bool:
         try:
@@ -76,10 +101,19 @@ class LinkWatcher:
                     self.carrier = now
                     changes.append(now)
                 continue
-            for index, _up, carrier in parse_link_messages(data):
-                if index == self.index and carrier != self.carrier:
-                    self.carrier = carrier
+            for index, _up, carrier, counter in parse_link_messages(data):
+                if index != self.index:
+                    continue
+                missed = 0
+                if counter is not None and self.changes is not None:
+                    missed = counter - self.changes - (carrier != self.carrier)
+                if counter is not None:
+                    self.changes = counter
+                if missed >= 2 and carrier == self.carrier:
+                    changes += [not carrier, carrier]  # a whole off/on we did not see
+                elif carrier != self.carrier:
                     changes.append(carrier)
+                self.carrier = carrier
 
     def close(self) -> None:
         self.sock.close()
