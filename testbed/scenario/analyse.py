@@ -25,7 +25,10 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
     for i, move in enumerate(moves):
         t_move = move["t_ns"]
         t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
-        per_stream = {name: metrics.interruption(s, t_move, t_next) for name, s in streams.items()}
+        t_up = move.get("t_up_ns")
+        per_stream = {
+            name: metrics.interruption(s, t_move, t_next, t_up) for name, s in streams.items()
+        }
         down = per_stream.get(PROBE_DOWN)
         up = per_stream.get(PROBE_UP)
         values = [x.ms for x in per_stream.values()]

@@ -94,22 +94,36 @@ class Interruption:
     first_after_ns: int | None
 
 
-def interruption(stream: Stream, t_move: int, t_next: int | None) -> Interruption:
+def interruption(
+    stream: Stream, t_move: int, t_next: int | None, t_attached: int | None = None
+) -> Interruption:
+    """The outage of ``stream`` at a move at ``t_move`` (until ``t_next``).
+
+    Recovery is the first packet sent once the node is attached again (``t_attached``, the
+    move's link-up; packets sent while the old link was still up in fact, on a slow switch,
+    do not count as recovery); the outage starts at the last packet that got through before
+    it, whenever that was sent.
+    """
     before = bisect_left(stream.t_send, t_move)
     end = len(stream.t_send) if t_next is None else bisect_left(stream.t_send, t_next)
     if before == 0:
         return Interruption(None, 0, None, None)
-    last_before = max(stream.t_recv[:before])
-    last_seq = stream.seq[before - 1]
-    if before < end:
-        first = min(range(before, end), key=lambda i: stream.t_recv[i])
-        first_seq = stream.seq[first]
-        received = sum(1 for i in range(before, end) if stream.seq[i] < first_seq)
+    boundary = t_move if t_attached is None else max(t_move, t_attached)
+    start = min(bisect_left(stream.t_send, boundary), end)
+    if start < end:
+        first = min(range(start, end), key=lambda i: stream.t_recv[i])
+        t_first = stream.t_recv[first]
+        prior = [i for i in range(start) if stream.t_recv[i] < t_first]
+        last = max(prior, key=lambda i: stream.t_recv[i]) if prior else before - 1
+        last_seq, first_seq = stream.seq[last], stream.seq[first]
+        received = sum(1 for q in stream.seq if last_seq < q < first_seq)
         lost = max(0, first_seq - last_seq - 1 - received)
         return Interruption(
-            (stream.t_recv[first] - last_before) / 1e6, lost, last_before, stream.t_recv[first]
+            (t_first - stream.t_recv[last]) / 1e6, lost, stream.t_recv[last], t_first
         )
     # never recovered in this window: everything the sender sent in it is lost
+    last_before = max(stream.t_recv[:start]) if start else stream.t_recv[before - 1]
+    last_seq = stream.seq[start - 1] if start else stream.seq[before - 1]
     upto = stream.attempted if t_next is None else min(stream.attempted, stream.seq_at(t_next))
     return Interruption(None, max(0, upto - last_seq - 1), last_before, None)
 

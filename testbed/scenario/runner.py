@@ -472,6 +472,7 @@ class _Run:
         times = self.lab.move(action.node, action.to, action.gap, action.iface)
         event = {
             "t_ns": times.link_down_ns,
+            "t_up_ns": times.link_up_ns if action.to is not None else None,
             "index": handoff,
             "node": action.node,
             "from": source,

@@ -198,3 +198,15 @@ def test_project_scenarios_validate() -> None:
     root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "scenarios").rglob("*.yaml")):
         assert load_scenario(path).name
+
+
+def test_packets_through_the_old_link_before_it_went_down_are_not_recovery() -> None:
+    # the switch took 100 ms to really cut the link: packets 100..149 still got through,
+    # the outage is 150..299 and the node was attached again at packet 300's send time
+    s = stream(600, set(range(150, 300)))
+    t_move = 1_000 * MS + 100 * 2 * MS
+    t_up = 1_000 * MS + 300 * 2 * MS
+    naive = metrics.interruption(s, t_move, None)
+    assert naive.ms == pytest.approx(2.0)  # what counting from the move stamp alone says
+    result = metrics.interruption(s, t_move, None, t_up)
+    assert result.ms == pytest.approx(302.0) and result.lost == 150
