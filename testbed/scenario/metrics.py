@@ -101,8 +101,8 @@ def interruption(
 
     Recovery is the first packet sent once the node is attached again (``t_attached``, the
     move's link-up; packets sent while the old link was still up in fact, on a slow switch,
-    do not count as recovery); the outage starts at the last packet that got through before
-    it, whenever that was sent.
+    do not count as recovery); the outage starts at the last packet that arrived before
+    re-attachment.
     """
     before = bisect_left(stream.t_send, t_move)
     end = len(stream.t_send) if t_next is None else bisect_left(stream.t_send, t_next)
@@ -113,7 +113,10 @@ def interruption(
     if start < end:
         first = min(range(start, end), key=lambda i: stream.t_recv[i])
         t_first = stream.t_recv[first]
-        prior = [i for i in range(start) if stream.t_recv[i] < t_first]
+        # what got through before the outage arrived before re-attachment; packets sent
+        # during it and released from a queue (ARP) afterwards do not end the outage
+        limit = t_first if t_attached is None else min(t_first, boundary)
+        prior = [i for i in range(start) if stream.t_recv[i] < limit]
         last = max(prior, key=lambda i: stream.t_recv[i]) if prior else before - 1
         last_seq, first_seq = stream.seq[last], stream.seq[first]
         received = sum(1 for q in stream.seq if last_seq < q < first_seq)
