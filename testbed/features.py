@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,7 +159,3 @@ def force_path() -> str | None:
 def ensure_root() -> None:
     if os.geteuid() != 0:
         raise PermissionError("the testbed needs root (network namespaces): run it with sudo")
-
-
-def run_quiet(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout

@@ -177,14 +177,3 @@ def signalling_nodes(events: list[dict[str, Any]], mobile: str) -> list[str]:
             ):
                 order.append(node)
     return order
-
-
-def run_files(run_dir: Path) -> dict[str, str]:
-    return {
-        "events": "events.jsonl",
-        "probes": "probes/",
-        "pcap": "pcap/",
-        "logs": "logs/",
-        "report": "report.md",
-        "dir": str(run_dir),
-    }

@@ -78,7 +78,8 @@ def test_outside_mn_survives_nat_flush_and_gateway_restart(run_scenario) -> None
     assert t_up > t_restart  # the tunnel came back after the gateway's restart
     with (outcome.run_dir / "probes" / "down.csv").open() as handle:
         received = sorted(int(r["t_recv_ns"]) for r in csv.DictReader(handle))
-    # the stream flows between the flush and the restart, and again after the new tunnel
-    assert any(t_flush + 500_000_000 < t < t_restart for t in received)
+    # the stream flows again after the flush (a new NAT mapping: at once, or after the MN's
+    # next DPD exchange at worst), and again after the new tunnel
+    assert any(t_flush + 2_000_000_000 < t < t_restart for t in received)
     assert any(t > t_up + 200_000_000 for t in received)
     assert summary["tcp"]["errors"] == 0
