@@ -45,37 +45,7 @@ from testbed.vpn.node import VpnNode, readdress  # noqa: E402
 GATEWAY = "192.0.2.10"
 TARGET = "10.0.1.10"
 PSK = "bench mobike psk"
-TOPOLOGY = """
-name: mobike
-networks:
-  intra: {subnet: 10.0.1.0/24, trust: trusted}
-  dmz: {subnet: 192.0.2.0/24, trust: dmz}
-  pub1: {subnet: 203.0.113.0/24}
-  pub2: {subnet: 198.51.100.0/24}
-  hot: {subnet: 192.168.1.0/24}
-nodes:
-  ha:
-    links: [{network: intra, address: 10.0.1.10}]
-    routes: [{to: default, via: gw}]
-  gw:
-    role: vpn-gateway
-    links: [{network: dmz, address: 192.0.2.10}, {network: intra, address: 10.0.1.1}]
-    routes: [{to: default, via: r}]
-  r:
-    role: router
-    links:
-      - {network: dmz, address: 192.0.2.1}
-      - {network: pub1, address: 203.0.113.1}
-      - {network: pub2, address: 198.51.100.1}
-  nat:
-    role: nat
-    links: [{network: pub2, address: 198.51.100.3}, {network: hot, address: 192.168.1.1}]
-    routes: [{to: default, via: r}]
-    nat: [{out: pub2, sources: [192.168.1.0/24]}]
-  mn:
-    links: [{network: pub1, address: 203.0.113.50}]
-    routes: [{to: default, via: r}]
-"""
+TOPOLOGY = REPO / "topologies" / "vpn-roaming.yaml"
 PLACES = {
     "pub1": ("203.0.113.50/24", "203.0.113.1"),
     "pub2": ("198.51.100.50/24", "198.51.100.1"),
@@ -181,13 +151,11 @@ def main() -> int:
         return 2
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mobike-"))
-    topo = tmp / "mobike.yaml"
-    topo.write_text(TOPOLOGY)
     overrides = None
     if args.delay_ms:
         d = {"impair": {"delay": f"{args.delay_ms}ms"}}
         overrides = {"networks": {n: d for n in ("pub1", "pub2", "hot")}}
-    plan = load_topology(topo, overrides)
+    plan = load_topology(TOPOLOGY, overrides)
     lab = Lab(build(plan, f"bmk{secrets.token_hex(3)}"), plan)
     events = Events()
     nodes: list[VpnNode] = []

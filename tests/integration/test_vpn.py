@@ -40,40 +40,7 @@ from testbed.vpn.pki import make_pki
 
 pytestmark = pytest.mark.netns
 
-TOPOLOGY = """
-name: vpn
-networks:
-  intra: {subnet: 10.0.1.0/24, trust: trusted}
-  dmz: {subnet: 192.0.2.0/24, trust: dmz}
-  pub1: {subnet: 203.0.113.0/24}
-  pub2: {subnet: 198.51.100.0/24}
-  hot: {subnet: 192.168.1.0/24}
-nodes:
-  ha:
-    links: [{network: intra, address: 10.0.1.10}]
-    routes: [{to: default, via: gw}]
-  gw:
-    role: vpn-gateway
-    links: [{network: dmz, address: 192.0.2.10}, {network: intra, address: 10.0.1.1}]
-    routes: [{to: default, via: r}]
-  r:
-    role: router
-    links:
-      - {network: dmz, address: 192.0.2.1}
-      - {network: pub1, address: 203.0.113.1}
-      - {network: pub2, address: 198.51.100.1}
-  nat:
-    role: nat
-    links: [{network: pub2, address: 198.51.100.3}, {network: hot, address: 192.168.1.1}]
-    routes: [{to: default, via: r}]
-    nat: [{out: pub2, sources: [192.168.1.0/24]}]
-  mn:
-    links: [{network: pub1, address: 203.0.113.50}]
-    routes: [{to: default, via: r}]
-  eve:
-    links: [{network: pub1, address: 203.0.113.66}]
-    routes: [{to: default, via: r}]
-"""
+TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "vpn-roaming.yaml"
 
 GATEWAY = "192.0.2.10"
 INTRANET_HOST = "10.0.1.10"
@@ -165,8 +132,7 @@ def configure_gateway(gw: VpnNode, pki: Any) -> None:
 @pytest.fixture(scope="module")
 def vpn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("vpn")
-    (tmp / "vpn.yaml").write_text(TOPOLOGY)
-    plan = load_topology(tmp / "vpn.yaml")
+    plan = load_topology(TOPOLOGY)
     lab = Lab(build(plan, f"vpn{secrets.token_hex(3)}"), plan)
     log = EventLog(tmp / "events.jsonl")
     nodes: list[VpnNode] = []
