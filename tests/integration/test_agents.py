@@ -166,13 +166,13 @@ def test_registration_codes_replay_and_expiry(lab: Lab, ha: Agent) -> None:
         assert ha.state()["bindings"] == []
     finally:
         sock.close()
-    names = [e["event"] for e in ha.events()]
-    assert "registration_denied" in names or "message_dropped" in names or names
+    # the unauthenticated request and the replay are logged as events with their codes
+    denied = [e["code"] for e in ha.events() if e["event"] == "registration_denied"]
+    assert 131 in denied and 133 in denied, denied
 
 
 def test_mobile_node_resynchronises_after_133(lab: Lab, tmp_path: Path, ha: Agent) -> None:
     """A real MN agent whose clock is an hour off: 133 from the HA, then accepted."""
-    from agents.runtime import main as agent_main
 
     skewed = dict(
         home_address=HOME,
@@ -184,7 +184,6 @@ def test_mobile_node_resynchronises_after_133(lab: Lab, tmp_path: Path, ha: Agen
         key=KEY,
         prefer="c",
     )
-    assert agent_main  # the agent CLI module imports
     lab.move("mn", "office")
     env = dict(os.environ, TESTBED_CLOCK_SKEW_S="3600")
     config = tmp_path / "mn.yaml"
