@@ -168,6 +168,10 @@ class Plumbing:
     def _call(self, fn: Callable[[], _T]) -> _T:
         return self._pool.submit(fn).result()
 
+    def netlink(self, fn: Callable[[Any], _T]) -> _T:
+        """Run ``fn(ipr)`` with the worker's pyroute2 socket, for calls not wrapped here."""
+        return self._call(lambda: fn(self._ipr))
+
     def close(self) -> None:
         ipr = getattr(self, "_ipr", None)
         if ipr is not None:

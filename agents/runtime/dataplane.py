@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 from typing import Any
 
 from agents.dataplane.arp import (
@@ -36,11 +35,6 @@ MAIN_TABLE, HOME_RULE_PRIORITY = 254, 200  # otherwise: home address -> main, be
 RTNH_F_ONLINK = 4
 
 
-def ip(*args: str) -> None:
-    """iproute2, for set-up outside handoffs (a process costs ~3-5 ms)."""
-    subprocess.run(["ip", *args], check=False, capture_output=True)
-
-
 class Netlink:
     """Route and address changes on the handoff path, through Plumbing's netlink worker.
 
@@ -53,7 +47,7 @@ class Netlink:
 
     def _do(self, fn: Any) -> None:
         with contextlib.suppress(Exception):
-            self.plumbing._call(lambda: fn(self.plumbing._ipr))
+            self.plumbing.netlink(fn)
 
     def addr(self, op: str, ifname: str, address: str, prefixlen: int) -> None:
         index = self.plumbing.ifindex(ifname)
@@ -113,8 +107,7 @@ class _Base:
                 learn_peer=self.key == "dst",
                 on_event=self.events.record,
             )
-            self._engine.attach()
-            ip("link", "set", self.tun_name, "up")
+            self._engine.attach()  # the TUN comes up with the engine
         return self._engine
 
     def kernel_tunnel(self, t: TunnelUp) -> bool:
