@@ -73,6 +73,14 @@ class VpnFile(_Strict):
     mobike: bool = Field(
         True, description="false: every outside move needs a new IKE SA and registration"
     )
+    path_check: float = Field(
+        1.0,
+        ge=0,
+        description="outside, echo the HA through the tunnel this often when settled; 0: off (s)",
+    )
+    path_failures: int = Field(
+        2, ge=1, description="unanswered tunnel echoes in a row before a new IKE SA"
+    )
 
 
 class MnFile(_Strict):

@@ -13,6 +13,13 @@ address change), or we initiate one. Then:
   change only the tunnel's outer address (MOBIKE); a new TIA means a new registration.
 
 The decision and its time are events (``boundary_decision``), a phase of the handoff.
+
+Outside, a settled MN echoes its home agent through the tunnel every ``path_check`` seconds.
+charon cannot always see a dead path: after a NAT flush the mapping may move to a new port
+(a packet from the gateway claims the old one first), and a MOBIKE responder does not follow
+ESP to a new port; kernel-libipsec has no NAT mapping events and charon's first NAT-D check
+only stores its baseline. ``path_failures`` unanswered echoes in a row: a new IKE SA
+(``vpn_path_dead``), which also shortens recovery from a gateway restart.
 vici calls block, so they run on a worker thread; results come back to the loop.
 """
 
@@ -88,6 +95,8 @@ class BoundaryController:
         self._outside_tia: str | None = None
         self._inside = True
         self._watching = False
+        self._path_misses = 0
+        self._echo_seq = 1
 
     # called by the movement detector and the driver ------------------------------------
 
@@ -264,16 +273,55 @@ class BoundaryController:
         if tia is not None and tia != self._outside_tia:
             self.events.emit("tia_changed", old=self._outside_tia, new=tia)
             self._outside(tia)
+        elif tia is not None and self._settled():
+            self._check_path(tia)
         self.loop.call_later(1.0, self._check)
+
+    def _settled(self) -> bool:
+        """Long enough since the last move that MOBIKE and the registration are done."""
+        cfg = self.config
+        return (
+            cfg.path_check > 0
+            and self.machine.mode == "mc"
+            and self.machine.registered
+            and time.monotonic() - self._moved_at > 3 * max(cfg.path_check, 1.0)
+        )
+
+    def _check_path(self, tia: str) -> None:
+        # odd numbers from 3: never the boundary probe's 1
+        self._echo_seq = self._echo_seq + 2 if self._echo_seq < 0xFFF0 else 3
+        seq = self._echo_seq
+        timeout = min(0.5, self.config.path_check)
+        future = self.pool.submit(icmp_echo, str(self.machine.home_agent), None, timeout, seq, tia)
+        future.add_done_callback(
+            lambda f: self.loop.call_soon_threadsafe(self._path_checked, f.result())
+        )
+
+    def _path_checked(self, answered: bool) -> None:
+        if answered or self._outside_tia is None:
+            self._path_misses = 0
+            return
+        self._path_misses += 1
+        if self._path_misses >= self.config.path_failures:
+            self._path_misses = 0
+            self.events.emit("vpn_path_dead", tia=self._outside_tia)
+            self.initiator.submit(self._renew_tunnel)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.initiator.shutdown(wait=False, cancel_futures=True)
 
 
-def icmp_echo(address: str, ifname: str, timeout_s: float) -> bool:
-    """One ICMP echo request out of ``ifname`` (SO_BINDTODEVICE: main routing, not the
-    VPN's policy table); True if the reply comes within ``timeout_s``."""
+def icmp_echo(
+    address: str,
+    ifname: str | None,
+    timeout_s: float,
+    seq: int = 1,
+    source: str | None = None,
+) -> bool:
+    """One ICMP echo request, out of ``ifname`` if given (SO_BINDTODEVICE: main routing, not
+    the VPN's policy table) and from ``source`` if given; True if the reply comes within
+    ``timeout_s``."""
     import os
     import select
     import socket
@@ -281,10 +329,16 @@ def icmp_echo(address: str, ifname: str, timeout_s: float) -> bool:
 
     ident = os.getpid() & 0xFFFF
     payload = b"testbed-boundary"
-    checksum = internet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload)
-    packet = struct.pack("!BBHHH", 8, 0, checksum, ident, 1) + payload
+    checksum = internet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload)
+    packet = struct.pack("!BBHHH", 8, 0, checksum, ident, seq) + payload
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        if ifname is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except OSError:
+                return False
         try:
             sock.sendto(packet, (address, 0))
         except OSError:
@@ -295,6 +349,6 @@ def icmp_echo(address: str, ifname: str, timeout_s: float) -> bool:
                 return False
             data, (src, _) = sock.recvfrom(2048)
             ihl = (data[0] & 0x0F) * 4
-            if src == address and data[ihl] == 0 and data[ihl + 4 : ihl + 6] == packet[4:6]:
+            if src == address and data[ihl] == 0 and data[ihl + 4 : ihl + 8] == packet[4:8]:
                 return True
     return False

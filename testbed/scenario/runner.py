@@ -535,9 +535,14 @@ class _Run:
 
         egress = direction(plan_if.egress, action.egress)
         ingress = direction(plan_if.ingress, action.ingress)
+        # stamped with the moment the change was requested: the relay applies it before the
+        # command returns, so packets sent after this time may already see the new figures
+        t_request = time.monotonic_ns()
         self.lab.set_impairment(action.node, egress, ingress, action.iface)
         self.events.emit(
             "impairment_changed",
+            t_ns=t_request,
+            apply_ms=round((time.monotonic_ns() - t_request) / 1e6, 3),
             target=action.node,
             egress=egress.as_dict(),
             ingress=ingress.as_dict(),
