@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["topology"])
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("agent", help="run a Mobile IP agent (ha, fa, mn) in this namespace")
+    p = sub.add_parser("agent", help="run a Mobile IP agent (ha, fa, mn, proxy) in this namespace")
     from agents.runtime.main import add_arguments, run
 
     add_arguments(p)

@@ -694,6 +694,21 @@ class HomeAgent:
             actions.append(CancelTimer(T_EXPIRE))
         return actions
 
+    def remove_binding(
+        self, home_address: str, care_of: str | None = None, reason: str = "removed"
+    ) -> list[Action]:
+        """Drop the binding of ``home_address`` to ``care_of`` (every binding of that mobile
+        node when ``None``) outside request processing, e.g. when a MIP proxy learns that the
+        registration it relays was refused upstream. Emits ``TunnelDown`` and
+        ``binding_removed`` (with ``reason``), and proxy ARP off after the last binding."""
+        mn = self._mns.get(home_address)
+        if mn is None:
+            return []
+        actions: list[Action] = []
+        for b in [b for b in mn.bindings if care_of is None or b.care_of == care_of]:
+            self._remove(mn, b, reason, actions)
+        return actions
+
     def clear(self, now: float) -> list[Action]:
         """Drop every binding (agent shutdown): tunnels down, proxy ARP off."""
         actions: list[Action] = []

@@ -167,8 +167,11 @@ class Attachment:
     our requests. ``agent``: the FA to send requests through (``None``: straight to the home
     agent). ``colocated``: we decapsulate ourselves (D bit). ``router``: default router to use
     once registered (the FA). ``max_lifetime``: the FA's advertised registration lifetime.
-    Two attachments are "the same place" when mode, care-of address, source, agent and
-    interface are equal (``router``/``max_lifetime`` may change without a move).
+    ``home_agent``: register with this address instead of the configured home agent (e.g. a
+    MIP proxy in the enterprise DMZ when outside); it is the request's destination and Home
+    Agent field, and a 136 reply does not move it. Two attachments are "the same place" when
+    mode, care-of address, source, agent, interface and ``home_agent`` are equal
+    (``router``/``max_lifetime`` may change without a move).
     """
 
     mode: str
@@ -180,6 +183,7 @@ class Attachment:
     udp_allowed: bool = True
     router: str | None = field(default=None, compare=False)
     max_lifetime: int | None = field(default=None, compare=False)
+    home_agent: str | None = None
 
 
 @dataclass(slots=True)
@@ -791,7 +795,13 @@ class MobileNode:
             if att.max_lifetime is not None:
                 lifetime = min(lifetime, att.max_lifetime)
         self._pending = _Pending(
-            att, dereg, reason, now, lifetime, cfg.retransmit_initial, home_agent=self.home_agent
+            att,
+            dereg,
+            reason,
+            now,
+            lifetime,
+            cfg.retransmit_initial,
+            home_agent=att.home_agent or self.home_agent,
         )
         return [CancelTimer(T_RETRY), *self._transmit(now)]
 
@@ -944,6 +954,7 @@ class MobileNode:
         if (
             code == 136
             and ha_verified
+            and p.attachment.home_agent is None
             and rep.home_agent not in (p.home_agent, "0.0.0.0", "255.255.255.255")
         ):
             self.home_agent = rep.home_agent

@@ -9,7 +9,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.mip.fa import FaConfig, FaInterface
 from agents.mip.ha import HaConfig, MobileNodeConfig
@@ -46,6 +46,33 @@ class HaFile(_Strict):
     )
 
 
+class ProxyFile(_Strict):
+    """The MIP proxy of seed 003: home agent toward mobile nodes outside, mobile node toward
+    the real home agent, in the DMZ beside the VPN gateway (or on it: one box)."""
+
+    external_address: ipaddress.IPv4Address = Field(
+        description="the address mobile nodes outside register with"
+    )
+    internal_address: ipaddress.IPv4Address | None = Field(
+        None, description="care-of address registered at the real HA (default: external)"
+    )
+    interface: str = "eth0"
+    home_agent: ipaddress.IPv4Address
+    home_network: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address | None = Field(
+        None,
+        description="the VPN gateway that encrypts what the HA tunnels to us (two boxes); "
+        "none: the gateway runs on this node (one box)",
+    )
+    max_lifetime: int = Field(600, ge=0, le=65535)
+    replay_window: float = Field(7.0, gt=0)
+    udp_tunnelling: bool = True
+    keepalive_interval: int = Field(110, ge=1)
+    retransmit_initial: float = Field(0.5, gt=0)
+    retransmit_max: float = Field(4.0, gt=0)
+    mobile_nodes: list[MobileNodeEntry] = Field(min_length=1)
+
+
 class FaFile(_Strict):
     address: ipaddress.IPv4Address = Field(description="care-of address offered")
     interface: str = Field("eth0", description="the visited link")
@@ -60,9 +87,18 @@ class FaFile(_Strict):
 
 
 class VpnFile(_Strict):
-    """The MN's IPsec VPN (RFC 5266 mode mc): its own charon, reached through vici."""
+    """The MN's IPsec VPN, its own charon reached through vici: RFC 5266 (architecture
+    ``mobike``, mode mc) or the MIP proxy of seed 003 (``proxy``)."""
 
     gateway: ipaddress.IPv4Address
+    architecture: Literal["mobike", "proxy"] = Field(
+        "mobike",
+        description="mobike: register the tunnel inner address (mode mc); proxy: register "
+        "with the MIP proxy, the tunnel bound to the home address rides inside",
+    )
+    proxy: ipaddress.IPv4Address | None = Field(
+        None, description="the MIP proxy's external address (architecture proxy)"
+    )
     vici: str = Field(description="path of the MN's charon vici socket")
     ike: str = "vpn"
     child: str = "vpn"
@@ -81,6 +117,12 @@ class VpnFile(_Strict):
     path_failures: int = Field(
         2, ge=1, description="unanswered tunnel echoes in a row before a new IKE SA"
     )
+
+    @model_validator(mode="after")
+    def _proxy_needs_address(self) -> VpnFile:
+        if self.architecture == "proxy" and self.proxy is None:
+            raise ValueError("architecture proxy needs proxy: the MIP proxy's address")
+        return self
 
 
 class MnFile(_Strict):
@@ -175,6 +217,28 @@ def load_mn(path: str | Path) -> tuple[MnFile, MnConfig]:
         udp_tunnel=f.udp_tunnel,
         prefer=f.prefer,
         solicit_interval=f.solicit_interval,
+        retransmit_initial=f.retransmit_initial,
+        retransmit_max=f.retransmit_max,
+    )
+
+
+def load_proxy(path: str | Path) -> tuple[ProxyFile, Any]:
+    from agents.mip.proxy import ProxyConfig
+
+    f: ProxyFile = _load(path, ProxyFile)
+    return f, ProxyConfig(
+        external_address=str(f.external_address),
+        internal_address=str(f.internal_address or f.external_address),
+        home_agent=str(f.home_agent),
+        home_network=str(f.home_network),
+        mobile_nodes=[
+            MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
+            for m in f.mobile_nodes
+        ],
+        max_lifetime=f.max_lifetime,
+        replay_window=f.replay_window,
+        udp_tunnelling=f.udp_tunnelling,
+        keepalive_interval=f.keepalive_interval,
         retransmit_initial=f.retransmit_initial,
         retransmit_max=f.retransmit_max,
     )

@@ -292,6 +292,16 @@ class MnDataPlane(_Base):
         self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
         self.nl = Netlink(self.plumbing)
 
+    def vpn_bound_to_home(self, on: bool) -> None:
+        """MIP proxy architecture: the IPsec tunnel is bound to the home address, so what we
+        send from it must meet strongSwan's table 220 (into ipsec0) rather than go straight
+        to the main table; the IKE and ESP packets (also from the home address, to the
+        gateway) then take the main table's default route into our Mobile IP tunnel."""
+        if on:
+            self.plumbing.del_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
+        else:
+            self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
+
     def _home_on_link(self, prefix: int) -> None:
         for other in (self.home_prefix, 32):
             if other != prefix:

@@ -1,4 +1,4 @@
-"""``testbed agent ha|fa|mn --config FILE``: one agent in the current network namespace."""
+"""``testbed agent ha|fa|mn|proxy --config FILE``: one agent in the current network namespace."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def wallclock() -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("role", choices=["ha", "fa", "mn"])
+    parser.add_argument("role", choices=["ha", "fa", "mn", "proxy"])
     parser.add_argument("--config", required=True, help="agent configuration (YAML)")
     parser.add_argument("--events", help="JSON-lines event file (default: stdout)")
     parser.add_argument("--node", help="node name in events (default: the role)")
@@ -42,6 +42,8 @@ async def _run(args: argparse.Namespace) -> int:
         driver, machine, extra = _make_ha(args.config, events)
     elif args.role == "fa":
         driver, machine, extra = _make_fa(args.config, events)
+    elif args.role == "proxy":
+        driver, machine, extra = _make_proxy(args.config, events)
     else:
         driver, machine, extra = _make_mn(args.config, events)
     driver.install_signals(stop.set)
@@ -56,6 +58,9 @@ async def _run(args: argparse.Namespace) -> int:
     if args.role == "mn":  # SIGTERM deregisters (RFC 5944 3.6.1.2): give the reply a moment
         driver.feed(machine.shutdown(driver.now()))
         await asyncio.sleep(0.3)
+    elif args.role == "proxy":  # our registrations at the home agent end with us
+        driver.feed(machine.clear(driver.now()))
+        await asyncio.sleep(0.1)
     if state_task is not None:
         state_task.cancel()
     if extra is not None:
@@ -99,6 +104,20 @@ def _make_fa(path: str, events: EventWriter):
     machine = ForeignAgent(cfg)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
     driver.dataplane = FaDataPlane(events, driver.udp)
+    return driver, machine, None
+
+
+def _make_proxy(path: str, events: EventWriter):
+    from agents.mip.proxy import MipProxy
+    from agents.runtime.config import load_proxy
+    from agents.runtime.driver import AgentDriver
+    from agents.runtime.proxyplane import ProxyDataPlane
+
+    f, cfg = load_proxy(path)
+    machine = MipProxy(cfg, wallclock=wallclock)
+    driver = AgentDriver(machine, events, None, interfaces=(f.interface,))
+    gateway = str(f.gateway) if f.gateway is not None else None
+    driver.dataplane = ProxyDataPlane(events, driver.udp, gateway)
     return driver, machine, None
 
 

@@ -28,7 +28,12 @@ class MovementDetector:
         self._pending: asyncio.TimerHandle | None = None
         self.boundary = None
         driver.event_hooks.append(self._on_core_event)
-        if config.vpn is not None:
+        if config.vpn is not None and config.vpn.architecture == "proxy":
+            from agents.runtime.proxyboundary import ProxyBoundaryController
+
+            self.boundary = ProxyBoundaryController(config.vpn, machine, driver, events)
+            driver.event_hooks.append(self.boundary.on_event)
+        elif config.vpn is not None:
             from agents.runtime.vpn import BoundaryController
 
             self.boundary = BoundaryController(config.vpn, machine, driver, events)
@@ -94,7 +99,7 @@ class MovementDetector:
             # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f
             self.driver.dataplane.home_off_link()
             if self.boundary is not None:  # an address of our own: we may be outside
-                self.boundary.address_acquired()
+                self.boundary.address_acquired(record["address"])
             self.driver.feed(
                 self.machine.address_acquired(
                     record["address"],

@@ -14,6 +14,11 @@ def snapshot(role: str, machine: Any, driver: Any) -> dict[str, Any]:
     }
     if role == "ha":
         state["bindings"] = [b.to_dict() for b in machine.bindings()]
+    elif role == "proxy":
+        state["bindings"] = [b.to_dict() for b in machine.bindings()]
+        state["upstream"] = {
+            b.home_address: machine.upstream(b.home_address) for b in machine.bindings()
+        }
     elif role == "fa":
         state["visitors"] = [v.to_dict() for v in machine.visitors.values()]
     else:

@@ -65,6 +65,15 @@ class VpnClient:
                     return str(vips[0])
         return None
 
+    def established(self) -> bool:
+        """An established IKE SA with an installed child (whatever its addresses)."""
+        from testbed.vpn import vici_client as vc
+
+        return any(
+            sa.get("state") == "ESTABLISHED" and vc.installed_children(sa)
+            for sa in self._call(lambda s: vc.list_sas(s, self.ike))
+        )
+
     def initiate(self, timeout_s: float = 5.0) -> None:
         from testbed.vpn import vici_client as vc
 
@@ -108,7 +117,7 @@ class BoundaryController:
             self._decision.cancel()
             self._decision = None
 
-    def address_acquired(self) -> None:
+    def address_acquired(self, address: str | None = None) -> None:
         """An address of our own: ask the home agent directly and the gateway at once."""
         self.events.emit(
             "boundary_probe", gateway=self.config.gateway, outside=self._outside_tia is not None
@@ -132,7 +141,7 @@ class BoundaryController:
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         """Core events: a directly accepted registration means we are inside; a foreign
         agent heard while outside is worth a direct registration attempt."""
-        if name == "agent_discovered" and not data.get("home") and self._outside_tia:
+        if name == "agent_discovered" and self._outside_tia:  # an FA, or home: inside
             self._leave_mc()
         if name in ("registration_accepted", "returned_home") and data.get("mode") != "mc":
             if self._decision is not None:

@@ -13,6 +13,7 @@ _PROTO_MATCH = {
     "udp": "meta l4proto udp",
     "icmp": "meta l4proto icmp",
     "esp": "meta l4proto esp",
+    "ipip": "meta l4proto 4",  # IP in IP; /etc/protocols calls 4 "ipencap" and 94 "ipip"
 }
 
 

@@ -240,9 +240,17 @@ class _Run:
             # (on lo, so that MOBIKE never offers it to peers as an additional address)
             inner = str(cfg.get("inner_address", "10.255.255.254"))
             self.lab.run(service.node, ["ip", "addr", "replace", f"{inner}/32", "dev", "lo"])
-        # A mobile node's charon must never pick the home address on the Mobile IP TUN as
-        # the tunnel's outer address (it is not routable outside): ignore that interface.
-        options: dict[str, Any] = {} if gateway else {"interfaces_ignore": ("mipmn0",)}
+        # binding "tia" (RFC 5266, mode mc): the tunnel's inner address comes from the pool;
+        # binding "home" (the MIP proxy of seed 003): the tunnel is bound to the mobile
+        # node's home address, its outer packets ride the Mobile IP tunnel via the proxy
+        home_bound = cfg.get("binding", "tia") == "home"
+        options: dict[str, Any] = {}
+        if gateway and home_bound:
+            options["allow_peer_ts"] = True
+        elif not gateway and not home_bound:
+            # A mobile node's charon must never pick the home address on the Mobile IP TUN
+            # as the tunnel's outer address (not routable outside): ignore that interface.
+            options["interfaces_ignore"] = ("mipmn0",)
         if "retransmit" in cfg:  # e.g. {timeout: 0.5, tries: 2}: fast DPD failure detection
             from testbed.vpn.charon import Retransmit
 
@@ -263,7 +271,18 @@ class _Run:
         self.vpn_nodes[service.label] = (node, writer)
         psk = str(cfg.get("psk", "testbed-psk"))
         vc.load_shared_psk(node.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
-        if gateway:
+        if gateway and home_bound:
+            self._route_home_bound_ike(service.node, cfg)
+            vc.load_conn(
+                node.vici,
+                profiles.gateway_conn(
+                    pools=(),
+                    encap=True,
+                    mobike=cfg.get("mobike", False),
+                    dpd_delay_s=float(cfg.get("dpd_delay", 30.0)),
+                ),
+            )
+        elif gateway:
             pool = str(cfg.get("pool", profiles.TIA_POOL))
             vc.load_pool(node.vici, "tia", pool)
             vc.load_conn(
@@ -277,7 +296,10 @@ class _Run:
                 str(cfg["gateway"]),
                 name="home",
                 child="net",
-                mobike=cfg.get("mobike", True),
+                mobike=cfg.get("mobike", not home_bound),
+                encap=home_bound,
+                vips=() if home_bound else ("0.0.0.0",),
+                local_addrs=(str(cfg["home_address"]),) if home_bound else (),
                 dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
             )
             # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
@@ -291,6 +313,26 @@ class _Run:
             kind="vpn",
             role=cfg["role"],
         )
+
+    def _route_home_bound_ike(self, node: str, cfg: dict[str, Any]) -> None:
+        """A gateway whose tunnels are bound to home addresses sends its IKE and ESP (UDP
+        from ports 500/4500) to those addresses through the MIP proxy, around the route into
+        ipsec0 that charon installs for the same address: a rule ahead of table 220. One box
+        (no ``proxy``): the proxy's own routes in the main table; two boxes: via the proxy."""
+        assert self.lab is not None
+        home_network = str(cfg["home_network"])
+        proxy = cfg.get("proxy")
+        table = "main"
+        if proxy is not None:
+            table = "152"
+            via = str(self.sc.plan.address(proxy)) if proxy in self.sc.plan.nodes else proxy
+            self.lab.run(node, ["ip", "route", "replace", "default", "via", via, "table", table])
+        for port in ("500", "4500"):
+            self.lab.run(
+                node,
+                ["ip", "rule", "add", "priority", "100", "to", home_network,
+                 "ipproto", "udp", "sport", port, "lookup", table],
+            )  # fmt: skip
 
     def _keep_vpn_log(self, label: str, node: Any) -> None:
         import shutil
@@ -310,7 +352,8 @@ class _Run:
             service_cfg = next(s for s in self.spec.services if s.label == vpn["service"]).config
             config["vpn"] = {k: v for k, v in vpn.items() if k != "service"}
             config["vpn"].update(vici=str(node.charon.vici_socket), ike="home", child="net")
-            config["vpn"].setdefault("mobike", (service_cfg or {}).get("mobike", True))
+            home_bound = (service_cfg or {}).get("binding", "tia") == "home"
+            config["vpn"].setdefault("mobike", (service_cfg or {}).get("mobike", not home_bound))
         return config
 
     def _start_service(self, service: ServiceSpec) -> None:
@@ -332,6 +375,7 @@ class _Run:
     READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = {
         "ha": ("agent_started",),
         "fa": ("agent_started",),
+        "proxy": ("agent_started",),
         "mn": ("returned_home", "registration_accepted", "deregistered"),
     }
 

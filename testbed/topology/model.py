@@ -120,7 +120,7 @@ class FirewallRuleSpec(Strict):
     to: list[Name] | Literal["any"] = "any"
     src: list[ipaddress.IPv4Network | Name] | None = Field(None, description="CIDRs or nodes")
     dst: list[ipaddress.IPv4Network | Name] | None = Field(None, description="CIDRs or nodes")
-    proto: Literal["any", "tcp", "udp", "icmp", "esp"] = "any"
+    proto: Literal["any", "tcp", "udp", "icmp", "esp", "ipip"] = "any"
     dport: list[Port] | None = None
     action: Literal["accept", "drop", "reject"] = "accept"
     comment: str = ""

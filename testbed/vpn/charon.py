@@ -128,6 +128,10 @@ class CharonConfig:
     install_routes: bool = True
     install_virtual_ip: bool = True
     roam_events: bool = True
+    # a remote traffic selector that is the IKE peer itself (the MIP proxy architecture binds
+    # the tunnel to the mobile node's home address); its IKE/ESP must then be routed around
+    # the route into ipsec0 (a rule ahead of table 220)
+    allow_peer_ts: bool = False
     routing_table: int = 220
     port: int = 500
     port_nat_t: int = 4500
@@ -170,6 +174,7 @@ def render(config: CharonConfig) -> str:
         install_routes=config.install_routes,
         install_virtual_ip=config.install_virtual_ip,
         roam_events=config.roam_events,
+        allow_peer_ts=config.allow_peer_ts,
         routing_table=config.routing_table,
         interfaces_use=list(config.interfaces_use),
         interfaces_ignore=list(config.interfaces_ignore),

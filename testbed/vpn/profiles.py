@@ -85,7 +85,6 @@ def gateway_conn(
     """
     conn: dict[str, Any] = {
         "version": "2",
-        "pools": list(pools),
         "mobike": _yes(mobike),
         "encap": _yes(encap),
         "dpd_delay": _seconds(dpd_delay_s),
@@ -103,6 +102,8 @@ def gateway_conn(
             }
         },
     }
+    if pools:
+        conn["pools"] = list(pools)
     if local_addrs:
         conn["local_addrs"] = list(local_addrs)
     if rekey_time_s is not None:
@@ -127,18 +128,19 @@ def client_conn(
     dpd_delay_s: float = 10.0,
     dpd_action: str = "restart",
     keyingtries: int = 1,
+    local_addrs: Sequence[str] = (),
     ike_proposals: Sequence[str] = IKE_PROPOSALS,
     esp_proposals: Sequence[str] = ESP_PROPOSALS,
 ) -> dict[str, Any]:
     """The mobile node: initiator to ``gateway`` (address or name) asking for a TIA.
 
     ``vips = [0.0.0.0]`` requests any address from the gateway's pool; the child's local
-    side is then that TIA and its remote side the intranet.
+    side is then that TIA and its remote side the intranet. ``vips = []`` with
+    ``local_addrs = [home address]``: the tunnel is bound to the home address (MIP proxy).
     """
     conn: dict[str, Any] = {
         "version": "2",
         "remote_addrs": [gateway],
-        "vips": list(vips),
         "mobike": _yes(mobike),
         "encap": _yes(encap),
         "dpd_delay": _seconds(dpd_delay_s),
@@ -156,4 +158,8 @@ def client_conn(
             }
         },
     }
+    if vips:
+        conn["vips"] = list(vips)
+    if local_addrs:
+        conn["local_addrs"] = list(local_addrs)
     return {name: conn}

@@ -63,16 +63,27 @@ def test_enterprise_has_the_nodes_the_seeds_need() -> None:
     )
 
 
-def test_enterprise_firewall_opens_only_ike_natt_esp_to_gw() -> None:
+def test_enterprise_firewall_opens_only_vpn_and_mobile_ip_in_the_dmz() -> None:
     plan = load_topology(ENTERPRISE)
     fw = plan.nodes["fw"]
     internet_if = fw.interface_on("internet").name
     assert fw.firewall and fw.firewall.forward_policy == "drop"
     from_internet = [r for r in fw.firewall.rules if internet_if in r.in_ifaces]
     gw = ipaddress.IPv4Network(f"{plan.address('gw')}/32")
-    assert {r.proto for r in from_internet} == {"udp", "esp"}
-    assert all(r.dst == (gw,) for r in from_internet)
-    assert {p for r in from_internet for p in r.dports} == {500, 4500}
+    proxy = ipaddress.IPv4Network(f"{plan.address('proxy')}/32")
+    assert {r.proto for r in from_internet} == {"udp", "esp", "ipip"}
+    # IKE, NAT-T and ESP only to the gateway; Mobile IP only to the proxy (or gw: one box)
+    vpn = [r for r in from_internet if r.proto == "esp" or 500 in r.dports]
+    assert vpn and all(r.dst == (gw,) for r in vpn)
+    assert {p for r in vpn for p in r.dports} == {500, 4500}
+    mip = [r for r in from_internet if r not in vpn]
+    assert mip and all(set(r.dst) == {gw, proxy} for r in mip)
+    assert {p for r in mip for p in r.dports} == {434}
+    # nothing from the Internet is addressed to the intranet
+    assert all(
+        not r.dst or all(d.subnet_of(ipaddress.IPv4Network("192.0.2.0/24")) for d in r.dst)
+        for r in from_internet
+    )
 
 
 def test_addresses_are_allocated_and_impairments_merged(tmp_path: Path) -> None:
