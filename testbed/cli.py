@@ -276,6 +276,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+ARCHITECTURES = (
+    "scenarios/roam-nat.yaml",  # RFC 5266: MOBIKE, mode mc outside
+    "scenarios/proxy-roam.yaml",  # seed 003: MIP proxy beside the gateway (two boxes)
+    "scenarios/proxy-onebox-roam.yaml",  # seed 003: MIP proxy on the gateway (one box)
+)
+
+
+def cmd_architectures(args: argparse.Namespace) -> int:
+    """The same movement under each architecture: one table and one plot."""
+    from testbed.results.architectures import collect, plot, table
+
+    runs: list[Path] = [Path(r) for r in args.runs or []]
+    worst = EXIT_OK
+    if not runs:
+        from testbed.scenario.execute import run_scenario
+        from testbed.scenario.runner import RunOptions
+
+        options = RunOptions(results=Path(args.results), pcap="none")
+        for scenario in args.scenarios or ARCHITECTURES:
+            outcome = run_scenario(scenario, options, repeat=args.repeat)
+            _print_outcome(outcome)
+            worst = max(worst, outcome.exit_code)
+            runs.append(outcome.run_dir)
+    results = {}
+    for run in runs:
+        name = json.loads((run / "summary.json").read_text())["scenario"]
+        results[name] = collect(run, inner=args.inner)
+    out = Path(args.results) / "architectures" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(results, inner=args.inner)
+    (out / "table.md").write_text(text)
+    plot(results, out / "interruption.png")
+    print(text)
+    print(f"table and plot in {out}")
+    return worst
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from testbed.results.compare import compare, format_table
 
@@ -420,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("current")
     p.add_argument("--tolerance", type=float, default=10.0, metavar="PCT")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "architectures",
+        help="the same movement under MOBIKE (mc) and the MIP proxy (one and two boxes): "
+        "a comparison table and plot",
+    )
+    p.add_argument("scenarios", nargs="*", help=f"default: {' '.join(ARCHITECTURES)}")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--results", default="results")
+    p.add_argument("--runs", nargs="+", metavar="RUN_DIR", help="tabulate these runs instead")
+    p.add_argument("--inner", type=int, default=100, help="inner packet size for the overhead")
+    p.set_defaults(func=cmd_architectures)
 
     p = sub.add_parser("validate", help="check topology and scenario files")
     p.add_argument("files", nargs="+")

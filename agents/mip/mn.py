@@ -297,6 +297,7 @@ class MobileNode:
         self._started = False
         self._shutdown = False
         self._keepalive_seq = 0
+        self._reply_bytes = 0
         self.counters: dict[str, int] = {
             "requests_sent": 0,
             "replies": 0,
@@ -576,6 +577,7 @@ class MobileNode:
             # discarded (RFC 5944 section 1.9).
             return self._drop(exc.reason, src)
         self.counters["replies"] += 1
+        self._reply_bytes = len(payload)  # for the events: signalling volume per handoff
         return self._on_reply(rep, payload, src, now)
 
     def handle_timer(self, name: str, now: float) -> list[Action]:
@@ -867,6 +869,7 @@ class MobileNode:
             "reason": p.reason,
             "attempt": p.attempt,
             "dereg": p.dereg,
+            "bytes": len(p.payload),
         }
         return [
             Send(
@@ -970,6 +973,7 @@ class MobileNode:
                     "mode": p.attachment.mode,
                     "care_of": p.attachment.care_of,
                     "dereg": p.dereg,
+                    "bytes": self._reply_bytes,
                 },
             )
         )
@@ -1013,6 +1017,7 @@ class MobileNode:
                     "udp": udp,
                     "latency": latency,
                     "attempts": p.attempt,
+                    "bytes": self._reply_bytes,
                     "reason": p.reason,
                 },
             )

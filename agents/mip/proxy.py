@@ -189,6 +189,7 @@ class MipProxy:
         self.config = config
         self._wall = wallclock
         self._rand32 = rand32
+        self._reply_bytes = 0  # of the reply being processed, for the events
         self.front = HomeAgent(
             HaConfig(
                 address=config.external_address,
@@ -525,6 +526,7 @@ class MipProxy:
                     "reason": p.reason,
                     "identification": p.identification,
                     "resync": up.resyncs,
+                    "bytes": len(p.payload),
                 },
             ),
         ]
@@ -600,6 +602,7 @@ class MipProxy:
         out: list[Action] = [CancelTimer(T_RETX + up.home_address)]
         up.pending = None
         if code in (0, 1):
+            self._reply_bytes = len(payload)
             return out + self._accepted(up, p, rep, sent_at, now)
         if code == ReplyCode.HA_IDENTIFICATION_MISMATCH and up.resyncs < self.config.max_resync:
             resyncs = up.resyncs + 1
@@ -624,6 +627,7 @@ class MipProxy:
                     "code_name": reply_code_name(code),
                     "reason": p.reason,
                     "dereg": p.dereg,
+                    "bytes": len(payload),
                 },
             )
         )
@@ -661,6 +665,7 @@ class MipProxy:
                     "rtt_ms": rtt_ms,
                     "attempts": p.attempt,
                     "reason": p.reason,
+                    "bytes": self._reply_bytes,
                 },
             )
         ]

@@ -1,0 +1,217 @@
+"""Comparing architectures across the VPN boundary from finished runs (pure: files in, table out).
+
+Each run is one scenario (RFC 5266 with MOBIKE, the MIP proxy in one or two boxes, ...) over
+the same movement script. Per kind of move (``public -> hotspot``) and architecture:
+
+* interruption p50/p95 over all repetitions (the probe streams' outage, ``summary.json``);
+* Mobile IP signalling per handoff: messages and bytes of registration requests and replies
+  at the mobile node and, for the proxy, its own registrations at the home agent (events);
+* IKE per handoff: exchanges the mobile node took part in, messages and bytes (the
+  ``ike_message`` events charon's log yields);
+* the per-packet encapsulation overhead of the stack in effect after the move, in bytes for a
+  given inner packet: computed from the mode and tunnel encapsulation the events report,
+  with ESP-in-UDP sizes for AES-CBC-128 and HMAC-SHA-256-128 (strongSwan's first proposal);
+* where it breaks: a move whose stream never recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.scenario.metrics import percentile
+
+IP, UDP, MIP_UDP_TUNNEL = 20, 8, 4
+ESP_HEADER, ESP_IV, ESP_ICV, ESP_TRAILER, ESP_BLOCK = 8, 16, 16, 2, 16
+
+MIP_REQUESTS = ("registration_sent", "registration_retransmitted")
+MIP_REPLIES = ("registration_accepted", "registration_denied")
+PROXY_UPSTREAM = ("proxy_upstream_sent", "proxy_upstream_accepted", "proxy_upstream_denied")
+
+
+def esp_in_udp(inner: int) -> int:
+    """Bytes ESP in UDP adds to an ``inner``-byte packet (tunnel mode, CBC padding)."""
+    pad = (ESP_BLOCK - (inner + ESP_TRAILER) % ESP_BLOCK) % ESP_BLOCK
+    return IP + UDP + ESP_HEADER + ESP_IV + pad + ESP_TRAILER + ESP_ICV
+
+
+def mip_tunnel(encapsulation: str | None) -> int:
+    return IP + UDP + MIP_UDP_TUNNEL if encapsulation == "udp" else IP
+
+
+def overhead(mode: str | None, encapsulation: str | None, inner: int) -> int:
+    """Per-packet bytes added to an ``inner``-byte packet between home agent and mobile node.
+
+    ``mc``: the HA's IP-in-IP inside the ESP tunnel to the TIA; ``proxy``: ESP (bound to the
+    home address) inside the Mobile IP tunnel from the proxy; ``f``/``c``: the Mobile IP
+    tunnel; ``home``: nothing.
+    """
+    if mode in (None, "home"):
+        return 0
+    if mode == "mc":
+        return IP + esp_in_udp(inner + IP)
+    if mode == "proxy":
+        return esp_in_udp(inner) + mip_tunnel(encapsulation)
+    return mip_tunnel(encapsulation)
+
+
+@dataclass
+class MoveStats:
+    interruptions: list[float] = field(default_factory=list)
+    never: int = 0
+    mip_messages: list[int] = field(default_factory=list)
+    mip_bytes: list[int] = field(default_factory=list)
+    ike_exchanges: list[int] = field(default_factory=list)
+    ike_messages: list[int] = field(default_factory=list)
+    ike_bytes: list[int] = field(default_factory=list)
+    modes: set[str] = field(default_factory=set)
+    overhead: set[int] = field(default_factory=set)
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _repetitions(run_dir: Path) -> list[Path]:
+    reps = sorted(run_dir.glob("rep-*"))
+    return reps or [run_dir]
+
+
+def _window(events: Sequence[dict[str, Any]], start: int, end: float) -> list[dict[str, Any]]:
+    return [e for e in events if start <= e["t_ns"] < end]
+
+
+def _signalling(window: Iterable[dict[str, Any]], mobile: str) -> dict[str, int]:
+    mip = mip_bytes = ike = ike_bytes = exchanges = 0
+    for e in window:
+        name, node = e["event"], e.get("node")
+        if (node == mobile and name in MIP_REQUESTS + MIP_REPLIES) or name in PROXY_UPSTREAM:
+            mip += 1
+            mip_bytes += int(e.get("bytes", 0))
+        elif name == "ike_message" and node == mobile:
+            ike += 1
+            ike_bytes += int(e.get("bytes", 0))
+            if e.get("kind") == "request" and not e.get("retransmit"):
+                exchanges += 1
+    return {
+        "mip": mip,
+        "mip_bytes": mip_bytes,
+        "ike": ike,
+        "ike_bytes": ike_bytes,
+        "exchanges": exchanges,
+    }
+
+
+def _encapsulation(window: Iterable[dict[str, Any]], mobile: str) -> str | None:
+    encapsulation = None
+    for e in window:
+        if e.get("node") == mobile and e["event"] == "registration_accepted":
+            encapsulation = "udp" if e.get("udp") else "ipip"
+    return encapsulation
+
+
+def collect(run_dir: Path, mobile: str = "mn", inner: int = 100) -> dict[str, MoveStats]:
+    """Per kind of move ("from -> to"), the figures of one architecture's run directory."""
+    moves: dict[str, MoveStats] = defaultdict(MoveStats)
+    for rep in _repetitions(run_dir):  # each repetition has its own summary and events
+        summary = json.loads((rep / "summary.json").read_text())
+        events = _events(rep)
+        times = summary.get("move_times_ns", [])
+        handoffs = summary["handoffs"]
+        for i, handoff in enumerate(handoffs):
+            kind = f"{handoff.get('from')} -> {handoff.get('to')}"
+            stats = moves[kind]
+            value = handoff.get("interruption_ms")
+            if value is None:
+                stats.never += 1
+            else:
+                stats.interruptions.append(float(value))
+            if i < len(times):
+                end = times[i + 1] if i + 1 < len(times) else float("inf")
+                window = _window(events, times[i], end)
+                sig = _signalling(window, mobile)
+                stats.mip_messages.append(sig["mip"])
+                stats.mip_bytes.append(sig["mip_bytes"])
+                stats.ike_messages.append(sig["ike"])
+                stats.ike_bytes.append(sig["ike_bytes"])
+                stats.ike_exchanges.append(sig["exchanges"])
+                mode = handoff.get("mode")
+                stats.modes.add(str(mode))
+                stats.overhead.add(overhead(mode, _encapsulation(window, mobile), inner))
+    return dict(moves)
+
+
+def _median(values: Sequence[int]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def table(results: dict[str, dict[str, MoveStats]], inner: int = 100) -> str:
+    """A Markdown table: one row per architecture and kind of move."""
+    lines = [
+        "| architecture | move | mode | interruption p50 / p95 ms | never | "
+        "MIP msgs (bytes) | IKE exchanges / msgs (bytes) | overhead B "
+        f"({inner} B inner) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arch, moves in results.items():
+        for kind, s in moves.items():
+            p50 = percentile(s.interruptions, 50) if s.interruptions else None
+            p95 = percentile(s.interruptions, 95) if s.interruptions else None
+            latency = "-" if p50 is None else f"{p50:.1f} / {p95:.1f}"
+            mip = (
+                f"{_median(s.mip_messages):g} ({_median(s.mip_bytes):g})" if s.mip_messages else "-"
+            )
+            ike = (
+                f"{_median(s.ike_exchanges):g} / {_median(s.ike_messages):g} "
+                f"({_median(s.ike_bytes):g})"
+                if s.ike_messages
+                else "-"
+            )
+            over = "/".join(str(v) for v in sorted(s.overhead)) or "-"
+            breaks = f"**{s.never}**" if s.never else "0"
+            mode = "/".join(sorted(s.modes))
+            lines.append(
+                f"| {arch} | {kind} | {mode} | {latency} | {breaks} | {mip} | {ike} | {over} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
+    """Interruption p50 (bar) and p95 (whisker) per kind of move, one bar per architecture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds: list[str] = []
+    for moves in results.values():
+        kinds += [k for k in moves if k not in kinds]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(kinds)), 4))
+    width = 0.8 / max(1, len(results))
+    for n, (arch, moves) in enumerate(results.items()):
+        xs, p50s, errs = [], [], []
+        for i, kind in enumerate(kinds):
+            s = moves.get(kind)
+            if s is None or not s.interruptions:
+                continue
+            p50 = percentile(s.interruptions, 50)
+            p95 = percentile(s.interruptions, 95)
+            xs.append(i + n * width)
+            p50s.append(p50)
+            errs.append(p95 - p50)
+        ax.bar(xs, p50s, width, yerr=[[0] * len(errs), errs], capsize=3, label=arch)
+    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(kinds))])
+    ax.set_xticklabels(kinds, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("interruption ms (bar p50, whisker p95)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,64 @@
+"""The architecture comparison: encapsulation arithmetic and per-move figures from events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from testbed.results.architectures import collect, esp_in_udp, overhead, table
+
+
+def test_esp_in_udp_pads_to_the_cipher_block() -> None:
+    # 20 IP + 8 UDP + 8 SPI/seq + 16 IV + pad + 2 trailer + 16 ICV
+    assert esp_in_udp(14) == 70  # 14 + 2 = 16: no padding
+    assert esp_in_udp(15) == 70 + 15
+    assert esp_in_udp(100) == 70 + 10  # 102 -> 112
+
+
+def test_overhead_follows_the_stack_of_each_mode() -> None:
+    assert overhead("home", None, 100) == 0
+    assert overhead("f", "ipip", 100) == 20
+    assert overhead("c", "udp", 100) == 32
+    # mc: the HA's IP-in-IP (120 B) inside ESP in UDP
+    assert overhead("mc", "ipip", 100) == 20 + esp_in_udp(120)
+    # proxy: ESP around the 100 B packet, inside the proxy's UDP tunnel through a NAT
+    assert overhead("proxy", "udp", 100) == esp_in_udp(100) + 32
+
+
+def write_run(path: Path) -> None:
+    path.mkdir()
+    t = 1_000_000_000
+    events = [
+        {"t_ns": t + 1, "node": "mn", "event": "registration_sent", "bytes": 46},
+        {"t_ns": t + 2, "node": "proxy", "event": "proxy_upstream_sent", "bytes": 46},
+        {"t_ns": t + 3, "node": "proxy", "event": "proxy_upstream_accepted", "bytes": 38},
+        {"t_ns": t + 4, "node": "mn", "event": "registration_accepted", "udp": True, "bytes": 46},
+        {"t_ns": t + 5, "node": "mn", "event": "ike_message", "kind": "request", "bytes": 300},
+        {"t_ns": t + 6, "node": "mn", "event": "ike_message", "kind": "response", "bytes": 280},
+        {"t_ns": t + 7, "node": "gw", "event": "ike_message", "kind": "request", "bytes": 999},
+        {"t_ns": 3 * t, "node": "mn", "event": "registration_sent", "bytes": 46},
+    ]
+    (path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    summary = {
+        "move_times_ns": [t, 2 * t],
+        "handoffs": [
+            {"from": "visited", "to": "hotspot", "mode": "proxy", "interruption_ms": 300.0},
+            {"from": "hotspot", "to": "public", "mode": "proxy", "interruption_ms": None},
+        ],
+    }
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+def test_collect_counts_signalling_per_move_and_where_it_breaks(tmp_path: Path) -> None:
+    write_run(tmp_path / "run")
+    moves = collect(tmp_path / "run")
+    into = moves["visited -> hotspot"]
+    assert into.interruptions == [300.0] and into.never == 0
+    assert into.mip_messages == [4] and into.mip_bytes == [46 + 46 + 38 + 46]
+    # the MN's view of IKE only: one exchange, two messages
+    assert into.ike_exchanges == [1] and into.ike_messages == [2] and into.ike_bytes == [580]
+    assert into.overhead == {esp_in_udp(100) + 32}
+    out = moves["hotspot -> public"]
+    assert out.never == 1 and out.mip_messages == [1]
+    text = table({"proxy": moves})
+    assert "| proxy | hotspot -> public | proxy | - | **1** |" in text
