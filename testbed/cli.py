@@ -280,6 +280,7 @@ ARCHITECTURES = (
     "scenarios/roam-nat.yaml",  # RFC 5266: MOBIKE, mode mc outside
     "scenarios/proxy-roam.yaml",  # seed 003: MIP proxy beside the gateway (two boxes)
     "scenarios/proxy-onebox-roam.yaml",  # seed 003: MIP proxy on the gateway (one box)
+    "scenarios/dual-roam.yaml",  # RFC 5265: x-MIP underneath the VPN, i-MIP through it
 )
 
 
@@ -460,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "architectures",
-        help="the same movement under MOBIKE (mc) and the MIP proxy (one and two boxes): "
-        "a comparison table and plot",
+        help="the same movement under MOBIKE (mc), the MIP proxy (one and two boxes) and "
+        "dual MIP: a comparison table and plot",
     )
     p.add_argument("scenarios", nargs="*", help=f"default: {' '.join(ARCHITECTURES)}")
     p.add_argument("--repeat", type=int, default=5)

@@ -86,16 +86,33 @@ class FaFile(_Strict):
     )
 
 
+class ExternalMipFile(_Strict):
+    """Dual MIP (RFC 5265): the MN's registration with an external home agent (x-HA) outside
+    the intranet; the IPsec tunnel is bound to this external home address (x-HoA)."""
+
+    home_address: ipaddress.IPv4Address
+    home_agent: ipaddress.IPv4Address
+    home_network: ipaddress.IPv4Network
+    spi: int = Field(ge=256, le=0xFFFFFFFF)
+    key: str = Field(pattern=r"^([0-9a-fA-F]{2})+$")
+    lifetime: int = Field(600, ge=1, le=65535)
+    port: int = Field(
+        4341, ge=1, le=65535, description="our UDP port for it (434 is the internal client's)"
+    )
+
+
 class VpnFile(_Strict):
     """The MN's IPsec VPN, its own charon reached through vici: RFC 5266 (architecture
     ``mobike``, mode mc) or the MIP proxy of seed 003 (``proxy``)."""
 
     gateway: ipaddress.IPv4Address
-    architecture: Literal["mobike", "proxy"] = Field(
+    architecture: Literal["mobike", "proxy", "dual"] = Field(
         "mobike",
         description="mobike: register the tunnel inner address (mode mc); proxy: register "
-        "with the MIP proxy, the tunnel bound to the home address rides inside",
+        "with the MIP proxy, the tunnel bound to the home address rides inside; dual: "
+        "x-MIP underneath, the tunnel bound to the external home address (RFC 5265)",
     )
+    external: ExternalMipFile | None = Field(None, description="the x-HA (architecture dual)")
     proxy: ipaddress.IPv4Address | None = Field(
         None, description="the MIP proxy's external address (architecture proxy)"
     )
@@ -122,6 +139,8 @@ class VpnFile(_Strict):
     def _proxy_needs_address(self) -> VpnFile:
         if self.architecture == "proxy" and self.proxy is None:
             raise ValueError("architecture proxy needs proxy: the MIP proxy's address")
+        if self.architecture == "dual" and self.external is None:
+            raise ValueError("architecture dual needs external: the x-HA registration")
         return self
 
 

@@ -141,6 +141,8 @@ class _Base:
             t.encapsulation,
             t.local,  # type: ignore[arg-type]
             t.peer_port or MIP_PORT,
+            # UDP tunnels leave from the agent's own port (a second client may not use 434)
+            self.udp_socket.getsockname()[1] if self.udp_socket is not None else MIP_PORT,
         )
         self.events.emit(
             "tunnel_up",

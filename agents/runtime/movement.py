@@ -33,6 +33,11 @@ class MovementDetector:
 
             self.boundary = ProxyBoundaryController(config.vpn, machine, driver, events)
             driver.event_hooks.append(self.boundary.on_event)
+        elif config.vpn is not None and config.vpn.architecture == "dual":
+            from agents.runtime.dualboundary import DualBoundaryController
+
+            self.boundary = DualBoundaryController(config.vpn, machine, driver, events)
+            driver.event_hooks.append(self.boundary.on_event)
         elif config.vpn is not None:
             from agents.runtime.vpn import BoundaryController
 

@@ -88,6 +88,8 @@ class VpnClient:
 
 
 class BoundaryController:
+    mode = "mc"  # the attachment mode of a registration through the tunnel
+
     def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
         self.config = config
         self.machine = machine
@@ -143,7 +145,7 @@ class BoundaryController:
         agent heard while outside is worth a direct registration attempt."""
         if name == "agent_discovered" and self._outside_tia:  # an FA, or home: inside
             self._leave_mc()
-        if name in ("registration_accepted", "returned_home") and data.get("mode") != "mc":
+        if name in ("registration_accepted", "returned_home") and data.get("mode") != self.mode:
             if self._decision is not None:
                 self._decision.cancel()
                 self._decision = None
@@ -228,13 +230,13 @@ class BoundaryController:
             return
         if self.machine.mode in ("f", "c", "home") and self.machine.registered:
             return  # the home agent answered meanwhile: inside after all
-        if self._outside_tia == tia and self.machine.mode == "mc":
+        if self._outside_tia == tia and self.machine.mode == self.mode:
             self.events.emit(
                 "boundary_decision",
                 inside=False,
                 tia=tia,
                 moved_only=True,
-                mode="mc",
+                mode=self.mode,
                 phase="boundary_decision",
                 after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
             )
@@ -244,7 +246,7 @@ class BoundaryController:
             "boundary_decision",
             inside=False,
             tia=tia,
-            mode="mc",
+            mode=self.mode,
             phase="boundary_decision",
             after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
         )
@@ -252,7 +254,7 @@ class BoundaryController:
             self._outside_tia = tia
             self._watch_tia()
             attachment = Attachment(
-                "mc", care_of=tia, src=tia, iface=self.config.iface, colocated=True
+                self.mode, care_of=tia, src=tia, iface=self.config.iface, colocated=True
             )
             self.driver.feed(self.machine.use_attachment(attachment, time.monotonic()))
 
@@ -291,7 +293,7 @@ class BoundaryController:
         cfg = self.config
         return (
             cfg.path_check > 0
-            and self.machine.mode == "mc"
+            and self.machine.mode == self.mode
             and self.machine.registered
             and time.monotonic() - self._moved_at > 3 * max(cfg.path_check, 1.0)
         )

@@ -5,7 +5,8 @@ the same movement script. Per kind of move (``public -> hotspot``) and architect
 
 * interruption p50/p95 over all repetitions (the probe streams' outage, ``summary.json``);
 * Mobile IP signalling per handoff: messages and bytes of registration requests and replies
-  at the mobile node and, for the proxy, its own registrations at the home agent (events);
+  at the mobile node (both clients with dual MIP) and, for the proxy, its own registrations
+  at the home agent (events);
 * IKE per handoff: exchanges the mobile node took part in, messages and bytes (the
   ``ike_message`` events charon's log yields);
 * the per-packet encapsulation overhead of the stack in effect after the move, in bytes for a
@@ -48,13 +49,16 @@ def overhead(mode: str | None, encapsulation: str | None, inner: int) -> int:
     """Per-packet bytes added to an ``inner``-byte packet between home agent and mobile node.
 
     ``mc``: the HA's IP-in-IP inside the ESP tunnel to the TIA; ``proxy``: ESP (bound to the
-    home address) inside the Mobile IP tunnel from the proxy; ``f``/``c``: the Mobile IP
-    tunnel; ``home``: nothing.
+    home address) inside the Mobile IP tunnel from the proxy; ``dual``: the i-HA's IP-in-IP
+    inside ESP inside the x-HA's tunnel (``encapsulation`` is the x-MIP one); ``f``/``c``:
+    the Mobile IP tunnel; ``home``: nothing.
     """
     if mode in (None, "home"):
         return 0
     if mode == "mc":
         return IP + esp_in_udp(inner + IP)
+    if mode == "dual":
+        return IP + esp_in_udp(inner + IP) + mip_tunnel(encapsulation)
     if mode == "proxy":
         return esp_in_udp(inner) + mip_tunnel(encapsulation)
     return mip_tunnel(encapsulation)
@@ -93,7 +97,8 @@ def _signalling(window: Iterable[dict[str, Any]], mobile: str) -> dict[str, int]
     mip = mip_bytes = ike = ike_bytes = exchanges = 0
     for e in window:
         name, node = e["event"], e.get("node")
-        if (node == mobile and name in MIP_REQUESTS + MIP_REPLIES) or name in PROXY_UPSTREAM:
+        ours = node in (mobile, f"{mobile}.x")  # .x: the dual MIP's external client
+        if (ours and name in MIP_REQUESTS + MIP_REPLIES) or name in PROXY_UPSTREAM:
             mip += 1
             mip_bytes += int(e.get("bytes", 0))
         elif name == "ike_message" and node == mobile:
@@ -110,12 +115,14 @@ def _signalling(window: Iterable[dict[str, Any]], mobile: str) -> dict[str, int]
     }
 
 
-def _encapsulation(window: Iterable[dict[str, Any]], mobile: str) -> str | None:
-    encapsulation = None
+def _encapsulation(window: Iterable[dict[str, Any]], mobile: str, mode: str | None) -> str | None:
+    encapsulation = outer = None
     for e in window:
         if e.get("node") == mobile and e["event"] == "registration_accepted":
             encapsulation = "udp" if e.get("udp") else "ipip"
-    return encapsulation
+        elif e.get("node") == mobile and e["event"] == "external_registration":
+            outer = "udp" if e.get("udp") else "ipip"
+    return outer if mode == "dual" else encapsulation
 
 
 def collect(run_dir: Path, mobile: str = "mn", inner: int = 100) -> dict[str, MoveStats]:
@@ -145,7 +152,8 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = 100) -> dict[str, Mo
                 stats.ike_exchanges.append(sig["exchanges"])
                 mode = handoff.get("mode")
                 stats.modes.add(str(mode))
-                stats.overhead.add(overhead(mode, _encapsulation(window, mobile), inner))
+                encapsulation = _encapsulation(window, mobile, mode)
+                stats.overhead.add(overhead(mode, encapsulation, inner))
     return dict(moves)
 
 

@@ -299,7 +299,10 @@ class _Run:
                 mobike=cfg.get("mobike", not home_bound),
                 encap=home_bound,
                 vips=() if home_bound else ("0.0.0.0",),
-                local_addrs=(str(cfg["home_address"]),) if home_bound else (),
+                # home-bound (proxy), or bound to an external home address (dual MIP)
+                local_addrs=(str(cfg["home_address"]),)
+                if home_bound
+                else tuple(str(a) for a in [cfg.get("local_address")] if a),
                 dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
             )
             # a client whose gateway closes the tunnel (e.g. on restart) brings it back up

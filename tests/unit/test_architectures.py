@@ -23,6 +23,8 @@ def test_overhead_follows_the_stack_of_each_mode() -> None:
     assert overhead("mc", "ipip", 100) == 20 + esp_in_udp(120)
     # proxy: ESP around the 100 B packet, inside the proxy's UDP tunnel through a NAT
     assert overhead("proxy", "udp", 100) == esp_in_udp(100) + 32
+    # dual: the i-HA's IP-in-IP inside ESP inside the x-HA's IP-in-IP
+    assert overhead("dual", "ipip", 100) == 20 + esp_in_udp(120) + 20
 
 
 def write_run(path: Path) -> None:
