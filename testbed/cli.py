@@ -294,7 +294,8 @@ def cmd_architectures(args: argparse.Namespace) -> int:
         from testbed.scenario.execute import run_scenario
         from testbed.scenario.runner import RunOptions
 
-        options = RunOptions(results=Path(args.results), pcap="none")
+        # captures: the overhead on the mobile node's links is measured from them
+        options = RunOptions(results=Path(args.results), pcap="all")
         for scenario in args.scenarios or ARCHITECTURES:
             outcome = run_scenario(scenario, options, repeat=args.repeat)
             _print_outcome(outcome)
@@ -468,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--results", default="results")
     p.add_argument("--runs", nargs="+", metavar="RUN_DIR", help="tabulate these runs instead")
-    p.add_argument("--inner", type=int, default=100, help="inner packet size for the overhead")
+    p.add_argument(
+        "--inner", type=int, default=92, help="inner packet (a probe: 92 B) for the overhead"
+    )
     p.set_defaults(func=cmd_architectures)
 
     p = sub.add_parser("validate", help="check topology and scenario files")

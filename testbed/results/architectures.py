@@ -12,14 +12,18 @@ the same movement script. Per kind of move (``public -> hotspot``) and architect
 * the per-packet encapsulation overhead of the stack in effect after the move, in bytes for a
   given inner packet: computed from the mode and tunnel encapsulation the events report,
   with ESP-in-UDP sizes for AES-CBC-128 and HMAC-SHA-256-128 (strongSwan's first proposal);
+* the same overhead measured on the mobile node's access link where the run has captures:
+  the most common IP length of the packets addressed to the mobile node there (the probe
+  stream dominates) minus the probe's inner packet length;
 * where it breaks: a move whose stream never recovered.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +68,28 @@ def overhead(mode: str | None, encapsulation: str | None, inner: int) -> int:
     return mip_tunnel(encapsulation)
 
 
+PROBE_INNER = IP + UDP + 64  # a probe datagram with the default 64-byte payload
+
+
+def link_overhead(pcap: Path, dst: str, inner: int = PROBE_INNER) -> int | None:
+    """Measured per-packet overhead on a captured network: the most common IPv4 length of
+    the Ethernet frames addressed to ``dst``, minus ``inner``. None without such frames."""
+    from scapy.utils import RawPcapReader
+
+    dst4 = socket.inet_aton(dst)
+    lengths: Counter[int] = Counter()
+    reader = RawPcapReader(str(pcap))
+    try:
+        for data, _meta in reader:
+            if len(data) >= 34 and data[12:14] == b"\x08\x00" and data[30:34] == dst4:
+                lengths[int.from_bytes(data[16:18], "big")] += 1
+    finally:
+        reader.close()
+    if not lengths:
+        return None
+    return lengths.most_common(1)[0][0] - inner
+
+
 @dataclass
 class MoveStats:
     interruptions: list[float] = field(default_factory=list)
@@ -75,6 +101,7 @@ class MoveStats:
     ike_bytes: list[int] = field(default_factory=list)
     modes: set[str] = field(default_factory=set)
     overhead: set[int] = field(default_factory=set)
+    measured: set[int] = field(default_factory=set)
 
 
 def _events(run_dir: Path) -> list[dict[str, Any]]:
@@ -125,7 +152,7 @@ def _encapsulation(window: Iterable[dict[str, Any]], mobile: str, mode: str | No
     return outer if mode == "dual" else encapsulation
 
 
-def collect(run_dir: Path, mobile: str = "mn", inner: int = 100) -> dict[str, MoveStats]:
+def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict[str, MoveStats]:
     """Per kind of move ("from -> to"), the figures of one architecture's run directory."""
     moves: dict[str, MoveStats] = defaultdict(MoveStats)
     for rep in _repetitions(run_dir):  # each repetition has its own summary and events
@@ -154,20 +181,52 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = 100) -> dict[str, Mo
                 stats.modes.add(str(mode))
                 encapsulation = _encapsulation(window, mobile, mode)
                 stats.overhead.add(overhead(mode, encapsulation, inner))
+                measured = _measured(rep, handoff.get("to"), window, mobile, mode)
+                if measured is not None:
+                    stats.measured.add(measured)
     return dict(moves)
+
+
+def _measured(
+    rep: Path, network: str | None, window: Sequence[dict[str, Any]], mobile: str, mode: Any
+) -> int | None:
+    """The overhead on the access link the move went to, from the run's capture of it."""
+    pcap = rep / "pcap" / f"{network}.pcap"
+    if network is None or not pcap.exists():
+        return None
+    dst = None
+    for e in window:  # the mobile node's own address there; else its home address
+        if e.get("node") == mobile and e["event"] == "dhcp_bound":
+            dst = e.get("address")
+        elif e.get("node") == mobile and e["event"] == "mn_started":
+            dst = dst or e.get("home_address")
+    if dst is None or mode in ("f", "home"):
+        # on the link the FA (or home) delivers the plain packets to the home address
+        dst = _home_address(rep, mobile)
+    return link_overhead(pcap, dst) if dst else None
+
+
+def _home_address(rep: Path, mobile: str) -> str | None:
+    for path in sorted((rep / "configs").glob("*.yaml")) if (rep / "configs").exists() else []:
+        text = path.read_text()
+        if "home_address:" in text and "home_agent:" in text:
+            for line in text.splitlines():
+                if line.startswith("home_address:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    return None
 
 
 def _median(values: Sequence[int]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def table(results: dict[str, dict[str, MoveStats]], inner: int = 100) -> str:
+def table(results: dict[str, dict[str, MoveStats]], inner: int = PROBE_INNER) -> str:
     """A Markdown table: one row per architecture and kind of move."""
     lines = [
         "| architecture | move | mode | interruption p50 / p95 ms | never | "
         "MIP msgs (bytes) | IKE exchanges / msgs (bytes) | overhead B "
-        f"({inner} B inner) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"({inner} B inner) | on the MN's link B (measured) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arch, moves in results.items():
         for kind, s in moves.items():
@@ -184,10 +243,12 @@ def table(results: dict[str, dict[str, MoveStats]], inner: int = 100) -> str:
                 else "-"
             )
             over = "/".join(str(v) for v in sorted(s.overhead)) or "-"
+            link = "/".join(str(v) for v in sorted(s.measured)) or "-"
             breaks = f"**{s.never}**" if s.never else "0"
             mode = "/".join(sorted(s.modes))
             lines.append(
-                f"| {arch} | {kind} | {mode} | {latency} | {breaks} | {mip} | {ike} | {over} |"
+                f"| {arch} | {kind} | {mode} | {latency} | {breaks} | {mip} | {ike} | {over} "
+                f"| {link} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -59,8 +59,24 @@ def test_collect_counts_signalling_per_move_and_where_it_breaks(tmp_path: Path) 
     assert into.mip_messages == [4] and into.mip_bytes == [46 + 46 + 38 + 46]
     # the MN's view of IKE only: one exchange, two messages
     assert into.ike_exchanges == [1] and into.ike_messages == [2] and into.ike_bytes == [580]
-    assert into.overhead == {esp_in_udp(100) + 32}
+    assert into.overhead == {esp_in_udp(92) + 32}  # a probe: 92 B inner
     out = moves["hotspot -> public"]
     assert out.never == 1 and out.mip_messages == [1]
     text = table({"proxy": moves})
     assert "| proxy | hotspot -> public | proxy | - | **1** |" in text
+
+
+def test_link_overhead_is_the_most_common_length_to_the_node(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    from testbed.results.architectures import PROBE_INNER, link_overhead
+
+    to_mn = Ether() / IP(src="192.0.2.11", dst="192.168.1.5") / UDP() / bytes(PROBE_INNER + 76)
+    other = Ether() / IP(src="192.0.2.11", dst="192.168.1.5") / UDP() / bytes(500)
+    elsewhere = Ether() / IP(src="192.0.2.11", dst="192.168.1.9") / UDP() / bytes(10)
+    wrpcap(str(tmp_path / "x.pcap"), [to_mn] * 5 + [other] * 2 + [elsewhere] * 9)
+    # 20 IP + 8 UDP + payload: 104 bytes more than the probe's inner packet
+    assert link_overhead(tmp_path / "x.pcap", "192.168.1.5") == 104
+    assert link_overhead(tmp_path / "x.pcap", "10.9.9.9") is None
