@@ -142,7 +142,7 @@ class _Base:
             t.local,  # type: ignore[arg-type]
             t.peer_port or MIP_PORT,
             # UDP tunnels leave from the agent's own port (a second client may not use 434)
-            self.udp_socket.getsockname()[1] if self.udp_socket is not None else MIP_PORT,
+            self._local_port(),
         )
         self.events.emit(
             "tunnel_up",
@@ -151,6 +151,10 @@ class _Base:
             encapsulation="udp" if udp else "ipip",
             role=t.role,
         )
+
+    def _local_port(self) -> int:
+        sock = getattr(self, "udp_socket", None)
+        return sock.getsockname()[1] if sock is not None else MIP_PORT
 
     def tunnel_down(self, t: TunnelDown) -> None:
         if self._engine is not None:
