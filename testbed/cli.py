@@ -284,6 +284,12 @@ ARCHITECTURES = (
 )
 
 
+def _cases() -> list[str]:
+    from testbed.results.cases import CASES
+
+    return list(CASES)
+
+
 def cmd_architectures(args: argparse.Namespace) -> int:
     """The same movement under each architecture: one table and one plot."""
     from testbed.results.architectures import collect, plot, table
@@ -297,6 +303,11 @@ def cmd_architectures(args: argparse.Namespace) -> int:
         # captures: the overhead on the mobile node's links is measured from them
         options = RunOptions(results=Path(args.results), pcap="all")
         for scenario in args.scenarios or ARCHITECTURES:
+            if args.case:
+                from testbed.results.cases import apply_case
+
+                generated = Path(args.results) / "architectures" / "scenarios"
+                scenario = str(apply_case(Path(scenario), args.case, generated))
             outcome = run_scenario(scenario, options, repeat=args.repeat)
             _print_outcome(outcome)
             worst = max(worst, outcome.exit_code)
@@ -469,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--results", default="results")
     p.add_argument("--runs", nargs="+", metavar="RUN_DIR", help="tabulate these runs instead")
+    p.add_argument(
+        "--case",
+        choices=sorted(_cases()),
+        help="change the network the same way for every architecture (where does it break?)",
+    )
     p.add_argument(
         "--inner", type=int, default=92, help="inner packet (a probe: 92 B) for the overhead"
     )

@@ -80,3 +80,19 @@ def test_link_overhead_is_the_most_common_length_to_the_node(tmp_path: Path) -> 
     # 20 IP + 8 UDP + payload: 104 bytes more than the probe's inner packet
     assert link_overhead(tmp_path / "x.pcap", "192.168.1.5") == 104
     assert link_overhead(tmp_path / "x.pcap", "10.9.9.9") is None
+
+
+def test_a_case_overrides_the_topology_of_a_copy(tmp_path: Path) -> None:
+    import yaml
+
+    from testbed.results.cases import apply_case
+    from testbed.scenario.load import load_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    copy = apply_case(root / "scenarios" / "proxy-roam.yaml", "ipsec-only-hotspot", tmp_path)
+    data = yaml.safe_load(copy.read_text())
+    assert data["name"] == "proxy-roam--ipsec-only-hotspot"
+    scenario = load_scenario(copy)  # valid, and the NAT router now filters what it forwards
+    firewall = scenario.plan.nodes["nat"].firewall
+    assert firewall is not None and firewall.forward_policy == "drop"
+    assert {r.proto for r in firewall.rules} == {"udp", "esp"}
