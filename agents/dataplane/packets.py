@@ -40,6 +40,14 @@ UDP_MTU: Final = 1500 - IPV4_HEADER_LEN - UDP_HEADER_LEN - TUNNEL_DATA_LEN  # 14
 
 _DF: Final = 0x40  # in byte 6 of an IPv4 header (flags + fragment offset high bits)
 
+# ICMP "fragmentation needed and DF set" (RFC 792; next-hop MTU field: RFC 1191 section 4)
+IPPROTO_ICMP: Final = 1
+ICMP_UNREACH: Final = 3
+ICMP_FRAG_NEEDED: Final = 4
+MIN_IPV4_MTU: Final = 68  # RFC 791: every IPv4 link carries 68 bytes unfragmented
+ICMP_ERROR_LIMIT: Final = 576  # RFC 1812 4.3.2.3: an ICMP error stays within 576 bytes
+_ICMP_ERRORS: Final = frozenset((3, 4, 5, 11, 12))  # types that are themselves errors
+
 # Drop reasons (= counter names). Kept as constants so tests and agents can refer to them.
 R_TRUNCATED: Final = "rx_truncated"
 R_NOT_IPV4: Final = "rx_not_ipv4"
@@ -174,6 +182,36 @@ def ipip_outer_header(
     return hdr
 
 
+def frag_needed(pkt: Buffer, mtu: int, ttl: int = DEFAULT_TTL) -> bytes | None:
+    """The ICMP "fragmentation needed" (type 3 code 4, next-hop MTU ``mtu``) that refuses
+    ``pkt``, addressed to its source, as a whole IPv4 packet with source address 0 (a raw
+    ``IP_HDRINCL`` socket fills in the address of the outgoing route, and the IP checksum).
+
+    None where RFC 1122 3.2.2 / RFC 1812 4.3.2.7 forbid an ICMP error: ``pkt`` too short
+    or not IPv4, not a first fragment, itself an ICMP error, from an address that does not
+    name one host (0/8, 127/8, multicast, broadcast) or to a multicast or broadcast one.
+    The quote is the IP header and as much data as fits in 576 bytes.
+    """
+    n = len(pkt)
+    if n < IPV4_HEADER_LEN or pkt[0] >> 4 != 4:
+        return None
+    ihl = (pkt[0] & 0x0F) << 2
+    if ihl < IPV4_HEADER_LEN or ihl > n or (pkt[6] & 0x1F) or pkt[7]:
+        return None
+    src, dst = pkt[12], pkt[16]
+    if src in (0, 127) or src >= 224 or dst >= 224:
+        return None
+    if pkt[9] == IPPROTO_ICMP and (n <= ihl or pkt[ihl] in _ICMP_ERRORS):
+        return None
+    quote = bytes(pkt[: min(n, ICMP_ERROR_LIMIT - IPV4_HEADER_LEN - 8)])
+    icmp = bytearray(struct.pack("!BBHHH", ICMP_UNREACH, ICMP_FRAG_NEEDED, 0, 0, mtu) + quote)
+    icmp[2:4] = struct.pack("!H", internet_checksum(icmp))
+    # TOS 0xc0: internetwork control precedence, as Linux marks its ICMP errors
+    hdr = _HDR.pack(0x45, 0xC0, IPV4_HEADER_LEN + len(icmp), 0, 0, ttl, IPPROTO_ICMP, 0,
+                    b"\0\0\0\0", bytes(pkt[12:16]))  # fmt: skip
+    return hdr + bytes(icmp)
+
+
 def ipv4_checksum(header: Buffer) -> int:
     """RFC 1071 checksum over an IPv4 header (checksum field included as stored)."""
     return internet_checksum(bytes(header))
@@ -209,10 +247,14 @@ def ipv4_packet(
 __all__ = [
     "DEFAULT_TTL",
     "DROP_REASONS",
+    "ICMP_FRAG_NEEDED",
+    "ICMP_UNREACH",
     "IPIP_MTU",
     "IPPROTO_GRE",
+    "IPPROTO_ICMP",
     "IPPROTO_IPIP",
     "IPPROTO_MINENC",
+    "MIN_IPV4_MTU",
     "MIP_PORT",
     "TUNNEL_DATA_HEADER",
     "TUNNEL_DATA_LEN",
@@ -221,6 +263,7 @@ __all__ = [
     "check_inner",
     "encapsulate_ipip",
     "encapsulate_udp",
+    "frag_needed",
     "ipip_outer_header",
     "ipv4_checksum",
     "ipv4_packet",

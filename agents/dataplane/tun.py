@@ -24,6 +24,7 @@ IFF_NO_PI: Final = 0x1000  # no 4-byte packet-information prefix: reads are bare
 IFF_UP: Final = 0x1
 SIOCGIFFLAGS: Final = 0x8913
 SIOCSIFFLAGS: Final = 0x8914
+SIOCGIFMTU: Final = 0x8921
 SIOCSIFMTU: Final = 0x8922
 SIOCSIFTXQLEN: Final = 0x8943
 IFNAMSIZ: Final = 16
@@ -44,6 +45,11 @@ def _ifioctl(name: str, request: int, fmt: str, *values: int) -> bytes:
 
 def set_mtu(name: str, mtu: int) -> None:
     _ifioctl(name, SIOCSIFMTU, "i", mtu)
+
+
+def get_mtu(name: str) -> int:
+    """The MTU of any interface of this namespace (OSError if there is none by that name)."""
+    return struct.unpack_from("i", _ifioctl(name, SIOCGIFMTU, "i", 0), IFNAMSIZ)[0]
 
 
 def set_txqueuelen(name: str, qlen: int) -> None:
@@ -136,4 +142,12 @@ def open_tun(name: str, mtu: int | None = None, **kwargs: object) -> TunDevice:
     return TunDevice(name, mtu=mtu, **kwargs)  # type: ignore[arg-type]
 
 
-__all__ = ["TunDevice", "disable_ipv6", "open_tun", "set_mtu", "set_txqueuelen", "set_up"]
+__all__ = [
+    "TunDevice",
+    "disable_ipv6",
+    "get_mtu",
+    "open_tun",
+    "set_mtu",
+    "set_txqueuelen",
+    "set_up",
+]

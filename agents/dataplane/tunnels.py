@@ -48,6 +48,20 @@ calls):
 The kernel forwarding into and out of the TUN decrements the inner TTL, as RFC 2003 section
 3.1 asks of an encapsulator or decapsulator that forwards.
 
+Tunnel MTU (RFC 2003 section 4, RFC 1191). The path to a tunnel's peer may carry less than
+the TUN's MTU plus the outer header -- an IPsec VPN on the way (RFC 5266's mode mc: IP in
+IP inside the gateway's ``ipsec0``, MTU 1400). The raw socket has ``IP_RECVERR``: an ICMP
+"fragmentation needed" about one of our outer packets (it quotes the outer header, whose
+destination is the peer) and the kernel's own "message too long" for a send beyond the
+outgoing interface's MTU land in its error queue. The engine keeps the reported MTU per
+peer (:meth:`TunnelEngine.path_mtu`, forgotten after :data:`PMTU_EXPIRES` s as RFC 1191
+section 6.3 and Linux do) and refuses an inner packet with DF set that no longer fits
+with an ICMP "fragmentation needed" to its source, next-hop MTU = path MTU - 20, sent
+from the raw socket like the outer packets (RFC 2003 section 4.1): the correspondent's
+path MTU discovery then lowers its packets, where the gateway's ICMP alone reaches only
+the encapsulator. Inner packets without DF go out; the kernel fragments the outer packet.
+The Linux ``ipip`` device does the same (``ip_tunnel_xmit``); UDP tunnels do not (yet).
+
 Threading: call everything from one thread (the loop's). No netlink is used here.
 """
 
@@ -69,11 +83,16 @@ from typing import Any, Final, Literal
 from agents.dataplane.packets import (
     DEFAULT_TTL,
     DROP_REASONS,
+    ICMP_FRAG_NEEDED,
+    ICMP_UNREACH,
     IPIP_MTU,
     IPPROTO_IPIP,
+    IPV4_HEADER_LEN,
+    MIN_IPV4_MTU,
     MIP_PORT,
     TUNNEL_DATA_HEADER,
     TUNNEL_DATA_TYPE,
+    frag_needed,
     ipip_outer_header,
     parse_ipip,
     parse_tunnel_data,
@@ -88,6 +107,12 @@ EventSink = Callable[[dict[str, Any]], None]
 UdpMessageSink = Callable[[bytes, UdpAddr], None]
 
 IP_PKTINFO: Final = 8  # <linux/in.h>; not exported by Python 3.11's socket module
+IP_RECVERR: Final = 11  # <linux/in.h>: ICMP errors and local send errors to the error queue
+MSG_ERRQUEUE: Final = 0x2000
+SO_EE_ORIGIN_LOCAL, SO_EE_ORIGIN_ICMP = 1, 2  # <linux/errqueue.h>
+_SOCK_EE: Final = struct.Struct("=IBBBBII")  # struct sock_extended_err
+PMTU_EXPIRES: Final = 600.0  # s a learned path MTU holds (RFC 1191 6.3; Linux mtu_expires)
+NO_MTU: Final = 0xFFFF  # a tunnel's inner MTU while no path MTU is known: send everything
 SO_SNDBUFFORCE: Final = 32
 SO_RCVBUFFORCE: Final = 33
 SOCKET_BUFFER: Final = 4 << 20  # absorbs bursts while the loop is busy elsewhere
@@ -101,6 +126,10 @@ C_TX_UDP: Final = "tx_udp"  # inner packets sent in MIP Tunnel Data messages
 C_TX_NOT_IPV4: Final = "tx_not_ipv4"  # read from TUN, not IPv4 (IPv6 on the TUN, junk)
 C_TX_NO_TUNNEL: Final = "tx_no_tunnel"  # read from TUN, no tunnel for its key address
 C_TX_ERROR: Final = "tx_error"  # send failed (ENOBUFS, EMSGSIZE, unreachable ...)
+C_TX_FRAG_NEEDED: Final = "tx_frag_needed"  # DF, beyond the tunnel MTU: ICMP to the source
+C_PMTU_ICMP: Final = "pmtu_icmp"  # "fragmentation needed" from the path, about a peer
+C_PMTU_LOCAL: Final = "pmtu_local"  # the kernel's EMSGSIZE for an outer packet to a peer
+C_RX_ERRQUEUE_OTHER: Final = "rx_errqueue_other"  # other ICMP errors about outer packets
 C_RX_IPIP: Final = "rx_ipip"  # inner packets decapsulated from IP in IP and written to TUN
 C_RX_UDP: Final = "rx_udp"  # ... from MIP Tunnel Data messages
 C_RX_UNKNOWN_PEER: Final = "rx_unknown_peer"  # outer source is no tunnel's peer
@@ -118,6 +147,10 @@ COUNTERS: Final = (
     C_TX_NOT_IPV4,
     C_TX_NO_TUNNEL,
     C_TX_ERROR,
+    C_TX_FRAG_NEEDED,
+    C_PMTU_ICMP,
+    C_PMTU_LOCAL,
+    C_RX_ERRQUEUE_OTHER,
     C_RX_IPIP,
     C_RX_UDP,
     C_RX_UNKNOWN_PEER,
@@ -162,6 +195,7 @@ class Tunnel:
         "local",
         "local4",
         "local_port",
+        "mtu",
         "peer",
         "peer4",
         "peer_port",
@@ -200,6 +234,9 @@ class Tunnel:
         self.cmsg = cmsg  # IP_PKTINFO choosing the UDP source when the socket is wildcard
         self.headers: dict[int, bytes] = {}  # outer IPv4 headers by outer_header_key()
         self.last_rx: float | None = None  # time.monotonic() of the last packet accepted
+        # the largest inner packet with DF that is sent (path MTU to the peer - 20); set in
+        # place by the engine when it learns or forgets the path MTU of the peer
+        self.mtu = NO_MTU
 
     def outer_header(self, key: int) -> bytes:
         hdr = self.headers.get(key)
@@ -216,6 +253,7 @@ class Tunnel:
             "peer_port": self.peer_port,
             "local_port": self.local_port,
             "last_rx": self.last_rx,
+            "mtu": self.mtu if self.mtu != NO_MTU else None,
         }
 
     def __repr__(self) -> str:
@@ -298,6 +336,8 @@ class TunnelEngine:
         self._rxmv = memoryview(self._rxbuf)
         self._raw: socket.socket | None = None
         self._own_raw = raw_socket is None
+        self._recverr = False  # IP_RECVERR is on: read the raw socket's error queue
+        self._path_mtu: dict[bytes, tuple[int, float]] = {}  # peer -> (MTU, expiry)
         self._own_tun = isinstance(tun, str)
         self.tun: TunDevice = TunDevice(tun, mtu=mtu) if isinstance(tun, str) else tun
         try:
@@ -308,6 +348,9 @@ class TunnelEngine:
                 self._raw = self._make_raw_socket()
             if self._raw is not None:
                 self._readers[self._raw.fileno()] = self._on_raw
+                with contextlib.suppress(OSError):  # a test double may not be an IP socket
+                    self._raw.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+                    self._recverr = True
             self._readers[self.tun.fd] = self._on_tun
             if udp_socket is not None:
                 udp_socket.setblocking(False)
@@ -451,7 +494,13 @@ class TunnelEngine:
                 raise ValueError("this engine was made with ipip=False")
         else:
             raise ValueError(f"encapsulation must be 'ipip' or 'udp', not {encapsulation!r}")
-        return Tunnel(home, peer, encapsulation, local, peer_port, local_port, self.ttl, sock, cmsg)
+        tunnel = Tunnel(
+            home, peer, encapsulation, local, peer_port, local_port, self.ttl, sock, cmsg
+        )
+        known = self._path_mtu.get(tunnel.peer4)
+        if known is not None and not tunnel.is_udp:
+            tunnel.mtu = known[0] - IPV4_HEADER_LEN
+        return tunnel
 
     def _install(self, tunnel: Tunnel) -> None:
         old = self._by_home.get(tunnel.home4)
@@ -504,6 +553,8 @@ class TunnelEngine:
                     else:
                         # RFC 2003 section 3.1: TOS copied, DF copied if set (cached header).
                         hk = pkt[1] << 1 | (pkt[6] >> 6 & 1)
+                        if len(pkt) > t.mtu and hk & 1 and self._too_big(t, pkt):
+                            continue  # section 4.1: refused with an ICMP to the source
                         hdr = t.headers.get(hk) or t.outer_header(hk)
                         sendmsg((hdr, pkt), (), 0, t.raw_addr)  # type: ignore[misc]
                         n_ipip += 1
@@ -511,6 +562,12 @@ class TunnelEngine:
                     # Like a full interface queue: drop; TCP and the agents recover.
                     n_err += 1
                     self.last_error = errno.errorcode.get(exc.errno or 0, str(exc))
+                    if exc.errno == errno.EMSGSIZE and not t.is_udp and self._recverr:
+                        # the kernel knows a smaller MTU towards the peer: learn it now (its
+                        # error queue says), and refuse this packet as the next ones will be
+                        self._read_errors()
+                        if len(pkt) > t.mtu and pkt[6] & 0x40:
+                            self._too_big(t, pkt)
         finally:
             c = self.counters
             c[C_TX_IPIP] += n_ipip
@@ -536,13 +593,18 @@ class TunnelEngine:
         ok = 0
         now = time.monotonic()
         try:
-            for _ in range(self.batch):
+            for i in range(self.batch):
                 try:
                     n = recv_into(buf)
                 except BlockingIOError:
+                    if i == 0 and self._recverr:  # woken by the error queue alone
+                        self._read_errors()
                     break
-                except OSError as exc:  # e.g. a queued ICMP error with IP_RECVERR
-                    self._count(C_RX_ERROR, exc)
+                except OSError as exc:
+                    if self._recverr:  # an ICMP error, reported once; details queued
+                        self._read_errors()
+                    else:
+                        self._count(C_RX_ERROR, exc)
                     break
                 r = parse_ipip(buf, n)
                 if r.__class__ is str:
@@ -566,6 +628,97 @@ class TunnelEngine:
                     self._count(C_TUN_WRITE_ERROR, exc)
         finally:
             c[C_RX_IPIP] += ok
+
+    # --- tunnel MTU (RFC 2003 section 4) ---------------------------------------------------
+
+    def _read_errors(self) -> None:
+        """Drain the raw socket's error queue: learn path MTUs towards tunnel peers."""
+        raw = self._raw
+        if raw is None:
+            return
+        for _ in range(self.batch):
+            try:
+                _data, ancdata, _flags, addr = raw.recvmsg(64, 512, MSG_ERRQUEUE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._count(C_RX_ERROR, exc)
+                return
+            for level, kind, value in ancdata:
+                if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(value) < 16:
+                    continue
+                err, origin, icmp_type, icmp_code, _, info, _ = _SOCK_EE.unpack_from(value)
+                icmp = (icmp_type, icmp_code)
+                # the address is the destination of the packet the error is about: the peer
+                if origin == SO_EE_ORIGIN_ICMP and icmp == (ICMP_UNREACH, ICMP_FRAG_NEEDED):
+                    self._learn(addr[0], info, C_PMTU_ICMP, value[16:])
+                elif origin == SO_EE_ORIGIN_LOCAL and err == errno.EMSGSIZE:
+                    self._learn(addr[0], info, C_PMTU_LOCAL, b"")
+                else:
+                    self.counters[C_RX_ERRQUEUE_OTHER] += 1
+
+    def _learn(self, peer: str, mtu: int, counter: str, offender: bytes) -> None:
+        try:
+            peer4 = socket.inet_aton(peer)
+        except (OSError, TypeError):
+            peer4 = b""
+        if peer4 not in self._peer_refs or mtu < MIN_IPV4_MTU + IPV4_HEADER_LEN:
+            # about no tunnel of ours (e.g. one of our own ICMP errors), or an MTU no
+            # tunnel can use
+            self.counters[C_RX_ERRQUEUE_OTHER] += 1
+            return
+        self.counters[counter] += 1
+        self.learn_path_mtu(
+            peer,
+            mtu,
+            reported_by=socket.inet_ntoa(offender[4:8]) if len(offender) >= 8 else "kernel",
+        )
+
+    def learn_path_mtu(self, peer: Address, mtu: int, *, reported_by: str = "") -> int:
+        """Record the path MTU towards ``peer`` (from an ICMP or the kernel). It only goes
+        down until it expires (RFC 1191 section 6.3). Returns the path MTU now in force."""
+        peer4 = _packed(peer)
+        now = time.monotonic()
+        known = self._path_mtu.get(peer4)
+        if known is not None and known[1] > now and known[0] <= mtu:
+            return known[0]
+        self._path_mtu[peer4] = (mtu, now + PMTU_EXPIRES)
+        for t in self._by_home.values():
+            if t.peer4 == peer4 and not t.is_udp:
+                t.mtu = mtu - IPV4_HEADER_LEN
+        self._emit("tunnel_mtu", peer=str(IPv4Address(peer4)), path_mtu=mtu,
+                   tunnel_mtu=mtu - IPV4_HEADER_LEN, reported_by=reported_by)  # fmt: skip
+        return mtu
+
+    def path_mtu(self, peer: Address) -> int | None:
+        """The path MTU learned towards ``peer``, if any (and not expired)."""
+        known = self._path_mtu.get(_packed(peer))
+        return known[0] if known is not None and known[1] > time.monotonic() else None
+
+    def _forget_path_mtu(self, peer4: bytes) -> None:
+        self._path_mtu.pop(peer4, None)
+        for t in self._by_home.values():
+            if t.peer4 == peer4:
+                t.mtu = NO_MTU
+        self._emit("tunnel_mtu", peer=str(IPv4Address(peer4)), path_mtu=None, tunnel_mtu=None,
+                   reported_by="expired")  # fmt: skip
+
+    def _too_big(self, t: Tunnel, pkt: bytes) -> bool:
+        """``pkt`` (DF set) exceeds ``t.mtu``: answer its source with an ICMP "fragmentation
+        needed" (next-hop MTU ``t.mtu``) and drop it -- True -- unless the path MTU has
+        expired, when it goes out as the probe for a new one (False)."""
+        known = self._path_mtu.get(t.peer4)
+        if known is not None and known[1] <= time.monotonic():
+            self._forget_path_mtu(t.peer4)
+            return False
+        self.counters[C_TX_FRAG_NEEDED] += 1
+        icmp = frag_needed(pkt, t.mtu)
+        if icmp is not None and self._raw is not None:
+            try:  # IP_HDRINCL: the kernel fills in our source address and the checksum
+                self._raw.sendto(icmp, (socket.inet_ntoa(icmp[16:20]), 0))
+            except OSError as exc:
+                self._count(C_TX_ERROR, exc)
+        return True
 
     def _why_not(self, osrc4: bytes) -> str:
         return C_RX_INNER_MISMATCH if osrc4 in self._peer_refs else C_RX_UNKNOWN_PEER

@@ -440,6 +440,36 @@ class MobileNode:
             return out
         return self._register(now, att, "home_changed")
 
+    def deregister_from(self, attachment: Attachment, now: float) -> list[Action]:
+        """One deregistration of ``attachment``'s binding (its care-of address, with the agent
+        it was registered with), beside whatever registration is in progress: e.g. with a MIP
+        proxy once the home agent answered directly. Sent once from whatever source routing
+        picks; its reply is not awaited (a stale binding there would only expire)."""
+        p = _Pending(
+            attachment,
+            True,
+            "left",
+            now,
+            0,
+            self.config.retransmit_initial,
+            home_agent=attachment.home_agent or self.home_agent,
+        )
+        p.identification = self.replay.next_identification(self._wall(), self._rand32)
+        payload = self._build(p, p.identification)
+        self.counters["requests_sent"] += 1
+        return [
+            Send(payload, p.home_agent, MIP_PORT, None, self.config.local_port),
+            Event(
+                "deregistration_sent",
+                {
+                    "binding_mode": attachment.mode,  # not "mode": that says where we are
+                    "care_of": attachment.care_of,
+                    "home_agent": p.home_agent,
+                    "bytes": len(payload),
+                },
+            ),
+        ]
+
     def shutdown(self, now: float) -> list[Action]:
         """Deregister the current binding (if any) and stop reacting to moves."""
         self._shutdown = True

@@ -489,7 +489,9 @@ class MipProxy:
 
     def _build(self, up: _Upstream, p: _Pending) -> bytes:
         cfg = self.config
-        flags = 0 if p.dereg else int(RequestFlag.D)
+        # D: we decapsulate ourselves; T: what the gateway decrypts goes back to the HA in
+        # our tunnel, so the firewall sees both directions of the MN's traffic as one flow
+        flags = 0 if p.dereg else int(RequestFlag.D | RequestFlag.T)
         req = RegistrationRequest(
             up.home_address,
             cfg.home_agent,

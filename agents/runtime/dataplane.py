@@ -22,6 +22,8 @@ from agents.dataplane.arp import (
     set_proxy_delay,
 )
 from agents.dataplane.kernel import KernelIpipTunnel, select_backend
+from agents.dataplane.packets import IPIP_MTU, UDP_MTU
+from agents.dataplane.tun import get_mtu
 from agents.dataplane.tunnels import TunnelEngine
 from agents.mip.actions import Action, GratuitousArp, ProxyArp, Route, TunnelDown, TunnelUp
 from agents.mip.constants import MIP_PORT
@@ -30,6 +32,7 @@ from testbed.services.events import EventWriter
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
 MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220
 MAIN_TABLE, HOME_RULE_PRIORITY = 254, 200  # otherwise: home address -> main, before 220
+PROXY_IKE_TABLE, PROXY_IKE_RULE_PRIORITY = 123, 115  # MIP proxy: IKE/ESP into our tunnel
 
 
 RTNH_F_ONLINK = 4
@@ -272,6 +275,7 @@ class FaDataPlane(_Base):
 class MnDataPlane(_Base):
     tun_name = "mipmn0"
     key = "src"
+    _home_bound = False  # MIP proxy: IKE/ESP from the home address into our TUN
 
     def __init__(
         self,
@@ -292,20 +296,36 @@ class MnDataPlane(_Base):
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
         self._mc = False
+        self._tun_mtu = IPIP_MTU  # the engine's TUN is made with this MTU
         # What the MN sends from its home address follows the main table, not a VPN's
         # policy table (220): inside, traffic must not enter a tunnel that is being torn
         # down (or was brought up by the boundary probe). Mode mc's rule (120) comes first.
         self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
         self.nl = Netlink(self.plumbing)
 
-    def vpn_bound_to_home(self, on: bool) -> None:
+    def vpn_bound_to_home(self, on: bool, gateway: str) -> None:
         """MIP proxy architecture: the IPsec tunnel is bound to the home address, so what we
         send from it must meet strongSwan's table 220 (into ipsec0) rather than go straight
-        to the main table; the IKE and ESP packets (also from the home address, to the
-        gateway) then take the main table's default route into our Mobile IP tunnel."""
+        to the main table; the IKE and ESP packets (from the home address to the gateway)
+        always take our Mobile IP tunnel (table 123): neither the host route to the proxy
+        (the gateway's own address in one box) nor a moment without our tunnel (during a
+        move: the engine then drops them) may send them out bare."""
+        gw_rule = {
+            "src": self.home,
+            "src_len": 32,
+            "dst": gateway,
+            "dst_len": 32,
+            "table": PROXY_IKE_TABLE,
+            "priority": PROXY_IKE_RULE_PRIORITY,
+            "family": socket.AF_INET,
+        }
+        self._home_bound = on
         if on:
             self.plumbing.del_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
+            self.plumbing.add_default_route(self.tun_name, table=PROXY_IKE_TABLE)
+            self.nl._do(lambda ipr: ipr.rule("add", **gw_rule))
         else:
+            self.nl._do(lambda ipr: ipr.rule("del", **gw_rule))
             self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
 
     def _home_on_link(self, prefix: int) -> None:
@@ -371,6 +391,7 @@ class MnDataPlane(_Base):
         """
         mc = bool(t.iface and t.iface != self.iface)
         super().tunnel_up(t)
+        self._fit_tun_mtu(t.iface if mc else None, t.encapsulation)
         self._home_off_link()
         self.nl.addr("replace", self.tun_name, self.home, 32)
         if mc:
@@ -383,12 +404,42 @@ class MnDataPlane(_Base):
         if self.coa_router:
             self.nl.route("replace", f"{t.peer}/32", via=self.coa_router, dev=self.iface)
         self.nl.route("replace", "0.0.0.0/0", dev=self.tun_name, src=self.home, metric=0)
+        if self._home_bound:  # a move may have taken it with the main table's routes
+            self.plumbing.add_default_route(self.tun_name, table=PROXY_IKE_TABLE)
+
+    def _fit_tun_mtu(self, vpn_iface: str | None, encapsulation: str = "ipip") -> None:
+        """Mode mc: our IP-in-IP packets (+20 bytes; +32 in UDP) must fit the VPN's interface
+        (``ipsec0`` of kernel-libipsec: 1400), else the kernel refuses them there without a
+        word to the sender. A TUN that much smaller makes the kernel tell local senders and
+        TCP pick its MSS by it. Other modes: the TUN's MTU for a 1500-byte link again."""
+        mtu = IPIP_MTU
+        if vpn_iface:
+            overhead = 1500 - (UDP_MTU if encapsulation == "udp" else IPIP_MTU)
+            try:
+                mtu = min(IPIP_MTU, get_mtu(vpn_iface) - overhead)
+            except OSError as exc:
+                self.events.emit("tun_mtu_failed", iface=vpn_iface, error=str(exc))
+                return
+        if mtu == self._tun_mtu or self._engine is None:
+            return
+        try:
+            self._engine.tun.set_mtu(mtu)
+        except OSError as exc:
+            self.events.emit("tun_mtu_failed", tun=self.tun_name, mtu=mtu, error=str(exc))
+            return
+        self._tun_mtu = mtu
+        self.events.emit("tun_mtu", tun=self.tun_name, mtu=mtu, vpn_iface=vpn_iface)
 
     def tunnel_down(self, t: TunnelDown) -> None:
         if self._mc:
             self.plumbing.del_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
             self._mc = False
+        self._fit_tun_mtu(None)
         super().tunnel_down(t)
         self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
         self.nl.route("del", f"{t.peer}/32")
-        self.nl.addr("del", self.tun_name, self.home, 32)
+        if not self._home_bound:
+            # (removing a device's last address flushes every route through it, in every
+            # table: home-bound, the IKE/ESP of the tunnel must meet our TUN through a move
+            # and be dropped there, not take the new link bare)
+            self.nl.addr("del", self.tun_name, self.home, 32)

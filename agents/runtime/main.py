@@ -117,7 +117,7 @@ def _make_proxy(path: str, events: EventWriter):
     machine = MipProxy(cfg, wallclock=wallclock)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,))
     gateway = str(f.gateway) if f.gateway is not None else None
-    driver.dataplane = ProxyDataPlane(events, driver.udp, gateway)
+    driver.dataplane = ProxyDataPlane(events, driver.udp, gateway, str(f.home_network), f.interface)
     return driver, machine, None
 
 

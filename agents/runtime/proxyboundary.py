@@ -43,6 +43,7 @@ class ProxyBoundaryController:
         self._moved_at = time.monotonic()
         self._address: str | None = None
         self._outside_coa: str | None = None
+        self._registered: Attachment | None = None  # our binding with the proxy
         self._inside = True
 
     # called by the movement detector and the driver ------------------------------------
@@ -73,6 +74,7 @@ class ProxyBoundaryController:
         if name == "agent_discovered" and self._outside_coa:
             self._leave_proxy()  # an FA or our HA advertising: inside; the core registers
         elif name == "registration_accepted" and data.get("mode") == "proxy":
+            self._registered = self.machine.attachment
             # after the rest of this batch of actions: the tunnel and routes the IKE packets
             # need come with the acceptance
             self.loop.call_soon(self.initiator.submit, self._ensure_tunnel)
@@ -108,7 +110,7 @@ class ProxyBoundaryController:
             after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
         )
         if self._outside_coa is None:
-            self.driver.dataplane.vpn_bound_to_home(True)
+            self.driver.dataplane.vpn_bound_to_home(True, str(self.config.gateway))
         self._outside_coa = address
         attachment = Attachment(
             "proxy",
@@ -127,7 +129,7 @@ class ProxyBoundaryController:
 
     def _leave_proxy(self) -> None:
         self._outside_coa = None
-        self.driver.dataplane.vpn_bound_to_home(False)
+        self.driver.dataplane.vpn_bound_to_home(False, str(self.config.gateway))
         self.driver.feed(self.machine.use_attachment(None, time.monotonic()))
 
     def _ensure_tunnel(self) -> None:
@@ -145,7 +147,15 @@ class ProxyBoundaryController:
         self._inside = True
         if self._outside_coa is not None:
             self._outside_coa = None
-            self.driver.dataplane.vpn_bound_to_home(False)
+            self.driver.dataplane.vpn_bound_to_home(False, str(self.config.gateway))
+        if self._registered is not None:
+            # the proxy would otherwise answer our next trip outside from a binding the HA
+            # has since replaced (its own registration there is not renewed by ours); after
+            # this batch of actions, which brings the routes to reach it
+            registered, self._registered = self._registered, None
+            self.loop.call_soon(
+                lambda: self.driver.feed(self.machine.deregister_from(registered, time.monotonic()))
+            )
         self.events.emit(
             "boundary_decision",
             inside=True,

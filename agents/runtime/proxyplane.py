@@ -15,6 +15,12 @@ it must be encrypted by the gateway before it goes out to the mobile node, so
 * two boxes: ``iif mippb0 lookup 151``, table 151 ``default via GATEWAY``; the gateway's
   ESP to the home address comes back to us and takes ``HOME/32 dev mippx0``.
 
+The other way, what the gateway decrypts (from a home address) goes back to the HA in our
+tunnel (we register with the T flag, RFC 3024): ``from HOME_NET iif ipsec0`` (one box) or
+``iif eth0`` (two boxes: the gateway routes it to us) ``lookup 153``, table 153 ``default
+dev mippb0``. The firewall then sees the MN's traffic in both directions as the tunnel
+between us and the HA, and a correspondent may open connections to an MN outside.
+
 Mobile IP control traffic never enters the VPN: it is UDP 434 between the mobile node's
 care-of address and our external address, and between our internal address and the HA.
 
@@ -35,6 +41,7 @@ from agents.runtime.dataplane import _Base
 from testbed.services.events import EventWriter
 
 BACK_TABLE, BACK_RULE_PRIORITY = 151, 150
+REVERSE_TABLE, REVERSE_RULE_PRIORITY = 153, 140
 FILTER_TABLE = "testbed_mipproxy"
 
 
@@ -57,9 +64,18 @@ class _Back(_Base):
 
 
 class ProxyDataPlane:
-    def __init__(self, events: EventWriter, udp_socket: Any, gateway: str | None) -> None:
+    def __init__(
+        self,
+        events: EventWriter,
+        udp_socket: Any,
+        gateway: str | None,
+        home_network: str,
+        interface: str = "eth0",
+    ) -> None:
         self.events = events
         self.gateway = gateway
+        self.home_network = home_network
+        self.interface = interface
         self.front = _Front(events, udp_socket)
         self.back = _Back(events, None)
         set_forwarding("all", True)
@@ -77,6 +93,16 @@ class ProxyDataPlane:
                 ["ip", "rule", "add", "iif", tun, "lookup", table, "priority", priority],
             ):
                 subprocess.run(argv, capture_output=True, check=False)
+        # decrypted traffic from home addresses back to the HA through our tunnel
+        decrypted_from = "ipsec0" if self.gateway is None else self.interface
+        table, priority = str(REVERSE_TABLE), str(REVERSE_RULE_PRIORITY)
+        for argv in (
+            ["ip", "route", "replace", "default", "dev", self.back.tun_name, "table", table],
+            ["ip", "rule", "del", "priority", priority],
+            ["ip", "rule", "add", "iif", decrypted_from, "from", self.home_network,
+             "lookup", table, "priority", priority],
+        ):  # fmt: skip
+            subprocess.run(argv, capture_output=True, check=False)
         self._filter()
         # decapsulated packets arrive from sources not routed via the TUNs
         for tun in (self.front.tun_name, self.back.tun_name):
@@ -96,6 +122,8 @@ class ProxyDataPlane:
             "    type filter hook forward priority 0; policy accept;\n"
             f"    {allow}"
             f'    iifname "{front}" counter drop\n'
+            # what the HA tunnels to us must be encrypted first: never straight to the MN
+            f'    iifname "{self.back.tun_name}" oifname "{front}" counter drop\n'
             "  }\n"
             "}\n"
         )

@@ -165,6 +165,8 @@ def phases(
         name = event.get("phase") or PHASE_EVENTS.get(event.get("event", ""))
         if not name or name in found:
             continue
+        if event.get("event") == "ike_updown" and not event.get("up", True):
+            continue  # an SA going down establishes nothing
         if event.get("node") not in (mobile, "runner") and "phase" not in event:
             continue
         found[name] = round((t - t_move) / 1e6, 3)

@@ -330,6 +330,12 @@ class _Run:
             table = "152"
             via = str(self.sc.plan.address(proxy)) if proxy in self.sc.plan.nodes else proxy
             self.lab.run(node, ["ip", "route", "replace", "default", "via", via, "table", table])
+            # what we decrypt from a home address goes back to the HA through the proxy
+            self.lab.run(
+                node,
+                ["ip", "rule", "add", "priority", "100", "iif", "ipsec0", "from", home_network,
+                 "lookup", table],
+            )  # fmt: skip
         for port in ("500", "4500"):
             self.lab.run(
                 node,

@@ -24,7 +24,7 @@ LABS_DIR = ROOT / "labs"
 LABS = sorted(p for p in LABS_DIR.iterdir() if p.is_dir() and (p / "README.md").exists())
 SCENARIOS = [s for lab in LABS for s in sorted(lab.glob("scenario*.yaml"))]
 SECTIONS = ("## The network", "## Questions", "## Expected observations")
-AGENT_LOADERS = {"ha": "load_ha", "fa": "load_fa", "mn": "load_mn"}
+AGENT_LOADERS = {"ha": "load_ha", "fa": "load_fa", "mn": "load_mn", "proxy": "load_proxy"}
 
 
 def _id(path: Path) -> str:
@@ -65,7 +65,7 @@ def test_the_index_lists_every_lab_and_the_coming_ones() -> None:
         assert (LABS_DIR / link).exists(), f"labs/README.md: {link} leads nowhere"
     for lab in LABS:
         assert f"({lab.name}/README.md)" in index, f"labs/README.md does not link {lab.name}"
-    assert index.count("coming") >= 2
+    assert "*coming*" in index  # the rule for planned labs stays, even with none planned
     assert "MOBIKE" in index and "MIP proxy" in index and "dual MIP" in index
 
 

@@ -49,8 +49,18 @@ def test_two_box_proxy_keeps_the_stream_and_renegotiates_nothing_outside(run_sce
     ha_bindings = [e for e in public if e["node"] == "ha" and e["event"].startswith("binding_")]
     assert any(e.get("care_of") == "192.0.2.11" for e in ha_bindings), ha_bindings
     # nothing reaches the correspondent around the VPN: the proxy forwards only IKE and ESP
-    phases = summary["handoffs"][1]["phases_ms"]
-    assert phases["first_packet_up"] > phases["ike_established"], phases
+    # (the IKE_AUTH response is when the SA exists; charon's up event may come later)
+    auth = next(
+        e["t_ns"]
+        for e in public
+        if e["node"] == "mn"
+        and e["event"] == "ike_message"
+        and e.get("msg") == "IKE_AUTH"
+        and e.get("kind") == "response"
+    )
+    t_move = summary["move_times_ns"][1]
+    first_up = t_move + summary["handoffs"][1]["phases_ms"]["first_packet_up"] * 1e6
+    assert first_up > auth
     # the IPsec tunnel is bound to the home address
     up = next(e for e in public if e["node"] == "mn" and e["event"] == "ike_updown" and e["up"])
     assert up["local"] == "10.1.0.100" and up["remote"] == "192.0.2.10"
@@ -88,3 +98,40 @@ def test_one_box_proxy_keeps_mobile_ip_control_out_of_the_vpn(run_scenario) -> N
         e for e in events if e["node"] == "mn" and e["event"] == "registration_accepted"
     ]
     assert sum(1 for e in registrations if e.get("mode") == "proxy") >= 2
+    # one box: the MN's IKE and ESP (from its home address) never leave outside the Mobile IP
+    # tunnel, although its host route to the proxy is a route to the gateway's address
+    leaks = (outcome.run_dir / "logs" / "bare-home.log").read_text()
+    assert not [line for line in leaks.splitlines() if " IP 10.1.0.100" in line], leaks[-800:]
+
+
+def test_proxy_twice_outside_and_correspondent_opened_traffic(run_scenario) -> None:
+    import time
+
+    offset = time.time_ns() - time.monotonic_ns()  # ping -D prints wall-clock times
+    outcome = run_scenario(ROOT / "tests" / "scenarios" / "proxy-twice.yaml")
+    summary = outcome.summary
+    assert outcome.passed, summary["expectations"]
+    events = events_of(outcome.run_dir)
+    # back inside, the MN deregistered from the proxy, so the second trip registers anew at
+    # the HA instead of being answered from the first trip's (replaced) binding
+    inside = in_window(events, summary, 1)
+    assert any(e["node"] == "mn" and e["event"] == "deregistration_sent" for e in inside)
+    second = in_window(events, summary, 2)
+    assert any(e["node"] == "proxy" and e["event"] == "proxy_upstream_accepted" for e in second), [
+        e["event"] for e in second if e["node"] == "proxy"
+    ]
+    # the correspondent's own pings are answered outside: the replies return through the
+    # proxy and the HA (reverse tunnelling), the way the firewall saw the requests go
+    log = (outcome.run_dir / "logs" / "ping-home.log").read_text()
+    replies = [
+        int(float(m.group(1)) * 1e9) - offset
+        for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from", log, re.M)
+    ]
+    moves = summary["move_times_ns"]
+    ups = [
+        e["t_ns"] for e in events if e["node"] == "mn" and e["event"] == "ike_updown" and e["up"]
+    ]
+    assert len(ups) == 2
+    for up, end in ((ups[0], moves[1]), (ups[1], moves[3])):
+        answered = [t for t in replies if up + 300_000_000 <= t <= end]
+        assert len(answered) >= 10, (len(answered), len(replies))

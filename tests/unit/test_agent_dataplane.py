@@ -59,3 +59,43 @@ def test_userspace_only_without_kernel_ipip() -> None:
     dp.tunnel_up(up("ipip", "ha"))
     assert [c[0] for c in dp._engine.calls] == ["add"]
     assert ("add_host_route", ("10.1.0.100", "mipha0")) in dp.plumbing.calls
+
+
+class FakeTunDevice:
+    def __init__(self) -> None:
+        self.mtus: list[int] = []
+
+    def set_mtu(self, mtu: int) -> None:
+        self.mtus.append(mtu)
+
+
+def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any) -> None:
+    """Mode mc: IP in IP (+20) goes into ipsec0 (1400): the TUN gets 1380, back to 1480 after."""
+    from agents.runtime.dataplane import MnDataPlane
+
+    mtus = {"ipsec0": 1400, "eth0": 1500}
+    monkeypatch.setattr("agents.runtime.dataplane.get_mtu", lambda name: mtus[name])
+    dp = object.__new__(MnDataPlane)
+    dp.events, dp.plumbing, dp.nl, dp._engine = Recorder(), Recorder(), Recorder(), Recorder()
+    dp._engine.tun = tun = FakeTunDevice()
+    dp.udp_socket, dp.kernel, dp.coa_router = None, None, None
+    dp.iface, dp.home, dp.home_prefix, dp.home_agent = "eth0", "10.1.0.100", 24, "10.1.0.1"
+    dp._mc, dp._tun_mtu = False, 1480
+
+    def mc(encapsulation: str = "ipip") -> TunnelUp:
+        return TunnelUp(
+            "10.1.0.100", "10.10.0.1", "10.1.0.1", "10.10.0.1", encapsulation, None, True,
+            None, "mn", "ipsec0",
+        )  # fmt: skip
+
+    dp.tunnel_up(mc())
+    assert tun.mtus == [1380]
+    dp.tunnel_up(mc())  # a re-registration changes nothing
+    dp.tunnel_down(TunnelDown("10.1.0.100", "10.10.0.1", "10.1.0.1", "mn"))
+    assert tun.mtus == [1380, 1480]
+    dp.tunnel_up(mc("udp"))  # IP in UDP: 8 + 4 bytes more
+    assert tun.mtus == [1380, 1480, 1368]
+    dp.tunnel_up(up("ipip", "mn"))  # mode c on the link: the MTU for 1500 bytes again
+    assert tun.mtus == [1380, 1480, 1368, 1480]
+    events = [c[1][0] for c in dp.events.calls if c[0] == "emit"]
+    assert events.count("tun_mtu") == 4

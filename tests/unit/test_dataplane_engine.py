@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
@@ -394,3 +395,155 @@ def test_engine_opens_its_own_udp_port_on_demand() -> None:
 def test_send_udp(rig: Rig) -> None:
     assert rig.engine.send_udp((LO, rig.peer_port), b"keepalive", local_port=rig.port)
     assert rig.peer.recvfrom(100) == (b"keepalive", (LO, rig.port))
+
+
+# --- tunnel MTU (RFC 2003 section 4) ----------------------------------------------------
+
+PEER = "10.10.0.1"
+PEER4 = bytes((10, 10, 0, 1))
+
+
+class FakeRaw:
+    """The raw IPIP socket: records what is sent, raises what it is told to, and serves
+    error-queue entries (``struct sock_extended_err`` + offender) as Linux would."""
+
+    def __init__(self) -> None:
+        self.pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.send_error: int | None = None
+        self.recv_error: int | None = None  # sk_err: reported once by the next receive
+        self.errors: list[tuple[list[tuple[int, int, bytes]], tuple[str, int]]] = []
+        self.options: list[tuple[int, int, int]] = []
+
+    def fileno(self) -> int:
+        return self.pair[0].fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.pair[0].setblocking(flag)
+
+    def setsockopt(self, level: int, name: int, value: int) -> None:
+        self.options.append((level, name, value))
+
+    def recv_into(self, buf: bytearray) -> int:
+        if self.recv_error is not None:
+            err, self.recv_error = self.recv_error, None
+            raise OSError(err, "fake")
+        return self.pair[0].recv_into(buf)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int, flags: int) -> tuple:
+        assert flags == 0x2000  # MSG_ERRQUEUE
+        if not self.errors:
+            raise BlockingIOError
+        ancdata, addr = self.errors.pop(0)
+        return b"", ancdata, 0, addr
+
+    def sendmsg(self, buffers: tuple, anc: tuple, flags: int, addr: tuple[str, int]) -> int:
+        if self.send_error is not None:
+            raise OSError(self.send_error, "fake")
+        data = b"".join(buffers)
+        self.sent.append((data, addr))
+        return len(data)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        self.sent.append((bytes(data), addr))
+        return len(data)
+
+    def queue_error(self, origin: int, kind: int, code: int, info: int, about: str,
+                    offender: str = "192.0.2.10", err: int = 90) -> None:  # fmt: skip
+        ee = struct.pack("=IBBBBII", err, origin, kind, code, 0, info, 0)
+        sin = struct.pack("=H", socket.AF_INET) + bytes(2) + socket.inet_aton(offender) + bytes(8)
+        self.errors.append(([(socket.IPPROTO_IP, 11, ee + sin)], (about, 0)))
+
+    def close(self) -> None:
+        for s in self.pair:
+            s.close()
+
+
+MtuRig = tuple[TunnelEngine, FakeTun, FakeRaw]
+
+
+@pytest.fixture
+def mtu_rig() -> Iterator[MtuRig]:
+    tun, raw = FakeTun(), FakeRaw()
+    eng = TunnelEngine(tun, "dst", raw_socket=raw)  # type: ignore[arg-type]
+    yield eng, tun, raw
+    eng.close()
+    raw.close()
+    tun.close()
+
+
+def big(size: int, df: bool = True) -> bytes:
+    return P.ipv4_packet(CN4, HOME4, 6, bytes(size - 20), df=df)
+
+
+def test_raw_socket_reports_errors(mtu_rig: MtuRig) -> None:
+    eng, _, raw = mtu_rig
+    assert (socket.IPPROTO_IP, 11, 1) in raw.options and eng._recverr
+    assert eng.add(HOME, PEER).mtu == 0xFFFF and eng.path_mtu(PEER) is None
+
+
+def test_df_packet_beyond_tunnel_mtu_is_refused_with_icmp(mtu_rig: MtuRig) -> None:
+    eng, tun, raw = mtu_rig
+    eng.add(HOME, PEER)
+    assert eng.learn_path_mtu(PEER, 1400, reported_by="192.0.2.10") == 1400
+    assert eng.get(HOME).mtu == 1380  # type: ignore[union-attr]
+    for pkt in (big(1380), big(1381), big(1480, df=False)):
+        tun.inject(pkt)
+    eng.on_readable(tun.fd)
+    (fits, _), (icmp, to), (nodf, _) = raw.sent
+    assert fits[20:] == big(1380) and nodf[20:] == big(1480, df=False)  # both tunnelled
+    assert to == ("10.1.0.100", 0) and icmp[9] == 1 and icmp[16:20] == CN4
+    assert struct.unpack_from("!BBHHH", icmp, 20)[::4] == (3, 1380)  # type 3, MTU 1380
+    assert icmp[28:48] == big(1381)[:20]
+    assert (eng.counters["tx_ipip"], eng.counters["tx_frag_needed"]) == (2, 1)
+    assert eng.get(HOME).to_dict()["mtu"] == 1380  # type: ignore[union-attr]
+
+
+def test_path_mtu_only_goes_down_until_it_expires(
+    mtu_rig: MtuRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng, tun, raw = mtu_rig
+    eng.learn_path_mtu(PEER, 1400)
+    assert eng.learn_path_mtu(PEER, 1450) == 1400  # RFC 1191: no increase from an ICMP
+    assert eng.learn_path_mtu(PEER, 1300) == 1300
+    t = eng.add(HOME, PEER)  # a tunnel set up later to the same peer inherits it
+    assert t.mtu == 1280
+    assert eng.add("10.1.0.11", "10.10.0.2").mtu == 0xFFFF  # another peer does not
+    later = time.monotonic() + 601
+    monkeypatch.setattr("agents.dataplane.tunnels.time.monotonic", lambda: later)
+    tun.inject(big(1400))
+    eng.on_readable(tun.fd)
+    assert [len(d) for d, _ in raw.sent] == [1420]  # expired: the packet probes the path
+    assert t.mtu == 0xFFFF and eng.path_mtu(PEER) is None
+    events = [e for e in eng.events if e["event"] == "tunnel_mtu"]
+    assert [e["path_mtu"] for e in events] == [1400, 1300, None]
+
+
+def test_error_queue_teaches_the_path_mtu(mtu_rig: MtuRig) -> None:
+    eng, _, raw = mtu_rig
+    eng.add(HOME, PEER)
+    raw.queue_error(2, 3, 4, 1400, PEER)  # ICMP frag needed from the VPN gateway
+    raw.queue_error(2, 3, 1, 0, PEER)  # host unreachable: not about the MTU
+    raw.queue_error(2, 3, 4, 1200, "10.9.9.9")  # about no peer of ours
+    raw.queue_error(2, 3, 4, 40, PEER)  # an MTU no tunnel can use
+    eng.on_readable(raw.fileno())  # woken with nothing to read: the error queue
+    assert eng.path_mtu(PEER) == 1400 and eng.get(HOME).mtu == 1380  # type: ignore[union-attr]
+    assert eng.counters["pmtu_icmp"] == 1 and eng.counters["rx_errqueue_other"] == 3
+    event = next(e for e in eng.events if e["event"] == "tunnel_mtu")
+    assert (event["peer"], event["reported_by"]) == (PEER, "192.0.2.10")
+    raw.recv_error = 90  # the next ICMP also sets sk_err: reported once, then the queue
+    raw.queue_error(2, 3, 4, 1300, PEER, offender="198.51.100.1")
+    eng.on_readable(raw.fileno())
+    assert eng.path_mtu(PEER) == 1300 and eng.counters["rx_socket_error"] == 0
+
+
+def test_emsgsize_teaches_the_path_mtu_and_refuses_the_packet(mtu_rig: MtuRig) -> None:
+    eng, tun, raw = mtu_rig
+    eng.add(HOME, PEER)
+    raw.send_error = 90  # EMSGSIZE: the kernel knows a smaller MTU to the peer
+    raw.queue_error(1, 0, 0, 1400, PEER, offender="0.0.0.0")  # SO_EE_ORIGIN_LOCAL
+    tun.inject(big(1480))
+    eng.on_readable(tun.fd)
+    assert eng.counters["tx_error"] == 1 and eng.counters["pmtu_local"] == 1
+    ((icmp, to),) = raw.sent
+    assert to == ("10.1.0.100", 0) and struct.unpack_from("!H", icmp, 26) == (1380,)

@@ -181,3 +181,61 @@ def test_ipip_roundtrip(payload: bytes, tos: int, df: bool) -> None:
     udp = P.encapsulate_udp(pkt)
     off, end = P.parse_tunnel_data(udp, len(udp))  # type: ignore[misc]
     assert udp[off:end] == pkt
+
+
+# --- ICMP "fragmentation needed" (RFC 2003 section 4.1) ---------------------------------
+
+
+def test_frag_needed_refuses_a_packet_to_its_source() -> None:
+    pkt = inner(b"t" * 1400, df=True)
+    icmp = P.frag_needed(pkt, 1380)
+    assert icmp is not None and len(icmp) == P.ICMP_ERROR_LIMIT  # quote cut at 576 bytes
+    ver, tos, total, _id, frag, _ttl, proto, _csum, src, dst = struct.unpack_from(
+        "!BBHHHBBH4s4s", icmp
+    )
+    assert (ver, tos, total, frag, proto) == (0x45, 0xC0, len(icmp), 0, P.IPPROTO_ICMP)
+    assert src == bytes(4) and dst == SRC  # the kernel fills in our source address
+    kind, code, _csum, unused, mtu = struct.unpack_from("!BBHHH", icmp, 20)
+    assert (kind, code, unused, mtu) == (3, 4, 0, 1380)
+    assert P.ipv4_checksum(icmp[20:]) == 0  # the ICMP checksum covers the message
+    assert icmp[28:] == pkt[: P.ICMP_ERROR_LIMIT - 28]  # header and the start of the data
+    small = inner(b"s" * 8, df=True)
+    assert P.frag_needed(small, 1000)[28:] == small  # type: ignore[index]
+
+
+def test_scapy_reads_frag_needed() -> None:
+    scapy_all = pytest.importorskip("scapy.all")
+    pkt = inner(b"u" * 100, df=True)
+    icmp = scapy_all.IP(P.frag_needed(pkt, 1360))
+    assert icmp.proto == 1 and icmp[scapy_all.ICMP].type == 3 and icmp[scapy_all.ICMP].code == 4
+    assert icmp[scapy_all.ICMP].nexthopmtu == 1360
+    assert bytes(icmp[scapy_all.IPerror])[:20] == pkt[:20]
+
+
+@pytest.mark.parametrize(
+    "pkt",
+    [
+        b"",
+        b"\x45" + bytes(10),  # truncated
+        b"\x60" + bytes(39),  # IPv6
+        P.ipv4_packet(SRC, DST, 1, b"\x03\x04" + bytes(30), df=True),  # an ICMP error
+        P.ipv4_packet(SRC, DST, 1, b"\x0b\x00" + bytes(30), df=True),  # time exceeded
+        P.ipv4_packet(bytes(4), DST, 17, b"x", df=True),  # from 0.0.0.0
+        P.ipv4_packet(bytes((127, 0, 0, 1)), DST, 17, b"x", df=True),  # from loopback
+        P.ipv4_packet(bytes((224, 0, 0, 5)), DST, 17, b"x", df=True),  # from multicast
+        P.ipv4_packet(SRC, bytes((255, 255, 255, 255)), 17, b"x", df=True),  # broadcast
+        P.ipv4_packet(SRC, bytes((239, 1, 1, 1)), 17, b"x", df=True),  # multicast
+    ],
+)
+def test_frag_needed_is_not_sent_where_icmp_errors_are_forbidden(pkt: bytes) -> None:
+    assert P.frag_needed(pkt, 1380) is None
+
+
+def test_frag_needed_only_for_a_first_fragment() -> None:
+    pkt = bytearray(inner(b"f" * 64))
+    pkt[6:8] = struct.pack("!H", 0x2000)  # MF, offset 0: the first fragment
+    assert P.frag_needed(bytes(pkt), 1380) is not None
+    pkt[6:8] = struct.pack("!H", 0x0010)  # offset 128: a later one
+    assert P.frag_needed(bytes(pkt), 1380) is None
+    echo = P.ipv4_packet(SRC, DST, 1, b"\x08\x00" + bytes(30), df=True)  # echo: not an error
+    assert P.frag_needed(echo, 1380) is not None

@@ -149,7 +149,9 @@ def test_first_registration_is_held_until_the_home_agent_accepts() -> None:
     up = decode_udp(up_send.payload)
     assert isinstance(up, RegistrationRequest)
     assert (up.home_address, up.home_agent, up.care_of_address) == (HOME, HA, INT)
-    assert up.lifetime == LIFE and up.flags == RequestFlag.D
+    assert (
+        up.lifetime == LIFE and up.flags == RequestFlag.D | RequestFlag.T
+    )  # reverse: both ways via the HA
     ext = up.find(32)
     assert isinstance(ext, AuthExtension) and SA.verify(
         up_send.payload[: ext.offset + 6], ext.authenticator
