@@ -531,7 +531,10 @@ class HomeAgent:
                 actions.append(Event("binding_updated", current.to_dict()))
             else:
                 actions.append(
-                    Event("binding_renewed", {"home_address": mn.home_address, "care_of": coa})
+                    Event(
+                        "binding_renewed",
+                        {"home_address": mn.home_address, "care_of": coa, "src": src},
+                    )
                 )
         else:
             current = Binding(

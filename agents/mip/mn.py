@@ -900,6 +900,7 @@ class MobileNode:
             "attempt": p.attempt,
             "dereg": p.dereg,
             "bytes": len(p.payload),
+            "to": att.agent or p.home_agent,
         }
         return [
             Send(
@@ -1004,6 +1005,7 @@ class MobileNode:
                     "care_of": p.attachment.care_of,
                     "dereg": p.dereg,
                     "bytes": self._reply_bytes,
+                    "from": p.attachment.agent or p.home_agent,
                 },
             )
         )
@@ -1048,6 +1050,7 @@ class MobileNode:
                     "latency": latency,
                     "attempts": p.attempt,
                     "bytes": self._reply_bytes,
+                    "from": att.agent or p.home_agent,
                     "reason": p.reason,
                 },
             )

@@ -529,6 +529,7 @@ class MipProxy:
                     "identification": p.identification,
                     "resync": up.resyncs,
                     "bytes": len(p.payload),
+                    "to": cfg.home_agent,
                 },
             ),
         ]
@@ -668,6 +669,7 @@ class MipProxy:
                     "attempts": p.attempt,
                     "reason": p.reason,
                     "bytes": self._reply_bytes,
+                    "from": cfg.home_agent,
                 },
             )
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,23 @@ DHCP_SENT = {
     "dhcp_release_sent": "DHCPRELEASE",
 }
 DHCP_RECEIVED = {"dhcp_offer": "DHCPOFFER", "dhcp_ack": "DHCPACK", "dhcp_nak": "DHCPNAK"}
+# Mobile IP registrations: event -> (message, the field naming the peer's address). A home
+# agent (or the MIP proxy's front) logs the request it accepted as its binding event; a
+# foreign agent logs what it relays; the agents' replies are seen where they arrive.
+MIP_SENT = {
+    "registration_sent": ("RRQ", "to"),
+    "registration_retransmitted": ("RRQ", "to"),
+    "request_relayed": ("RRQ", "home_agent"),
+    "proxy_upstream_sent": ("RRQ", "to"),
+    "reply_relayed": ("RRP", "home_address"),
+}
+MIP_RECEIVED = {
+    "registration_accepted": ("RRP", "from"),
+    "proxy_upstream_accepted": ("RRP", "from"),
+    "binding_added": ("RRQ", "src"),
+    "binding_updated": ("RRQ", "src"),
+    "binding_renewed": ("RRQ", "src"),
+}
 
 
 def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord) -> None:
@@ -133,6 +151,15 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
     plan = scenario.plan
     owner = {str(i.ip): i.node for i in plan.interfaces() if i.ip is not None}
     moves = sorted(record.move_events, key=lambda m: m["t_ns"])
+    mobile = scenario.spec.probes.mobile if scenario.spec.probes else "mn"
+    pools = [(int(n.dhcp.first), int(n.dhcp.last)) for n in plan.networks.values() if n.dhcp]
+
+    def leased(address: str) -> bool:
+        try:
+            value = int(ipaddress.IPv4Address(address))
+        except ValueError:
+            return False
+        return any(first <= value <= last for first, last in pools)
 
     def network_of(node: str, t_ns: int) -> str | None:
         current = plan.nodes[node].interfaces[0].network if node in plan.nodes else None
@@ -155,9 +182,26 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
             server = owner.get(str(event.get("server")))
             if server is not None:
                 event["from"] = server
+        elif name in MIP_SENT and event.get(MIP_SENT[name][1]):
+            msg, field = MIP_SENT[name]
+            event.update(msg=msg, dir="tx", to=str(event[field]))
+        elif name in MIP_RECEIVED and event.get(MIP_RECEIVED[name][1]):
+            msg, field = MIP_RECEIVED[name]
+            event.update(msg=msg, dir="rx")
+            event["from"] = str(event[field])
+        elif name == "registration_denied" and event.get("from" if "by" in event else "src"):
+            # the MN's (a reply it got, with "by") or an agent's (the request it refused)
+            if "by" in event:
+                event.update(msg="RRP", dir="rx")
+            else:
+                event.update(msg="RRQ", dir="rx", **{"from": str(event["src"])})
         for key in ("to", "from"):  # agents may log addresses: name the node when known
-            if isinstance(event.get(key), str) and event[key] in owner:
-                event[key] = owner[event[key]]
+            if isinstance(event.get(key), str):
+                address = event[key]
+                if address in owner:
+                    event[key] = owner[address]
+                elif event.get("msg", "").startswith("RR") and leased(address):
+                    event[key] = mobile  # a care-of address from a DHCP pool
 
 
 def _round(value: float | None) -> float | None:

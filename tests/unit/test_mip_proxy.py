@@ -173,6 +173,7 @@ def test_first_registration_is_held_until_the_home_agent_accepts() -> None:
         "identification": 0,
         "resync": 0,
         "bytes": len(up_send.payload),
+        "to": HA,
     }
     (acc,) = w.events("proxy", "proxy_upstream_accepted")
     assert acc.data["lifetime"] == LIFE and acc.data["rtt_ms"] == pytest.approx(4)
