@@ -292,7 +292,7 @@ def _cases() -> list[str]:
 
 def cmd_architectures(args: argparse.Namespace) -> int:
     """The same movement under each architecture: one table and one plot."""
-    from testbed.results.architectures import collect, plot, table
+    from testbed.results.architectures import collect, plot, plot_signalling, table
 
     runs: list[Path] = [Path(r) for r in args.runs or []]
     worst = EXIT_OK
@@ -321,8 +321,9 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     text = table(results, inner=args.inner)
     (out / "table.md").write_text(text)
     plot(results, out / "interruption.png")
+    plot_signalling(results, out / "signalling.png")
     print(text)
-    print(f"table and plot in {out}")
+    print(f"table and plots in {out}")
     return worst
 
 

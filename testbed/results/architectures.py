@@ -253,6 +253,47 @@ def table(results: dict[str, dict[str, MoveStats]], inner: int = PROBE_INNER) ->
     return "\n".join(lines) + "\n"
 
 
+def plot_signalling(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
+    """Signalling bytes per handoff (median), Mobile IP stacked under IKE, per kind of move."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds: list[str] = []
+    for moves in results.values():
+        kinds += [k for k in moves if k not in kinds]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(kinds)), 4))
+    width = 0.8 / max(1, len(results))
+    for n, (arch, moves) in enumerate(results.items()):
+        xs, mip, ike = [], [], []
+        for i, kind in enumerate(kinds):
+            s = moves.get(kind)
+            if s is None or not s.mip_bytes:
+                continue
+            xs.append(i + n * width)
+            mip.append(_median(s.mip_bytes) or 0)
+            ike.append(_median(s.ike_bytes) or 0)
+        bars = ax.bar(xs, mip, width, label=f"{arch}: Mobile IP")
+        ax.bar(
+            xs,
+            ike,
+            width,
+            bottom=mip,
+            label=f"{arch}: IKE",
+            alpha=0.55,
+            color=bars.patches[0].get_facecolor() if bars.patches else None,
+            hatch="//",
+        )
+    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(kinds))])
+    ax.set_xticklabels(kinds, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("signalling bytes per handoff (median)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
     """Interruption p50 (bar) and p95 (whisker) per kind of move, one bar per architecture."""
     import matplotlib
