@@ -1139,6 +1139,11 @@ class MobileNode:
                 b.attachment.iface,
             ),
             SetTimer(T_KEEPALIVE, now + b.keepalive),
+            # rare (every keepalive interval, 110 s by default): worth an event each
+            Event(
+                "keepalive_sent",
+                {"to": b.home_agent, "seq": self._keepalive_seq, "care_of": b.attachment.care_of},
+            ),
         ]
 
     def _drop(self, reason: str, src: str) -> list[Action]:

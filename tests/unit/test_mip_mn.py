@@ -409,6 +409,8 @@ def test_colocated_with_udp_tunnel() -> None:
     assert (src, dst, proto, icmp[0]) == (HOME, HA, 1, 8)  # ICMP echo request inside
     assert (s.dst, s.src, s.src_port) == (HA, "192.168.1.10", 434)
     assert SetTimer("mn.keepalive", 40.2) in out
+    (sent,) = [a for a in out if isinstance(a, Event) and a.name == "keepalive_sent"]
+    assert sent.data["to"] == HA and sent.data["seq"] == 1
 
 
 @pytest.mark.parametrize(("mode", "exts"), [("off", []), ("force", [UdpTunnelRequest(force=True)])])
