@@ -82,7 +82,10 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
     result = {
         "handoffs": handoffs,
         "streams": stream_info,
-        "loss_before_first_move": sum(metrics.lost_before(s, first_move) for s in streams.values()),
+        # packets still in flight when the first move starts belong to that move's outage
+        "loss_before_first_move": sum(
+            metrics.lost_before(s, first_move - IN_FLIGHT_NS) for s in streams.values()
+        ),
         "final_mode": handoffs[-1]["mode"] if handoffs else default_mode,
         "move_times_ns": [m["t_ns"] for m in moves],
     }
@@ -116,6 +119,10 @@ def tcp_metrics(path: Path, events: list[dict[str, Any]], moves: list[dict]) -> 
         "bytes_after_last_move": (samples[-1][1] - at_last_move) if samples else 0,
     }
 
+
+# packets sent this shortly before a move may still be in flight on the old link when it
+# goes down: they count against the move, not as loss before it
+IN_FLIGHT_NS = 100_000_000
 
 DHCP_SENT = {
     "dhcp_discover_sent": "DHCPDISCOVER",
