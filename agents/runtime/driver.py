@@ -25,7 +25,12 @@ from agents.mip.constants import MIP_PORT
 from testbed.services.events import EventWriter
 
 IP_PKTINFO = 8
+IP_RECVERR = 11
 _PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr
+# struct sock_extended_err: errno, origin, ICMP type and code, pad, info, data; then the
+# offender's sockaddr_in (family, port, address)
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+SO_EE_ORIGIN_ICMP = 2
 ICMP_ROUTER_ADVERTISEMENT, ICMP_ROUTER_SOLICITATION = 9, 10
 
 
@@ -71,6 +76,8 @@ class AgentDriver:
         self.counters: dict[str, int] = {"agent_errors": 0, "send_errors": 0}
         # observers of the core's events (e.g. the MN's boundary controller)
         self.event_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        # observers of ICMP errors about what we sent: (destination, ICMP type, code)
+        self.error_hooks: list[Callable[[str, int, int], None]] = []
         self.loop = asyncio.get_event_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.stopping = asyncio.Event()
@@ -78,6 +85,9 @@ class AgentDriver:
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        # ICMP errors about our datagrams (e.g. "net unreachable" for a home agent that is
+        # not reachable from here) are reported, not silently dropped
+        self.udp.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         self.udp.bind(("0.0.0.0", udp_port))
         self.udp.setblocking(False)
         self.icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -173,11 +183,37 @@ class AgentDriver:
                 payload, anc, _flags, (src, port) = self.udp.recvmsg(65535, 64)
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError:  # an ICMP error is pending: it is in the error queue too
+                self._on_udp_errors()
+                continue
             now = self.now()
             if payload[:1] == b"\x04" and self.dataplane is not None:
                 self.dataplane.handle_tunnel_data(payload, (src, port), now)
                 continue
             self.feed(self.machine.handle_datagram(payload, src, port, now, self._ifname(anc)))
+
+    def _on_udp_errors(self) -> None:
+        for _ in range(16):
+            try:
+                _data, anc, _flags, addr = self.udp.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError, OSError):
+                return
+            for level, kind, data in anc:
+                if level != socket.IPPROTO_IP or kind != IP_RECVERR:
+                    continue
+                if len(data) < _EXTENDED_ERR.size:
+                    continue
+                _errno, origin, icmp_type, code, _pad, _info, _d = _EXTENDED_ERR.unpack_from(data)
+                if origin != SO_EE_ORIGIN_ICMP:
+                    continue
+                offender = data[_EXTENDED_ERR.size :]
+                reporter = socket.inet_ntoa(offender[4:8]) if len(offender) >= 8 else None
+                dst = addr[0] if addr else "?"
+                self.events.emit(
+                    "icmp_error", dst=dst, type=icmp_type, code=code, reporter=reporter
+                )
+                for hook in self.error_hooks:
+                    hook(dst, icmp_type, code)
 
     def _on_icmp(self) -> None:
         for _ in range(64):

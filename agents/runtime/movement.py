@@ -43,6 +43,8 @@ class MovementDetector:
 
             self.boundary = BoundaryController(config.vpn, machine, driver, events)
             driver.event_hooks.append(self.boundary.on_event)
+        if self.boundary is not None:
+            driver.error_hooks.append(self.boundary.on_icmp_error)
         if config.dhcp:
             self.dhcp = DhcpDriver(self.iface, on_event=self._on_dhcp_event, route_metric=100)
 

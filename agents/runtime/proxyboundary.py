@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agents.mip.mn import Attachment
-from agents.runtime.vpn import VpnClient, icmp_echo
+from agents.runtime.vpn import INSIDE_TERMINATE_S, VpnClient, icmp_echo
 from testbed.services.events import EventWriter
 
 
@@ -85,6 +85,16 @@ class ProxyBoundaryController:
                 self._decision.cancel()
                 self._decision = None
             self._set_inside()
+
+    def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
+        """The network says the home agent cannot be reached from here (ICMP destination
+        unreachable for our direct registration): outside, without waiting out the timer."""
+        if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
+            return
+        self._decision.cancel()
+        self._decision = None
+        self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
+        self._decide()
 
     # internals ----------------------------------------------------------------------------
 
@@ -167,7 +177,7 @@ class ProxyBoundaryController:
 
     def _terminate(self) -> None:
         with contextlib.suppress(Exception):  # nothing to terminate is the common case
-            self.vpn.terminate()
+            self.vpn.terminate(timeout_s=INSIDE_TERMINATE_S)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -36,6 +36,10 @@ from agents.mip.ipv4 import internet_checksum
 from agents.mip.mn import Attachment
 from testbed.services.events import EventWriter
 
+# Back inside, the gateway usually answers our DELETE within a few ms through the intranet;
+# waiting longer (charon forces the SA down after the timeout) only keeps its routes about
+INSIDE_TERMINATE_S = 0.25
+
 
 class VpnClient:
     """The MN's charon, through vici: is the tunnel up, what is our TIA, bring it up/down."""
@@ -167,6 +171,16 @@ class BoundaryController:
             str(self.machine.home_agent), self.link, timeout_s=self.config.decision_timeout
         )
 
+    def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
+        """The network says the home agent cannot be reached from here (ICMP destination
+        unreachable for our direct registration): outside, without waiting out the timer."""
+        if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
+            return
+        self._decision.cancel()
+        self._decision = None
+        self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
+        self._decide()
+
     # internals ----------------------------------------------------------------------------
 
     def _ensure_tunnel(self) -> None:
@@ -202,7 +216,7 @@ class BoundaryController:
 
     def _terminate(self) -> None:
         try:
-            self.vpn.terminate()
+            self.vpn.terminate(timeout_s=INSIDE_TERMINATE_S)
         except Exception as exc:  # nothing to terminate is the common case
             if "no matching" not in str(exc).lower() and "not found" not in str(exc).lower():
                 self._report("vpn_terminate_failed", exc)

@@ -48,6 +48,17 @@ def test_two_box_proxy_keeps_the_stream_and_renegotiates_nothing_outside(run_sce
     assert upstream, [e["event"] for e in public if e["node"] == "proxy"]
     ha_bindings = [e for e in public if e["node"] == "ha" and e["event"].startswith("binding_")]
     assert any(e.get("care_of") == "192.0.2.11" for e in ha_bindings), ha_bindings
+    # the ISP's "net unreachable" for the direct registration decides "outside" at once,
+    # before the 300 ms decision timer would have
+    mn_public = [e for e in public if e["node"] == "mn"]
+    acquired = next(e["t_ns"] for e in mn_public if e["event"] == "address_acquired")
+    unreachable = next(e["t_ns"] for e in mn_public if e["event"] == "home_agent_unreachable")
+    decided = next(
+        e["t_ns"]
+        for e in mn_public
+        if e["event"] == "boundary_decision" and e.get("inside") is False
+    )
+    assert acquired < unreachable <= decided < acquired + 300_000_000
     # nothing reaches the correspondent around the VPN: the proxy forwards only IKE and ESP
     # (the IKE_AUTH response is when the SA exists; charon's up event may come later)
     auth = next(
