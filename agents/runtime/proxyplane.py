@@ -42,6 +42,7 @@ from testbed.services.events import EventWriter
 
 BACK_TABLE, BACK_RULE_PRIORITY = 151, 150
 REVERSE_TABLE, REVERSE_RULE_PRIORITY = 153, 140
+CONTROL_RULE_PRIORITY = 99  # before the gateway's IKE/ESP rules (100) and table 220
 FILTER_TABLE = "testbed_mipproxy"
 
 
@@ -103,6 +104,15 @@ class ProxyDataPlane:
              "lookup", table, "priority", priority],
         ):  # fmt: skip
             subprocess.run(argv, capture_output=True, check=False)
+        if self.gateway is None:
+            # one box: our own Mobile IP messages (from port 434) never take the gateway's
+            # routes into ipsec0, e.g. a reply to an MN at home whose SA is not yet deleted
+            for argv in (
+                ["ip", "rule", "del", "priority", str(CONTROL_RULE_PRIORITY)],
+                ["ip", "rule", "add", "priority", str(CONTROL_RULE_PRIORITY), "ipproto", "udp",
+                 "sport", "434", "lookup", "main"],
+            ):  # fmt: skip
+                subprocess.run(argv, capture_output=True, check=False)
         self._filter()
         # decapsulated packets arrive from sources not routed via the TUNs
         for tun in (self.front.tun_name, self.back.tun_name):
