@@ -225,89 +225,21 @@ class _Run:
 
     def _start_vpn(self, service: ServiceSpec) -> None:
         """One charon per node (strongSwan through vici), its events into the run's log."""
-        from testbed.vpn import profiles
-        from testbed.vpn import vici_client as vc
-        from testbed.vpn.node import VpnNode
+        from testbed.vpn.service import start_vpn_service
 
         assert self.lab is not None
         cfg = dict(service.config or {})
         writer = EventWriter.open(str(self.events_dir / f"{service.label}.jsonl"), service.node)
-        gateway = cfg["role"] == "gateway"
-        if gateway:
-            # A gateway in the DMZ has no address inside the intranet it protects, and
-            # kernel-libipsec needs one (inside its local traffic selector) as the source of
-            # its routes to the clients' inner addresses: give it a host address for that.
-            # (on lo, so that MOBIKE never offers it to peers as an additional address)
-            inner = str(cfg.get("inner_address", "10.255.255.254"))
-            self.lab.run(service.node, ["ip", "addr", "replace", f"{inner}/32", "dev", "lo"])
-        # binding "tia" (RFC 5266, mode mc): the tunnel's inner address comes from the pool;
-        # binding "home" (the MIP proxy of seed 003): the tunnel is bound to the mobile
-        # node's home address, its outer packets ride the Mobile IP tunnel via the proxy
-        home_bound = cfg.get("binding", "tia") == "home"
-        options: dict[str, Any] = {}
-        if gateway and home_bound:
-            options["allow_peer_ts"] = True
-        elif not gateway and not home_bound:
-            # A mobile node's charon must never pick the home address on the Mobile IP TUN
-            # as the tunnel's outer address (not routable outside): ignore that interface.
-            options["interfaces_ignore"] = ("mipmn0",)
-        if "retransmit" in cfg:  # e.g. {timeout: 0.5, tries: 2}: fast DPD failure detection
-            from testbed.vpn.charon import Retransmit
-
-            r = cfg["retransmit"]
-            options["retransmit"] = Retransmit(
-                float(r.get("timeout", 4.0)), float(r.get("base", 1.8)), int(r.get("tries", 5))
+        try:
+            # the daemon's files live in the lab's short state directory; its log is copied
+            # into the results when it stops
+            node = start_vpn_service(
+                self.lab, service.node, cfg, self.lab.state.dir / service.label, writer.record
             )
-        # the daemon's files live in the lab's short state directory (a vici socket path
-        # must fit 108 bytes); its log is copied into the results when it stops
-        node = VpnNode(
-            self.lab,
-            service.node,
-            writer.record,
-            run_dir=self.lab.state.dir / service.label,
-            **options,
-        )
-        node.start()
+        except BaseException:
+            writer.close()
+            raise
         self.vpn_nodes[service.label] = (node, writer)
-        psk = str(cfg.get("psk", "testbed-psk"))
-        vc.load_shared_psk(node.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
-        if gateway and home_bound:
-            self._route_home_bound_ike(service.node, cfg)
-            vc.load_conn(
-                node.vici,
-                profiles.gateway_conn(
-                    pools=(),
-                    encap=True,
-                    mobike=cfg.get("mobike", False),
-                    dpd_delay_s=float(cfg.get("dpd_delay", 30.0)),
-                ),
-            )
-        elif gateway:
-            pool = str(cfg.get("pool", profiles.TIA_POOL))
-            vc.load_pool(node.vici, "tia", pool)
-            vc.load_conn(
-                node.vici,
-                profiles.gateway_conn(
-                    mobike=cfg.get("mobike", True), dpd_delay_s=float(cfg.get("dpd_delay", 30.0))
-                ),
-            )
-        else:
-            conn = profiles.client_conn(
-                str(cfg["gateway"]),
-                name="home",
-                child="net",
-                mobike=cfg.get("mobike", not home_bound),
-                encap=home_bound,
-                vips=() if home_bound else ("0.0.0.0",),
-                # home-bound (proxy), or bound to an external home address (dual MIP)
-                local_addrs=(str(cfg["home_address"]),)
-                if home_bound
-                else tuple(str(a) for a in [cfg.get("local_address")] if a),
-                dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
-            )
-            # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
-            conn["home"]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
-            vc.load_conn(node.vici, conn)
         self.events.emit(
             "service_started",
             service=service.label,
@@ -316,32 +248,6 @@ class _Run:
             kind="vpn",
             role=cfg["role"],
         )
-
-    def _route_home_bound_ike(self, node: str, cfg: dict[str, Any]) -> None:
-        """A gateway whose tunnels are bound to home addresses sends its IKE and ESP (UDP
-        from ports 500/4500) to those addresses through the MIP proxy, around the route into
-        ipsec0 that charon installs for the same address: a rule ahead of table 220. One box
-        (no ``proxy``): the proxy's own routes in the main table; two boxes: via the proxy."""
-        assert self.lab is not None
-        home_network = str(cfg["home_network"])
-        proxy = cfg.get("proxy")
-        table = "main"
-        if proxy is not None:
-            table = "152"
-            via = str(self.sc.plan.address(proxy)) if proxy in self.sc.plan.nodes else proxy
-            self.lab.run(node, ["ip", "route", "replace", "default", "via", via, "table", table])
-            # what we decrypt from a home address goes back to the HA through the proxy
-            self.lab.run(
-                node,
-                ["ip", "rule", "add", "priority", "100", "iif", "ipsec0", "from", home_network,
-                 "lookup", table],
-            )  # fmt: skip
-        for port in ("500", "4500"):
-            self.lab.run(
-                node,
-                ["ip", "rule", "add", "priority", "100", "to", home_network,
-                 "ipproto", "udp", "sport", port, "lookup", table],
-            )  # fmt: skip
 
     def _keep_vpn_log(self, label: str, node: Any) -> None:
         import shutil
@@ -354,15 +260,14 @@ class _Run:
 
     def _agent_config(self, service: ServiceSpec) -> dict[str, Any]:
         """The agent's configuration, with a VPN service name resolved to its vici socket."""
+        from testbed.vpn.service import agent_vpn_config
+
         config = dict(service.config or {})
         vpn = config.get("vpn")
         if isinstance(vpn, dict) and "service" in vpn:
             node, _ = self.vpn_nodes[vpn["service"]]
             service_cfg = next(s for s in self.spec.services if s.label == vpn["service"]).config
-            config["vpn"] = {k: v for k, v in vpn.items() if k != "service"}
-            config["vpn"].update(vici=str(node.charon.vici_socket), ike="home", child="net")
-            home_bound = (service_cfg or {}).get("binding", "tia") == "home"
-            config["vpn"].setdefault("mobike", (service_cfg or {}).get("mobike", not home_bound))
+            config["vpn"] = agent_vpn_config(vpn, service_cfg, node.charon.vici_socket)
         return config
 
     def _start_service(self, service: ServiceSpec) -> None:

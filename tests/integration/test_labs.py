@@ -211,3 +211,56 @@ def test_lab_runs_as_its_text_says(run_scenario, scenario: Path) -> None:
         assert (outcome.run_dir / "state" / f"{service}.json").exists()
     assert (outcome.run_dir / "figures" / "topology.png").exists()
     assert (outcome.run_dir / "figures" / "h0-ladder.png").exists()
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    ("script", "flag", "mn_file", "architecture"),
+    [
+        ("04-leaving-the-enterprise-mobike/vpn.py", None, "mn.yaml", None),
+        ("05-proxy-and-dual-mip/vpn.py", None, "mn.yaml", "proxy"),
+        ("05-proxy-and-dual-mip/vpn.py", "--dual", "mn-dual.yaml", "dual"),
+    ],
+)
+def test_by_hand_vpn_script_starts_the_services_as_the_runner(
+    tmp_path: Path, script: str, flag: str | None, mn_file: str, architecture: str | None
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from labtools import lab_leftovers, run_testbed, unique_name
+
+    from testbed.lab.lab import Lab
+
+    if os.geteuid() != 0:
+        pytest.skip("labs need root (network namespaces)")
+    name = unique_name("hand")
+    run_testbed("up", str(ROOT / "topologies" / "enterprise.yaml"), "--name", name)
+    proc = None
+    try:
+        argv = [sys.executable, str(LABS_DIR / script), name, str(tmp_path)]
+        argv += [flag] if flag else []
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        target = tmp_path / mn_file
+        deadline = time.monotonic() + 30
+        while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert target.exists(), proc.communicate(timeout=5)[0] if proc.poll() is not None else ""
+        vpn = yaml.safe_load(target.read_text())["vpn"]
+        assert "service" not in vpn and Path(vpn["vici"]).exists()
+        assert vpn.get("architecture") == architecture
+        rules = Lab.open(name).run("gw", ["ip", "rule"], capture_output=True, text=True).stdout
+        # the proxy's gateway sends IKE/ESP to home addresses, and what it decrypts, via it
+        home_bound = "ipproto udp sport 4500" in rules and "iif ipsec0" in rules
+        assert home_bound == (architecture == "proxy"), rules
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        run_testbed("down", name)
+    assert not lab_leftovers(name)
