@@ -184,6 +184,13 @@ def _load(path: str | Path, model: type[_Strict]) -> Any:
         raise source.validation_error(exc) from None
 
 
+def _mobile_nodes(entries: list[MobileNodeEntry]) -> list[MobileNodeConfig]:
+    return [
+        MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
+        for m in entries
+    ]
+
+
 def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
     f: HaFile = _load(path, HaFile)
     from agents.mip.advert import AdvertisingInterface
@@ -192,10 +199,7 @@ def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
     return f, HaConfig(
         address=str(f.address),
         home_network=str(f.home_network),
-        mobile_nodes=[
-            MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
-            for m in f.mobile_nodes
-        ],
+        mobile_nodes=_mobile_nodes(f.mobile_nodes),
         max_lifetime=f.max_lifetime,
         replay_window=f.replay_window,
         simultaneous_bindings=f.simultaneous_bindings,
@@ -250,10 +254,7 @@ def load_proxy(path: str | Path) -> tuple[ProxyFile, Any]:
         internal_address=str(f.internal_address or f.external_address),
         home_agent=str(f.home_agent),
         home_network=str(f.home_network),
-        mobile_nodes=[
-            MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
-            for m in f.mobile_nodes
-        ],
+        mobile_nodes=_mobile_nodes(f.mobile_nodes),
         max_lifetime=f.max_lifetime,
         replay_window=f.replay_window,
         udp_tunnelling=f.udp_tunnelling,

@@ -16,43 +16,23 @@ the link (not through any tunnel), asks whether the new network is inside after 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agents.mip.mn import Attachment
-from agents.runtime.vpn import INSIDE_TERMINATE_S, VpnClient, icmp_echo
+from agents.runtime.vpn import BoundaryBase
 from testbed.services.events import EventWriter
 
 
-class ProxyBoundaryController:
+class ProxyBoundaryController(BoundaryBase):
     def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
-        self.config = config
-        self.machine = machine
-        self.driver = driver
-        self.events = events
+        super().__init__(config, machine, driver, events)
         self.proxy = str(config.proxy)
-        self.vpn = VpnClient(config.vici, config.ike, config.child)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici")
-        self.initiator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici-init")
-        self.loop = asyncio.get_event_loop()
-        self.link = "eth0"
-        self._decision: asyncio.TimerHandle | None = None
-        self._moved_at = time.monotonic()
         self._address: str | None = None
         self._outside_coa: str | None = None
         self._registered: Attachment | None = None  # our binding with the proxy
-        self._inside = True
 
     # called by the movement detector and the driver ------------------------------------
-
-    def moved(self) -> None:
-        self._moved_at = time.monotonic()
-        if self._decision is not None:
-            self._decision.cancel()
-            self._decision = None
 
     def address_acquired(self, address: str | None = None) -> None:
         self._address = address
@@ -61,12 +41,7 @@ class ProxyBoundaryController:
         if outside and address is not None:
             # outside already: follow with the proxy at once, and ask the HA directly
             self._register_with_proxy(address, moved_only=True)
-            future = self.pool.submit(
-                icmp_echo, str(self.machine.home_agent), self.link, self.config.decision_timeout
-            )
-            future.add_done_callback(
-                lambda f: self.loop.call_soon_threadsafe(self._probed, f.result())
-            )
+            self._probe_home_agent()
             return
         self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
 
@@ -75,9 +50,7 @@ class ProxyBoundaryController:
             self._leave_proxy()  # an FA or our HA advertising: inside; the core registers
         elif name == "registration_accepted" and data.get("mode") == "proxy":
             self._registered = self.machine.attachment
-            # after the rest of this batch of actions: the tunnel and routes the IKE packets
-            # need come with the acceptance
-            self.loop.call_soon(self.initiator.submit, self._ensure_tunnel)
+            self._after_batch(self._ensure_tunnel)  # needs the tunnel and routes it brings
         elif name == "returned_home" or (
             name == "registration_accepted" and data.get("mode") in ("f", "c", "home")
         ):
@@ -85,16 +58,6 @@ class ProxyBoundaryController:
                 self._decision.cancel()
                 self._decision = None
             self._set_inside()
-
-    def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
-        """The network says the home agent cannot be reached from here (ICMP destination
-        unreachable for our direct registration): outside, without waiting out the timer."""
-        if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
-            return
-        self._decision.cancel()
-        self._decision = None
-        self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
-        self._decide()
 
     # internals ----------------------------------------------------------------------------
 
@@ -147,10 +110,7 @@ class ProxyBoundaryController:
             if not self.vpn.established():
                 self.vpn.initiate(timeout_s=5.0)
         except Exception as exc:  # the gateway unreachable through the proxy, auth failure
-            error = f"{type(exc).__name__}: {exc}"
-            self.loop.call_soon_threadsafe(
-                lambda: self.events.emit("vpn_initiate_failed", error=error)
-            )
+            self._report("vpn_initiate_failed", exc)
 
     def _set_inside(self) -> None:
         was_outside = not self._inside
@@ -174,11 +134,3 @@ class ProxyBoundaryController:
             changed=was_outside,
         )
         self.pool.submit(self._terminate)
-
-    def _terminate(self) -> None:
-        with contextlib.suppress(Exception):  # nothing to terminate is the common case
-            self.vpn.terminate(timeout_s=INSIDE_TERMINATE_S)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.initiator.shutdown(wait=False, cancel_futures=True)

@@ -91,8 +91,11 @@ class VpnClient:
         self._call(lambda s: vc.terminate(s, self.ike, timeout=timeout_s, force=True))
 
 
-class BoundaryController:
-    mode = "mc"  # the attachment mode of a registration through the tunnel
+class BoundaryBase:
+    """What every architecture's boundary controller shares: the MN's charon through vici
+    (queries and teardown on their own thread, so that they never wait behind an IKE
+    exchange in progress), the decision timer, the direct probe of the home agent, and
+    the VPN's teardown once inside."""
 
     def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
         self.config = config
@@ -100,28 +103,81 @@ class BoundaryController:
         self.driver = driver
         self.events = events
         self.vpn = VpnClient(config.vici, config.ike, config.child)
-        # queries and teardown must not wait behind an IKE exchange in progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici")
         self.initiator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vici-init")
         self.loop = asyncio.get_event_loop()
         self.link = "eth0"
         self._decision: asyncio.TimerHandle | None = None
         self._moved_at = time.monotonic()
-        self._outside_tia: str | None = None
         self._inside = True
+
+    def moved(self) -> None:
+        """A new point of attachment: a pending decision was about the old one."""
+        self._moved_at = time.monotonic()
+        if self._decision is not None:
+            self._decision.cancel()
+            self._decision = None
+
+    def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
+        """The network says the home agent cannot be reached from here (ICMP destination
+        unreachable for our direct registration): outside, without waiting out the timer."""
+        if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
+            return
+        self._decision.cancel()
+        self._decision = None
+        self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
+        self._decide()
+
+    def _decide(self) -> None:
+        raise NotImplementedError
+
+    def _probe_home_agent(self) -> None:
+        """Outside: does the home agent answer here, directly (not through any tunnel)?"""
+        future = self.pool.submit(self._home_agent_answers)
+        future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._probed, f.result()))
+
+    def _home_agent_answers(self) -> bool:
+        """An ICMP echo to the home agent bound to the link, i.e. not through the VPN."""
+        return icmp_echo(
+            str(self.machine.home_agent), self.link, timeout_s=self.config.decision_timeout
+        )
+
+    def _probed(self, answered: bool) -> None:
+        raise NotImplementedError
+
+    def _after_batch(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the VPN thread once the driver has carried out the current batch
+        of the core's actions (the tunnel and routes that come with an acceptance)."""
+        self.loop.call_soon(self.initiator.submit, fn)
+
+    def _report(self, event: str, exc: Exception) -> None:
+        self.loop.call_soon_threadsafe(
+            lambda: self.events.emit(event, error=f"{type(exc).__name__}: {exc}")
+        )
+
+    def _terminate(self) -> None:
+        try:
+            self.vpn.terminate(timeout_s=INSIDE_TERMINATE_S)
+        except Exception as exc:  # nothing to terminate is the common case
+            if "no matching" not in str(exc).lower() and "not found" not in str(exc).lower():
+                self._report("vpn_terminate_failed", exc)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.initiator.shutdown(wait=False, cancel_futures=True)
+
+
+class BoundaryController(BoundaryBase):
+    mode = "mc"  # the attachment mode of a registration through the tunnel
+
+    def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
+        super().__init__(config, machine, driver, events)
+        self._outside_tia: str | None = None
         self._watching = False
         self._path_misses = 0
         self._echo_seq = 1
 
     # called by the movement detector and the driver ------------------------------------
-
-    def moved(self) -> None:
-        """A new point of attachment. Outside, the mc registration stays: charon moves the
-        tunnel's outer address (MOBIKE) and only a new TIA needs a new registration."""
-        self._moved_at = time.monotonic()
-        if self._decision is not None:
-            self._decision.cancel()
-            self._decision = None
 
     def address_acquired(self, address: str | None = None) -> None:
         """An address of our own: ask the home agent directly and the gateway at once."""
@@ -138,10 +194,7 @@ class BoundaryController:
             self.initiator.submit(self._renew_tunnel)
         else:
             # outside in mc: probe the home agent without the VPN (not through table 220)
-            future = self.pool.submit(self._home_agent_answers)
-            future.add_done_callback(
-                lambda f: self.loop.call_soon_threadsafe(self._probed, f.result())
-            )
+            self._probe_home_agent()
         self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
@@ -165,22 +218,6 @@ class BoundaryController:
         if answered and self._outside_tia is not None:
             self._leave_mc()  # the core registers directly; its acceptance decides "inside"
 
-    def _home_agent_answers(self) -> bool:
-        """An ICMP echo to the home agent bound to the link, i.e. not through the VPN."""
-        return icmp_echo(
-            str(self.machine.home_agent), self.link, timeout_s=self.config.decision_timeout
-        )
-
-    def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
-        """The network says the home agent cannot be reached from here (ICMP destination
-        unreachable for our direct registration): outside, without waiting out the timer."""
-        if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
-            return
-        self._decision.cancel()
-        self._decision = None
-        self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
-        self._decide()
-
     # internals ----------------------------------------------------------------------------
 
     def _ensure_tunnel(self) -> None:
@@ -196,11 +233,6 @@ class BoundaryController:
             self.vpn.terminate(timeout_s=0.05)
         self._ensure_tunnel()
 
-    def _report(self, event: str, exc: Exception) -> None:
-        self.loop.call_soon_threadsafe(
-            lambda: self.events.emit(event, error=f"{type(exc).__name__}: {exc}")
-        )
-
     def _set_inside(self) -> None:
         was_outside = not self._inside
         self._inside = True
@@ -213,13 +245,6 @@ class BoundaryController:
             changed=was_outside,
         )
         self.pool.submit(self._terminate)
-
-    def _terminate(self) -> None:
-        try:
-            self.vpn.terminate(timeout_s=INSIDE_TERMINATE_S)
-        except Exception as exc:  # nothing to terminate is the common case
-            if "no matching" not in str(exc).lower() and "not found" not in str(exc).lower():
-                self._report("vpn_terminate_failed", exc)
 
     def _decide(self) -> None:
         self._decision = None
@@ -331,10 +356,6 @@ class BoundaryController:
             self._path_misses = 0
             self.events.emit("vpn_path_dead", tia=self._outside_tia)
             self.initiator.submit(self._renew_tunnel)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.initiator.shutdown(wait=False, cancel_futures=True)
 
 
 def icmp_echo(
