@@ -195,11 +195,9 @@ def _measured(
     if network is None or not pcap.exists():
         return None
     dst = None
-    for e in window:  # the mobile node's own address there; else its home address
+    for e in window:  # the mobile node's own address there (a lease); else its home address
         if e.get("node") == mobile and e["event"] == "dhcp_bound":
             dst = e.get("address")
-        elif e.get("node") == mobile and e["event"] == "mn_started":
-            dst = dst or e.get("home_address")
     if dst is None or mode in ("f", "home"):
         # on the link the FA (or home) delivers the plain packets to the home address
         dst = _home_address(rep, mobile)
@@ -207,12 +205,13 @@ def _measured(
 
 
 def _home_address(rep: Path, mobile: str) -> str | None:
-    for path in sorted((rep / "configs").glob("*.yaml")) if (rep / "configs").exists() else []:
-        text = path.read_text()
-        if "home_address:" in text and "home_agent:" in text:
-            for line in text.splitlines():
-                if line.startswith("home_address:"):
-                    return line.split(":", 1)[1].strip().strip("'\"")
+    """The mobile node's home address, from its agent configuration in the run."""
+    import yaml
+
+    for path in sorted((rep / "configs").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        if "home_address" in config and "home_agent" in config:
+            return str(config["home_address"])
     return None
 
 
