@@ -186,8 +186,7 @@ def _load(path: str | Path, model: type[_Strict]) -> Any:
 
 def _mobile_nodes(entries: list[MobileNodeEntry]) -> list[MobileNodeConfig]:
     return [
-        MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay)
-        for m in entries
+        MobileNodeConfig(str(m.home_address), m.spi, m.key, m.algorithm, m.replay) for m in entries
     ]
 
 
