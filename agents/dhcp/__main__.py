@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         "--initial-timeout", type=float, default=0.25, help="first retransmission (s)"
     )
     parser.add_argument("--events", action="store_true", help="JSON event lines on stderr")
+    parser.add_argument(
+        "--no-rapid-commit",
+        action="store_true",
+        help="do not ask for Rapid Commit (RFC 4039): always DISCOVER/OFFER/REQUEST/ACK",
+    )
     args = parser.parse_args(argv)
 
     def show(record: dict[str, Any]) -> None:
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             on_event=show if args.events else None,
             initial_timeout=args.initial_timeout,
             max_timeout=max(2.0, args.initial_timeout),
+            rapid_commit=not args.no_rapid_commit,
         )
     except (OSError, ValueError) as exc:
         print(f"dhcp: cannot use {args.iface}: {exc}", file=sys.stderr)
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             "ifname": args.iface,
             **lease.to_dict(),
             "configured": bound["configured"],
+            "rapid_commit": bound["rapid_commit"],
             "t_start_ns": t_start,
             "t_bound_ns": t_bound,
             "ack_ms": round((t_ack - t_start) / 1e6, 3),

@@ -11,6 +11,11 @@ them (all configurable in :class:`ClientConfig`):
   (RFC: 64 s), without the +/-1 s randomisation unless ``jitter`` is set;
 * the first DHCPOFFER is taken (section 4.4.1 allows collecting several);
 * no ARP probe/DHCPDECLINE of the offered address (section 4.4.1 "SHOULD").
+
+Rapid Commit (RFC 4039) is asked for by default: DHCPDISCOVER carries option 80, and a server
+that supports it answers with a DHCPACK (also carrying option 80) instead of a DHCPOFFER, so a
+co-located care-of address after a move costs one round trip instead of two. Servers that do
+not support it send a DHCPOFFER and the normal four-message exchange follows.
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ class Lease:
     prefix_len: int
     router: IPv4Address | None
     server_id: IPv4Address
-    start: float  # when the REQUEST that won it was first sent (RFC 2131 section 4.4.1)
+    # When the REQUEST that won it was first sent (RFC 2131 section 4.4.1); with Rapid
+    # Commit (RFC 4039), the DISCOVER.
+    start: float
     lease_time: int | None
     t1: float | None
     t2: float | None
@@ -109,10 +116,15 @@ class Lease:
 
 @dataclass(frozen=True)
 class Bound:
-    """Configure ``lease`` on the interface; remove ``previous`` first if it differs."""
+    """Configure ``lease`` on the interface; remove ``previous`` first if it differs.
+
+    ``rapid_commit``: the lease came from a Rapid Commit DHCPACK to our DISCOVER (RFC 4039),
+    so that the driver's own events can say how the address was obtained.
+    """
 
     lease: Lease
     previous: Lease | None = None
+    rapid_commit: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,9 @@ class ClientConfig:
     # RFC 2131 4.1: set when we cannot take a unicast before configuring. The driver can (it
     # receives on a packet socket), but broadcast replies also work with a plain UDP socket.
     broadcast_flag: bool = True
+    # RFC 4039: ask for the two-message exchange (option 80 in DHCPDISCOVER). Off only to
+    # measure or to mimic a client without it; servers that lack it just ignore the option.
+    rapid_commit: bool = True
     param_request: tuple[int, ...] = (
         Opt.SUBNET_MASK,
         Opt.ROUTER,
@@ -250,6 +265,9 @@ class DhcpClient:
                 options.append((code, opts[key]))
         if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
             options.append((Opt.PARAM_REQUEST, bytes(self.config.param_request)))
+        if mtype == MessageType.DISCOVER and self.config.rapid_commit:
+            # RFC 4039 section 3: asked for in DISCOVER only (a REQUEST gets an ACK anyway).
+            options.append((Opt.RAPID_COMMIT, b""))
         # RFC 2131 section 4.1: the broadcast bit only when the client has no address yet.
         flags = FLAG_BROADCAST if self.config.broadcast_flag and ciaddr == ZERO else 0
         msg = DhcpMessage(
@@ -273,10 +291,15 @@ class DhcpClient:
 
     def _send_discover(self, now: float) -> list[Action]:
         self.attempts += 1
+        if self.attempts == 1:
+            # With Rapid Commit the DISCOVER is what wins the lease, so lease times count
+            # from it (RFC 2131 4.4.1, earliest send: never later than the server's clock).
+            self._request_first_sent = now
         payload = self._message(MessageType.DISCOVER, now)
+        data = {"xid": self.xid, "attempt": self.attempts, "rapid_commit": self.config.rapid_commit}
         return [
             SendDhcp(payload, BROADCAST),
-            Event("dhcp_discover_sent", {"xid": self.xid, "attempt": self.attempts}),
+            Event("dhcp_discover_sent", data),
             self._backoff(now),
         ]
 
@@ -433,6 +456,8 @@ class DhcpClient:
         mtype = msg.message_type
         if mtype == MessageType.OFFER and self.state is State.SELECTING:
             return self._on_offer(msg, now)
+        if mtype == MessageType.ACK and self.state is State.SELECTING:
+            return self._on_rapid_ack(msg, now)
         if mtype == MessageType.ACK and self.state not in (State.SELECTING, State.BOUND):
             return self._on_ack(msg, now)
         if mtype == MessageType.NAK and self.state not in (State.SELECTING, State.BOUND):
@@ -452,13 +477,25 @@ class DhcpClient:
         )
         return [event, *self._cancel(T_RETRANSMIT), *self._send_request(now)]
 
+    def _on_rapid_ack(self, msg: DhcpMessage, now: float) -> list[Action]:
+        # RFC 4039 section 3: while selecting, only an ACK carrying Rapid Commit answers our
+        # DISCOVER -- and only if we asked for it. Any other ACK is not part of this exchange
+        # and is dropped silently, as it was before Rapid Commit.
+        if not (self.config.rapid_commit and msg.rapid_commit):
+            return []
+        if msg.server_id is None:
+            # RFC 2131 table 3: an ACK MUST carry it. There is no OFFER to fall back on here,
+            # and the last lease's server is on the network we left; renewals need it.
+            return [Event("dhcp_ignored", {"reason": "rapid commit ack without server id"})]
+        return self._on_ack(msg, now, rapid=True)
+
     def _from_selected_server(self, msg: DhcpMessage) -> bool:
         if self.state is not State.REQUESTING or msg.server_id is None:
             return True
         assert self.offer is not None
         return msg.server_id == self.offer.server_id
 
-    def _on_ack(self, msg: DhcpMessage, now: float) -> list[Action]:
+    def _on_ack(self, msg: DhcpMessage, now: float, *, rapid: bool = False) -> list[Action]:
         if not self._from_selected_server(msg):
             return [Event("dhcp_ignored", {"reason": "ack from another server"})]
         if msg.yiaddr == ZERO:
@@ -491,10 +528,11 @@ class DhcpClient:
                     **lease.to_dict(),
                     "xid": self.xid,
                     "elapsed": now - self._began,
+                    "rapid_commit": rapid,
                 },
             )
         )
-        out.append(Bound(lease, previous))
+        out.append(Bound(lease, previous, rapid_commit=rapid))
         if lease.lease_time is not None:
             assert lease.t1 is not None and lease.t2 is not None
             out.append(self._set(T_RENEW, lease.start + lease.t1))

@@ -50,7 +50,7 @@ class MessageType(IntEnum):
 
 
 class Opt(IntEnum):
-    """Option codes this package interprets (RFC 2132)."""
+    """Option codes this package interprets (RFC 2132, and 80 from RFC 4039)."""
 
     PAD = 0
     SUBNET_MASK = 1
@@ -67,6 +67,7 @@ class Opt(IntEnum):
     T1 = 58
     T2 = 59
     CLIENT_ID = 61
+    RAPID_COMMIT = 80  # RFC 4039: two-message exchange, DISCOVER -> ACK
     END = 255
 
 
@@ -95,6 +96,7 @@ _LENGTHS: dict[int, tuple[int | None, int, int]] = {
     Opt.T1: (4, 4, 1),
     Opt.T2: (4, 4, 1),
     Opt.CLIENT_ID: (None, 2, 1),  # RFC 2132 section 9.14: type byte + at least one byte
+    Opt.RAPID_COMMIT: (0, 0, 1),  # RFC 4039 section 4: a flag, always length 0
 }
 
 
@@ -228,6 +230,11 @@ class DhcpMessage:
     @property
     def param_request(self) -> tuple[int, ...]:
         return tuple(self.option(Opt.PARAM_REQUEST) or b"")
+
+    @property
+    def rapid_commit(self) -> bool:
+        # Present-or-not: its value is always empty (b""), so test for None, not truth.
+        return self.option(Opt.RAPID_COMMIT) is not None
 
     @property
     def text(self) -> str | None:

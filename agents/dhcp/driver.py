@@ -268,6 +268,7 @@ class DhcpDriver:
             **action.lease.to_dict(),
             configured=configured,
             configure_ms=(done - t_ns) / 1e6,
+            rapid_commit=action.rapid_commit,
         )
         for fut in self._waiters:
             if not fut.done():

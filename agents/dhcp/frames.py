@@ -89,7 +89,8 @@ _DHCP_CLIENT_FILTER = (
 _DROP_ALL = ((0x06, 0, 0, 0),)
 
 
-def _attach(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+    """Attach a classic BPF ``program`` of (code, jt, jf, k) instructions to ``sock``."""
     insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
     buf = ctypes.create_string_buffer(insns)
     fprog = struct.pack("HL", len(program), ctypes.addressof(buf))  # struct sock_fprog
@@ -97,8 +98,8 @@ def _attach(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...])
 
 
 def attach_dhcp_client_filter(sock: socket.socket) -> None:
-    _attach(sock, _DHCP_CLIENT_FILTER)
+    attach_filter(sock, _DHCP_CLIENT_FILTER)
 
 
 def attach_drop_all_filter(sock: socket.socket) -> None:
-    _attach(sock, _DROP_ALL)
+    attach_filter(sock, _DROP_ALL)

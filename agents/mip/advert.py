@@ -12,7 +12,9 @@ Rules implemented:
   AdvertisementLifetime = 3 x MaxAdvertisementInterval), so two lost advertisements do not
   make mobile nodes think the agent is gone;
 * answers to solicitations are rate limited per interface (``min_solicited_interval``): a
-  solicitation arriving too soon is answered when the interval has passed, not dropped;
+  solicitation arriving too soon after the last answer is answered when the interval has
+  passed, not dropped. Periodic advertisements do not count: one sent just before a mobile
+  node arrived must not hold back the answer it is waiting for after a move;
 * RFC 3012 challenges: when ``challenge_source`` is given, every advertisement carries a fresh
   challenge, and the last ``challenge_window`` ones per interface stay acceptable.
 """
@@ -50,7 +52,7 @@ class AdvertisingInterface:
 @dataclass(slots=True)
 class _IfState:
     sequence: int = 0
-    last_sent: float = -math.inf
+    last_answer: float = -math.inf  # last advertisement sent in answer to a solicitation
     solicited_pending: bool = False
     challenges: deque[bytes] = field(default_factory=deque)
     # challenges issued earlier but no longer acceptable: to tell "stale" from "unknown"
@@ -109,6 +111,7 @@ class Advertiser:
                 return [*self._advertise(iface, now), SetTimer(name, now + self.interval)]
             if name == self._solicited(iface):
                 self._state[iface].solicited_pending = False
+                self._state[iface].last_answer = now
                 return self._advertise(iface, now)
         return None
 
@@ -120,8 +123,9 @@ class Advertiser:
             st = self._state.get(name)
             if st is None:
                 continue
-            earliest = st.last_sent + self.min_solicited_interval
+            earliest = st.last_answer + self.min_solicited_interval
             if now >= earliest:
+                st.last_answer = now
                 out += self._advertise(name, now)
             elif not st.solicited_pending:
                 st.solicited_pending = True
@@ -167,8 +171,6 @@ class Advertiser:
         )
 
     def _advertise(self, iface: str, now: float) -> list[Action]:
-        st = self._state[iface]
-        st.last_sent = now
         payload = encode_icmp(self.build(iface))
         ifc = self.interfaces[iface]
         return [Send(payload, self.dst, 0, src=ifc.address, iface=iface, kind="icmp", ttl=1)]

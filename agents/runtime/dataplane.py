@@ -192,6 +192,11 @@ class _Base:
     def route(self, action: Route) -> None:
         pass
 
+    def learn_neighbour(self, address: str, mac: str, ifname: str) -> None:
+        """An agent's MAC from its advertisement (RFC 5944 4.6: no broadcast ARP away
+        from home). An entry the kernel already has is left alone."""
+        self.plumbing.learn_neighbour(address, mac, ifname)
+
     def stats(self) -> dict[str, int]:
         return self._engine.stats() if self._engine is not None else {}
 
@@ -264,10 +269,24 @@ class FaDataPlane(_Base):
         super().tunnel_down(t)
         self.plumbing.del_source_rule(t.home_address, REVERSE_TABLE)
 
+    def __init__(self, events: EventWriter, udp_socket: Any) -> None:
+        super().__init__(events, udp_socket)
+        # (interface, address) -> MAC of the last datagram to port 434 from there
+        self._link_sources: dict[tuple[str, str], str] = {}
+
+    def note_link_source(self, address: str, mac: str, ifname: str) -> None:
+        if len(self._link_sources) > 4096:  # bounded: anyone on the link can send to 434
+            self._link_sources.clear()
+        self._link_sources[(ifname, address)] = mac
+
     def route(self, action: Route) -> None:
         home = action.prefix.split("/")[0]
         if action.add and action.iface:
             self.plumbing.add_host_route(home, action.iface)
+            # RFC 5944 4.6: the visitor's MAC from its Registration Request, not from ARP
+            mac = self._link_sources.get((action.iface, home))
+            if mac is not None:
+                self.plumbing.learn_neighbour(home, mac, action.iface, replace=True)
         elif not action.add:
             self.plumbing.del_host_route(home)
 
@@ -295,6 +314,9 @@ class MnDataPlane(_Base):
         self.home_router = home_router
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
+        # prefix length the home address has on the link as we last set it (None: not
+        # there, or unknown: the topology put it there, so the first change is done in full)
+        self._home_link_prefix: int | None = None
         self._mc = False
         self._tun_mtu = IPIP_MTU  # the engine's TUN is made with this MTU
         # What the MN sends from its home address follows the main table, not a VPN's
@@ -329,10 +351,14 @@ class MnDataPlane(_Base):
             self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
 
     def _home_on_link(self, prefix: int) -> None:
+        # each netlink call is ~0.5 ms on the handoff path: skip what is already so
+        if self._home_link_prefix == prefix:
+            return
         for other in (self.home_prefix, 32):
             if other != prefix:
                 self.nl.addr("del", self.iface, self.home, other)
         self.nl.addr("replace", self.iface, self.home, prefix)
+        self._home_link_prefix = prefix
 
     def home_off_link(self) -> None:
         self._home_off_link()
@@ -340,6 +366,7 @@ class MnDataPlane(_Base):
     def _home_off_link(self) -> None:
         for prefix in (self.home_prefix, 32):
             self.nl.addr("del", self.iface, self.home, prefix)
+        self._home_link_prefix = None
 
     def left_link(self, keep_home_on_link: bool) -> None:
         """Carrier lost: we may be anywhere next. Drop the link's default routes (a stale one

@@ -68,8 +68,14 @@ class AgentDriver:
         interfaces: tuple[str, ...] = (),
         groups: tuple[str, ...] = (),
         udp_port: int = MIP_PORT,
+        sends_first: bool = False,
     ) -> None:
         self.machine = machine
+        # Home and foreign agents: a reply leaves before the data-plane work its message
+        # caused (routes, proxy ARP: ~1 ms each through netlink). The binding is already in
+        # the core; the installation finishes within the same loop turn, long before
+        # anything the reply triggers can come back (at least two link crossings later).
+        self.sends_first = sends_first
         self.events = events
         self.dataplane = dataplane
         self.interfaces = interfaces
@@ -103,6 +109,54 @@ class AgentDriver:
                     self.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         self.loop.add_reader(self.udp.fileno(), self._guard(self._on_udp))
         self.loop.add_reader(self.icmp.fileno(), self._guard(self._on_icmp))
+        # packet sockets that see who sent what (see agents.runtime.linklayer)
+        self._link_sockets: list[socket.socket] = []
+        self._adverts_from_link_layer = False
+
+    def read_adverts_at_link_layer(
+        self, ifname: str, learn_neighbour: Callable[[str, str, str], None]
+    ) -> None:
+        """Take agent advertisements on ``ifname`` from a packet socket and call
+        ``learn_neighbour(address, mac, ifname)`` before the machine sees each one."""
+        from agents.runtime.linklayer import ADVERTISEMENTS, split_advertisement
+
+        def on_frame(packet: bytes, mac: str, ifname: str) -> None:
+            parsed = split_advertisement(packet)
+            if parsed is None:
+                return
+            src, payload = parsed
+            now = self.now()
+            self._learn(learn_neighbour, src, mac, ifname)
+            self.feed(self.machine.handle_icmp(payload, src, now, ifname), now)
+
+        self._watch_link_layer(ifname, ADVERTISEMENTS, on_frame)
+        self._adverts_from_link_layer = True
+
+    def note_registration_sources(self, ifname: str, note: Callable[[str, str, str], None]) -> None:
+        """Call ``note(address, mac, ifname)`` for every datagram to port 434 on ``ifname``
+        (a foreign agent keeps its visitors' MACs from their Registration Requests)."""
+        from agents.runtime.linklayer import MIP_DATAGRAMS, source_address
+
+        def on_frame(packet: bytes, mac: str, ifname: str) -> None:
+            src = source_address(packet)
+            if src is not None:
+                self._learn(note, src, mac, ifname)
+
+        self._watch_link_layer(ifname, MIP_DATAGRAMS, on_frame)
+
+    def _watch_link_layer(self, ifname: str, program: Any, on_frame: Any) -> None:
+        from agents.runtime.linklayer import open_filtered_socket, read_frames
+
+        sock = open_filtered_socket(ifname, program)
+        self._link_sockets.append(sock)
+        self.loop.add_reader(sock.fileno(), self._guard(read_frames), sock, on_frame)
+
+    def _learn(self, fn: Callable[[str, str, str], None], src: str, mac: str, ifname: str) -> None:
+        try:
+            fn(src, mac, ifname)
+        except Exception as exc:  # the message still counts without the neighbour entry
+            self.counters["agent_errors"] += 1
+            self.events.emit("agent_error", error=f"neighbour {src}: {exc}")
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -119,7 +173,13 @@ class AgentDriver:
 
         return guarded
 
-    def feed(self, actions: list[Action]) -> None:
+    def feed(self, actions: list[Action], received: float | None = None) -> None:
+        """Carry out ``actions`` in order. ``received`` (monotonic time the triggering
+        message arrived) lets the timing of data-plane work be reported: a handoff's
+        latency is mostly what agents spend between receiving and sending."""
+        applied: list[list[Any]] = []
+        if self.sends_first and self.dataplane is not None:
+            actions = sorted(actions, key=lambda a: not isinstance(a, Send))  # stable
         for action in actions:
             if isinstance(action, Send):
                 self._send(action)
@@ -139,6 +199,7 @@ class AgentDriver:
                 for hook in self.event_hooks:
                     hook(action.name, action.data)
             elif self.dataplane is not None:
+                started = time.monotonic()
                 try:
                     self.dataplane.apply(action)
                 except Exception as exc:
@@ -148,6 +209,15 @@ class AgentDriver:
                         action=type(action).__name__,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+                applied.append(
+                    [type(action).__name__, round((time.monotonic() - started) * 1e3, 3)]
+                )
+        if applied:
+            done = time.monotonic()
+            timing: dict[str, Any] = {"actions": applied}
+            if received is not None:
+                timing["since_receive_ms"] = round((done - received) * 1e3, 3)
+            self.events.emit("dataplane_applied", **timing)
 
     def _fire(self, name: str) -> None:
         self._timers.pop(name, None)
@@ -190,7 +260,7 @@ class AgentDriver:
             if payload[:1] == b"\x04" and self.dataplane is not None:
                 self.dataplane.handle_tunnel_data(payload, (src, port), now)
                 continue
-            self.feed(self.machine.handle_datagram(payload, src, port, now, self._ifname(anc)))
+            self.feed(self.machine.handle_datagram(payload, src, port, now, self._ifname(anc)), now)
 
     def _on_udp_errors(self) -> None:
         for _ in range(16):
@@ -227,7 +297,10 @@ class AgentDriver:
             payload = packet[ihl:]
             if payload[:1] not in (b"\x09", b"\x0a"):
                 continue  # echo, unreachable, ...: not router discovery
-            self.feed(self.machine.handle_icmp(payload, src, self.now(), self._ifname(anc)))
+            if payload[:1] == b"\x09" and self._adverts_from_link_layer:
+                continue  # taken with its link-layer source from the packet socket
+            now = self.now()
+            self.feed(self.machine.handle_icmp(payload, src, now, self._ifname(anc)), now)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -239,7 +312,7 @@ class AgentDriver:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for sock in (self.udp, self.icmp):
+        for sock in (self.udp, self.icmp, *self._link_sockets):
             with contextlib.suppress(Exception):
                 self.loop.remove_reader(sock.fileno())
             sock.close()

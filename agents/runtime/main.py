@@ -89,7 +89,9 @@ def _make_ha(path: str, events: EventWriter):
 
     f, cfg = load_ha(path)
     machine = HomeAgent(cfg, wallclock=wallclock)
-    driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
+    driver = AgentDriver(
+        machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS, sends_first=True
+    )
     driver.dataplane = HaDataPlane(events, driver.udp, f.interface)
     return driver, machine, None
 
@@ -102,8 +104,12 @@ def _make_fa(path: str, events: EventWriter):
 
     f, cfg = load_fa(path)
     machine = ForeignAgent(cfg)
-    driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS)
+    driver = AgentDriver(
+        machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS, sends_first=True
+    )
     driver.dataplane = FaDataPlane(events, driver.udp)
+    # RFC 5944 4.6: a visitor's MAC from its Registration Request, not from ARP
+    driver.note_registration_sources(f.interface, driver.dataplane.note_link_source)
     return driver, machine, None
 
 
@@ -141,6 +147,8 @@ def _make_mn(path: str, events: EventWriter):
         home_router=str(f.home_router),
         home_agent=str(f.home_agent),
     )
+    # RFC 5944 4.6: the agent's MAC from its advertisement, not from a broadcast ARP
+    driver.read_adverts_at_link_layer(f.interface, driver.dataplane.learn_neighbour)
     return driver, machine, MovementDetector(f, machine, driver, events)
 
 

@@ -121,7 +121,9 @@ class _Resolver:
         for name, net in spec.networks.items():
             if net.dhcp is not None:
                 networks[name].dhcp = self._dhcp(name, nodes)
-        return TopologyPlan(spec.name, spec.description, self.src.file, networks, nodes)
+        return TopologyPlan(
+            spec.name, spec.description, self.src.file, networks, nodes, spec.neighbours
+        )
 
     # -- interfaces and addresses -------------------------------------------------------
 
@@ -313,4 +315,5 @@ class _Resolver:
             dhcp.range[1],
             router,
             max(1, round(dhcp.lease / 1000)),
+            rapid_commit=dhcp.rapid_commit,
         )

@@ -70,6 +70,13 @@ class DhcpSpec(Strict):
         None, description="default gateway handed out (node name or address); default: server"
     )
     lease: Milliseconds = Field(3_600_000.0, description="lease time, e.g. 1h is 3600s")
+    rapid_commit: bool = Field(
+        True,
+        description=(
+            "answer a DHCPDISCOVER that asks for Rapid Commit (RFC 4039, option 80) with a "
+            "DHCPACK at once: one round trip instead of two; false: always offer first"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DhcpSpec:
@@ -171,5 +178,14 @@ class TopologySpec(Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,23}$")]
     description: str = ""
+    neighbours: Literal["warm", "cold"] = Field(
+        "warm",
+        description=(
+            "warm: every statically addressed interface starts with a stale ARP entry for "
+            "each static neighbour on its network, as in a network that has been running "
+            "(entries are still verified by the kernel on use); cold: empty ARP caches, so "
+            "the first packet between two routers waits for ARP"
+        ),
+    )
     networks: dict[Name, NetworkSpec] = Field(min_length=1)
     nodes: dict[Name, NodeSpec] = Field(min_length=1)

@@ -102,6 +102,7 @@ class DhcpPlan:
     last: ipaddress.IPv4Address
     router: ipaddress.IPv4Address
     lease_s: int
+    rapid_commit: bool = True  # RFC 4039 two-message exchange (dnsmasq --dhcp-rapid-commit)
 
 
 @dataclass(slots=True)
@@ -140,6 +141,7 @@ class TopologyPlan:
     source: str
     networks: dict[str, NetworkPlan]
     nodes: dict[str, NodePlan]
+    neighbours: Literal["warm", "cold"] = "warm"
 
     def impairment_on(self, iface: InterfacePlan, network: str) -> tuple[Impairment, Impairment]:
         """(egress, ingress) of ``iface`` when attached to ``network`` (after a move)."""

@@ -8,6 +8,9 @@ Topology (P = random prefix per module run; only these namespaces are created/de
 
 A move re-masters p0 from br1 to br2 (with carrier down/up), so the client keeps its
 interface, MAC and stale address, like a mobile node roaming between two access networks.
+
+The Rapid Commit test adds P-s3 (10.11.0.1/24, br3) with dnsmasq started exactly as the
+testbed starts it (``testbed.lab.builder.dnsmasq_argv``, so with ``--dhcp-rapid-commit``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ pytestmark = [
     ),
 ]
 
-NETS = {1: ipaddress.IPv4Network("10.9.0.0/24"), 2: ipaddress.IPv4Network("10.10.0.0/24")}
+NETS = {
+    1: ipaddress.IPv4Network("10.9.0.0/24"),
+    2: ipaddress.IPv4Network("10.10.0.0/24"),
+    3: ipaddress.IPv4Network("10.11.0.0/24"),  # only for the Rapid Commit test
+}
 
 
 def router(n: int) -> str:
@@ -294,3 +301,126 @@ def test_embedded_asyncio_driver_renew_move_release(
         print(f"\n[dhcp] embedded move (INIT-REBOOT, NAK, DISCOVER..ACK): {moved_ms:.2f} ms")
     assert lab.cli_addrs() == [] and lab.cli_default_via() == []
     assert "DHCPRELEASE(eth0)" in (lab.workdir / "dnsmasq2.log").read_text()
+
+
+# --- Rapid Commit (RFC 4039) against the testbed's own dnsmasq command line ----------------
+
+
+@pytest.fixture(scope="module")
+def rapid_net(lab: Lab) -> int:
+    """Access network 3, served by dnsmasq as ``testbed.lab.builder`` runs it."""
+    from testbed.lab.builder import dnsmasq_argv
+    from testbed.topology.plan import DhcpPlan
+
+    n = 3
+    srv = lab.add_ns(f"{lab.prefix}-s{n}")  # deleted by the lab fixture
+    sh(IP, "-n", lab.sw, "link", "add", f"br{n}", "type", "bridge")
+    sh(IP, "-n", lab.sw, "link", "set", f"br{n}", "up")
+    sh(IP, "link", "add", f"s{n}", "netns", lab.sw, "type", "veth", "peer", "name", "eth0",
+       "netns", srv)  # fmt: skip
+    sh(IP, "-n", lab.sw, "link", "set", f"s{n}", "master", f"br{n}", "up")
+    sh(IP, "-n", srv, "addr", "add", f"{router(n)}/24", "dev", "eth0")
+    sh(IP, "-n", srv, "link", "set", "eth0", "up")
+    lo, hi = pool(n)
+    plan = DhcpPlan(
+        network=f"n{n}",
+        server=f"s{n}",
+        iface="eth0",
+        subnet=NETS[n],
+        first=lo,
+        last=hi,
+        router=ipaddress.IPv4Address(router(n)),
+        lease_s=3600,
+    )
+    argv = dnsmasq_argv(plan, lab.workdir)
+    assert "--dhcp-rapid-commit" in argv  # the default of every testbed DHCP pool
+    log = lab.workdir / f"dnsmasq{n}.log"
+    pidfile = lab.workdir / f"dhcp-n{n}.pid"
+    with log.open("wb") as out:  # --log-facility=-: the log goes to stderr
+        lab.servers[n] = subprocess.Popen(
+            [IP, "netns", "exec", srv, DNSMASQ, *argv[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    end = time.monotonic() + 5
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        if lab.servers[n].poll() is not None or time.monotonic() > end:
+            pytest.fail(f"dnsmasq {n} did not start: {log.read_text()}")
+        time.sleep(0.005)
+    return n
+
+
+def _acquire_with_events(lab: Lab, *flags: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    res = lab.in_cli("-m", "agents.dhcp", "eth0", "--timeout", "5", "--events", *flags)
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stderr.splitlines()]
+    return json.loads(res.stdout), events
+
+
+def _server_messages(log: str, xid: int) -> list[str]:
+    """DHCP message types dnsmasq logged for one exchange, in order (lines carry the xid)."""
+    found = []
+    for line in log.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[1] == str(xid) and words[2].startswith("DHCP"):
+            found.append(words[2].split("(", 1)[0])
+    return found
+
+
+def _discover_to_bound_ms(events: list[dict[str, Any]]) -> float:
+    first = next(e["t_ns"] for e in events if e["event"] == "dhcp_discover_sent")
+    bound = next(e["t_ns"] for e in events if e["event"] == "dhcp_bound")
+    return (bound - first) / 1e6
+
+
+def test_rapid_commit_binds_in_one_exchange_after_a_move(
+    lab: Lab, rapid_net: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = rapid_net
+    timings: dict[str, list[float]] = {"rapid": [], "normal": []}
+    xids: dict[str, list[int]] = {"rapid": [], "normal": []}
+    for _ in range(3):
+        for mode, flags in (("rapid", ()), ("normal", ("--no-rapid-commit",))):
+            lab.connect(1)  # network 1's dnsmasq has no Rapid Commit: it OFFERs as before
+            first, events = _acquire_with_events(lab)
+            names = [e["event"] for e in events]
+            normal = ["dhcp_discover_sent", "dhcp_offer", "dhcp_request_sent", "dhcp_ack"]
+            assert names == [*normal, "dhcp_bound"]
+            assert first["rapid_commit"] is False and _in_pool(first["address"], 1)
+            lab.connect(n)  # the move
+            lease, events = _acquire_with_events(lab, *flags)
+            names = [e["event"] for e in events]
+            assert _in_pool(lease["address"], n) and lease["server"] == router(n)
+            assert lease["router"] == router(n) and lease["lease_time"] == 3600
+            assert lab.cli_addrs() == [lease["address"]]  # the network-1 address is gone
+            ack = next(e for e in events if e["event"] == "dhcp_ack")
+            bound = next(e for e in events if e["event"] == "dhcp_bound")
+            if mode == "rapid":
+                # DISCOVER -> ACK: no OFFER came and no REQUEST went out.
+                assert names == ["dhcp_discover_sent", "dhcp_ack", "dhcp_bound"]
+                assert events[0]["rapid_commit"] is True
+                assert ack["rapid_commit"] is True and bound["rapid_commit"] is True
+                assert bound["configured"] is True and lease["rapid_commit"] is True
+            else:
+                assert "dhcp_offer" in names and "dhcp_request_sent" in names
+                assert ack["rapid_commit"] is False and lease["rapid_commit"] is False
+            timings[mode].append(_discover_to_bound_ms(events))
+            xids[mode].append(ack["xid"])
+    assert lab.ping(router(n))
+    # The server's view agrees: two messages per exchange with Rapid Commit, four without.
+    log = (lab.workdir / f"dnsmasq{n}.log").read_text()
+    for xid in xids["rapid"]:
+        assert _server_messages(log, xid) == ["DHCPDISCOVER", "DHCPACK"]
+    for xid in xids["normal"]:
+        assert _server_messages(log, xid) == [
+            "DHCPDISCOVER",
+            "DHCPOFFER",
+            "DHCPREQUEST",
+            "DHCPACK",
+        ]
+    assert "option: 80 rapid-commit" in log
+    with capsys.disabled():
+        for mode, values in timings.items():
+            shown = ", ".join(f"{v:.2f}" for v in values)
+            print(f"\n[dhcp] move, DISCOVER sent -> bound, {mode}: {shown} ms")

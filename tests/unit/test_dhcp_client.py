@@ -56,10 +56,13 @@ def reply(
     mask: str | None = "255.255.255.0",
     router: IPv4Address | None = SERVER,
     xid: int | None = None,
+    rapid: bool = False,
 ) -> bytes:
     opts: list[tuple[int, bytes]] = [(Opt.MESSAGE_TYPE, bytes([mtype]))]
     if server is not None:
         opts.append((Opt.SERVER_ID, server.packed))
+    if rapid:
+        opts.append((Opt.RAPID_COMMIT, b""))
     if mtype != MessageType.NAK:
         for code, value in ((Opt.LEASE_TIME, lease), (Opt.T1, t1), (Opt.T2, t2)):
             if value is not None:
@@ -444,6 +447,104 @@ def test_xid_from_injected_source() -> None:
     assert client.xid == 101
 
 
+# --- Rapid Commit (RFC 4039) -------------------------------------------------------------
+
+
+def test_discover_asks_for_rapid_commit_by_default() -> None:
+    h = make()
+    h.start()
+    msg = h.last()
+    assert msg.message_type == MessageType.DISCOVER
+    assert msg.rapid_commit and msg.option(Opt.RAPID_COMMIT) == b""  # present, length 0
+    assert h.events[0].data["rapid_commit"] is True
+    # Only the DISCOVER asks: the REQUEST of a normal exchange does not carry option 80.
+    h.packet(reply(msg, MessageType.OFFER))
+    assert h.last().message_type == MessageType.REQUEST and not h.last().rapid_commit
+
+
+def test_rapid_commit_ack_while_selecting_binds_at_once() -> None:
+    h = make()
+    h.start()  # DISCOVER at 0.0, retransmitted at 0.25
+    h.advance(0.3)
+    assert len(h.sent) == 2
+    h.packet(reply(h.last(), MessageType.ACK, rapid=True, lease=100))
+    assert h.client.state is State.BOUND
+    # One exchange: nothing but DISCOVERs went out, and no OFFER was seen.
+    assert [decode(s.payload).message_type for _, s in h.sent] == [MessageType.DISCOVER] * 2
+    assert h.names() == ["dhcp_discover_sent", "dhcp_discover_sent", "dhcp_ack"]
+    ack = h.events[-1].data
+    assert ack["rapid_commit"] is True and ack["address"] == str(ADDR)
+    assert ack["server"] == str(SERVER) and ack["elapsed"] == pytest.approx(0.3)
+    bound = h.applied[-1]
+    assert isinstance(bound, Bound) and bound.rapid_commit and bound.previous is None
+    lease = bound.lease
+    assert (lease.address, lease.prefix_len, lease.router, lease.server_id) == (
+        ADDR,
+        24,
+        SERVER,
+        SERVER,
+    )
+    # The lease counts from the first DISCOVER: the server's lease began after it.
+    assert lease.start == 0.0
+    assert h.timers == {T_RENEW: 50.0, T_REBIND: 87.5, T_EXPIRE: 100.0}
+    # Renewing goes to the server that committed the lease, as after a normal ACK.
+    h.advance(50.0)
+    assert h.client.state is State.RENEWING and h.sent[-1][1].dst == SERVER
+
+
+def test_rapid_commit_after_a_move_replaces_the_old_lease() -> None:
+    h = make()
+    h.bind()
+    h.now = 10.0
+    h.start()  # moved: the old lease is dropped, DISCOVER on the new network
+    other = IPv4Address("10.10.0.150")
+    h.packet(reply(h.last(), MessageType.ACK, rapid=True, server=OTHER, yiaddr=other))
+    assert h.client.state is State.BOUND
+    kinds = [(type(a).__name__, a.lease.address) for a in h.applied]
+    assert kinds == [("Bound", ADDR), ("Unbound", ADDR), ("Bound", other)]
+    bound = h.applied[-1]
+    assert isinstance(bound, Bound) and bound.rapid_commit
+    assert bound.lease.server_id == OTHER and bound.lease.start == 10.0
+
+
+def test_ack_without_rapid_commit_while_selecting_is_ignored() -> None:
+    h = make()
+    h.start()
+    out = h.packet(reply(h.last(), MessageType.ACK))
+    assert out == [] and h.client.state is State.SELECTING and not h.applied
+    assert h.timers == {T_RETRANSMIT: 0.25}
+    # A server without Rapid Commit answers with an OFFER: the normal exchange follows.
+    h.packet(reply(h.last(), MessageType.OFFER))
+    h.packet(reply(h.last(), MessageType.ACK))
+    assert h.client.state is State.BOUND
+    assert h.names() == ["dhcp_discover_sent", "dhcp_offer", "dhcp_request_sent", "dhcp_ack"]
+    bound = h.applied[-1]
+    assert isinstance(bound, Bound) and not bound.rapid_commit
+    assert h.events[-1].data["rapid_commit"] is False
+
+
+def test_rapid_commit_ack_without_server_id_is_ignored() -> None:
+    h = make()
+    h.start()
+    h.packet(reply(h.last(), MessageType.ACK, rapid=True, server=None))
+    assert h.client.state is State.SELECTING and not h.applied
+    assert h.events[-1] == Event("dhcp_ignored", {"reason": "rapid commit ack without server id"})
+
+
+def test_rapid_commit_off() -> None:
+    h = make(rapid_commit=False)
+    h.start()
+    msg = h.last()
+    assert msg.message_type == MessageType.DISCOVER and not msg.rapid_commit
+    assert Opt.RAPID_COMMIT not in dict(msg.options)
+    assert h.events[0].data["rapid_commit"] is False
+    # We did not ask, so a Rapid Commit ACK is not an answer to this DISCOVER.
+    assert h.packet(reply(msg, MessageType.ACK, rapid=True)) == []
+    assert h.client.state is State.SELECTING and not h.applied
+    h.packet(reply(msg, MessageType.OFFER))
+    assert h.client.state is State.REQUESTING
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         ClientConfig(chaddr=b"")
@@ -457,7 +558,7 @@ st = pytest.importorskip("hypothesis.strategies")
 _kinds = st.sampled_from(list(MessageType))
 _steps = st.lists(
     st.one_of(
-        st.tuples(st.just("packet"), _kinds, st.booleans(), st.floats(0, 5)),
+        st.tuples(st.just("packet"), _kinds, st.booleans(), st.floats(0, 5), st.booleans()),
         st.tuples(st.just("advance"), st.floats(0, 80)),
         st.tuples(st.just("link_down")),
         st.tuples(st.just("start"), st.booleans()),
@@ -479,10 +580,11 @@ def test_random_histories_keep_invariants(steps: list[tuple]) -> None:  # type: 
     for step in steps:
         kind = step[0]
         if kind == "packet":
-            _, mtype, same_server, dt = step
+            _, mtype, same_server, dt, rapid = step
             h.advance(h.now + dt)
             if h.sent:
-                h.packet(reply(h.last(), mtype, server=SERVER if same_server else OTHER, lease=60))
+                server = SERVER if same_server else OTHER
+                h.packet(reply(h.last(), mtype, server=server, lease=60, rapid=rapid))
         elif kind == "advance":
             h.advance(h.now + step[1])
         elif kind == "link_down":

@@ -97,11 +97,31 @@ def test_pad_long_options_and_overload() -> None:
         (lambda w: w[:240] + bytes([54, 3, 1, 2, 3, 255]), "bad length"),
         (lambda w: w[:240] + bytes([3, 6, 1, 2, 3, 4, 5, 6, 255]), "bad length"),
         (lambda w: w[:240] + bytes([52, 1, 7, 255]), "overload"),
+        (lambda w: w[:240] + bytes([80, 1, 0, 255]), "bad length"),
     ],
 )
 def test_malformed_examples(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DhcpMalformed, match=reason):
         decode(mutate(encode(_ack())))
+
+
+def test_rapid_commit_round_trip() -> None:
+    # RFC 4039 section 4: code 80, length 0, no value -- a flag that is present or absent.
+    discover = DhcpMessage(
+        op=BOOTREQUEST,
+        xid=7,
+        chaddr=MAC,
+        options=(
+            (Opt.MESSAGE_TYPE, bytes([MessageType.DISCOVER])),
+            (Opt.RAPID_COMMIT, b""),
+        ),
+    )
+    wire = encode(discover)
+    assert wire[240:246] == bytes([53, 1, 1, 80, 0, 255])
+    msg = decode(wire)
+    assert msg == discover and msg.rapid_commit
+    assert encode(msg) == wire
+    assert not _ack().rapid_commit and not decode(encode(_ack())).rapid_commit
 
 
 def test_decode_rejects_non_bytes() -> None:
@@ -127,6 +147,7 @@ _known = {
     Opt.T1: _u32,
     Opt.T2: _u32,
     Opt.CLIENT_ID: st.binary(min_size=2, max_size=300),
+    Opt.RAPID_COMMIT: st.just(b""),
 }
 _other_codes = st.integers(1, 254).filter(lambda c: c not in _known and c != Opt.OVERLOAD)
 _option = st.one_of(

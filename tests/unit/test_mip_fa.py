@@ -114,13 +114,15 @@ def test_flags_from_config() -> None:
 
 def test_solicitation_is_answered_with_rate_limit() -> None:
     fa = make_fa(min_solicited_interval=1.0)
-    fa.start(0.0)
+    fa.start(0.0)  # a periodic advertisement now: it does not hold back answers
     sol = encode_icmp(AgentSolicitation())
-    out = fa.handle_icmp(sol, HOME, 0.5, "eth1")
-    assert out == [SetTimer("fa.solicited.eth1", 1.0)]
-    assert fa.handle_icmp(sol, HOME, 0.6, "eth1") == []  # already scheduled
-    assert sends(fa.handle_timer("fa.solicited.eth1", 1.0))
-    assert sends(fa.handle_icmp(sol, HOME, 2.5, "eth1"))
+    assert sends(fa.handle_icmp(sol, HOME, 0.5, "eth1"))
+    out = fa.handle_icmp(sol, HOME, 0.7, "eth1")  # too soon after that answer
+    assert out == [SetTimer("fa.solicited.eth1", 1.5)]
+    assert fa.handle_icmp(sol, HOME, 0.8, "eth1") == []  # already scheduled
+    assert sends(fa.handle_timer("fa.solicited.eth1", 1.5))
+    assert fa.handle_icmp(sol, HOME, 2.0, "eth1") == [SetTimer("fa.solicited.eth1", 2.5)]
+    assert sends(fa.handle_icmp(sol, HOME, 3.5, "eth1"))
 
 
 def test_sequence_wraps_to_256() -> None:

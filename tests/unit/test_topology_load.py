@@ -194,3 +194,15 @@ def test_json_schema_exports() -> None:
 
     schema = TopologySpec.model_json_schema(by_alias=True)
     assert "networks" in schema["properties"] and "$defs" in schema
+
+
+def test_dhcp_rapid_commit_defaults_on_and_reaches_dnsmasq(tmp_path: Path) -> None:
+    from testbed.lab.builder import dnsmasq_argv
+
+    dhcp = load_topology(write(tmp_path, MINIMAL)).networks["wan"].dhcp
+    assert dhcp is not None and dhcp.rapid_commit is True
+    assert "--dhcp-rapid-commit" in dnsmasq_argv(dhcp, tmp_path)
+    off = {"networks": {"wan": {"dhcp": {"rapid_commit": False}}}}
+    dhcp = load_topology(write(tmp_path, MINIMAL), off).networks["wan"].dhcp
+    assert dhcp is not None and dhcp.rapid_commit is False
+    assert "--dhcp-rapid-commit" not in dnsmasq_argv(dhcp, tmp_path)
