@@ -24,6 +24,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from agents.dhcp.client import (
@@ -45,6 +46,7 @@ from agents.dhcp.frames import (
     SERVER_PORT,
     attach_dhcp_client_filter,
     attach_drop_all_filter,
+    format_mac,
     ipv4_udp,
     udp_payload,
 )
@@ -92,6 +94,7 @@ class DhcpDriver:
         self._pkt: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._net: LinkConfigurator | None = None
+        self._frame_source: tuple[IPv4Address, str] | None = None  # of the frame in hand
         try:
             if configure:
                 from agents.dhcp.netconf import LinkConfigurator
@@ -208,8 +211,11 @@ class DhcpDriver:
                 continue
             parsed = udp_payload(data)
             if parsed is not None:
-                payload = parsed[1]
+                source, payload = parsed
+                # who sent it, at the link layer: an ACK from our router names its MAC
+                self._frame_source = (source, format_mac(addr[4]))
                 self._run(lambda now, p=payload: self.client.handle_packet(p, now))
+                self._frame_source = None
 
     def next_deadline(self) -> float | None:
         """Earliest armed timer, in ``time.monotonic()`` seconds."""
@@ -254,7 +260,11 @@ class DhcpDriver:
         configured = False
         if self._net is not None:
             try:
-                self._net.apply(action.lease, action.previous or self.lease, t_ns / 1e9)
+                # The server is often the router itself (a relay is the router too): its
+                # MAC is in the ACK's frame, so the first packet through it needs no ARP.
+                src = self._frame_source
+                router_mac = src[1] if src and src[0] == action.lease.router else None
+                self._net.apply(action.lease, action.previous or self.lease, t_ns / 1e9, router_mac)
                 configured = True
             except (OSError, ValueError) as exc:  # NetlinkError is an OSError
                 # Reported, not raised: raising here would leave the machine BOUND and any

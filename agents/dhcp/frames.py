@@ -24,6 +24,11 @@ _IPPROTO_UDP = 17
 _IPTOS_LOWDELAY = 0x10  # what ISC dhclient uses for its raw frames
 
 
+def format_mac(raw: bytes) -> str:
+    """``aa:bb:cc:dd:ee:ff`` from the first six bytes of a link-layer address."""
+    return ":".join(f"{b:02x}" for b in raw[:6])
+
+
 def checksum(data: bytes) -> int:
     """RFC 1071 Internet checksum (the one implementation lives in agents.mip.ipv4)."""
     return internet_checksum(data)

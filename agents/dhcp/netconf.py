@@ -29,6 +29,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from agents.dhcp.client import Lease
 
 IFA_F_PERMANENT = 0x80
+NUD_STALE = 0x04  # usable at once, verified by the kernel on use
 RTPROT_DHCP = 16  # /etc/iproute2/rt_protos: "dhcp"
 DEFAULT = "0.0.0.0/0"
 _T = TypeVar("_T")
@@ -64,9 +65,12 @@ class LinkConfigurator:
     def set_up(self) -> None:
         self._call(lambda: self._ipr.link("set", index=self.index, state="up"))
 
-    def apply(self, lease: Lease, previous: Lease | None, now: float) -> None:
-        """Configure ``lease``; drop ``previous`` and stale dynamic addresses of this link."""
-        self._call(lambda: self._apply(lease, previous, now))
+    def apply(
+        self, lease: Lease, previous: Lease | None, now: float, router_mac: str | None = None
+    ) -> None:
+        """Configure ``lease``; drop ``previous`` and stale dynamic addresses of this link.
+        With ``router_mac``, the router also becomes a (stale, verified on use) neighbour."""
+        self._call(lambda: self._apply(lease, previous, now, router_mac))
 
     def remove(self, lease: Lease) -> None:
         self._call(lambda: self._remove(lease))
@@ -91,7 +95,9 @@ class LinkConfigurator:
                 "del", dst=DEFAULT, gateway=str(router), oif=self.index, priority=self.metric
             )
 
-    def _apply(self, lease: Lease, previous: Lease | None, now: float) -> None:
+    def _apply(
+        self, lease: Lease, previous: Lease | None, now: float, router_mac: str | None
+    ) -> None:
         keep = (lease.address, lease.prefix_len)
         if previous is not None and previous.router and previous.router != lease.router:
             self._del_default(previous.router)
@@ -112,6 +118,15 @@ class LinkConfigurator:
             broadcast=str(lease.network.broadcast_address),
             **lifetime,
         )
+        if lease.router is not None and router_mac is not None:
+            with contextlib.suppress(NetlinkError):  # EEXIST: the kernel knows better
+                self._ipr.neigh(
+                    "add",
+                    dst=str(lease.router),
+                    lladdr=router_mac,
+                    ifindex=self.index,
+                    state=NUD_STALE,
+                )
         if lease.router is not None:
             self._ipr.route(
                 "replace",

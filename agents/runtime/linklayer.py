@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from agents.dhcp.frames import ETH_P_IP, attach_filter
+from agents.dhcp.frames import ETH_P_IP, attach_filter, format_mac
 from agents.mip.constants import MIP_PORT
 
 PACKET_OUTGOING = 4  # sll_pkttype of frames we sent ourselves
@@ -65,10 +65,6 @@ def split_advertisement(packet: bytes) -> tuple[str, bytes] | None:
 
 def source_address(packet: bytes) -> str | None:
     return socket.inet_ntoa(packet[12:16]) if len(packet) >= 20 else None
-
-
-def format_mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw[:6])
 
 
 def open_filtered_socket(ifname: str, program: BpfProgram) -> socket.socket:

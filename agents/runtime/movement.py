@@ -46,7 +46,12 @@ class MovementDetector:
         if self.boundary is not None:
             driver.error_hooks.append(self.boundary.on_icmp_error)
         if config.dhcp:
-            self.dhcp = DhcpDriver(self.iface, on_event=self._on_dhcp_event, route_metric=100)
+            # No broadcast flag (RFC 2131 4.1: we take unicast replies on a packet socket):
+            # the server then unicasts its answer and enters us in its ARP cache, so when
+            # it is also the router, the first packet to our new address needs no ARP.
+            self.dhcp = DhcpDriver(
+                self.iface, on_event=self._on_dhcp_event, route_metric=100, broadcast_flag=False
+            )
 
     def start(self) -> None:
         loop = asyncio.get_event_loop()
@@ -103,9 +108,10 @@ class MovementDetector:
         if record.get("event") == "dhcp_bound":
             self.driver.dataplane.coa_router = record.get("router")
             # a foreign address: the home address must not be a source candidate on the link
-            # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f
-            self.driver.dataplane.home_off_link()
+            # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f. Without
+            # a VPN that can wait until the registration request is out.
             if self.boundary is not None:  # an address of our own: we may be outside
+                self.driver.dataplane.home_off_link()
                 self.boundary.address_acquired(record["address"])
             self.driver.feed(
                 self.machine.address_acquired(
@@ -116,6 +122,8 @@ class MovementDetector:
                     self.iface,
                 )
             )
+            if self.boundary is None:
+                self.driver.dataplane.home_off_link()
         elif record.get("event") == "dhcp_unbound" and record.get("address"):
             self.driver.feed(self.machine.address_lost(record["address"], time.monotonic()))
 
