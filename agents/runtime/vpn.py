@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -173,6 +174,7 @@ class BoundaryController(BoundaryBase):
     def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
         super().__init__(config, machine, driver, events)
         self._outside_tia: str | None = None
+        self._tunnel_changed = threading.Event()
         self._watching = False
         self._path_misses = 0
         self._echo_seq = 1
@@ -223,7 +225,8 @@ class BoundaryController(BoundaryBase):
     def _ensure_tunnel(self) -> None:
         try:
             if self.vpn.tia() is None:
-                self.vpn.initiate(timeout_s=3.0)
+                self.vpn.initiate(timeout_s=3.0)  # returns once the child SA is installed
+                self._tunnel_changed.set()  # a waiting decision need not poll on
         except Exception as exc:  # unreachable gateway, auth failure: outside stays unknown
             self._report("vpn_initiate_failed", exc)
 
@@ -256,11 +259,14 @@ class BoundaryController(BoundaryBase):
     def _wait_tia(self, timeout_s: float) -> str | None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            self._tunnel_changed.clear()
             with contextlib.suppress(Exception):
                 tia = self.vpn.tia()
                 if tia:
                     return tia
-            time.sleep(0.02)
+            # woken at once when our own initiate completes; polled for what charon does
+            # by itself (MOBIKE, a rekey)
+            self._tunnel_changed.wait(0.02)
         return None
 
     def _outside(self, tia: str | None) -> None:

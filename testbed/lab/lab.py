@@ -101,6 +101,12 @@ class Lab:
             known = ", ".join(self.plan.networks)
             raise LookupError(f"lab {self.name} has no network {network!r} ({known})")
         port = impair.bridge_port(plan_if.port, self.state.relayed)
+        if network is not None:
+            # The new network's delays/loss before the carrier goes: reconfiguring the relay
+            # and qdiscs takes 2-20 ms, which would otherwise leave the node detached that
+            # long on a move meant to be instant. Its last packets on the old network may
+            # take the new impairment; nothing is queued at that port after carrier off.
+            self._apply_impairment(plan_if, *self.plan.impairment_on(plan_if, network))
         with netlink() as nl:
             sw = nl[switch_netns(self.name)]
             # taken before the call: the node may see carrier off before netlink returns
@@ -108,8 +114,6 @@ class Lab:
             sw.link("set", ifname=plan_if.port, state="down")  # peer: carrier off
             sw.link("set", ifname=port, master=0)
             t_detached = time.monotonic_ns()
-            if network is not None:
-                self._apply_impairment(plan_if, *self.plan.impairment_on(plan_if, network))
             if gap_ms > 0:
                 time.sleep(gap_ms / 1000.0)
             t_attached = t_up = time.monotonic_ns()
