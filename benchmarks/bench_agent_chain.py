@@ -343,7 +343,12 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
         print(f"[{variant}] building lab {name} from {scenario.topology_path.name}", flush=True)
         lab = Lab(build(plan, name, kind="run", overrides=overrides or None), plan)
         relay = next((p for p in lab.state.processes if p.role == "relay"), None)
-        impairment = lab.state.impairment_path + (" (relayed)" if lab.state.relayed else "")
+        if lab.state.relayed:
+            impairment = "the userspace relay (every interface)"
+        elif lab.state.impairment_path == "relay":
+            impairment = "none (no delays, no relay)"
+        else:
+            impairment = lab.state.impairment_path
         result = LabResult(variant, name, impairment)
 
         for role in ("ha", "fa", "mn"):
@@ -443,10 +448,16 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
         with ignoring_signals():
             if lab is not None:
                 stop_processes([(p.pid, p.start_time) for p in servers])
-                stop_processes(
-                    [(a.record.pid, a.record.start_time) for a in agents.values()],
-                    grace_s=AGENT_STOP_GRACE_S,
-                )
+                # the MN first: it deregisters through the FA, which must still be there
+                for group in (["mn"], ["fa", "ha"]):
+                    stop_processes(
+                        [
+                            (agents[r].record.pid, agents[r].record.start_time)
+                            for r in group
+                            if r in agents
+                        ],
+                        grace_s=AGENT_STOP_GRACE_S,
+                    )
                 if plain_added:
                     with contextlib.suppress(Exception):
                         lab.run(
@@ -478,7 +489,7 @@ def describe_variant(variant: str) -> str:
 
 def report(result: LabResult, args: argparse.Namespace) -> None:
     print(
-        f"\n== {describe_variant(result.variant)} (lab {result.lab_name}, impairment path "
+        f"\n== {describe_variant(result.variant)} (lab {result.lab_name}, link emulation: "
         f"{result.impairment}); iperf3 TCP 1 stream, {args.seconds:g} s x {args.repeat}, "
         f"{os.cpu_count()} CPUs"
     )

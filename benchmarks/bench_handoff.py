@@ -6,9 +6,10 @@ Run as root:  .venv/bin/python benchmarks/bench_handoff.py [--repeat 7]
 roam-inside gives one f, one c and one home handoff per repetition; mip-nat one c/IP-in-IP
 from home, one c/UDP behind the NAT, one c/IP-in-IP back and one home. The floor of each
 kind is what the link delays alone impose with an L2 trigger (see FLOORS): movement
-detection by solicitation or DHCP (2 RTT), the registration round trip, and the first data
-packet's one-way trip from the home agent. ARP, processing and the userspace data plane
-come on top; the ratio says how much.
+detection by solicitation or DHCP (one round trip with Rapid Commit), the registration
+round trip, the first data packet's trip in the worse direction and one probe interval.
+Processing and the userspace data plane come on top; the ratio and the difference say how
+much (issue 6's goal: f and c within floor + 10 ms at p95).
 """
 
 from __future__ import annotations
@@ -27,31 +28,47 @@ from testbed.scenario.execute import run_scenario  # noqa: E402
 from testbed.scenario.runner import RunOptions  # noqa: E402
 
 # ms, from the default delays (per attachment and direction: intranet 1 ms, internet 10 ms,
-# access networks 5 ms):
+# access networks 5 ms), for the worse direction: the interruption runs from the last packet
+# received before the move to the first one received after it. Each floor is what the link
+# delays alone impose with an L2 trigger and zero processing: detection (an agent
+# solicitation, or DHCP with Rapid Commit: one round trip), the registration's round trip, the
+# first packet's trip (upstream MN -> cn is the longer one: it crosses the HA), plus one probe
+# interval (2 ms: the probes are what sees the gap). ARP, processing and the userspace data
+# plane come on top; the ratio says how much.
+PROBE_INTERVAL = 2.0
 FLOORS = {
-    # solicitation RTT MN<->FA 4 + registration MN->FA->HA->FA->MN 12 + first packet HA->MN 6
-    ("roam-inside", "home->visited", "f"): 22.0,
-    # DHCP 2 RTT MN<->core 8 + registration MN<->HA 8 + first packet HA->MN 4
-    ("roam-inside", "visited->office", "c"): 20.0,
-    # solicitation RTT MN<->HA 4 + deregistration 4 + first packet 2
-    ("roam-inside", "office->home", "home"): 10.0,
-    # DHCP 2 RTT MN<->isp 20 + registration MN<->HA 64 + first packet 32
-    ("mip-nat", "home->public", "c"): 116.0,
-    # DHCP 2 RTT MN<->nat 20 + registration 64 + first packet 32
-    ("mip-nat", "public->hotspot", "c"): 116.0,
-    ("mip-nat", "hotspot->public", "c"): 116.0,
-    ("mip-nat", "public->home", "home"): 10.0,
-    # RFC 5266 (roam-nat): mn<->gw one way 32 ms, mn<->HA through the tunnel ~36 ms.
-    # DHCP 40 + IKE_SA_INIT/IKE_AUTH 128 + registration through the tunnel 72 + first packet 36
-    ("roam-nat", "visited->public", "mc"): 276.0,
-    # DHCP 40 + strongSwan's fixed 100 ms roam delay + MOBIKE exchange 64 + first packet 36
-    ("roam-nat", "public->hotspot", "mc"): 240.0,
-    ("roam-nat", "hotspot->visited", "f"): 22.0,
-    ("roam-nat", "home->visited", "f"): 22.0,
-    ("roam-nat", "visited->home", "home"): 10.0,
-    # without MOBIKE the move into the NAT is a new IKE SA: DHCP 40 + IKE 128 + first 36
-    ("roam-nat-nomobike", "public->hotspot", "mc"): 204.0,
+    # solicitation RTT MN<->FA 4 + RRQ MN->FA->HA 6 + RRP 6 + first packet MN->FA->HA->cn 8
+    ("roam-inside", "home->visited", "f"): 24.0 + PROBE_INTERVAL,
+    # DHCP RTT MN<->core 4 + RRQ MN->HA 4 + RRP 4 + first packet MN->HA->cn 6
+    ("roam-inside", "visited->office", "c"): 18.0 + PROBE_INTERVAL,
+    # solicitation RTT MN<->HA 4 + the MN's gratuitous ARP to cn 2 + cn->MN 2
+    ("roam-inside", "office->home", "home"): 8.0 + PROBE_INTERVAL,
+    # mip-nat: MN on public <-> HA 32 ms one way, DHCP RTT 20:
+    # DHCP 20 + RRQ 32 + RRP 32 + first packet MN->HA->cn 34
+    ("mip-nat", "home->public", "c"): 118.0 + PROBE_INTERVAL,
+    # behind the NAT both ways cross the ISP's router (nat -> isp -> gwr and gwr -> isp ->
+    # nat): 52 ms one way. DHCP 20 + RRQ 52 + RRP 52 + first packet 54
+    ("mip-nat", "public->hotspot", "c"): 178.0 + PROBE_INTERVAL,
+    ("mip-nat", "hotspot->public", "c"): 118.0 + PROBE_INTERVAL,
+    ("mip-nat", "public->home", "home"): 8.0 + PROBE_INTERVAL,
+    # roam-nat (RFC 5266, enterprise.yaml): MN on public <-> gw 32 ms one way; through the
+    # tunnel MN -> HA 38, MN -> cn 40. DHCP 20 + IKE_SA_INIT 64 + IKE_AUTH 64 + RRQ 38 +
+    # RRP 38 + first packet 40
+    ("roam-nat", "visited->public", "mc"): 264.0 + PROBE_INTERVAL,
+    # hotspot -> gw 52 ms (the NAT router's default route is the ISP: nat -> isp -> fw),
+    # gw -> hotspot 32. What strongSwan with kernel-libipsec imposes: its fixed 100 ms roam
+    # delay, a path check (84), UPDATE_SA_ADDRESSES (84), a CHILD_SA rekey (84: libipsec
+    # cannot update an SA in place), first packet MN -> cn 60. The protocol itself (one
+    # MOBIKE exchange, SAs updated in place, no delay) would need DHCP 20 + 84 + 60 = 164.
+    ("roam-nat", "public->hotspot", "mc"): 412.0 + PROBE_INTERVAL,
+    ("roam-nat", "hotspot->visited", "f"): 24.0 + PROBE_INTERVAL,
+    ("roam-nat", "home->visited", "f"): 24.0 + PROBE_INTERVAL,
+    ("roam-nat", "visited->home", "home"): 8.0 + PROBE_INTERVAL,
+    # without MOBIKE the move into the NAT is a new IKE SA and a new registration:
+    # DHCP 20 + IKE 2 x 84 + RRQ 58 + RRP 38 + first packet 60
+    ("roam-nat-nomobike", "public->hotspot", "mc"): 344.0 + PROBE_INTERVAL,
 }
+GOAL_MARGIN_MS = 10.0  # issue 6: f and c within the floor + 10 ms at p95
 
 
 def main() -> None:
@@ -77,15 +94,16 @@ def main() -> None:
                     samples[key].append(h["interruption_ms"])
     print(
         f"{'scenario':<12} {'move':<18} {'mode':<5} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'floor':>6} {'p95/floor':>9}"
+        f"{'floor':>6} {'p95/floor':>9} {'p95-floor':>9}"
     )
     for key, values in sorted(samples.items()):
         floor = FLOORS.get(key)
         p50, p95 = metrics.percentile(values, 50), metrics.percentile(values, 95)
         ratio = f"{p95 / floor:9.2f}" if floor and p95 else "        -"
+        over = f"{p95 - floor:+9.1f}" if floor and p95 else "        -"
         print(
             f"{key[0]:<12} {key[1]:<18} {key[2]:<5} {len(values):>3} {p50:8.1f} {p95:8.1f} "
-            f"{floor or 0:6.0f} {ratio}"
+            f"{floor or 0:6.0f} {ratio} {over}"
         )
     mobike = samples.get(("roam-nat", "public->hotspot", "mc"))
     without = samples.get(("roam-nat-nomobike", "public->hotspot", "mc"))

@@ -11,7 +11,9 @@ while the care-of address and a host route keep carrying the outer packets to th
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
+import time
 from typing import Any
 
 from agents.dataplane.arp import (
@@ -271,22 +273,29 @@ class FaDataPlane(_Base):
 
     def __init__(self, events: EventWriter, udp_socket: Any) -> None:
         super().__init__(events, udp_socket)
-        # (interface, address) -> MAC of the last datagram to port 434 from there
-        self._link_sources: dict[tuple[str, str], str] = {}
+        # (interface, address, MAC) -> when we last entered it as a neighbour
+        self._link_sources: dict[tuple[str, str, str], float] = {}
 
     def note_link_source(self, address: str, mac: str, ifname: str) -> None:
-        if len(self._link_sources) > 4096:  # bounded: anyone on the link can send to 434
+        """RFC 5944 4.6: a visitor's MAC from its Registration Request, not from ARP.
+
+        Entered when the request arrives, so that the relayed reply (which leaves before
+        the visitor's route is installed) and what follows it go out without an ARP round
+        trip. At most once a second per (address, MAC): anyone on the link can send to 434.
+        """
+        now = time.monotonic()
+        key = (ifname, address, mac)
+        if now - self._link_sources.get(key, -math.inf) < 1.0:
+            return
+        if len(self._link_sources) > 4096:
             self._link_sources.clear()
-        self._link_sources[(ifname, address)] = mac
+        self._link_sources[key] = now
+        self.plumbing.learn_neighbour(address, mac, ifname, replace=True)
 
     def route(self, action: Route) -> None:
         home = action.prefix.split("/")[0]
         if action.add and action.iface:
             self.plumbing.add_host_route(home, action.iface)
-            # RFC 5944 4.6: the visitor's MAC from its Registration Request, not from ARP
-            mac = self._link_sources.get((action.iface, home))
-            if mac is not None:
-                self.plumbing.learn_neighbour(home, mac, action.iface, replace=True)
         elif not action.add:
             self.plumbing.del_host_route(home)
 

@@ -164,11 +164,14 @@ class _Run:
 
     def _start_captures(self) -> None:
         choice = self.options.pcap if self.options.pcap is not None else self.spec.pcap
-        networks = (
-            list(self.sc.plan.networks)
-            if choice == "all"
-            else ([] if choice == "none" else list(choice))
-        )
+        if choice == "all":
+            networks = list(self.sc.plan.networks)
+        elif choice == "none":
+            networks = []
+        elif isinstance(choice, str):  # "visited,office", as on the command line
+            networks = [n for n in choice.split(",") if n]
+        else:
+            networks = list(choice)
         for network in networks:
             self._spawn(
                 SW,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -256,8 +257,21 @@ def test_agents_survive_malformed_packets(lab: Lab, tmp_path: Path, ha: Agent) -
         assert fa.stop() == 0
 
 
+def broadcast_arp_requests(pcap: Path) -> list[str]:
+    """'who-has TARGET tell SENDER' for every broadcast ARP request in ``pcap``."""
+    query = "arp.opcode == 1 && eth.dst == ff:ff:ff:ff:ff:ff"
+    fields = ["-T", "fields", "-e", "arp.dst.proto_ipv4", "-e", "arp.src.proto_ipv4"]
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-Y", query, *fields],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [f"who-has {line.split()[0]} tell {line.split()[-1]}" for line in out.splitlines()]
+
+
 def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
-    outcome = run_scenario(ROOT / "scenarios" / "roam-inside.yaml")
+    outcome = run_scenario(ROOT / "scenarios" / "roam-inside.yaml", pcap="visited,office")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
     assert [h["mode"] for h in summary["handoffs"]] == ["f", "c", "home"]
@@ -266,6 +280,11 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     phases = summary["handoffs"][1]["phases_ms"]
     for phase in ("carrier_up", "address_acquired", "registration_sent", "registration_accepted"):
         assert phase in phases, phases
+    # RFC 5944 4.6: away from home nobody broadcasts ARP for the MN or its agent. The MN
+    # takes the FA's MAC from the advertisement and the FA the MN's from the request; on
+    # office the router's MAC comes with the DHCP ACK and the server learns ours from it.
+    for network in ("visited", "office"):
+        assert broadcast_arp_requests(outcome.run_dir / "pcap" / f"{network}.pcap") == [], network
 
 
 def test_mip_nat_udp_tunnel_survives_rebinding(run_scenario) -> None:

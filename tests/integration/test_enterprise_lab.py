@@ -3,6 +3,8 @@ moves produce carrier events, delay shows in RTT, and teardown leaves nothing be
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -122,6 +124,24 @@ def test_move_produces_carrier_events_inside_the_node(lab: Lab) -> None:
     assert reachable(lab, "mn", "10.1.0.1")
 
 
+def neighbour_mac(lab: Lab, node: str, address: str) -> str | None:
+    out = lab.run(node, ["ip", "-j", "neigh", "show", address]).stdout
+    entries = json.loads(out or "[]")
+    return entries[0].get("lladdr") if entries else None
+
+
+def interface_mac(lab: Lab, node: str, network: str) -> str:
+    iface = next(i.name for i in lab.plan.nodes[node].interfaces if i.network == network)
+    return json.loads(lab.run(node, ["ip", "-j", "link", "show", iface]).stdout)[0]["address"]
+
+
+def test_static_neighbours_start_warm(lab: Lab) -> None:
+    # nat and fw share the Internet segment but nothing in these tests makes them talk:
+    # their ARP entries for each other come from the build (neighbours: warm, the default)
+    assert neighbour_mac(lab, "nat", "198.51.100.2") == interface_mac(lab, "fw", "internet")
+    assert neighbour_mac(lab, "fa", "10.0.0.1") == interface_mac(lab, "core", "backbone")
+
+
 def test_dhcp_servers_run(lab: Lab) -> None:
     roles = {p.role for p in lab.state.processes}
     assert {"dhcp:office", "dhcp:public", "dhcp:hotspot"} <= roles
@@ -146,11 +166,14 @@ def test_bad_topology_builds_nothing(tmp_path: Path) -> None:
 
 def test_two_labs_coexist_and_down_leaves_nothing() -> None:
     plan_a = load_topology(ROOT / "topologies" / "enterprise.yaml")
-    plan_b = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    plan_b = dataclasses.replace(
+        load_topology(ROOT / "topologies" / "enterprise.yaml"), neighbours="cold"
+    )
     a = Lab(build(plan_a, unique_name("a")), plan_a)
     try:
         b = Lab(build(plan_b, unique_name("b")), plan_b)
         try:
+            assert neighbour_mac(b, "nat", "198.51.100.2") is None  # cold: empty caches
             assert reachable(a, "cn", "10.1.0.1") and reachable(b, "cn", "10.1.0.1")
             a.move("mn", "visited")  # a move in one lab does not touch the other
             assert b.state.attachments["mn"]["eth0"] == "home"
