@@ -326,6 +326,7 @@ class MnDataPlane(_Base):
         # prefix length the home address has on the link as we last set it (None: not
         # there, or unknown: the topology put it there, so the first change is done in full)
         self._home_link_prefix: int | None = None
+        self._fa_router: str | None = None  # the foreign agent we last routed through
         self._mc = False
         self._tun_mtu = IPIP_MTU  # the engine's TUN is made with this MTU
         # What the MN sends from its home address follows the main table, not a VPN's
@@ -384,6 +385,12 @@ class MnDataPlane(_Base):
         on-link. The core's actions rebuild routing once it knows where we are."""
         for _ in range(2):  # the home router's and a DHCP lease's
             self.nl.route("del", "0.0.0.0/0", dev=self.iface)
+        # A packet sent between carrier loss and the route's removal left an unresolved
+        # entry for the old router, and the kernel would go on asking for it with broadcast
+        # ARP on whatever link comes next (RFC 5944 4.6: not away from home).
+        for router in {self.home_router, self.coa_router, self._fa_router} - {None}:
+            with contextlib.suppress(Exception):  # best effort: the move goes on regardless
+                self.plumbing.forget_neighbour(router, self.iface)  # type: ignore[arg-type]
         if keep_home_on_link:
             self._home_on_link(32)
 
@@ -405,6 +412,7 @@ class MnDataPlane(_Base):
     def route(self, action: Route) -> None:
         """Mode f: the home address stays on the link (as /32) behind the FA as router."""
         if action.add and action.via:
+            self._fa_router = action.via
             self._home_on_link(32)
             self.nl.route(
                 "replace",

@@ -77,11 +77,13 @@ class MovementDetector:
                     self.boundary.moved()
             else:
                 self.events.emit("carrier_down", iface=self.iface, phase="carrier_down")
+                # First the old router's default route: a move can bring carrier back within
+                # 2 ms, and until it is gone the kernel ARPs for that router on the new link
+                self.driver.dataplane.left_link(self.machine.mode in ("home", "f"))
                 if self._pending is not None:
                     self._pending.cancel()
                 if self.dhcp is not None:
                     self.dhcp.link_down()
-                self.driver.dataplane.left_link(self.machine.mode in ("home", "f"))
                 self.driver.feed(self.machine.link_down(self.iface, now))
 
     def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
