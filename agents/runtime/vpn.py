@@ -231,9 +231,10 @@ class BoundaryController(BoundaryBase):
             self._report("vpn_initiate_failed", exc)
 
     def _renew_tunnel(self) -> None:
-        # the old SA's peer address is gone: do not wait for its DELETE to be answered
+        # the old SA's peer address is gone: do not wait for its DELETE to be answered, nor
+        # for charon to finish closing it (that waited 50 ms before the new IKE_SA_INIT)
         with contextlib.suppress(Exception):
-            self.vpn.terminate(timeout_s=0.05)
+            self.vpn.terminate(timeout_s=-1)
         self._ensure_tunnel()
 
     def _set_inside(self) -> None:

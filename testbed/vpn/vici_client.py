@@ -122,8 +122,11 @@ def terminate(
     timeout: float = 5.0,
     force: bool = False,
 ) -> list[str]:
-    """Close an IKE SA (and its children) or one CHILD_SA; returns charon's log lines."""
-    request: dict[str, Any] = {"timeout": str(int(timeout * 1000)), "loglevel": "1"}
+    """Close an IKE SA (and its children) or one CHILD_SA; returns charon's log lines.
+
+    A negative ``timeout`` returns at once (vici's -1) while charon goes on closing."""
+    wait = "-1" if timeout < 0 else str(int(timeout * 1000))
+    request: dict[str, Any] = {"timeout": wait, "loglevel": "1"}
     if ike is not None:
         request["ike"] = ike
     if child is not None:

@@ -1,0 +1,74 @@
+"""Parsing of the frames the agents read at the link layer (agents.runtime.linklayer)."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+
+from agents.mip.icmp import AgentAdvertisement, MobilityAgentExtension, encode_icmp
+from agents.mip.ipv4 import internet_checksum
+from agents.runtime.linklayer import source_address, split_advertisement
+
+
+def ipv4(src: str, dst: str, proto: int, payload: bytes, frag: int = 0) -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        1,
+        frag,
+        1,
+        proto,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+    return header + payload
+
+
+ADVERT = encode_icmp(
+    AgentAdvertisement(
+        lifetime=3,
+        routers=[("10.2.0.254", 0)],
+        agent=MobilityAgentExtension(1, 600, 0x1100, ["10.2.0.254"]),
+    )
+)
+
+
+def test_advertisement_is_split_from_its_ip_header() -> None:
+    packet = ipv4("10.2.0.254", "224.0.0.1", 1, ADVERT)
+    assert split_advertisement(packet) == ("10.2.0.254", ADVERT)
+    # trailing link-layer padding is not part of the message
+    assert split_advertisement(packet + bytes(10)) == ("10.2.0.254", ADVERT)
+
+
+def test_other_packets_are_not_advertisements() -> None:
+    solicitation = bytes([10, 0]) + bytes(6)
+    assert split_advertisement(ipv4("10.2.0.9", "224.0.0.2", 1, solicitation)) is None
+    assert split_advertisement(ipv4("10.2.0.9", "10.2.0.254", 17, bytes(16))) is None
+    assert split_advertisement(ipv4("10.2.0.254", "224.0.0.1", 1, ADVERT)[:27]) is None
+    v6ish = bytes([0x60]) + ipv4("10.2.0.254", "224.0.0.1", 1, ADVERT)[1:]
+    assert split_advertisement(v6ish) is None
+
+
+def test_garbage_never_raises() -> None:
+    rng = random.Random(7)
+    good = ipv4("10.2.0.254", "224.0.0.1", 1, ADVERT)
+    for _ in range(3000):
+        data = bytearray(good if rng.random() < 0.5 else rng.randbytes(rng.randrange(60)))
+        for _ in range(rng.randrange(4)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        cut = bytes(data[: rng.randrange(len(data) + 1)])
+        result = split_advertisement(cut)
+        assert result is None or isinstance(result[1], bytes)
+        assert source_address(cut) is None or len(cut) >= 20
+
+
+def test_source_address_of_a_registration_request_frame() -> None:
+    header_only = ipv4("10.1.0.100", "10.2.0.254", 17, bytes(8))[:20]
+    assert source_address(header_only) == "10.1.0.100"
+    assert source_address(header_only[:19]) is None
