@@ -304,6 +304,10 @@ class MnDataPlane(_Base):
     tun_name = "mipmn0"
     key = "src"
     _home_bound = False  # MIP proxy: IKE/ESP from the home address into our TUN
+    # prefix length of the home address on the link as we last set it (None: not there);
+    # not known until we first set it (the topology put it there)
+    _home_link_prefix: int | None = None
+    _home_link_known = False
 
     def __init__(
         self,
@@ -323,9 +327,6 @@ class MnDataPlane(_Base):
         self.home_router = home_router
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
-        # prefix length the home address has on the link as we last set it (None: not
-        # there, or unknown: the topology put it there, so the first change is done in full)
-        self._home_link_prefix: int | None = None
         self._fa_router: str | None = None  # the foreign agent we last routed through
         self._mc = False
         self._tun_mtu = IPIP_MTU  # the engine's TUN is made with this MTU
@@ -369,30 +370,48 @@ class MnDataPlane(_Base):
                 self.nl.addr("del", self.iface, self.home, other)
         self.nl.addr("replace", self.iface, self.home, prefix)
         self._home_link_prefix = prefix
+        self._home_link_known = True
 
     def home_off_link(self) -> None:
         self._home_off_link()
 
     def _home_off_link(self) -> None:
+        if self._home_link_prefix is None and self._home_link_known:
+            return  # not there: two netlink calls saved on the handoff path
         for prefix in (self.home_prefix, 32):
             self.nl.addr("del", self.iface, self.home, prefix)
         self._home_link_prefix = None
+        self._home_link_known = True
 
-    def left_link(self, keep_home_on_link: bool) -> None:
+    def left_link(self, keep_home_on_link: bool, mode: str | None = None) -> None:
         """Carrier lost: we may be anywhere next. Drop the link's default routes (a stale one
         would hide that the next network is different); with ``keep_home_on_link`` (we were
         home or behind an FA) keep the home address as a /32, so the home subnet is no longer
-        on-link. The core's actions rebuild routing once it knows where we are."""
-        for _ in range(2):  # the home router's and a DHCP lease's
-            self.nl.route("del", "0.0.0.0/0", dev=self.iface)
+        on-link. The core's actions rebuild routing once it knows where we are.
+
+        All in one netlink batch: a move can bring carrier back within 2 ms, and the loop
+        handles that only once this is done.
+        """
+        index = self.plumbing.ifindex(self.iface)
+        ops: list[Any] = [lambda ipr: ipr.route("del", dst="0.0.0.0/0", oif=index)] * 2
         # A packet sent between carrier loss and the route's removal left an unresolved
-        # entry for the old router, and the kernel would go on asking for it with broadcast
-        # ARP on whatever link comes next (RFC 5944 4.6: not away from home).
-        for router in {self.home_router, self.coa_router, self._fa_router} - {None}:
-            with contextlib.suppress(Exception):  # best effort: the move goes on regardless
-                self.plumbing.forget_neighbour(router, self.iface)  # type: ignore[arg-type]
-        if keep_home_on_link:
-            self._home_on_link(32)
+        # entry for the router it went to, and the kernel would go on asking for it with
+        # broadcast ARP on whatever link comes next (RFC 5944 4.6: not away from home).
+        router = {"home": self.home_router, "f": self._fa_router}.get(mode or "", self.coa_router)
+        if router:
+            ops.append(lambda ipr: ipr.neigh("del", dst=router, ifindex=index))
+        if keep_home_on_link and self._home_link_prefix != 32:  # as _home_on_link(32)
+            home, prefix = self.home, self.home_prefix
+            ops.append(lambda ipr: ipr.addr("del", index=index, address=home, prefixlen=prefix))
+            ops.append(lambda ipr: ipr.addr("replace", index=index, address=home, prefixlen=32))
+            self._home_link_prefix, self._home_link_known = 32, True
+
+        def run(ipr: Any) -> None:
+            for op in ops:
+                with contextlib.suppress(Exception):  # "no such route": already gone
+                    op(ipr)
+
+        self.nl._do(run)
 
     def home_for_fa(self) -> None:
         """About to register through an FA: the home address must be ours on the link (the

@@ -79,7 +79,8 @@ class MovementDetector:
                 self.events.emit("carrier_down", iface=self.iface, phase="carrier_down")
                 # First the old router's default route: a move can bring carrier back within
                 # 2 ms, and until it is gone the kernel ARPs for that router on the new link
-                self.driver.dataplane.left_link(self.machine.mode in ("home", "f"))
+                mode = self.machine.mode
+                self.driver.dataplane.left_link(mode in ("home", "f"), mode)
                 if self._pending is not None:
                     self._pending.cancel()
                 if self.dhcp is not None:
@@ -107,6 +108,11 @@ class MovementDetector:
 
     def _on_dhcp_event(self, record: dict[str, Any]) -> None:
         self.events.record(record)
+        if record.get("event") == "dhcp_ack" and self.machine.mode != "f":
+            # Before the lease's default route exists (the driver applies it next): from
+            # then until the tunnel is up, nothing may leave from the home address outside
+            # it (reverse tunnelling; a packet sent bare would also fake an early recovery).
+            self.driver.dataplane.home_off_link()
         if record.get("event") == "dhcp_bound":
             self.driver.dataplane.coa_router = record.get("router")
             # a foreign address: the home address must not be a source candidate on the link

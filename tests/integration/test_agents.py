@@ -280,6 +280,10 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     phases = summary["handoffs"][1]["phases_ms"]
     for phase in ("carrier_up", "address_acquired", "registration_sent", "registration_accepted"):
         assert phase in phases, phases
+    # reverse tunnelling: in mode c nothing from the home address reaches cn before the
+    # registration is accepted (a packet sent bare from the new link would, inside the
+    # enterprise, and would fake an early recovery)
+    assert phases["first_packet_up"] > phases["registration_accepted"], phases
     # RFC 5944 4.6: away from home nobody broadcasts ARP for the MN or its agent. The MN
     # takes the FA's MAC from the advertisement and the FA the MN's from the request; on
     # office the router's MAC comes with the DHCP ACK and the server learns ours from it.
