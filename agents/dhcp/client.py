@@ -535,9 +535,11 @@ class DhcpClient:
         out.append(Bound(lease, previous, rapid_commit=rapid))
         if lease.lease_time is not None:
             assert lease.t1 is not None and lease.t2 is not None
-            out.append(self._set(T_RENEW, lease.start + lease.t1))
-            out.append(self._set(T_REBIND, lease.start + lease.t2))
-            out.append(self._set(T_EXPIRE, lease.start + lease.lease_time))
+            # Lease times count from our first DISCOVER/REQUEST (RFC 2131 4.4.1); after a
+            # slow exchange on a short lease they may already have passed: act at once.
+            out.append(self._set(T_RENEW, max(now, lease.start + lease.t1)))
+            out.append(self._set(T_REBIND, max(now, lease.start + lease.t2)))
+            out.append(self._set(T_EXPIRE, max(now, lease.start + lease.lease_time)))
         return out
 
     def _make_lease(self, msg: DhcpMessage, lease_time: int, server: IPv4Address) -> Lease:
