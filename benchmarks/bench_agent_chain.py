@@ -55,11 +55,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from testbed import netns  # noqa: E402
 from testbed.lab.builder import build, spawn  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
 from testbed.lab.state import ProcessRecord  # noqa: E402
 from testbed.lab.teardown import stop_processes  # noqa: E402
 from testbed.scenario.load import load_scenario  # noqa: E402
+from testbed.scenario.runner import AGENT_READY_EVENTS  # noqa: E402
 from testbed.topology import load_topology  # noqa: E402
 from testbed.topology.load import deep_merge  # noqa: E402
 
@@ -73,12 +75,7 @@ PLAIN_ADDR, PLAIN_PREFIX = "10.2.0.77", 24
 MN_IFACE = "eth0"
 VISITED = "visited"
 PORT_TUNNEL, PORT_PLAIN = 5201, 5202
-# what says an agent is up (and, for the MN, that it knows where it is): as the runner
-READY_EVENTS: dict[str, tuple[str, ...]] = {
-    "ha": ("agent_started",),
-    "fa": ("agent_started",),
-    "mn": ("returned_home", "registration_accepted", "deregistered"),
-}
+ROLES = ("ha", "fa", "mn")  # the agents of the chain, as roam-inside runs them
 AGENT_STOP_GRACE_S = 5.0  # the MN deregisters on SIGTERM (about 0.3 s)
 REGISTRATION_TIMEOUT_S = 10.0
 
@@ -117,11 +114,7 @@ class Agent:
         return out
 
     def running(self) -> bool:
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        return netns.process_running(self.record.pid, self.record.start_time)
 
     def wait_event(
         self, names: tuple[str, ...], timeout: float, after_ns: int = 0
@@ -159,9 +152,9 @@ def agent_configs() -> dict[str, tuple[str, dict[str, Any]]]:
     scenario = load_scenario(SCENARIO)
     out = {}
     for service in scenario.spec.services:
-        if service.kind == "agent" and service.agent in READY_EVENTS:
+        if service.kind == "agent" and service.agent in ROLES:
             out[service.agent] = (service.node, dict(service.config or {}))
-    missing = set(READY_EVENTS) - set(out)
+    missing = set(ROLES) - set(out)
     if missing:
         raise BenchError(f"{SCENARIO} has no agent service for {', '.join(sorted(missing))}")
     return out
@@ -215,7 +208,6 @@ class Row:
     mss: int | None = None
     rtt_ms: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU s per wall s
-    wall_s: float = 0.0
 
     @property
     def median(self) -> float:
@@ -274,7 +266,7 @@ def wait_listening(lab: Lab, node: str, port: int, proc: ProcessRecord, timeout:
         res = lab.run(node, ["ss", "-Hltn", f"sport = :{port}"], check=False)
         if res.stdout.strip():
             return
-        if not Path(f"/proc/{proc.pid}").exists():
+        if not netns.process_running(proc.pid, proc.start_time):
             break
         time.sleep(0.05)
     raise BenchError(f"iperf3 server on {node} port {port} is not listening (log {proc.log})")
@@ -338,7 +330,6 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
     lab: Lab | None = None
     agents: dict[str, Agent] = {}
     servers: list[ProcessRecord] = []
-    plain_added = False
     try:
         print(f"[{variant}] building lab {name} from {scenario.topology_path.name}", flush=True)
         lab = Lab(build(plan, name, kind="run", overrides=overrides or None), plan)
@@ -351,11 +342,11 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
             impairment = lab.state.impairment_path
         result = LabResult(variant, name, impairment)
 
-        for role in ("ha", "fa", "mn"):
+        for role in ROLES:
             node, config = configs[role]
             agents[role] = start_agent(lab, role, node, config, work)
         for role, agent in agents.items():
-            agent.wait_event(READY_EVENTS[role], timeout=10)
+            agent.wait_event(AGENT_READY_EVENTS[role], timeout=10)
 
         t_move = time.monotonic_ns()
         lab.move("mn", VISITED)
@@ -378,7 +369,6 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
 
         # the plain path: a second address for mn on the visited network
         lab.run("mn", ["ip", "addr", "add", f"{PLAIN_ADDR}/{PLAIN_PREFIX}", "dev", MN_IFACE])
-        plain_added = True
 
         for port, bind in ((PORT_TUNNEL, HOME_ADDR), (PORT_PLAIN, PLAIN_ADDR)):
             argv = [IPERF3, "-s", "-B", bind, "-p", str(port)]
@@ -394,7 +384,7 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
         if relay is not None:
             pids["relay"] = relay.pid
         directions = [False, True] if args.reverse else [False]
-        states = {role: agents[role].state() for role in ("ha", "fa", "mn")}
+        states = {role: agents[role].state() for role in ROLES}
         for path, target, port in (
             ("tunnel", HOME_ADDR, PORT_TUNNEL),
             ("plain", PLAIN_ADDR, PORT_PLAIN),
@@ -402,13 +392,11 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
             for reverse in directions:
                 row = Row(path, "mn->cn" if reverse else "cn->mn", target, rtt_ms=rtt[path])
                 cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
-                t0 = time.monotonic()
                 for _ in range(args.repeat):
                     mbps, retr, mss = iperf(lab, target, port, args.seconds, reverse)
                     row.mbps.append(mbps)
                     row.retransmits.append(retr)
                     row.mss = mss
-                row.wall_s = time.monotonic() - t0
                 busy = args.seconds * args.repeat
                 row.cpu = {k: (cpu_seconds(pid) - cpu0[k]) / busy for k, pid in pids.items()}
                 result.rows.append(row)
@@ -418,7 +406,7 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
                     + " Mbit/s",
                     flush=True,
                 )
-            after = {role: agents[role].state() for role in ("ha", "fa", "mn")}
+            after = {role: agents[role].state() for role in ROLES}
             result.counters[path] = {
                 role: counters_delta(states[role], after[role]) for role in after
             }
@@ -441,8 +429,6 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
         for role, agent in agents.items():
             if not agent.running():
                 result.notes.append(f"the {role} agent exited during the runs ({agent.log_file})")
-        lab.run("mn", ["ip", "addr", "del", f"{PLAIN_ADDR}/{PLAIN_PREFIX}", "dev", MN_IFACE])
-        plain_added = False
         return result
     finally:
         with ignoring_signals():
@@ -458,13 +444,6 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
                         ],
                         grace_s=AGENT_STOP_GRACE_S,
                     )
-                if plain_added:
-                    with contextlib.suppress(Exception):
-                        lab.run(
-                            "mn",
-                            ["ip", "addr", "del", f"{PLAIN_ADDR}/{PLAIN_PREFIX}", "dev", MN_IFACE],
-                            check=False,
-                        )
                 lab.down()
                 print(f"[{variant}] lab {name} removed", flush=True)
 

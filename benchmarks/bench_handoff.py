@@ -88,16 +88,15 @@ ZERO_DELAY_FLOORS = {("roam-nat", "public->hotspot", "mc"): 100.0 + PROBE_INTERV
 
 def zero_delay_copy(scenario: Path, directory: Path) -> Path:
     """``scenario`` with every network's delay overridden to 0 (a copy in ``directory``)."""
-    from testbed.topology import load_topology
+    from testbed.scenario.load import load_scenario
+    from testbed.topology.load import deep_merge
 
+    loaded = load_scenario(scenario)  # resolves the topology file as a run would
+    ref = loaded.spec.topology_ref
+    zero = {"networks": {n: {"impair": {"delay": "0ms"}} for n in loaded.plan.networks}}
     spec = yaml.safe_load(scenario.read_text())
-    ref = spec["topology"] if isinstance(spec["topology"], dict) else {"file": spec["topology"]}
-    topology = (scenario.parent.parent / ref["file"]).resolve()
-    if not topology.exists():
-        topology = (scenario.parent / ref["file"]).resolve()
-    networks = load_topology(topology).networks
-    zero = {"networks": {n: {"impair": {"delay": "0ms"}} for n in networks}}
-    spec["topology"] = {"file": str(topology), "overrides": {**ref.get("overrides", {}), **zero}}
+    overrides = deep_merge(ref.overrides, zero)  # the scenario's own overrides stay
+    spec["topology"] = {"file": str(loaded.topology_path), "overrides": overrides}
     copy = directory / scenario.name
     copy.write_text(yaml.safe_dump(spec, sort_keys=False))
     return copy

@@ -233,12 +233,6 @@ class Plumbing:
             lambda: self._ipr.neigh(op, dst=dst, lladdr=mac, ifindex=idx, state=NUD_STALE),
         )
 
-    def forget_neighbour(self, address: Address, ifname: str) -> bool:
-        """Remove the (non-proxy) neighbour entry of ``address``, resolved or not."""
-        idx = self.ifindex(ifname)
-        dst = str(IPv4Address(address))
-        return self._ignore((2, 3), lambda: self._ipr.neigh("del", dst=dst, ifindex=idx))
-
     def del_proxy_arp(self, address: Address, ifname: str) -> bool:
         idx = self.ifindex(ifname)
         dst = str(IPv4Address(address))

@@ -154,6 +154,9 @@ class _Held:
     identification: int
     held_at: float
 
+    def held_ms(self, now: float) -> float:
+        return round((now - self.held_at) * 1000, 3)
+
 
 @dataclass(slots=True)
 class _Upstream:
@@ -189,7 +192,6 @@ class MipProxy:
         self.config = config
         self._wall = wallclock
         self._rand32 = rand32
-        self._reply_bytes = 0  # of the reply being processed, for the events
         self.front = HomeAgent(
             HaConfig(
                 address=config.external_address,
@@ -325,8 +327,7 @@ class MipProxy:
         """Shutdown: every front tunnel down, every upstream registration deregistered."""
         out = self._front_actions(self.front.clear(now), now)
         for up in self._up.values():
-            if up.held is not None:
-                out += self._discard_held(up, now, "shutdown")
+            out += self._discard_held(up, now, "shutdown")
             out += self._deregister_upstream(up, now)
         return out
 
@@ -358,8 +359,7 @@ class MipProxy:
             if coa is not None:
                 out = self._front_accepted(up, coa, out, now)
             elif not self.front.bindings(h):
-                if up.held is not None:
-                    out += self._discard_held(up, now, "no front binding")
+                out += self._discard_held(up, now, "no front binding")
                 out += self._deregister_upstream(up, now)
         return out
 
@@ -416,7 +416,7 @@ class MipProxy:
                 {
                     "home_address": up.home_address,
                     "care_of": held.care_of,
-                    "held_ms": round((now - held.held_at) * 1000, 3),
+                    "held_ms": held.held_ms(now),
                 },
             ),
         ]
@@ -445,7 +445,7 @@ class MipProxy:
                     "care_of": held.care_of,
                     "code": code,
                     "reason": reason,
-                    "held_ms": round((now - held.held_at) * 1000, 3),
+                    "held_ms": held.held_ms(now),
                 },
             )
         )
@@ -476,7 +476,7 @@ class MipProxy:
                 "home_address": up.home_address,
                 "care_of": held.care_of,
                 "reason": reason,
-                "held_ms": round((now - held.held_at) * 1000, 3),
+                "held_ms": held.held_ms(now),
             },
         )
 
@@ -605,8 +605,7 @@ class MipProxy:
         out: list[Action] = [CancelTimer(T_RETX + up.home_address)]
         up.pending = None
         if code in (0, 1):
-            self._reply_bytes = len(payload)
-            return out + self._accepted(up, p, rep, sent_at, now)
+            return out + self._accepted(up, p, rep, sent_at, now, len(payload))
         if code == ReplyCode.HA_IDENTIFICATION_MISMATCH and up.resyncs < self.config.max_resync:
             resyncs = up.resyncs + 1
             out.append(
@@ -635,11 +634,18 @@ class MipProxy:
             )
         )
         # A 133 we could not resolve concerns our Identification, not the mobile node's.
-        mn_code = int(ReplyCode.HA_UNSPECIFIED) if code == 133 else code
+        unresolved = code == ReplyCode.HA_IDENTIFICATION_MISMATCH
+        mn_code = int(ReplyCode.HA_UNSPECIFIED) if unresolved else code
         return out + self._deny_held(up, mn_code, "denied", now)
 
     def _accepted(
-        self, up: _Upstream, p: _Pending, rep: RegistrationReply, sent_at: float, now: float
+        self,
+        up: _Upstream,
+        p: _Pending,
+        rep: RegistrationReply,
+        sent_at: float,
+        now: float,
+        reply_bytes: int,
     ) -> list[Action]:
         cfg = self.config
         home = up.home_address
@@ -668,7 +674,7 @@ class MipProxy:
                     "rtt_ms": rtt_ms,
                     "attempts": p.attempt,
                     "reason": p.reason,
-                    "bytes": self._reply_bytes,
+                    "bytes": reply_bytes,
                     "from": cfg.home_agent,
                 },
             )

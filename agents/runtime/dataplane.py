@@ -14,7 +14,7 @@ import contextlib
 import math
 import socket
 import time
-from typing import Any
+from typing import Any, Final
 
 from agents.dataplane.arp import (
     Plumbing,
@@ -257,6 +257,11 @@ class FaDataPlane(_Base):
     key = "src"
     kernel_capable = True
 
+    def __init__(self, events: EventWriter, udp_socket: Any) -> None:
+        super().__init__(events, udp_socket)
+        # (interface, address, MAC) -> when we last entered it as a neighbour
+        self._link_sources: dict[tuple[str, str, str], float] = {}
+
     def tunnel_up(self, t: TunnelUp) -> None:
         if self.kernel_tunnel(t):  # the kernel backend routes reverse tunnelling itself
             return
@@ -270,11 +275,6 @@ class FaDataPlane(_Base):
             return
         super().tunnel_down(t)
         self.plumbing.del_source_rule(t.home_address, REVERSE_TABLE)
-
-    def __init__(self, events: EventWriter, udp_socket: Any) -> None:
-        super().__init__(events, udp_socket)
-        # (interface, address, MAC) -> when we last entered it as a neighbour
-        self._link_sources: dict[tuple[str, str, str], float] = {}
 
     def note_link_source(self, address: str, mac: str, ifname: str) -> None:
         """RFC 5944 4.6: a visitor's MAC from its Registration Request, not from ARP.
@@ -304,10 +304,10 @@ class MnDataPlane(_Base):
     tun_name = "mipmn0"
     key = "src"
     _home_bound = False  # MIP proxy: IKE/ESP from the home address into our TUN
-    # prefix length of the home address on the link as we last set it (None: not there);
-    # not known until we first set it (the topology put it there)
-    _home_link_prefix: int | None = None
-    _home_link_known = False
+    # prefix length of the home address on the link as we last set it, None when we took
+    # it off; UNKNOWN until we first touch it (the topology put it there)
+    UNKNOWN: Final = -1
+    _home_link_prefix: int | None = UNKNOWN
 
     def __init__(
         self,
@@ -361,27 +361,40 @@ class MnDataPlane(_Base):
             self.nl._do(lambda ipr: ipr.rule("del", **gw_rule))
             self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
 
-    def _home_on_link(self, prefix: int) -> None:
-        # each netlink call is ~0.5 ms on the handoff path: skip what is already so
+    def _home_link_ops(self, prefix: int | None, index: int) -> list[Any]:
+        """Netlink operations that leave the home address on the link as /``prefix`` (None:
+        off it); none when it is so already (each call is ~0.5 ms on the handoff path)."""
         if self._home_link_prefix == prefix:
-            return
-        for other in (self.home_prefix, 32):
-            if other != prefix:
-                self.nl.addr("del", self.iface, self.home, other)
-        self.nl.addr("replace", self.iface, self.home, prefix)
+            return []
         self._home_link_prefix = prefix
-        self._home_link_known = True
+        home = self.home
+        ops: list[Any] = [
+            lambda ipr, p=p: ipr.addr("del", index=index, address=home, prefixlen=p)
+            for p in (self.home_prefix, 32)
+            if p != prefix
+        ]
+        if prefix is not None:
+            ops.append(lambda ipr: ipr.addr("replace", index=index, address=home, prefixlen=prefix))
+        return ops
+
+    def _batch(self, ops: list[Any]) -> None:
+        """Run netlink operations in one hop to the worker; each may fail on its own ("no
+        such route/address": converging)."""
+        if not ops:
+            return
+
+        def run(ipr: Any) -> None:
+            for op in ops:
+                with contextlib.suppress(Exception):
+                    op(ipr)
+
+        self.nl._do(run)
+
+    def _home_on_link(self, prefix: int | None) -> None:
+        self._batch(self._home_link_ops(prefix, self.plumbing.ifindex(self.iface)))
 
     def home_off_link(self) -> None:
-        self._home_off_link()
-
-    def _home_off_link(self) -> None:
-        if self._home_link_prefix is None and self._home_link_known:
-            return  # not there: two netlink calls saved on the handoff path
-        for prefix in (self.home_prefix, 32):
-            self.nl.addr("del", self.iface, self.home, prefix)
-        self._home_link_prefix = None
-        self._home_link_known = True
+        self._home_on_link(None)
 
     def left_link(self, keep_home_on_link: bool, mode: str | None = None) -> None:
         """Carrier lost: we may be anywhere next. Drop the link's default routes (a stale one
@@ -400,18 +413,9 @@ class MnDataPlane(_Base):
         router = {"home": self.home_router, "f": self._fa_router}.get(mode or "", self.coa_router)
         if router:
             ops.append(lambda ipr: ipr.neigh("del", dst=router, ifindex=index))
-        if keep_home_on_link and self._home_link_prefix != 32:  # as _home_on_link(32)
-            home, prefix = self.home, self.home_prefix
-            ops.append(lambda ipr: ipr.addr("del", index=index, address=home, prefixlen=prefix))
-            ops.append(lambda ipr: ipr.addr("replace", index=index, address=home, prefixlen=32))
-            self._home_link_prefix, self._home_link_known = 32, True
-
-        def run(ipr: Any) -> None:
-            for op in ops:
-                with contextlib.suppress(Exception):  # "no such route": already gone
-                    op(ipr)
-
-        self.nl._do(run)
+        if keep_home_on_link:
+            ops += self._home_link_ops(32, index)
+        self._batch(ops)
 
     def home_for_fa(self) -> None:
         """About to register through an FA: the home address must be ours on the link (the
@@ -455,7 +459,7 @@ class MnDataPlane(_Base):
         mc = bool(t.iface and t.iface != self.iface)
         super().tunnel_up(t)
         self._fit_tun_mtu(t.iface if mc else None, t.encapsulation)
-        self._home_off_link()
+        self._home_on_link(None)
         self.nl.addr("replace", self.tun_name, self.home, 32)
         if mc:
             # only what comes from the home address goes into our TUN: the main table keeps

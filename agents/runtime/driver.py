@@ -18,11 +18,14 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.mip.actions import Action, CancelTimer, Event, Send, SetTimer
 from agents.mip.constants import MIP_PORT
 from testbed.services.events import EventWriter
+
+if TYPE_CHECKING:
+    from agents.runtime.linklayer import BpfProgram, FrameHandler
 
 IP_PKTINFO = 8
 IP_RECVERR = 11
@@ -144,7 +147,7 @@ class AgentDriver:
 
         self._watch_link_layer(ifname, MIP_DATAGRAMS, on_frame)
 
-    def _watch_link_layer(self, ifname: str, program: Any, on_frame: Any) -> None:
+    def _watch_link_layer(self, ifname: str, program: BpfProgram, on_frame: FrameHandler) -> None:
         from agents.runtime.linklayer import open_filtered_socket, read_frames
 
         sock = open_filtered_socket(ifname, program)

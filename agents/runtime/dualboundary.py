@@ -115,10 +115,7 @@ class DualBoundaryController(BoundaryController):
         if outside and address is not None:
             # x-MIP follows the move; the IPsec SAs and the i-MIP binding stay. Inside again?
             self._use_outer(address)
-            future = self.pool.submit(self._home_agent_answers)
-            future.add_done_callback(
-                lambda f: self.loop.call_soon_threadsafe(self._probed, f.result())
-            )
+            self._probe_home_agent()
             return
         self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
 

@@ -116,8 +116,7 @@ class MovementDetector:
         if record.get("event") == "dhcp_bound":
             self.driver.dataplane.coa_router = record.get("router")
             # a foreign address: the home address must not be a source candidate on the link
-            # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f. Without
-            # a VPN that can wait until the registration request is out.
+            # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f
             if self.boundary is not None:  # an address of our own: we may be outside
                 self.driver.dataplane.home_off_link()
                 self.boundary.address_acquired(record["address"])
@@ -130,8 +129,6 @@ class MovementDetector:
                     self.iface,
                 )
             )
-            if self.boundary is None:
-                self.driver.dataplane.home_off_link()
         elif record.get("event") == "dhcp_unbound" and record.get("address"):
             self.driver.feed(self.machine.address_lost(record["address"], time.monotonic()))
 

@@ -54,9 +54,7 @@ class ProxyBoundaryController(BoundaryBase):
         elif name == "returned_home" or (
             name == "registration_accepted" and data.get("mode") in ("f", "c", "home")
         ):
-            if self._decision is not None:
-                self._decision.cancel()
-                self._decision = None
+            self._cancel_decision()
             self._set_inside()
 
     # internals ----------------------------------------------------------------------------
@@ -80,7 +78,7 @@ class ProxyBoundaryController(BoundaryBase):
             care_of=address,
             moved_only=moved_only,
             phase="boundary_decision",
-            after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
+            after_ms=self._after_ms(),
         )
         if self._outside_coa is None:
             self.driver.dataplane.vpn_bound_to_home(True, str(self.config.gateway))
@@ -112,9 +110,7 @@ class ProxyBoundaryController(BoundaryBase):
         except Exception as exc:  # the gateway unreachable through the proxy, auth failure
             self._report("vpn_initiate_failed", exc)
 
-    def _set_inside(self) -> None:
-        was_outside = not self._inside
-        self._inside = True
+    def _forget_outside(self) -> None:
         if self._outside_coa is not None:
             self._outside_coa = None
             self.driver.dataplane.vpn_bound_to_home(False, str(self.config.gateway))
@@ -126,11 +122,3 @@ class ProxyBoundaryController(BoundaryBase):
             self.loop.call_soon(
                 lambda: self.driver.feed(self.machine.deregister_from(registered, time.monotonic()))
             )
-        self.events.emit(
-            "boundary_decision",
-            inside=True,
-            phase="boundary_decision",
-            after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
-            changed=was_outside,
-        )
-        self.pool.submit(self._terminate)

@@ -115,17 +115,41 @@ class BoundaryBase:
     def moved(self) -> None:
         """A new point of attachment: a pending decision was about the old one."""
         self._moved_at = time.monotonic()
+        self._cancel_decision()
+
+    def _cancel_decision(self) -> None:
         if self._decision is not None:
             self._decision.cancel()
             self._decision = None
+
+    def _after_ms(self) -> float:
+        """Time since the last move, for the decision's events."""
+        return round((time.monotonic() - self._moved_at) * 1000, 3)
+
+    def _set_inside(self) -> None:
+        """The home agent answered directly: inside. The VPN is closed."""
+        was_outside = not self._inside
+        self._inside = True
+        self._forget_outside()
+        self.events.emit(
+            "boundary_decision",
+            inside=True,
+            phase="boundary_decision",
+            after_ms=self._after_ms(),
+            changed=was_outside,
+        )
+        self.pool.submit(self._terminate)
+
+    def _forget_outside(self) -> None:
+        """What each architecture keeps while outside, dropped on the way inside."""
+        raise NotImplementedError
 
     def on_icmp_error(self, dst: str, icmp_type: int, code: int) -> None:
         """The network says the home agent cannot be reached from here (ICMP destination
         unreachable for our direct registration): outside, without waiting out the timer."""
         if icmp_type != 3 or dst != str(self.machine.home_agent) or self._decision is None:
             return
-        self._decision.cancel()
-        self._decision = None
+        self._cancel_decision()
         self.events.emit("home_agent_unreachable", code=code, phase="home_agent_unreachable")
         self._decide()
 
@@ -205,9 +229,7 @@ class BoundaryController(BoundaryBase):
         if name == "agent_discovered" and self._outside_tia:  # an FA, or home: inside
             self._leave_mc()
         if name in ("registration_accepted", "returned_home") and data.get("mode") != self.mode:
-            if self._decision is not None:
-                self._decision.cancel()
-                self._decision = None
+            self._cancel_decision()
             if name == "returned_home" or data.get("mode") in ("f", "c", "home"):
                 self._set_inside()
 
@@ -237,18 +259,8 @@ class BoundaryController(BoundaryBase):
             self.vpn.terminate(timeout_s=-1)
         self._ensure_tunnel()
 
-    def _set_inside(self) -> None:
-        was_outside = not self._inside
-        self._inside = True
+    def _forget_outside(self) -> None:
         self._outside_tia = None
-        self.events.emit(
-            "boundary_decision",
-            inside=True,
-            phase="boundary_decision",
-            after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
-            changed=was_outside,
-        )
-        self.pool.submit(self._terminate)
 
     def _decide(self) -> None:
         self._decision = None
@@ -284,7 +296,7 @@ class BoundaryController(BoundaryBase):
                 moved_only=True,
                 mode=self.mode,
                 phase="boundary_decision",
-                after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
+                after_ms=self._after_ms(),
             )
             return  # same TIA: MOBIKE moved the tunnel, the registration stays
         self._inside = False
@@ -294,7 +306,7 @@ class BoundaryController(BoundaryBase):
             tia=tia,
             mode=self.mode,
             phase="boundary_decision",
-            after_ms=round((time.monotonic() - self._moved_at) * 1000, 3),
+            after_ms=self._after_ms(),
         )
         if tia != self._outside_tia:
             self._outside_tia = tia

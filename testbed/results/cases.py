@@ -7,11 +7,12 @@ never recovers under one architecture and recovers under another shows where it 
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from testbed.topology.load import deep_merge
 
 CASES: dict[str, dict[str, Any]] = {
     # a hotspot that lets only IPsec out (IKE, NAT-T, ESP) besides its own DHCP: a Mobile IP
@@ -33,16 +34,6 @@ CASES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def apply_case(scenario: Path, case: str, directory: Path) -> Path:
     """A copy of ``scenario`` with the case's topology overrides, named ``NAME--CASE``."""
     data = yaml.safe_load(scenario.read_text())
@@ -56,7 +47,7 @@ def apply_case(scenario: Path, case: str, directory: Path) -> Path:
         file = resolve_topology_path(scenario, str(file))
     topology = {
         "file": str(file),
-        "overrides": _merge(topology.get("overrides", {}), CASES[case]),
+        "overrides": deep_merge(topology.get("overrides", {}), CASES[case]),
     }
     data["topology"] = topology
     data["name"] = f"{data['name']}--{case}"

@@ -75,6 +75,15 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# events that say an agent is up, and (for an MN) that it knows where it is
+AGENT_READY_EVENTS: dict[str, tuple[str, ...]] = {
+    "ha": ("agent_started",),
+    "fa": ("agent_started",),
+    "proxy": ("agent_started",),
+    "mn": ("returned_home", "registration_accepted", "deregistered"),
+}
+
+
 class _Run:
     def __init__(self, scenario: Scenario, options: RunOptions, run_dir: Path, index: int):
         self.sc = scenario
@@ -288,13 +297,7 @@ class _Run:
             "service_started", service=service.label, target=service.node, pid=record.pid
         )
 
-    # events that say an agent is up, and (for an MN) that it knows where it is
-    READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "ha": ("agent_started",),
-        "fa": ("agent_started",),
-        "proxy": ("agent_started",),
-        "mn": ("returned_home", "registration_accepted", "deregistered"),
-    }
+    READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = AGENT_READY_EVENTS
 
     def _wait_services_ready(self, timeout_s: float = 10.0) -> None:
         """Probes start only once agents are up: their start-up is not part of a handoff."""

@@ -30,7 +30,8 @@ def start_vpn_service(
     """Start and configure the charon of one VPN service on ``node`` (files in ``run_dir``:
     a vici socket path must fit 108 bytes); IKE events go to ``on_event``."""
     gateway = cfg["role"] == "gateway"
-    home_bound = cfg.get("binding", "tia") == "home"
+    home_bound = _home_bound(cfg)
+    mobike = _mobike(cfg)
     if gateway:
         # A gateway in the DMZ has no address inside the intranet it protects, and
         # kernel-libipsec needs one (inside its local traffic selector) as the source of its
@@ -60,13 +61,13 @@ def start_vpn_service(
             conn = profiles.gateway_conn(
                 pools=(),
                 encap=True,
-                mobike=cfg.get("mobike", False),
+                mobike=mobike,
                 dpd_delay_s=float(cfg.get("dpd_delay", 30.0)),
             )
         elif gateway:
             vc.load_pool(vpn.vici, "tia", str(cfg.get("pool", profiles.TIA_POOL)))
             conn = profiles.gateway_conn(
-                mobike=cfg.get("mobike", True), dpd_delay_s=float(cfg.get("dpd_delay", 30.0))
+                mobike=mobike, dpd_delay_s=float(cfg.get("dpd_delay", 30.0))
             )
         else:
             # home-bound (proxy), or bound to an external home address (dual MIP)
@@ -75,7 +76,7 @@ def start_vpn_service(
                 str(cfg["gateway"]),
                 name="home",
                 child="net",
-                mobike=cfg.get("mobike", not home_bound),
+                mobike=mobike,
                 encap=home_bound,
                 vips=() if home_bound else ("0.0.0.0",),
                 local_addrs=(str(local),) if local else (),
@@ -123,8 +124,7 @@ def agent_vpn_config(
     of that service's charon (and MOBIKE as that service has it)."""
     resolved = {k: v for k, v in vpn.items() if k != "service"}
     resolved.update(vici=str(vici_socket), ike="home", child="net")
-    home_bound = (service_cfg or {}).get("binding", "tia") == "home"
-    resolved.setdefault("mobike", (service_cfg or {}).get("mobike", not home_bound))
+    resolved.setdefault("mobike", _mobike(service_cfg or {}))
     return resolved
 
 
@@ -180,3 +180,14 @@ def serve_by_hand(lab_name: str, scenario: Path, out_dir: Path, mn_file: Path) -
         for writer in writers:
             writer.close()
     return 0
+
+
+def _home_bound(cfg: dict[str, Any]) -> bool:
+    """The tunnel is bound to the home address (the MIP proxy), not to a pool's TIA."""
+    return cfg.get("binding", "tia") == "home"
+
+
+def _mobike(cfg: dict[str, Any]) -> bool:
+    """MOBIKE unless asked otherwise; never by default for home-bound tunnels (the proxy
+    moves the home address, IKE never sees an address change)."""
+    return bool(cfg.get("mobike", not _home_bound(cfg)))

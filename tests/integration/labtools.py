@@ -113,3 +113,10 @@ def udp_exchange(lab: Lab, client: str, server: str, address: str, port: int) ->
             listener.kill()
             listener.wait()
     return seen.strip(), sent.stdout.strip()
+
+
+def in_window(events: list[dict], summary: dict, index: int) -> list[dict]:
+    """The events of handoff ``index``: from its move to the next one (or the end)."""
+    moves = summary["move_times_ns"]
+    end = moves[index + 1] if index + 1 < len(moves) else float("inf")
+    return [e for e in events if moves[index] <= e["t_ns"] < end]

@@ -257,17 +257,20 @@ def test_agents_survive_malformed_packets(lab: Lab, tmp_path: Path, ha: Agent) -
         assert fa.stop() == 0
 
 
+def tshark_fields(pcap: Path, query: str, *fields: str) -> list[list[str]]:
+    """The ``fields`` of every packet in ``pcap`` that matches the display filter."""
+    argv = ["tshark", "-r", str(pcap), "-Y", query, "-T", "fields"]
+    for field in fields:
+        argv += ["-e", field]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
 def broadcast_arp_requests(pcap: Path) -> list[str]:
     """'who-has TARGET tell SENDER' for every broadcast ARP request in ``pcap``."""
     query = "arp.opcode == 1 && eth.dst == ff:ff:ff:ff:ff:ff"
-    fields = ["-T", "fields", "-e", "arp.dst.proto_ipv4", "-e", "arp.src.proto_ipv4"]
-    out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-Y", query, *fields],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [f"who-has {line.split()[0]} tell {line.split()[-1]}" for line in out.splitlines()]
+    rows = tshark_fields(pcap, query, "arp.dst.proto_ipv4", "arp.src.proto_ipv4")
+    return [f"who-has {target} tell {sender}" for target, sender in rows]
 
 
 def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
@@ -287,8 +290,13 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     # RFC 5944 4.6: away from home nobody broadcasts ARP for the MN or its agent. The MN
     # takes the FA's MAC from the advertisement and the FA the MN's from the request; on
     # office the router's MAC comes with the DHCP ACK and the server learns ours from it.
+    pcaps = outcome.run_dir / "pcap"
+    # the captures saw the handoffs (a registration via the FA, the MN's DHCP) ...
+    assert tshark_fields(pcaps / "visited.pcap", "udp.port == 434", "ip.src")
+    assert tshark_fields(pcaps / "office.pcap", "udp.port == 67", "ip.src")
+    # ... and no broadcast ARP
     for network in ("visited", "office"):
-        assert broadcast_arp_requests(outcome.run_dir / "pcap" / f"{network}.pcap") == [], network
+        assert broadcast_arp_requests(pcaps / f"{network}.pcap") == [], network
 
 
 def test_mip_nat_udp_tunnel_survives_rebinding(run_scenario) -> None:

@@ -7,19 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from labtools import ROOT
+from labtools import ROOT, in_window
+
+from testbed.inspect import read_events
 
 pytestmark = pytest.mark.netns
-
-
-def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-
-
-def in_window(events: list[dict], summary: dict, index: int) -> list[dict]:
-    moves = summary["move_times_ns"]
-    end = moves[index + 1] if index + 1 < len(moves) else float("inf")
-    return [e for e in events if moves[index] <= e["t_ns"] < end]
 
 
 def test_roam_nat_crosses_the_boundary_both_ways(run_scenario) -> None:
@@ -27,7 +19,7 @@ def test_roam_nat_crosses_the_boundary_both_ways(run_scenario) -> None:
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
     assert [h["mode"] for h in summary["handoffs"]] == ["f", "mc", "mc", "f", "home"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     decisions = [
         [
             e.get("inside")
@@ -55,7 +47,7 @@ def test_without_mobike_each_outside_move_needs_a_new_ike_sa(run_scenario) -> No
     outcome = run_scenario(ROOT / "scenarios" / "roam-nat-nomobike.yaml")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     hotspot = [e for e in in_window(events, summary, 2) if e["node"] == "mn"]
     assert any(e["event"] == "ike_updown" and e.get("up") for e in hotspot)
     assert not any(e["event"] == "ike_update" for e in hotspot)
@@ -67,7 +59,7 @@ def test_outside_mn_survives_nat_rebind_and_gateway_restart(run_scenario) -> Non
     outcome = run_scenario(ROOT / "tests" / "scenarios" / "vpn-faults.yaml")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     t_rebind = next(e["t_ns"] for e in events if e["event"] == "nat_rebind")
     t_restart = next(e["t_ns"] for e in events if e["event"] == "service_restart")
     dead = [e["t_ns"] for e in events if e["node"] == "mn" and e["event"] == "vpn_path_dead"]
@@ -154,7 +146,7 @@ def test_outside_mn_moves_bulk_tcp_both_ways(run_scenario, tmp_path: Path) -> No
     path = tmp_path / "mc-bulk-tcp.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     outcome = run_scenario(path, results=results)
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     phases = [e for e in events if e["event"] == "bulk_phase"]
     done = [e for e in events if e["event"] == "bulk_done"]
     assert done and done[-1]["ok"], json.dumps(phases, indent=1)

@@ -3,11 +3,10 @@ IPsec tunnel bound to the external home address, the internal registration throu
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from labtools import ROOT
+from labtools import ROOT, in_window
+
+from testbed.inspect import read_events
 
 pytestmark = pytest.mark.netns
 
@@ -15,22 +14,12 @@ IKE_SETUP = ("IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA")
 X_HOA, X_HA, I_HA = "192.0.2.100", "192.0.2.11", "10.1.0.1"
 
 
-def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-
-
-def in_window(events: list[dict], summary: dict, index: int) -> list[dict]:
-    moves = summary["move_times_ns"]
-    end = moves[index + 1] if index + 1 < len(moves) else float("inf")
-    return [e for e in events if moves[index] <= e["t_ns"] < end]
-
-
 def test_dual_mip_nests_three_tunnels_and_moves_outside_with_x_mip_only(run_scenario) -> None:
     outcome = run_scenario(ROOT / "scenarios" / "dual-roam.yaml")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
     assert [h["mode"] for h in summary["handoffs"]] == ["f", "dual", "dual", "f", "home"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
 
     # leaving the intranet: x-MIP first (the x-HA binds the x-HoA to the care-of address),
     # then the IPsec tunnel from the x-HoA, then the TIA registered with the i-HA through it

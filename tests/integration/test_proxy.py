@@ -3,26 +3,16 @@ gateway), the IPsec tunnel bound to the home address inside the Mobile IP tunnel
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
-from labtools import ROOT
+from labtools import ROOT, in_window
+
+from testbed.inspect import read_events
 
 pytestmark = pytest.mark.netns
 
 IKE_SETUP = ("IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA")
-
-
-def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-
-
-def in_window(events: list[dict], summary: dict, index: int) -> list[dict]:
-    moves = summary["move_times_ns"]
-    end = moves[index + 1] if index + 1 < len(moves) else float("inf")
-    return [e for e in events if moves[index] <= e["t_ns"] < end]
 
 
 def ike_setup(events: list[dict]) -> list[dict]:
@@ -39,7 +29,7 @@ def test_two_box_proxy_keeps_the_stream_and_renegotiates_nothing_outside(run_sce
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
     assert [h["mode"] for h in summary["handoffs"]] == ["f", "proxy", "proxy", "f", "home"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     # leaving the intranet: the proxy registers once at the real HA (care-of = its address)
     public = in_window(events, summary, 1)
     upstream = [
@@ -95,7 +85,7 @@ def test_one_box_proxy_keeps_mobile_ip_control_out_of_the_vpn(run_scenario) -> N
     outcome = run_scenario(ROOT / "tests" / "scenarios" / "proxy-onebox.yaml")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     hotspot = in_window(events, summary, 1)
     assert ike_setup(hotspot) == []
     # what the gateway decrypted and encrypted (its ipsec0): the probe streams, and not one
@@ -122,7 +112,7 @@ def test_proxy_twice_outside_and_correspondent_opened_traffic(run_scenario) -> N
     outcome = run_scenario(ROOT / "tests" / "scenarios" / "proxy-twice.yaml")
     summary = outcome.summary
     assert outcome.passed, summary["expectations"]
-    events = events_of(outcome.run_dir)
+    events = read_events(outcome.run_dir)
     # back inside, the MN deregistered from the proxy, so the second trip registers anew at
     # the HA instead of being answered from the first trip's (replaced) binding
     inside = in_window(events, summary, 1)
