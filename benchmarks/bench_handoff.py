@@ -2,6 +2,7 @@
 floor for the configured link delays, as a ratio.
 
 Run as root:  .venv/bin/python benchmarks/bench_handoff.py [--repeat 7] [--delays zero]
+              [--keep DIR]  (keeps the events and probe streams for a look at each move)
 
 roam-inside gives one f, one c and one home handoff per repetition; mip-nat one c/IP-in-IP
 from home, one c/UDP behind the NAT, one c/IP-in-IP back and one home. The floor of each
@@ -15,6 +16,7 @@ much (issue 6's goal: f and c within floor + 10 ms at p95).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from collections import defaultdict
@@ -116,12 +118,23 @@ def main() -> None:
         default="topology",
         help="the topology's link delays, or all overridden to 0 (only processing is left)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the runs' results (events, probes) in DIR instead of a temporary directory",
+    )
     args = parser.parse_args()
     print(f"# {sys.executable} {' '.join(sys.argv)}")
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     failures = 0
     floors = FLOORS if args.delays == "topology" else ZERO_DELAY_FLOORS
-    with tempfile.TemporaryDirectory() as results:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            results = str(args.keep)
+        else:
+            results = stack.enter_context(tempfile.TemporaryDirectory())
         options = RunOptions(results=Path(results), pcap="none", progress=lambda _: None)
         for name in args.scenarios:
             path = ROOT / "scenarios" / f"{name}.yaml"

@@ -7,9 +7,10 @@
   raw IPIP socket + UDP 434), asyncio or selector driven
 * :mod:`agents.dataplane.kernel` -- :class:`KernelIpipTunnel` and :func:`select_backend`
 * :mod:`agents.dataplane.arp` -- proxy/gratuitous ARP and route plumbing (RFC 5944 4.6)
+* :mod:`agents.dataplane.rtnl` -- raw rtnetlink requests in batches (the handoff path)
 * ``python -m agents.dataplane.demo`` -- one engine driven by JSON lines (tests, benchmarks)
 
-pyroute2 is imported lazily (only :mod:`arp` and :mod:`kernel` need it).
+pyroute2 is imported lazily (only :mod:`kernel` needs it).
 """
 
 from agents.dataplane.kernel import KernelIpipTunnel, kernel_ipip_available, select_backend

@@ -8,30 +8,31 @@ proxy entry and the mobile node, back home, sends its own gratuitous ARP (RFC 59
 
 Linux details that matter:
 
-* a proxy entry (``ip neigh add proxy ADDR dev IF``: ``RTM_NEWNEIGH`` with ``NTF_PROXY``;
-  pyroute2 0.9.7 has no ``proxy=`` keyword, it wants ``flags=NTF_PROXY``) is only answered
+* a proxy entry (``ip neigh add proxy ADDR dev IF``: ``RTM_NEWNEIGH`` with ``NTF_PROXY``)
+  is only answered
   if forwarding is on for ``IF`` and the route to ADDR leaves by another device (the TUN);
 * broadcast requests for a proxied address are answered after a random delay of up to
   ``neigh/IF/proxy_delay`` (default 0.8 s): :func:`set_proxy_delay` sets it to 0;
 * Linux updates an *existing* cache entry from a gratuitous ARP (request or reply) even
   with ``arp_accept`` 0; it creates no new entry unless ``arp_accept`` is 1.
 
-Netlink goes through :class:`Plumbing`, whose ``IPRoute`` lives on a private worker thread:
-pyroute2 0.9's synchronous ``IPRoute`` cannot be used on a thread whose asyncio loop runs.
-The ``/proc/sys`` helpers are per network namespace (the calling thread's).
+Netlink goes through :class:`Plumbing` (raw rtnetlink requests, see
+:mod:`agents.dataplane.rtnl`). The ``/proc/sys`` helpers are per network namespace (the
+calling thread's).
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import fcntl
 import socket
 import struct
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
+
+from agents.dataplane import rtnl
+from agents.dataplane.rtnl import Rtnl
 
 ETH_P_ARP: Final = 0x0806
 ETH_P_IP: Final = 0x0800
@@ -39,11 +40,10 @@ ARP_REQUEST: Final = 1
 ARP_REPLY: Final = 2
 BROADCAST_MAC: Final = b"\xff" * 6
 SIOCGIFHWADDR: Final = 0x8927
-NTF_PROXY: Final = 0x08
-NUD_STALE: Final = 0x04
-RT_TABLE_MAIN: Final = 254
+NUD_STALE: Final = rtnl.NUD_STALE
+RT_TABLE_MAIN: Final = rtnl.RT_TABLE_MAIN
+_GONE: Final = (errno.ENOENT, errno.ESRCH)  # removing what is already gone
 _ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")  # Ethernet header + ARP for IPv4 over Ethernet
-_T = TypeVar("_T")
 Address = str | IPv4Address
 
 
@@ -149,37 +149,23 @@ def set_forwarding(ifname: str = "all", on: bool = True) -> None:
 
 
 class Plumbing:
-    """Routes, rules, addresses and proxy-ARP entries via pyroute2 on a worker thread.
+    """Routes, rules, addresses and proxy-ARP entries as raw rtnetlink requests
+    (agents.dataplane.rtnl: tens of microseconds each, on the calling thread).
 
-    The worker (and its netlink socket) is created in ``__init__``, so it belongs to the
-    network namespace of the constructing thread. Calls block until the worker is done
-    (a fraction of a millisecond each): fine from a loop for registration-rate work.
+    The socket is opened in ``__init__``, so it belongs to the network namespace of the
+    constructing thread. Each call returns once the kernel has answered.
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataplane-nl")
-        try:
-            from pyroute2 import IPRoute
+        self.rtnl = Rtnl()
 
-            self._ipr = self._call(IPRoute)
-        except BaseException:
-            self._pool.shutdown(wait=True)
-            raise
-
-    def _call(self, fn: Callable[[], _T]) -> _T:
-        return self._pool.submit(fn).result()
-
-    def netlink(self, fn: Callable[[Any], _T]) -> _T:
-        """Run ``fn(ipr)`` with the worker's pyroute2 socket, for calls not wrapped here."""
-        return self._call(lambda: fn(self._ipr))
+    def run(self, requests: list[rtnl.Request]) -> list[int]:
+        """Send ``requests`` in one batch; each one's error code (0: done). For changes
+        that may fail on their own while routing converges ("no such route")."""
+        return self.rtnl.run(requests)
 
     def close(self) -> None:
-        ipr = getattr(self, "_ipr", None)
-        if ipr is not None:
-            with contextlib.suppress(Exception):
-                self._call(ipr.close)
-            self._ipr = None
-        self._pool.shutdown(wait=True)
+        self.rtnl.close()
 
     def __enter__(self) -> Plumbing:
         return self
@@ -188,33 +174,18 @@ class Plumbing:
         self.close()
 
     def ifindex(self, ifname: str) -> int:
-        # an ioctl (microseconds) where pyroute2's link_lookup dumps every link (~1 ms on
-        # the handoff path); the process and the worker share one network namespace
+        # an ioctl (microseconds) where a link dump costs a millisecond on the handoff
+        # path; the process and the socket share one network namespace
         try:
             return socket.if_nametoindex(ifname)
         except OSError:
             raise OSError(f"no interface {ifname} in this network namespace") from None
 
-    def _ignore(self, codes: tuple[int, ...], fn: Callable[[], Any]) -> bool:
-        """Run ``fn`` on the worker; True if done, False if it failed with one of ``codes``
-        (idempotent add/remove: EEXIST/ENOENT/ESRCH are not errors here)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            self._call(fn)
-        except NetlinkError as exc:
-            if exc.code in codes:
-                return False
-            raise
-        return True
-
     # proxy ARP (RFC 5944 section 4.6)
 
     def add_proxy_arp(self, address: Address, ifname: str) -> None:
         """Answer ARP for ``address`` on ``ifname`` (``ip neigh replace proxy A dev IF``)."""
-        idx = self.ifindex(ifname)
-        dst = str(IPv4Address(address))
-        self._call(lambda: self._ipr.neigh("replace", dst=dst, ifindex=idx, flags=NTF_PROXY))
+        self.rtnl.call(rtnl.neigh("replace", address, self.ifindex(ifname), proxy=True))
 
     def learn_neighbour(
         self, address: Address, mac: str, ifname: str, *, replace: bool = False
@@ -225,20 +196,18 @@ class Plumbing:
         would demote a confirmed entry and start needless probes whenever an advertisement
         comes.
         """
-        idx = self.ifindex(ifname)
-        dst = str(IPv4Address(address))
-        op = "replace" if replace else "add"
-        return self._ignore(
-            (17,),  # EEXIST
-            lambda: self._ipr.neigh(op, dst=dst, lladdr=mac, ifindex=idx, state=NUD_STALE),
+        request = rtnl.neigh(
+            "replace" if replace else "add",
+            address,
+            self.ifindex(ifname),
+            lladdr=mac,
+            state=NUD_STALE,
         )
+        return self.rtnl.call(request, ignore=(errno.EEXIST,))
 
     def del_proxy_arp(self, address: Address, ifname: str) -> bool:
-        idx = self.ifindex(ifname)
-        dst = str(IPv4Address(address))
-        return self._ignore(
-            (2, 3), lambda: self._ipr.neigh("del", dst=dst, ifindex=idx, flags=NTF_PROXY)
-        )
+        request = rtnl.neigh("del", address, self.ifindex(ifname), proxy=True)
+        return self.rtnl.call(request, ignore=_GONE)
 
     # routes and rules
 
@@ -252,62 +221,40 @@ class Plumbing:
     ) -> None:
         """``ip route replace ADDR/32 dev IF [src S] [table T]``: e.g. a home address via the
         TUN at the HA (the packets to it then reach the tunnel engine)."""
-        idx = self.ifindex(ifname)
-        kw: dict[str, Any] = {"dst": f"{IPv4Address(address)}/32", "oif": idx, "table": table}
-        if src is not None:
-            kw["prefsrc"] = str(IPv4Address(src))
-        self._call(lambda: self._ipr.route("replace", **kw))
+        dst = f"{IPv4Address(address)}/32"
+        oif = self.ifindex(ifname)
+        self.rtnl.call(rtnl.route("replace", dst, oif=oif, prefsrc=src, table=table))
 
     def del_host_route(self, address: Address, *, table: int = RT_TABLE_MAIN) -> bool:
         dst = f"{IPv4Address(address)}/32"
-        return self._ignore((2, 3), lambda: self._ipr.route("del", dst=dst, table=table))
+        return self.rtnl.call(rtnl.route("del", dst, table=table), ignore=_GONE)
 
     def add_default_route(
         self, ifname: str, *, table: int = RT_TABLE_MAIN, src: Address | None = None
     ) -> None:
         """``ip route replace default dev IF [src S] [table T]`` (reverse tunnelling table)."""
-        idx = self.ifindex(ifname)
-        kw: dict[str, Any] = {"dst": "0.0.0.0/0", "oif": idx, "table": table}
-        if src is not None:
-            kw["prefsrc"] = str(IPv4Address(src))
-        self._call(lambda: self._ipr.route("replace", **kw))
+        oif = self.ifindex(ifname)
+        self.rtnl.call(rtnl.route("replace", "0.0.0.0/0", oif=oif, prefsrc=src, table=table))
 
     def add_source_rule(self, address: Address, table: int, priority: int = 1000) -> None:
         """``ip rule add from ADDR/32 lookup T priority P``: RFC 3024 reverse tunnelling of
         what a node sends from its home address, while everything else (registrations, the
         outer packets themselves) keeps the main table."""
-        src = str(IPv4Address(address))
-        self._ignore(
-            (17,),
-            lambda: self._ipr.rule(
-                "add", src=src, src_len=32, table=table, priority=priority, family=socket.AF_INET
-            ),
-        )
+        request = rtnl.rule("add", table, priority, src=address)
+        self.rtnl.call(request, ignore=(errno.EEXIST,))
 
     def del_source_rule(self, address: Address, table: int, priority: int = 1000) -> bool:
-        src = str(IPv4Address(address))
-        return self._ignore(
-            (2, 3),
-            lambda: self._ipr.rule(
-                "del", src=src, src_len=32, table=table, priority=priority, family=socket.AF_INET
-            ),
-        )
+        request = rtnl.rule("del", table, priority, src=address)
+        return self.rtnl.call(request, ignore=_GONE)
 
     def add_address(self, ifname: str, address: Address, prefixlen: int = 32) -> None:
         """Put ``address`` on ``ifname`` (the home address on a mobile node's TUN)."""
-        idx = self.ifindex(ifname)
-        addr = str(IPv4Address(address))
-        self._ignore(
-            (17,), lambda: self._ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
-        )
+        request = rtnl.addr("add", self.ifindex(ifname), address, prefixlen)
+        self.rtnl.call(request, ignore=(errno.EEXIST,))
 
     def del_address(self, ifname: str, address: Address, prefixlen: int = 32) -> bool:
-        idx = self.ifindex(ifname)
-        addr = str(IPv4Address(address))
-        return self._ignore(
-            (2, 3, 99),
-            lambda: self._ipr.addr("del", index=idx, address=addr, prefixlen=prefixlen),
-        )
+        request = rtnl.addr("del", self.ifindex(ifname), address, prefixlen)
+        return self.rtnl.call(request, ignore=(*_GONE, errno.EADDRNOTAVAIL))
 
 
 __all__ = [

@@ -10,12 +10,12 @@ while the care-of address and a host route keep carrying the outer packets to th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import socket
 import time
 from typing import Any, Final
 
+from agents.dataplane import rtnl
 from agents.dataplane.arp import (
     Plumbing,
     gratuitous_arp_frame,
@@ -37,30 +37,26 @@ MAIN_TABLE, HOME_RULE_PRIORITY = 254, 200  # otherwise: home address -> main, be
 PROXY_IKE_TABLE, PROXY_IKE_RULE_PRIORITY = 123, 115  # MIP proxy: IKE/ESP into our tunnel
 
 
-RTNH_F_ONLINK = 4
-
-
 class Netlink:
-    """Route and address changes on the handoff path, through Plumbing's netlink worker.
+    """Route and address changes on the handoff path (raw rtnetlink through Plumbing).
 
-    Each call is ~0.5 ms where an ``ip`` process costs 3-5 ms; a mode change makes several.
     Errors such as "no such route/address" are expected while converging and ignored.
     """
 
     def __init__(self, plumbing: Plumbing) -> None:
         self.plumbing = plumbing
 
-    def _do(self, fn: Any) -> None:
-        with contextlib.suppress(Exception):
-            self.plumbing.netlink(fn)
+    def batch(self, requests: list[rtnl.Request]) -> None:
+        """One round trip to the kernel for all of ``requests``; each may fail on its own."""
+        if requests:
+            self.plumbing.run(requests)
 
-    def addr(self, op: str, ifname: str, address: str, prefixlen: int) -> None:
-        index = self.plumbing.ifindex(ifname)
-        self._do(lambda ipr: ipr.addr(op, index=index, address=address, prefixlen=prefixlen))
+    def addr(self, op: rtnl.Op, ifname: str, address: str, prefixlen: int) -> None:
+        self.batch([rtnl.addr(op, self.plumbing.ifindex(ifname), address, prefixlen)])
 
-    def route(
+    def route_request(
         self,
-        op: str,
+        op: rtnl.Op,
         dst: str,
         *,
         via: str | None = None,
@@ -68,19 +64,14 @@ class Netlink:
         src: str | None = None,
         onlink: bool = False,
         metric: int | None = None,
-    ) -> None:
-        kw: dict[str, Any] = {"dst": dst}
-        if via:
-            kw["gateway"] = via
-        if dev:
-            kw["oif"] = self.plumbing.ifindex(dev)
-        if src:
-            kw["prefsrc"] = src
-        if onlink:
-            kw["flags"] = RTNH_F_ONLINK
-        if metric is not None:
-            kw["priority"] = metric
-        self._do(lambda ipr: ipr.route(op, **kw))
+    ) -> rtnl.Request:
+        oif = self.plumbing.ifindex(dev) if dev else None
+        return rtnl.route(
+            op, dst, gateway=via, oif=oif, prefsrc=src, priority=metric, onlink=onlink
+        )
+
+    def route(self, op: rtnl.Op, dst: str, **kw: Any) -> None:
+        self.batch([self.route_request(op, dst, **kw)])
 
 
 class _Base:
@@ -343,92 +334,68 @@ class MnDataPlane(_Base):
         always take our Mobile IP tunnel (table 123): neither the host route to the proxy
         (the gateway's own address in one box) nor a moment without our tunnel (during a
         move: the engine then drops them) may send them out bare."""
-        gw_rule = {
-            "src": self.home,
-            "src_len": 32,
-            "dst": gateway,
-            "dst_len": 32,
-            "table": PROXY_IKE_TABLE,
-            "priority": PROXY_IKE_RULE_PRIORITY,
-            "family": socket.AF_INET,
-        }
+        gw_rule = {"src": self.home, "dst": gateway}
         self._home_bound = on
         if on:
             self.plumbing.del_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
             self.plumbing.add_default_route(self.tun_name, table=PROXY_IKE_TABLE)
-            self.nl._do(lambda ipr: ipr.rule("add", **gw_rule))
+            self.nl.batch([rtnl.rule("add", PROXY_IKE_TABLE, PROXY_IKE_RULE_PRIORITY, **gw_rule)])
         else:
-            self.nl._do(lambda ipr: ipr.rule("del", **gw_rule))
+            self.nl.batch([rtnl.rule("del", PROXY_IKE_TABLE, PROXY_IKE_RULE_PRIORITY, **gw_rule)])
             self.plumbing.add_source_rule(self.home, MAIN_TABLE, priority=HOME_RULE_PRIORITY)
 
-    def _home_link_ops(self, prefix: int | None, index: int) -> list[Any]:
-        """Netlink operations that leave the home address on the link as /``prefix`` (None:
-        off it); none when it is so already (each call is ~0.5 ms on the handoff path)."""
+    def _home_link_ops(self, prefix: int | None) -> list[rtnl.Request]:
+        """Requests that leave the home address on the link as /``prefix`` (None: off it);
+        none when it is so already."""
         if self._home_link_prefix == prefix:
             return []
         self._home_link_prefix = prefix
-        home = self.home
-        ops: list[Any] = [
-            lambda ipr, p=p: ipr.addr("del", index=index, address=home, prefixlen=p)
-            for p in (self.home_prefix, 32)
-            if p != prefix
-        ]
+        index = self.plumbing.ifindex(self.iface)
+        ops = [rtnl.addr("del", index, self.home, p) for p in (self.home_prefix, 32) if p != prefix]
         if prefix is not None:
-            ops.append(lambda ipr: ipr.addr("replace", index=index, address=home, prefixlen=prefix))
+            ops.append(rtnl.addr("replace", index, self.home, prefix))
         return ops
 
-    def _batch(self, ops: list[Any]) -> None:
-        """Run netlink operations in one hop to the worker; each may fail on its own ("no
-        such route/address": converging)."""
-        if not ops:
-            return
-
-        def run(ipr: Any) -> None:
-            for op in ops:
-                with contextlib.suppress(Exception):
-                    op(ipr)
-
-        self.nl._do(run)
-
-    def _home_on_link(self, prefix: int | None) -> None:
-        self._batch(self._home_link_ops(prefix, self.plumbing.ifindex(self.iface)))
-
     def home_off_link(self) -> None:
-        self._home_on_link(None)
+        self.nl.batch(self._home_link_ops(None))
 
     def left_link(self, keep_home_on_link: bool, mode: str | None = None) -> None:
         """Carrier lost: we may be anywhere next. Drop the link's default routes (a stale one
         would hide that the next network is different); with ``keep_home_on_link`` (we were
         home or behind an FA) keep the home address as a /32, so the home subnet is no longer
         on-link. The core's actions rebuild routing once it knows where we are.
-
-        All in one netlink batch: a move can bring carrier back within 2 ms, and the loop
-        handles that only once this is done.
         """
         index = self.plumbing.ifindex(self.iface)
-        ops: list[Any] = [lambda ipr: ipr.route("del", dst="0.0.0.0/0", oif=index)] * 2
+        ops = [rtnl.route("del", "0.0.0.0/0", oif=index)] * 2
         # A packet sent between carrier loss and the route's removal left an unresolved
         # entry for the router it went to, and the kernel would go on asking for it with
         # broadcast ARP on whatever link comes next (RFC 5944 4.6: not away from home).
         router = {"home": self.home_router, "f": self._fa_router}.get(mode or "", self.coa_router)
         if router:
-            ops.append(lambda ipr: ipr.neigh("del", dst=router, ifindex=index))
+            ops.append(rtnl.neigh("del", router, index))
         if keep_home_on_link:
-            ops += self._home_link_ops(32, index)
-        self._batch(ops)
+            ops += self._home_link_ops(32)
+        self.nl.batch(ops)
 
     def home_for_fa(self) -> None:
         """About to register through an FA: the home address must be ours on the link (the
         request's source, and what the FA delivers to)."""
-        self._home_on_link(32)
+        self.nl.batch(self._home_link_ops(32))
 
     def gratuitous_arp(self, action: GratuitousArp) -> None:
         """Back home (RFC 5944 4.6): the home address on the link, the home router again."""
-        self.nl.addr("del", self.tun_name, self.home, 32)
-        self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
-        self.nl.route("del", f"{self.home_agent}/32")
-        self._home_on_link(self.home_prefix)
-        self.nl.route("replace", "0.0.0.0/0", via=self.home_router, dev=self.iface, src=self.home)
+        tun = self.plumbing.ifindex(self.tun_name)
+        self.nl.batch(
+            [
+                rtnl.addr("del", tun, self.home, 32),
+                rtnl.route("del", "0.0.0.0/0", oif=tun),
+                rtnl.route("del", f"{self.home_agent}/32"),
+                *self._home_link_ops(self.home_prefix),
+                self.nl.route_request(
+                    "replace", "0.0.0.0/0", via=self.home_router, dev=self.iface, src=self.home
+                ),
+            ]
+        )
         super().gratuitous_arp(action)
         self.events.emit("dataplane_home", address=self.home)
 
@@ -436,8 +403,7 @@ class MnDataPlane(_Base):
         """Mode f: the home address stays on the link (as /32) behind the FA as router."""
         if action.add and action.via:
             self._fa_router = action.via
-            self._home_on_link(32)
-            self.nl.route(
+            default = self.nl.route_request(
                 "replace",
                 "0.0.0.0/0",
                 via=action.via,
@@ -445,6 +411,7 @@ class MnDataPlane(_Base):
                 src=self.home,
                 onlink=True,
             )
+            self.nl.batch([*self._home_link_ops(32), default])
         elif action.via:
             self.nl.route("del", "0.0.0.0/0", via=action.via)
 
@@ -459,20 +426,29 @@ class MnDataPlane(_Base):
         mc = bool(t.iface and t.iface != self.iface)
         super().tunnel_up(t)
         self._fit_tun_mtu(t.iface if mc else None, t.encapsulation)
-        self._home_on_link(None)
-        self.nl.addr("replace", self.tun_name, self.home, 32)
+        tun = self.plumbing.ifindex(self.tun_name)
+        # one batch: off the link, onto the TUN, then the routes (in this order: the kernel
+        # takes them one after the other, and a route's source must already be ours)
+        ops = [*self._home_link_ops(None), rtnl.addr("replace", tun, self.home, 32)]
         if mc:
             # only what comes from the home address goes into our TUN: the main table keeps
             # carrying IKE and ESP (from the care-of address) to the gateway
-            self.plumbing.add_default_route(self.tun_name, table=MC_TABLE)
-            self.plumbing.add_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
+            ops += [
+                rtnl.route("replace", "0.0.0.0/0", oif=tun, table=MC_TABLE),
+                rtnl.rule("add", MC_TABLE, MC_RULE_PRIORITY, src=self.home),
+            ]
             self._mc = True
-            return
-        if self.coa_router:
-            self.nl.route("replace", f"{t.peer}/32", via=self.coa_router, dev=self.iface)
-        self.nl.route("replace", "0.0.0.0/0", dev=self.tun_name, src=self.home, metric=0)
-        if self._home_bound:  # a move may have taken it with the main table's routes
-            self.plumbing.add_default_route(self.tun_name, table=PROXY_IKE_TABLE)
+        else:
+            if self.coa_router:
+                ops.append(
+                    self.nl.route_request(
+                        "replace", f"{t.peer}/32", via=self.coa_router, dev=self.iface
+                    )
+                )
+            ops.append(rtnl.route("replace", "0.0.0.0/0", oif=tun, prefsrc=self.home, priority=0))
+            if self._home_bound:  # a move may have taken it with the main table's routes
+                ops.append(rtnl.route("replace", "0.0.0.0/0", oif=tun, table=PROXY_IKE_TABLE))
+        self.nl.batch(ops)
 
     def _fit_tun_mtu(self, vpn_iface: str | None, encapsulation: str = "ipip") -> None:
         """Mode mc: our IP-in-IP packets (+20 bytes; +32 in UDP) must fit the VPN's interface

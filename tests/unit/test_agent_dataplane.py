@@ -22,6 +22,8 @@ class Recorder:
                 present = str(args[0]) in self.homes
                 self.homes.discard(str(args[0]))
                 return present
+            if name == "ifindex":
+                return 7
             return None
 
         return record

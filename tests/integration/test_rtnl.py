@@ -1,0 +1,154 @@
+"""Raw rtnetlink requests (agents.dataplane.rtnl) and Plumbing against the kernel, in a
+namespace of our own (needs root): what ``ip`` shows afterwards, the error codes of refused
+requests, and a batch in which one request fails without stopping the others."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agents.dataplane import rtnl
+from agents.dataplane.arp import Plumbing
+from testbed import netns
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(IP), reason="needs root and ip"),
+]
+
+PEER_MAC = "02:00:5e:00:01:02"
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    name = f"tbrt{secrets.token_hex(3)}"
+    netns.create(name)
+    try:
+        for argv in (
+            ["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+            ["link", "set", "va", "up"],
+            ["link", "set", "vb", "up"],
+        ):
+            subprocess.run([IP, "-n", name, *argv], check=True)
+        yield name
+    finally:
+        netns.delete(name)
+    assert not netns.exists(name)
+
+
+def ip_json(ns: str, *argv: str) -> list[dict[str, Any]]:
+    out = subprocess.run([IP, "-n", ns, "-j", *argv], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout or "[]")
+
+
+@pytest.fixture
+def sock(ns: str) -> Iterator[tuple[rtnl.Rtnl, int]]:
+    with netns.entered(ns):
+        link = rtnl.Rtnl()
+        index = int(ip_json(ns, "link", "show", "va")[0]["ifindex"])
+    try:
+        yield link, index
+    finally:
+        link.close()
+
+
+def test_addresses_add_replace_dump_and_delete(ns: str, sock: tuple[rtnl.Rtnl, int]) -> None:
+    link, a = sock
+    assert link.run([rtnl.addr("add", a, "10.77.0.1", 24)]) == [0]
+    assert link.run([rtnl.addr("add", a, "10.77.0.1", 24)]) == [errno.EEXIST]
+    shown = {
+        (i["local"], i["prefixlen"]) for i in ip_json(ns, "addr", "show", "va")[0]["addr_info"]
+    }
+    assert ("10.77.0.1", 24) in shown
+    # a lifetime makes it dynamic, which is how the DHCP client finds stale ones
+    assert link.call(rtnl.addr("replace", a, "10.77.0.1", 24, valid_lft=600))
+    (info,) = [i for i in link.addresses(a) if str(i.address) == "10.77.0.1"]
+    assert info.prefixlen == 24 and not info.flags & rtnl.IFA_F_PERMANENT
+    assert link.call(rtnl.addr("del", a, "10.77.0.1", 24))
+    assert not [i for i in link.addresses(a) if str(i.address) == "10.77.0.1"]
+    with pytest.raises(rtnl.NetlinkError) as failed:
+        link.call(rtnl.addr("del", a, "10.77.0.1", 24))
+    assert failed.value.errno == errno.EADDRNOTAVAIL
+
+
+def test_routes_in_main_and_other_tables(ns: str, sock: tuple[rtnl.Rtnl, int]) -> None:
+    link, a = sock
+    link.call(rtnl.addr("replace", a, "10.78.0.1", 24))
+    link.call(rtnl.route("replace", "10.88.0.0/24", gateway="10.78.0.2", oif=a, priority=5))
+    (route,) = ip_json(ns, "route", "show", "10.88.0.0/24")
+    assert (route["gateway"], route["dev"], route["metric"]) == ("10.78.0.2", "va", 5)
+    link.call(rtnl.route("replace", "0.0.0.0/0", oif=a, prefsrc="10.78.0.1", table=100))
+    (default,) = ip_json(ns, "route", "show", "table", "100")
+    assert (default["dst"], default["dev"], default["prefsrc"]) == ("default", "va", "10.78.0.1")
+    # a gateway off every link is refused unless onlink
+    assert link.run([rtnl.route("replace", "10.89.0.0/24", gateway="10.99.0.1", oif=a)]) == [
+        errno.ENETUNREACH
+    ]
+    assert link.call(rtnl.route("replace", "10.89.0.0/24", gateway="10.99.0.1", oif=a, onlink=True))
+    (onlink,) = ip_json(ns, "route", "show", "10.89.0.0/24")
+    assert "onlink" in onlink["flags"]
+    for dst, table in (("10.88.0.0/24", 254), ("0.0.0.0/0", 100), ("10.89.0.0/24", 254)):
+        assert link.call(rtnl.route("del", dst, table=table))
+    assert link.run([rtnl.route("del", "10.88.0.0/24")]) == [errno.ESRCH]
+    assert ip_json(ns, "route", "show", "table", "100") == []
+
+
+def test_a_refused_request_does_not_stop_the_batch(ns: str, sock: tuple[rtnl.Rtnl, int]) -> None:
+    link, a = sock
+    codes = link.run(
+        [
+            rtnl.addr("replace", a, "10.79.0.1", 24),
+            rtnl.route("del", "10.123.0.0/24"),  # not there
+            rtnl.route("replace", "10.124.0.0/24", gateway="10.79.0.2", oif=a),
+        ]
+    )
+    assert codes == [0, errno.ESRCH, 0]
+    assert ip_json(ns, "route", "show", "10.124.0.0/24")
+
+
+def test_plumbing_neighbours_proxy_entries_and_rules(ns: str) -> None:
+    # Plumbing looks interfaces up by name: in the namespace, as an agent runs
+    with netns.entered(ns):
+        plumbing = Plumbing()
+        try:
+            plumbing.add_address("va", "10.80.0.1", 24)
+            plumbing.add_address("va", "10.80.0.1", 24)  # already there: fine
+            assert plumbing.learn_neighbour("10.80.0.2", PEER_MAC, "va")
+            assert not plumbing.learn_neighbour("10.80.0.2", "02:00:5e:00:01:03", "va")
+            (entry,) = ip_json(ns, "neigh", "show", "10.80.0.2", "dev", "va")
+            assert entry["lladdr"] == PEER_MAC and entry["state"] == ["STALE"]
+            assert plumbing.learn_neighbour("10.80.0.2", "02:00:5e:00:01:03", "va", replace=True)
+            (entry,) = ip_json(ns, "neigh", "show", "10.80.0.2", "dev", "va")
+            assert entry["lladdr"] == "02:00:5e:00:01:03"
+
+            plumbing.add_proxy_arp("10.80.0.100", "va")
+            assert ip_json(ns, "neigh", "show", "proxy", "10.80.0.100")
+            assert plumbing.del_proxy_arp("10.80.0.100", "va")
+            assert not plumbing.del_proxy_arp("10.80.0.100", "va")
+
+            plumbing.add_source_rule("10.80.0.1", 100, priority=1234)
+            plumbing.add_source_rule("10.80.0.1", 100, priority=1234)  # no duplicate
+            rules = [r for r in ip_json(ns, "rule", "show") if r.get("priority") == 1234]
+            assert [(r["src"], r["table"]) for r in rules] == [("10.80.0.1", "100")]
+            assert plumbing.del_source_rule("10.80.0.1", 100, priority=1234)
+            assert not plumbing.del_source_rule("10.80.0.1", 100, priority=1234)
+
+            plumbing.add_host_route("10.80.5.5", "va", src="10.80.0.1")
+            (host,) = ip_json(ns, "route", "show", "10.80.5.5")
+            assert (host["dev"], host["prefsrc"], host["scope"]) == ("va", "10.80.0.1", "link")
+            assert plumbing.del_host_route("10.80.5.5")
+            assert not plumbing.del_host_route("10.80.5.5")
+            assert plumbing.del_address("va", "10.80.0.1", 24)
+            assert not plumbing.del_address("va", "10.80.0.1", 24)
+        finally:
+            plumbing.close()
