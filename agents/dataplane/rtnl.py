@@ -44,6 +44,7 @@ RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 RTM_NEWRULE, RTM_DELRULE = 32, 33
 
+IFLA_MASTER = 10
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 4, 6, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 NDA_DST, NDA_LLADDR = 1, 2
@@ -118,7 +119,16 @@ def _flags(op: Op) -> int:
 
 def link_up(index: int) -> Request:
     """``ip link set dev INDEX up``."""
-    return Request(RTM_NEWLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
+    return link(index, up=True)
+
+
+def link(index: int, *, up: bool | None = None, master: int | None = None) -> Request:
+    """``ip link set dev INDEX [up|down] [master M | nomaster (M = 0)]``."""
+    change = 0 if up is None else IFF_UP
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, change)
+    if master is not None:
+        body += _attr(IFLA_MASTER, _u32(master))
+    return Request(RTM_NEWLINK, 0, body)
 
 
 def addr(
@@ -395,6 +405,7 @@ __all__ = [
     "Rtnl",
     "addr",
     "get_addresses",
+    "link",
     "link_up",
     "neigh",
     "parse_address",

@@ -162,3 +162,11 @@ def test_garbage_replies_never_raise() -> None:
         data = bytes(data[: rng.randint(0, len(data))]) + rng.randbytes(rng.randint(0, 20))
         for _kind, _flags, _seq, body in rtnl._messages(data):
             rtnl.parse_address(body)
+
+
+def test_link_down_and_out_of_its_bridge_then_into_another() -> None:
+    down = decode(ifinfmsg, rtnl.link(5, up=False, master=0))
+    assert (down["msg"]["flags"], down["msg"]["change"]) == (0, 1)
+    assert down["attrs"]["IFLA_MASTER"] == 0
+    attach = decode(ifinfmsg, rtnl.link(5, master=9))
+    assert attach["msg"]["change"] == 0 and attach["attrs"]["IFLA_MASTER"] == 9
