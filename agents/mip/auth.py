@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.mip.constants import MD5_LEN, MIN_SPI
+from agents.mip.extensions import AuthExtension
 
 __all__ = [
     "ALGORITHMS",
@@ -102,6 +103,14 @@ class SecurityAssociation:
     def verify(self, data: bytes, authenticator: bytes) -> bool:
         """Constant-time check of ``authenticator`` against ``compute(data)``."""
         return hmac.compare_digest(self._fn(self.key, data), authenticator)
+
+    def verify_extension(self, message: bytes, ext: AuthExtension) -> bool:
+        """Was ``ext``, an authentication extension found in ``message``, made with this SA?
+        Its SPI must be ours and its authenticator must cover everything before it, its own
+        Type, Length and SPI included (RFC 5944 section 3.5.1)."""
+        if ext.spi != self.spi or ext.offset < 0 or not ext.authenticator:
+            return False
+        return self.verify(message[: ext.offset + 6], ext.authenticator)
 
 
 def append_auth(payload: bytes, ext_type: int, sa: SecurityAssociation) -> bytes:

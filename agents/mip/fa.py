@@ -307,7 +307,7 @@ class ForeignAgent:
             mnfa = next((e for e in after if e.type == ExtType.MN_FA_AUTH), None)
             if not isinstance(mnfa, AuthExtension) or mn_sa is None or mnfa.spi != mn_sa.spi:
                 return self._deny(67, req, src, src_port, iface, "MN-FA authentication")
-            if not mn_sa.verify(payload[: mnfa.offset + 6], mnfa.authenticator or b""):
+            if not mn_sa.verify_extension(payload, mnfa):
                 return self._deny(67, req, src, src_port, iface, "bad MN-FA authenticator")
 
         # 104-106: RFC 3012 challenges.
@@ -411,11 +411,7 @@ class ForeignAgent:
         ha_sa = cfg.ha_sas.get(p.home_agent)
         if ha_sa is not None:
             faha = rep.find(ExtType.FA_HA_AUTH)
-            if (
-                not isinstance(faha, AuthExtension)
-                or faha.spi != ha_sa.spi
-                or not ha_sa.verify(payload[: faha.offset + 6], faha.authenticator or b"")
-            ):
+            if not isinstance(faha, AuthExtension) or not ha_sa.verify_extension(payload, faha):
                 # RFC 5944 3.7.3.1: HA failed authentication -> 68 to the mobile node.
                 return [CancelTimer(p.timer), *self._deny_pending(p, 68, "FA-HA authentication")]
 

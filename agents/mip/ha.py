@@ -355,7 +355,7 @@ class HomeAgent:
         sa = mn.sas.get(mnha.spi)
         if sa is None:
             return self._deny(131, req, mn, src, src_port, f"unknown SPI {mnha.spi}")
-        if not sa.verify(payload[: mnha.offset + 6], mnha.authenticator or b""):
+        if not sa.verify_extension(payload, mnha):
             return self._deny(131, req, mn, src, src_port, "bad MN-HA authenticator", sa)
 
         # 132: FA-HA authentication when we share an SA with the relaying agent.
@@ -368,7 +368,7 @@ class HomeAgent:
                     break
             if faha is None or fa_sa is None or faha.spi != fa_sa.spi:  # type: ignore[union-attr]
                 return self._deny(132, req, mn, src, src_port, "FA-HA authentication", sa)
-            if not fa_sa.verify(payload[: faha.offset + 6], faha.authenticator or b""):  # type: ignore[union-attr]
+            if not fa_sa.verify_extension(payload, faha):  # type: ignore[arg-type]
                 return self._deny(132, req, mn, src, src_port, "bad FA-HA authenticator", sa)
 
         # 133: replay protection.

@@ -106,7 +106,7 @@ def _ext_to_dict(
         d["authenticator"] = None if ext.authenticator is None else ext.authenticator.hex()
         sa = sas.get(ext.spi) if sas else None
         if data is not None and sa is not None and ext.offset >= 0 and ext.authenticator:
-            d["verified"] = sa.verify(data[: ext.offset + 6], ext.authenticator)
+            d["verified"] = sa.verify_extension(data, ext)
     elif isinstance(ext, NaiExtension):
         d["nai"] = ext.nai
     elif isinstance(ext, ChallengeExtension):

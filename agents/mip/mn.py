@@ -879,9 +879,7 @@ class MobileNode:
     def _transmit(self, now: float) -> list[Action]:
         p = self._pending
         assert p is not None
-        if p.attempt == 0 or self.replay.style == "timestamp":
-            # Timestamps: every retransmission is a new registration with a new
-            # Identification; nonces: resend unchanged (RFC 5944 section 3.6.3).
+        if self.replay.new_identification_for(p.attempt):
             p.identification = self.replay.next_identification(self._wall(), self._rand32)
             p.payload = self._build(p, p.identification)
         p.sent[p.identification] = now
@@ -942,11 +940,7 @@ class MobileNode:
         if rep.home_address != self.config.home_address:
             return self._drop(f"reply for home address {rep.home_address}", src)
         code = rep.code
-        sent_at = None
-        for ident, t in p.sent.items():
-            if self.replay.reply_matches(ident, rep.identification, code):
-                sent_at = t
-                break
+        sent_at = self.replay.request_answered(p.sent, rep.identification, code)
         if sent_at is None:
             return self._drop("identification does not match the request", src)
 
@@ -954,9 +948,7 @@ class MobileNode:
         mnha = rep.find(ExtType.MN_HA_AUTH)
         ha_verified = False
         if isinstance(mnha, AuthExtension):
-            if mnha.spi != self.sa.spi or not self.sa.verify(
-                payload[: mnha.offset + 6], mnha.authenticator or b""
-            ):
+            if not self.sa.verify_extension(payload, mnha):
                 return self._drop("bad MN-HA authenticator in reply", src)
             ha_verified = True
         elif not denied_by_fa(code):
@@ -965,9 +957,7 @@ class MobileNode:
         mnfa_sa = self.config.mn_fa_sas.get(agent) if agent else None
         if mnfa_sa is not None:
             mnfa = rep.find(ExtType.MN_FA_AUTH)
-            if not isinstance(mnfa, AuthExtension) or not mnfa_sa.verify(
-                payload[: mnfa.offset + 6], mnfa.authenticator or b""
-            ):
+            if not isinstance(mnfa, AuthExtension) or not mnfa_sa.verify_extension(payload, mnfa):
                 return self._drop("bad or missing MN-FA authenticator in reply", src)
         if ha_verified:
             self.replay.learn(rep.identification, code, self._wall())

@@ -506,9 +506,7 @@ class MipProxy:
         cfg = self.config
         p = up.pending
         assert p is not None
-        if p.attempt == 0 or up.replay.style == "timestamp":
-            # As the mobile node core: timestamps get a new Identification on every
-            # transmission, nonces are resent unchanged (RFC 5944 section 3.6.3).
+        if up.replay.new_identification_for(p.attempt):
             p.identification = up.replay.next_identification(self._wall(), self._rand32)
             p.payload = self._build(up, p)
         p.sent[p.identification] = now
@@ -587,19 +585,13 @@ class MipProxy:
         if p is None:
             return self._drop("no upstream registration pending", src)
         code = rep.code
-        sent_at = None
-        for ident, t in p.sent.items():
-            if up.replay.reply_matches(ident, rep.identification, code):
-                sent_at = t
-                break
+        sent_at = up.replay.request_answered(p.sent, rep.identification, code)
         if sent_at is None:
             return self._drop("identification does not match the request", src)
         mnha = rep.find(ExtType.MN_HA_AUTH)
         if not isinstance(mnha, AuthExtension):
             return self._drop("reply without MN-HA authentication", src)
-        if mnha.spi != up.sa.spi or not up.sa.verify(
-            payload[: mnha.offset + 6], mnha.authenticator or b""
-        ):
+        if not up.sa.verify_extension(payload, mnha):
             return self._drop("bad MN-HA authenticator in reply", src)
         up.replay.learn(rep.identification, code, self._wall())
         out: list[Action] = [CancelTimer(T_RETX + up.home_address)]

@@ -18,7 +18,7 @@ arguments, so every rule is testable with fake values.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agents.mip.constants import NTP_UNIX_OFFSET
@@ -151,6 +151,22 @@ class MobileReplayState:
             ident = ((self.ha_nonce & _M32) << 32) | (rand32() & _M32)
         self.last_sent = ident
         return ident
+
+    def new_identification_for(self, attempt: int) -> bool:
+        """Does transmission number ``attempt`` (0: the first) need a new Identification?
+        Timestamps: every retransmission is a new registration with a new one; nonces: a
+        retransmission is sent unchanged (RFC 5944 section 3.6.3)."""
+        return attempt == 0 or self.style == "timestamp"
+
+    def request_answered(
+        self, sent: Mapping[int, float], reply_ident: int, code: int
+    ) -> float | None:
+        """When the request a reply answers was sent (``sent``: Identification -> time sent),
+        None if it answers none of them."""
+        for ident, at in sent.items():
+            if self.reply_matches(ident, reply_ident, code):
+                return at
+        return None
 
     def reply_matches(self, request_ident: int, reply_ident: int, code: int) -> bool:
         """Does a reply's Identification answer our request (RFC 5944 section 3.6.2.1)?

@@ -146,3 +146,18 @@ def test_second_authenticator_covers_the_first() -> None:
     assert wire[mnha_end : mnha_end + 6] == struct.pack("!BBI", 33, 20, 2000)
     assert wire[-16:] == hmac_md5(b"fa-key", wire[: mnha_end + 6])
     assert wire[mnha_end - 16 : mnha_end] == hmac_md5(KEY, wire[: 24 + 6])
+
+
+def test_verify_extension_checks_spi_and_the_covered_bytes() -> None:
+    sa = SecurityAssociation(1000, KEY)
+    wire = append_auth(FIXED + NAI, 32, sa)
+    ext = decode_udp(wire).extensions[1]
+    assert isinstance(ext, AuthExtension)
+    assert sa.verify_extension(wire, ext)
+    assert not SecurityAssociation(1001, KEY).verify_extension(wire, ext)  # another SPI
+    assert not SecurityAssociation(1000, b"other").verify_extension(wire, ext)
+    tampered = bytearray(wire)
+    tampered[4] ^= 1  # in the fixed part the authenticator covers
+    assert not sa.verify_extension(bytes(tampered), ext)
+    # an extension built by hand, not found in a message, proves nothing
+    assert not sa.verify_extension(wire, AuthExtension(32, 1000))

@@ -124,3 +124,28 @@ def test_nonces() -> None:
 def test_unknown_style() -> None:
     with pytest.raises(ValueError):
         check_request("counter", 1, HomeReplayState(), wall=WALL, window=1, rand32=lambda: 0)
+
+
+def test_which_request_a_reply_answers() -> None:
+    stamps = MobileReplayState("timestamp")
+    sent = {0x1111_0000_0000_0001: 1.0, 0x2222_0000_0000_0002: 2.0}
+    assert stamps.request_answered(sent, 0x2222_0000_0000_0002, 0) == 2.0
+    # 133 carries the HA's time in the high bits: the low 32 bits decide
+    assert stamps.request_answered(sent, 0x9999_0000_0000_0001, 133) == 1.0
+    assert stamps.request_answered(sent, 0x9999_0000_0000_0001, 0) is None
+    assert stamps.request_answered({}, 1, 0) is None
+    nonces = MobileReplayState("nonce")
+    assert nonces.request_answered(sent, 0x7777_0000_0000_0002, 0) == 2.0
+
+
+def test_new_identification_on_every_timestamp_retransmission_only() -> None:
+    assert [MobileReplayState("timestamp").new_identification_for(a) for a in range(3)] == [
+        True,
+        True,
+        True,
+    ]
+    assert [MobileReplayState("nonce").new_identification_for(a) for a in range(3)] == [
+        True,
+        False,
+        False,
+    ]
