@@ -20,6 +20,16 @@ from testbed.topology import load_topology
 from testbed.topology.plan import Impairment, InterfacePlan, TopologyPlan
 
 
+def capture_argv(
+    network: str, out: Path | str, snaplen: int = 262144, bpf: str | None = None
+) -> list[str]:
+    """tcpdump on a network's bridge (in the switch namespace) into the pcap ``out``.
+    Immediate mode and packet-buffered output: no frames wait in a buffer when the capture
+    is stopped soon after the traffic."""
+    argv = ["tcpdump", "-i", network, "-s", str(snaplen), "--immediate-mode", "-U", "-n"]
+    return [*argv, "-w", str(out), *([bpf] if bpf else [])]
+
+
 def _changed(link: rtnl.Rtnl, *requests: rtnl.Request) -> None:
     for code in link.run(requests):
         if code:
@@ -215,20 +225,7 @@ class Lab:
         when the capture is stopped soon after the traffic."""
         if network not in self.plan.networks:
             raise LookupError(f"lab {self.name} has no network {network!r}")
-        argv = [
-            "tcpdump",
-            "-i",
-            network,
-            "-s",
-            str(snaplen),
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-w",
-            str(out),
-        ]
-        if bpf:
-            argv.append(bpf)
+        argv = capture_argv(network, out, snaplen, bpf)
         stdout = None if str(out) == "-" else subprocess.DEVNULL
         return self.popen(SW, argv, stdout=stdout, stderr=subprocess.PIPE)
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import yaml
 
 from testbed.lab.builder import SW, build, spawn
-from testbed.lab.lab import Lab
+from testbed.lab.lab import Lab, capture_argv
 from testbed.lab.state import ProcessRecord
 from testbed.scenario.load import Scenario
 from testbed.scenario.model import ServiceSpec, StepSpec
@@ -185,17 +185,7 @@ class _Run:
             self._spawn(
                 SW,
                 f"capture:{network}",
-                [
-                    "tcpdump",
-                    "-i",
-                    network,
-                    "-s",
-                    "512",
-                    "-U",
-                    "-n",
-                    "-w",
-                    str(self.dir / "pcap" / f"{network}.pcap"),
-                ],
+                capture_argv(network, self.dir / "pcap" / f"{network}.pcap", snaplen=512),
                 f"tcpdump-{network}.log",
             )
 
