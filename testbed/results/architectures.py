@@ -24,7 +24,7 @@ import json
 import socket
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,7 @@ def _encapsulation(window: Iterable[dict[str, Any]], mobile: str, mode: str | No
 def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict[str, MoveStats]:
     """Per kind of move ("from -> to"), the figures of one architecture's run directory."""
     moves: dict[str, MoveStats] = defaultdict(MoveStats)
+    overheads: dict[tuple[Path, str], int | None] = {}  # each capture is read once per address
     for rep in _repetitions(run_dir):  # each repetition has its own summary and events
         summary = json.loads((rep / "summary.json").read_text())
         events = _events(rep)
@@ -181,16 +182,22 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict
                 stats.modes.add(str(mode))
                 encapsulation = _encapsulation(window, mobile, mode)
                 stats.overhead.add(overhead(mode, encapsulation, inner))
-                measured = _measured(rep, handoff.get("to"), window, mobile, mode)
+                measured = _measured(rep, handoff.get("to"), window, mobile, mode, overheads)
                 if measured is not None:
                     stats.measured.add(measured)
     return dict(moves)
 
 
 def _measured(
-    rep: Path, network: str | None, window: Sequence[dict[str, Any]], mobile: str, mode: Any
+    rep: Path,
+    network: str | None,
+    window: Sequence[dict[str, Any]],
+    mobile: str,
+    mode: Any,
+    cache: dict[tuple[Path, str], int | None],
 ) -> int | None:
-    """The overhead on the access link the move went to, from the run's capture of it."""
+    """The overhead on the access link the move went to, from the run's capture of it
+    (``cache``: what each capture gave for each address already)."""
     pcap = rep / "pcap" / f"{network}.pcap"
     if network is None or not pcap.exists():
         return None
@@ -201,7 +208,11 @@ def _measured(
     if dst is None or mode in ("f", "home"):
         # on the link the FA (or home) delivers the plain packets to the home address
         dst = _home_address(rep, mobile)
-    return link_overhead(pcap, dst) if dst else None
+    if not dst:
+        return None
+    if (pcap, dst) not in cache:
+        cache[pcap, dst] = link_overhead(pcap, dst)
+    return cache[pcap, dst]
 
 
 def _home_address(rep: Path, mobile: str) -> str | None:
@@ -252,8 +263,15 @@ def table(results: dict[str, dict[str, MoveStats]], inner: int = PROBE_INNER) ->
     return "\n".join(lines) + "\n"
 
 
-def plot_signalling(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
-    """Signalling bytes per handoff (median), Mobile IP stacked under IKE, per kind of move."""
+def _grouped_bars(
+    results: dict[str, dict[str, MoveStats]],
+    path: Path,
+    ylabel: str,
+    draw: Callable[[Any, int, str, dict[str, MoveStats], list[str], float], None],
+    legend: tuple[int, int] = (8, 1),  # font size, columns
+) -> None:
+    """One group of bars per kind of move, one bar per architecture in each: ``draw(ax, n,
+    arch, moves, kinds, width)`` draws architecture number ``n``'s bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,6 +283,22 @@ def plot_signalling(results: dict[str, dict[str, MoveStats]], path: Path) -> Non
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(kinds)), 4))
     width = 0.8 / max(1, len(results))
     for n, (arch, moves) in enumerate(results.items()):
+        draw(ax, n, arch, moves, kinds, width)
+    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(kinds))])
+    ax.set_xticklabels(kinds, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend[0], ncol=legend[1])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_signalling(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
+    """Signalling bytes per handoff (median), Mobile IP stacked under IKE, per kind of move."""
+
+    def draw(
+        ax: Any, n: int, arch: str, moves: dict[str, MoveStats], kinds: list[str], width: float
+    ) -> None:
         xs, mip, ike = [], [], []
         for i, kind in enumerate(kinds):
             s = moves.get(kind)
@@ -284,28 +318,16 @@ def plot_signalling(results: dict[str, dict[str, MoveStats]], path: Path) -> Non
             color=bars.patches[0].get_facecolor() if bars.patches else None,
             hatch="//",
         )
-    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(kinds))])
-    ax.set_xticklabels(kinds, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("signalling bytes per handoff (median)")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+
+    _grouped_bars(results, path, "signalling bytes per handoff (median)", draw, legend=(6, 2))
 
 
 def plot(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
     """Interruption p50 (bar) and p95 (whisker) per kind of move, one bar per architecture."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kinds: list[str] = []
-    for moves in results.values():
-        kinds += [k for k in moves if k not in kinds]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(kinds)), 4))
-    width = 0.8 / max(1, len(results))
-    for n, (arch, moves) in enumerate(results.items()):
+    def draw(
+        ax: Any, n: int, arch: str, moves: dict[str, MoveStats], kinds: list[str], width: float
+    ) -> None:
         xs, p50s, errs = [], [], []
         for i, kind in enumerate(kinds):
             s = moves.get(kind)
@@ -317,10 +339,5 @@ def plot(results: dict[str, dict[str, MoveStats]], path: Path) -> None:
             p50s.append(p50)
             errs.append(p95 - p50)
         ax.bar(xs, p50s, width, yerr=[[0] * len(errs), errs], capsize=3, label=arch)
-    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(kinds))])
-    ax.set_xticklabels(kinds, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("interruption ms (bar p50, whisker p95)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+
+    _grouped_bars(results, path, "interruption ms (bar p50, whisker p95)", draw)
