@@ -96,3 +96,18 @@ def test_a_case_overrides_the_topology_of_a_copy(tmp_path: Path) -> None:
     firewall = scenario.plan.nodes["nat"].firewall
     assert firewall is not None and firewall.forward_policy == "drop"
     assert {r.proto for r in firewall.rules} == {"udp", "esp"}
+
+
+def test_both_plots_draw_every_architecture(tmp_path: Path) -> None:
+    from testbed.results.architectures import MoveStats, plot, plot_signalling
+
+    results = {
+        "mc": {"public -> hotspot": MoveStats([400.0, 420.0], mip_bytes=[96], ike_bytes=[900])},
+        "proxy": {
+            "public -> hotspot": MoveStats([120.0, 130.0], mip_bytes=[180], ike_bytes=[600]),
+            "hotspot -> visited": MoveStats([40.0], mip_bytes=[96], ike_bytes=[0]),
+        },
+    }
+    for fn, name in ((plot, "interruption.png"), (plot_signalling, "signalling.png")):
+        fn(results, tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
