@@ -202,6 +202,9 @@ class BoundaryController(BoundaryBase):
         self._watching = False
         self._path_misses = 0
         self._echo_seq = 1
+        # the path watchdog (TIA check, echo through the tunnel: up to 0.5 s each) on a
+        # thread of its own: on the decision's thread it could hold up a move's decision
+        self.watchdog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpn-watch")
 
     # called by the movement detector and the driver ------------------------------------
 
@@ -327,7 +330,7 @@ class BoundaryController(BoundaryBase):
             if self._outside_tia is None:
                 self._watching = False
                 return
-            future = self.pool.submit(self._wait_tia, 0.5)
+            future = self.watchdog.submit(self._wait_tia, 0.5)
             future.add_done_callback(
                 lambda f: self.loop.call_soon_threadsafe(self._tia_checked, f.result())
             )
@@ -356,12 +359,18 @@ class BoundaryController(BoundaryBase):
             and time.monotonic() - self._moved_at > 3 * max(cfg.path_check, 1.0)
         )
 
+    def close(self) -> None:
+        self.watchdog.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
     def _check_path(self, tia: str) -> None:
         # odd numbers from 3: never the boundary probe's 1
         self._echo_seq = self._echo_seq + 2 if self._echo_seq < 0xFFF0 else 3
         seq = self._echo_seq
         timeout = min(0.5, self.config.path_check)
-        future = self.pool.submit(icmp_echo, str(self.machine.home_agent), None, timeout, seq, tia)
+        future = self.watchdog.submit(
+            icmp_echo, str(self.machine.home_agent), None, timeout, seq, tia
+        )
         future.add_done_callback(
             lambda f: self.loop.call_soon_threadsafe(self._path_checked, f.result())
         )
