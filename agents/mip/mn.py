@@ -780,12 +780,18 @@ class MobileNode:
             self._pending = None
             out.append(CancelTimer(T_RETRANSMIT))
         self._resyncs = 0
-        out += self._data_plane_for(desired)
+        teardown = self._data_plane_for(desired)
         if desired is None:
-            return out + self._solicit(now)
+            return out + teardown + self._solicit(now)
         if desired.mode == "home":
-            return out + self._arrive_home(now, desired)
-        return out + self._register(now, desired, reason)
+            return out + teardown + self._arrive_home(now, desired)
+        if desired.mode == "f" and not any(isinstance(a, Route) for a in teardown):
+            # Through an FA the request leaves by the link, to the agent: an old tunnel's
+            # routes and rules (on the TUN) cannot carry it, so it goes out before they are
+            # taken down (a move from mode mc spends ~0.5 ms on that). An old default route
+            # via another FA could: that teardown comes first.
+            return out + self._register(now, desired, reason) + teardown
+        return out + teardown + self._register(now, desired, reason)
 
     def _data_plane_for(self, att: Attachment | None) -> list[Action]:
         """Tear down what does not fit the new attachment (tunnel, default route via FA)."""

@@ -539,3 +539,32 @@ def test_garbage_never_raises() -> None:
         mn.handle_datagram(bytes(data), FA1, 434, 0.2 + i * 1e-4, "wlan0")
         mn.handle_icmp(bytes(data), FA1, 0.2 + i * 1e-4, "wlan0")
     assert mn.counters["dropped"] > 0
+
+
+def test_leaving_mode_mc_for_an_fa_sends_the_request_before_the_tunnel_goes() -> None:
+    mn = make_mn()
+    att = Attachment("mc", "172.16.0.5", "172.16.0.5", "ipsec0", None, True)
+    _, req = request_of(mn.use_attachment(att, 0.1))
+    mn.handle_datagram(reply(req), HA, 434, 0.2)
+    assert mn.registered and mn.mode == "mc"
+    mn.handle_icmp(adv(addr=FA1), FA1, 0.3, "wlan0")  # an FA heard while the override holds
+    out = mn.use_attachment(None, 0.4)  # the VPN controller lets go: through the FA now
+    kinds = [type(a).__name__ for a in out]
+    assert mn.mode == "f" and "TunnelDown" in kinds
+    assert kinds.index("Send") < kinds.index("TunnelDown")
+    s, req = request_of(out)
+    assert s.dst == FA1 and s.iface == "wlan0"  # bound to the link: the TUN cannot take it
+
+
+def test_a_route_via_the_old_fa_goes_before_the_request_to_the_new_one() -> None:
+    mn = make_mn()
+    _, req = register_via_fa(mn, 0.0)
+    mn.handle_datagram(reply(req), FA1, 434, 0.1)
+    assert mn.mode == "f" and mn.registered
+    # to another FA on the same link without carrier loss: the default route via the first
+    # one would carry the request (to the wrong router), so it goes first
+    other = Attachment("f", FA2, HOME, "wlan0", FA2, router=FA2)
+    out = mn.use_attachment(other, 0.2)
+    kinds = [type(a).__name__ for a in out]
+    assert "Route" in kinds and "Send" in kinds
+    assert kinds.index("Route") < kinds.index("Send")
