@@ -208,6 +208,9 @@ class Row:
     mss: int | None = None
     rtt_ms: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU s per wall s
+    relay_frames: int = 0  # frames the relay took in (all pairs, both directions)
+    relay_bytes: int = 0
+    relay_max_frame: int = 0
 
     @property
     def median(self) -> float:
@@ -392,6 +395,7 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
             for reverse in directions:
                 row = Row(path, "mn->cn" if reverse else "cn->mn", target, rtt_ms=rtt[path])
                 cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+                relay0 = relay_totals(lab)
                 for _ in range(args.repeat):
                     mbps, retr, mss = iperf(lab, target, port, args.seconds, reverse)
                     row.mbps.append(mbps)
@@ -399,6 +403,11 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
                     row.mss = mss
                 busy = args.seconds * args.repeat
                 row.cpu = {k: (cpu_seconds(pid) - cpu0[k]) / busy for k, pid in pids.items()}
+                relay1 = relay_totals(lab)
+                if relay0 and relay1:
+                    row.relay_frames = relay1[0] - relay0[0]
+                    row.relay_bytes = relay1[1] - relay0[1]
+                    row.relay_max_frame = relay1[2]
                 result.rows.append(row)
                 print(
                     f"[{variant}] {path:<6} {row.direction}: "
@@ -446,6 +455,22 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
                     )
                 lab.down()
                 print(f"[{variant}] lab {name} removed", flush=True)
+
+
+def relay_totals(lab: Lab) -> tuple[int, int, int] | None:
+    """(frames, bytes, largest frame) the link-delay relay has taken in so far, over all
+    its pairs and directions; None without a relay. GSO frames count once, at full size."""
+    if not (lab.state.relayed and lab.state.relay_control):
+        return None
+    from testbed.relay import relay_command
+
+    pairs = relay_command(lab.state.relay_control, {"cmd": "stats"})["pairs"].values()
+    directions = [p[d] for p in pairs for d in ("a_to_b", "b_to_a")]
+    return (
+        sum(d["rx_frames"] for d in directions),
+        sum(d["rx_bytes"] for d in directions),
+        max((d["max_frame_bytes"] for d in directions), default=0),
+    )
 
 
 @contextlib.contextmanager
@@ -502,6 +527,16 @@ def report(result: LabResult, args: argparse.Namespace) -> None:
     for row in result.rows:
         cells = "".join(f"{row.cpu.get(k, 0.0) * 100:>8.0f}%" for k in roles)
         print(f"{row.path:<8}{row.direction:<11}{cells}")
+    if any(row.relay_frames for row in result.rows):
+        print("frames through the relay (all pairs, both directions), per second of iperf3")
+        print(f"{'path':<8}{'direction':<11}{'frames/s':>10}{'mean B':>8}{'largest so far':>16}")
+        busy = args.seconds * args.repeat
+        for row in result.rows:
+            mean = row.relay_bytes / row.relay_frames if row.relay_frames else 0
+            print(
+                f"{row.path:<8}{row.direction:<11}{row.relay_frames / busy:>10.0f}"
+                f"{mean:>8.0f}{row.relay_max_frame:>16}"
+            )
     print("tunnel engine counters during each phase:")
     for phase, by_role in result.counters.items():
         shown = "; ".join(f"{role} {json.dumps(c) if c else '{}'}" for role, c in by_role.items())
