@@ -346,12 +346,18 @@ class MnDataPlane(_Base):
 
     def _home_link_ops(self, prefix: int | None) -> list[rtnl.Request]:
         """Requests that leave the home address on the link as /``prefix`` (None: off it);
-        none when it is so already."""
-        if self._home_link_prefix == prefix:
+        none when it is so already, and no removal of what is not there (each request
+        takes the kernel's rtnl lock, which strongSwan and the lab contend for)."""
+        current = self._home_link_prefix
+        if current == prefix:
             return []
         self._home_link_prefix = prefix
         index = self.plumbing.ifindex(self.iface)
-        ops = [rtnl.addr("del", index, self.home, p) for p in (self.home_prefix, 32) if p != prefix]
+        if current == self.UNKNOWN:
+            there: tuple[int, ...] = (self.home_prefix, 32)
+        else:
+            there = () if current is None else (current,)
+        ops = [rtnl.addr("del", index, self.home, p) for p in there if p != prefix]
         if prefix is not None:
             ops.append(rtnl.addr("replace", index, self.home, prefix))
         return ops

@@ -106,6 +106,9 @@ class ProcessAction(Strict):
 
 
 class WaitAction(Strict):
+    """Wait for an event that came after the previous step began: what a move causes can be
+    over before the wait starts."""
+
     event: str
     node: Name | None = None
     timeout: Milliseconds = 5000.0

@@ -107,7 +107,8 @@ class _Run:
         self.events = EventWriter.open(str(self.events_dir / "runner.jsonl"), "runner")
         self.t0_ns = 0
         self._event_offsets: dict[Path, int] = {}
-        self._seen_events: list[dict[str, Any]] = []
+        self._events_read: list[dict[str, Any]] = []  # by wait steps, for later ones too
+        self._step_starts: list[int] = []
 
     # -- the run --------------------------------------------------------------------------
 
@@ -413,6 +414,7 @@ class _Run:
                 time.sleep(delay)
             elapsed = (time.monotonic_ns() - self.t0_ns) / 1e9
             self.options.progress(f"  [{elapsed:6.2f}s] step {i + 1}/{total}: {describe(step)}")
+            self._step_starts.append(time.monotonic_ns())
             self.events.emit("step", index=i, action=step.action, text=describe(step))
             getattr(self, f"_do_{step.action}")(getattr(step, step.action), i)
             previous_end = time.monotonic_ns()
@@ -556,17 +558,22 @@ class _Run:
     def _do_wait(self, action: Any, index: int) -> None:
         started = time.monotonic_ns()
         deadline = started + int(action.timeout * 1e6)
+        # from the previous step's start: a handoff can be over before its move step returns
+        since = self._step_starts[index - 1] if index > 0 else started
+        # what an earlier wait read already, then what comes
+        fresh = [e for e in self._events_read if e.get("t_ns", 0) >= since]
         while time.monotonic_ns() < deadline:
-            for event in self._new_events():
-                if event.get("t_ns", 0) < started or event.get("event") != action.event:
+            fresh += self._new_events()
+            for event in fresh:
+                if event.get("t_ns", 0) < since or event.get("event") != action.event:
                     continue
                 if action.node and event.get("node") != action.node:
                     continue
                 if all(event.get(k) == v for k, v in action.match.items()):
-                    self.events.emit(
-                        "wait_done", awaited=action.event, waited_ms=(event["t_ns"] - started) / 1e6
-                    )
+                    waited = max(0, event["t_ns"] - started) / 1e6
+                    self.events.emit("wait_done", awaited=action.event, waited_ms=waited)
                     return
+            fresh = []
             time.sleep(0.005)
         failure = {
             "name": f"timeline[{index}] wait for {action.event}",
@@ -614,6 +621,7 @@ class _Run:
                     fresh.append(json.loads(line))
                 except ValueError:
                     continue
+        self._events_read += fresh
         return fresh
 
 

@@ -101,3 +101,27 @@ def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any) -> None:
     assert tun.mtus == [1380, 1480, 1368, 1480]
     events = [c[1][0] for c in dp.events.calls if c[0] == "emit"]
     assert events.count("tun_mtu") == 4
+
+
+def test_home_address_changes_only_touch_what_is_there() -> None:
+    """The MN's home address on the link: a removal only for a prefix it has (first: both
+    may be, the topology put it there), nothing when it already is as asked."""
+    from agents.dataplane import rtnl
+    from agents.runtime.dataplane import MnDataPlane
+
+    dp = object.__new__(MnDataPlane)
+    dp.plumbing, dp.iface, dp.home, dp.home_prefix = Recorder(), "eth0", "10.1.0.100", 24
+
+    def ops(prefix: int | None) -> list[tuple[str, int]]:
+        out = []
+        for request in dp._home_link_ops(prefix):
+            kind = "del" if request.type == rtnl.RTM_DELADDR else "set"
+            out.append((kind, request.body[1]))  # ifaddrmsg: family, prefixlen, ...
+        return out
+
+    assert ops(32) == [("del", 24), ("set", 32)]  # unknown at first: /24 may be there
+    assert ops(32) == []
+    assert ops(None) == [("del", 32)]
+    assert ops(None) == []
+    assert ops(32) == [("set", 32)]  # nothing to remove: it was off the link
+    assert ops(24) == [("del", 32), ("set", 24)]
