@@ -55,13 +55,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testbed import netns  # noqa: E402
+from testbed import features, netns  # noqa: E402
 from testbed.lab.builder import build, spawn  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
 from testbed.lab.state import ProcessRecord  # noqa: E402
 from testbed.lab.teardown import stop_processes  # noqa: E402
 from testbed.scenario.load import load_scenario  # noqa: E402
-from testbed.scenario.runner import AGENT_READY_EVENTS  # noqa: E402
+from testbed.scenario.runner import AGENT_READY_EVENTS, agent_argv  # noqa: E402
 from testbed.topology import load_topology  # noqa: E402
 from testbed.topology.load import deep_merge  # noqa: E402
 
@@ -167,21 +167,7 @@ def start_agent(lab: Lab, role: str, node: str, config: dict[str, Any], work: Pa
     events = work / f"{role}-events.jsonl"
     state = work / f"{role}-state.json"
     log = work / f"{role}.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "testbed.cli",
-        "agent",
-        role,
-        "--config",
-        str(config_file),
-        "--events",
-        str(events),
-        "--node",
-        node,
-        "--state",
-        str(state),
-    ]
+    argv = agent_argv(role, config_file, events, node, state)
     spawn(lab.state, node, f"service:{role}", argv, log)
     return Agent(role, node, lab.state.processes[-1], events, state, log)
 
@@ -577,11 +563,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.seconds <= 0 or args.repeat < 1:
         ap.error("--seconds must be > 0 and --repeat >= 1")
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
-    if not os.path.exists(IPERF3):
-        print(f"no iperf3 at {IPERF3}", file=sys.stderr)
+    try:
+        features.ensure_root()
+        features.require_binaries("iperf3")
+    except (PermissionError, RuntimeError) as exc:
+        print(exc, file=sys.stderr)
         return 2
     if args.tunnel is not None:
         os.environ["TESTBED_TUNNEL"] = args.tunnel  # inherited by the agents

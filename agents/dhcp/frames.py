@@ -60,16 +60,26 @@ def ipv4_udp(
     return header + udp + payload
 
 
-def udp_payload(packet: bytes, dport: int = CLIENT_PORT) -> tuple[IPv4Address, bytes] | None:
-    """(source address, UDP payload) if ``packet`` is an unfragmented IPv4/UDP datagram to
-    ``dport``; else None. The UDP checksum is not checked: frames seen on a packet socket
-    may still carry a partial (offloaded) checksum, e.g. over veth."""
+def ipv4_transport(packet: bytes, protocol: int) -> tuple[int, int] | None:
+    """(header length, total length) of an IPv4 ``packet`` that carries ``protocol`` and
+    holds at least 8 bytes of it; None for anything shorter, malformed or else."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
     total = int.from_bytes(packet[2:4], "big")
-    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != _IPPROTO_UDP:
+    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != protocol:
         return None
+    return ihl, total
+
+
+def udp_payload(packet: bytes, dport: int = CLIENT_PORT) -> tuple[IPv4Address, bytes] | None:
+    """(source address, UDP payload) if ``packet`` is an unfragmented IPv4/UDP datagram to
+    ``dport``; else None. The UDP checksum is not checked: frames seen on a packet socket
+    may still carry a partial (offloaded) checksum, e.g. over veth."""
+    bounds = ipv4_transport(packet, _IPPROTO_UDP)
+    if bounds is None:
+        return None
+    ihl, total = bounds
     if int.from_bytes(packet[6:8], "big") & 0x3FFF:  # MF flag or a fragment offset
         return None
     _sport, port, ulen = struct.unpack_from("!HHH", packet, ihl)
@@ -78,23 +88,34 @@ def udp_payload(packet: bytes, dport: int = CLIENT_PORT) -> tuple[IPv4Address, b
     return IPv4Address(packet[12:16]), packet[ihl + 8 : ihl + ulen]
 
 
-# Classic BPF, run on packets starting at the IPv4 header (SOCK_DGRAM packet socket):
-# accept unfragmented UDP to port 68, drop the rest in the kernel.
-_DHCP_CLIENT_FILTER = (
-    (0x30, 0, 0, 9),  # ldb [9]            protocol
-    (0x15, 0, 6, _IPPROTO_UDP),  # jeq #17 ? next : drop
-    (0x28, 0, 0, 6),  # ldh [6]            flags + fragment offset
-    (0x45, 4, 0, 0x1FFF),  # jset #0x1fff ? drop : next
-    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)  header length
-    (0x48, 0, 0, 2),  # ldh [x+2]          UDP destination port
-    (0x15, 0, 1, CLIENT_PORT),  # jeq #68 ? accept : drop
-    (0x06, 0, 0, 0x40000),  # ret #262144 (accept whole packet)
-    (0x06, 0, 0, 0),  # ret #0 (drop)
-)
+BpfProgram = tuple[tuple[int, int, int, int], ...]
+_BPF_LOAD = {1: 0x50, 2: 0x48}  # ldb / ldh [x + k]: a byte or a half-word of the transport
+
+
+def ipv4_filter(protocol: int, field: tuple[int, int], value: int, snap: int) -> BpfProgram:
+    """Classic BPF, run on packets starting at the IPv4 header (SOCK_DGRAM packet socket):
+    accept (the first ``snap`` bytes of) unfragmented ``protocol`` packets whose transport
+    header holds ``value`` in ``field`` (size 1 or 2 bytes, offset); drop the rest."""
+    size, offset = field
+    return (
+        (0x30, 0, 0, 9),  # ldb [9]              protocol
+        (0x15, 0, 6, protocol),  # jeq #protocol ? next : drop
+        (0x28, 0, 0, 6),  # ldh [6]              flags + fragment offset
+        (0x45, 4, 0, 0x1FFF),  # jset #0x1fff ? drop : next
+        (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)    header length
+        (_BPF_LOAD[size], 0, 0, offset),  # ld [x+offset]
+        (0x15, 0, 1, value),  # jeq #value ? accept : drop
+        (0x06, 0, 0, snap),  # ret #snap (accept)
+        (0x06, 0, 0, 0),  # ret #0 (drop)
+    )
+
+
+# unfragmented UDP to port 68, whole packets
+_DHCP_CLIENT_FILTER = ipv4_filter(_IPPROTO_UDP, (2, 2), CLIENT_PORT, 0x40000)
 _DROP_ALL = ((0x06, 0, 0, 0),)
 
 
-def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+def attach_filter(sock: socket.socket, program: BpfProgram) -> None:
     """Attach a classic BPF ``program`` of (code, jt, jf, k) instructions to ``sock``."""
     insns = b"".join(struct.pack("HBBI", *insn) for insn in program)
     buf = ctypes.create_string_buffer(insns)

@@ -480,15 +480,17 @@ class MnDataPlane(_Base):
         self.events.emit("tun_mtu", tun=self.tun_name, mtu=mtu, vpn_iface=vpn_iface)
 
     def tunnel_down(self, t: TunnelDown) -> None:
+        tun = self.plumbing.ifindex(self.tun_name)
+        ops: list[rtnl.Request] = []
         if self._mc:
-            self.plumbing.del_source_rule(self.home, MC_TABLE, priority=MC_RULE_PRIORITY)
+            ops.append(rtnl.rule("del", MC_TABLE, MC_RULE_PRIORITY, src=self.home))
             self._mc = False
-        self._fit_tun_mtu(None)
-        super().tunnel_down(t)
-        self.nl.route("del", "0.0.0.0/0", dev=self.tun_name)
-        self.nl.route("del", f"{t.peer}/32")
+        ops += [rtnl.route("del", "0.0.0.0/0", oif=tun), rtnl.route("del", f"{t.peer}/32")]
         if not self._home_bound:
             # (removing a device's last address flushes every route through it, in every
             # table: home-bound, the IKE/ESP of the tunnel must meet our TUN through a move
             # and be dropped there, not take the new link bare)
-            self.nl.addr("del", self.tun_name, self.home, 32)
+            ops.append(rtnl.addr("del", tun, self.home, 32))
+        self._fit_tun_mtu(None)
+        super().tunnel_down(t)
+        self.nl.batch(ops)  # one batch, like the set-up

@@ -14,37 +14,24 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from agents.dhcp.frames import ETH_P_IP, attach_filter, format_mac
+from agents.dhcp.frames import (
+    ETH_P_IP,
+    BpfProgram,
+    attach_filter,
+    format_mac,
+    ipv4_filter,
+    ipv4_transport,
+)
 from agents.mip.constants import MIP_PORT
 
 PACKET_OUTGOING = 4  # sll_pkttype of frames we sent ourselves
 ICMP_ROUTER_ADVERTISEMENT = 9
-BpfProgram = tuple[tuple[int, int, int, int], ...]
+ICMP, UDP = 1, 17
 
-# Classic BPF on packets that start at the IPv4 header (SOCK_DGRAM packet socket).
-ADVERTISEMENTS: BpfProgram = (
-    (0x30, 0, 0, 9),  # ldb [9]              protocol
-    (0x15, 0, 6, 1),  # jeq #1 (ICMP) ? next : drop
-    (0x28, 0, 0, 6),  # ldh [6]              flags + fragment offset
-    (0x45, 4, 0, 0x1FFF),  # jset #0x1fff ? drop : next
-    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)    header length
-    (0x50, 0, 0, 0),  # ldb [x+0]            ICMP type
-    (0x15, 0, 1, ICMP_ROUTER_ADVERTISEMENT),  # jeq #9 ? accept : drop
-    (0x06, 0, 0, 0x10000),  # ret #65536 (accept)
-    (0x06, 0, 0, 0),  # ret #0 (drop)
-)
-# Registration Requests: only the IPv4 header is needed, so only 20 bytes are copied.
-MIP_DATAGRAMS: BpfProgram = (
-    (0x30, 0, 0, 9),  # ldb [9]              protocol
-    (0x15, 0, 6, 17),  # jeq #17 (UDP) ? next : drop
-    (0x28, 0, 0, 6),  # ldh [6]              flags + fragment offset
-    (0x45, 4, 0, 0x1FFF),  # jset #0x1fff ? drop : next
-    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)    header length
-    (0x48, 0, 0, 2),  # ldh [x+2]            UDP destination port
-    (0x15, 0, 1, MIP_PORT),  # jeq #434 ? accept : drop
-    (0x06, 0, 0, 20),  # ret #20 (the IPv4 header)
-    (0x06, 0, 0, 0),  # ret #0 (drop)
-)
+# ICMP type 9 (agent advertisements), whole packets
+ADVERTISEMENTS = ipv4_filter(ICMP, (1, 0), ICMP_ROUTER_ADVERTISEMENT, 0x10000)
+# UDP to port 434 (Registration Requests): only the IPv4 header is needed, 20 bytes copied
+MIP_DATAGRAMS = ipv4_filter(UDP, (2, 2), MIP_PORT, 20)
 
 # (IPv4 packet as far as the filter passed it, source MAC, interface)
 FrameHandler = Callable[[bytes, str, str], None]
@@ -52,12 +39,10 @@ FrameHandler = Callable[[bytes, str, str], None]
 
 def split_advertisement(packet: bytes) -> tuple[str, bytes] | None:
     """(source address, ICMP message) of an IPv4 packet carrying ICMP type 9, else None."""
-    if len(packet) < 28 or packet[0] >> 4 != 4:
+    bounds = ipv4_transport(packet, ICMP)
+    if bounds is None:
         return None
-    ihl = (packet[0] & 0x0F) * 4
-    total = int.from_bytes(packet[2:4], "big")
-    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != 1:
-        return None
+    ihl, total = bounds
     if packet[ihl] != ICMP_ROUTER_ADVERTISEMENT:
         return None
     return socket.inet_ntoa(packet[12:16]), packet[ihl:total]

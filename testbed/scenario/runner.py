@@ -35,6 +35,12 @@ PROBE_STARTUP_NS = 400_000_000  # Python start-up in a namespace is ~0.1 s, more
 DRAIN_S = 0.3  # longer than any one-way delay a scenario configures in practice
 
 
+def agent_argv(role: str, config: Path, events: Path | str, node: str, state: Path) -> list[str]:
+    """The command of one Mobile IP agent (``role``: ha, fa, mn, proxy) in a node."""
+    argv = [sys.executable, "-m", "agents.runtime.main", role, "--config", str(config)]
+    return [*argv, "--events", str(events), "--node", node, "--state", str(state)]
+
+
 class RunInterrupted(Exception):
     """Ctrl-C or SIGTERM during a run."""
 
@@ -211,20 +217,8 @@ class _Run:
         configs.mkdir(exist_ok=True)
         config = configs / f"{service.label}.yaml"
         config.write_text(yaml.safe_dump(self._agent_config(service), sort_keys=False))
-        return [
-            sys.executable,
-            "-m",
-            "agents.runtime.main",
-            str(service.agent),
-            "--config",
-            str(config),
-            "--events",
-            events,
-            "--node",
-            service.node,
-            "--state",
-            str(self.dir / "state" / f"{service.label}.json"),
-        ]
+        state = self.dir / "state" / f"{service.label}.json"
+        return agent_argv(str(service.agent), config, events, service.node, state)
 
     def _start_vpn(self, service: ServiceSpec) -> None:
         """One charon per node (strongSwan through vici), its events into the run's log."""
