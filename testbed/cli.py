@@ -148,6 +148,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from testbed import features
 
+    try:
+        features.ensure_root()
+    except PermissionError as exc:
+        print(f"testbed doctor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     found = features.detect(refresh=True)
     print(f"kernel {found.kernel}")
     for name in ("netem", "ipip", "esp", "openvswitch", "bridge_nft", "tbf"):
@@ -155,6 +160,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print("paths:")
     for feature, path in found.paths().items():
         print(f"  {feature:<18} {path}")
+    tun = features.tun_available()
+    print(
+        f"  {'tun device':<18} {features.TUN_DEVICE} " + ("ok" if tun else "MISSING: modprobe tun")
+    )
+    print("versions:")
+    for component, version, tested in features.versions():
+        print(f"  {component:<18} {version:<10} {'ok' if tested else 'untested here'}")
     missing = features.missing_packages()
     print("system packages:")
     for pkg, binary, why in features.SYSTEM_PACKAGES:
@@ -162,8 +174,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {pkg:<28} {'ok' if ok else 'MISSING':<8} {why}")
     if missing:
         print("run ./setup.sh to install what is missing")
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if missing or not tun else EXIT_OK
 
 
 def _is_scenario(file: str) -> bool:
@@ -207,6 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pcap=pcap,
         pause_on_error=args.pause_on_error,
         interactive=args.cli,
+        figures=not args.no_figures,
     )
     worst = EXIT_OK
     summaries = []
@@ -456,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pause-on-error", action="store_true")
     p.add_argument("--pcap", metavar="none|all|NET,...", help="networks to capture")
     p.add_argument("--results", default="results", metavar="DIR")
+    p.add_argument(
+        "--no-figures",
+        action="store_true",
+        help="write the report without its pictures (matplotlib is slow on an emulated CPU)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="scenarios with their descriptions")

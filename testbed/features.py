@@ -65,6 +65,63 @@ class Features:
         }
 
 
+TUN_DEVICE = "/dev/net/tun"
+SUPPORTED_PYTHON = ((3, 11), (3, 13))  # oldest and newest minor version tested
+SUPPORTED_STRONGSWAN = ("5.9", "6.0")
+
+
+def tun_available() -> bool:
+    """The userspace tunnels and kernel-libipsec open /dev/net/tun; a kernel without the tun
+    module loaded (a fresh VM) has no such node, and every agent would die at start-up."""
+    try:
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def strongswan_version() -> str | None:
+    """strongSwan's version from swanctl (charon-systemd has no --version)."""
+    import re
+    import subprocess
+
+    swanctl = shutil.which("swanctl") or "/usr/sbin/swanctl"
+    if not Path(swanctl).exists():
+        return None
+    try:
+        # --version asks the daemon; the usage text names the installed release offline
+        done = subprocess.run([swanctl, "--help"], capture_output=True, text=True, timeout=10)
+        out = done.stdout + done.stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"strongSwan (\d+\.\d+(?:\.\d+)?)", out)
+    return match.group(1) if match else None
+
+
+def versions() -> list[tuple[str, str, bool]]:
+    """(component, version, within what the testbed is tested on)."""
+    import sys
+
+    py = sys.version_info[:2]
+    rows = [
+        (
+            "python",
+            ".".join(map(str, sys.version_info[:3])),
+            SUPPORTED_PYTHON[0] <= py <= SUPPORTED_PYTHON[1],
+        )
+    ]
+    swan = strongswan_version()
+    rows.append(
+        (
+            "strongswan",
+            swan or "not found",
+            swan is not None and swan.startswith(SUPPORTED_STRONGSWAN),
+        )
+    )
+    return rows
+
+
 def missing_packages() -> list[tuple[str, str]]:
     return [(pkg, why) for pkg, path, why in SYSTEM_PACKAGES if not Path(path).exists()]
 

@@ -130,6 +130,47 @@ def parse_ipip(buf: Buffer, n: int) -> tuple[int, int] | str:
     return ihl, end  # type: ignore[return-value]
 
 
+_CSUM_OFFSET: Final = {17: 6, 6: 16}  # UDP, TCP: where the checksum field is
+
+
+def complete_partial_checksum(buf: bytearray, off: int, end: int) -> bool:
+    """Finish a transport checksum the sending kernel left to "hardware"; True if it did.
+
+    A kernel's IP-in-IP over veth keeps checksum offload: the inner UDP/TCP checksum field
+    still holds only the pseudo-header sum (``CHECKSUM_PARTIAL``), and the raw socket hands
+    it to us so. Written to our TUN as it is, the receiving stack drops it as corrupt. The
+    seed is recognised by value (a finished checksum equals it once in 65,536: finishing
+    that one again gives the same bytes), so nothing is computed for ordinary packets.
+    ``buf[off:end]`` is an inner packet that :func:`check_inner` accepted.
+    """
+    ihl = (buf[off] & 0x0F) << 2
+    field = _CSUM_OFFSET.get(buf[off + 9])
+    if field is None or buf[off + 6] & 0x3F or buf[off + 7]:  # not UDP/TCP, or a fragment
+        return False
+    at = off + ihl + field
+    if at + 2 > end:
+        return False
+    length = end - off - ihl
+    pseudo = (
+        (buf[off + 12] << 8 | buf[off + 13])
+        + (buf[off + 14] << 8 | buf[off + 15])
+        + (buf[off + 16] << 8 | buf[off + 17])
+        + (buf[off + 18] << 8 | buf[off + 19])
+        + buf[off + 9]
+        + length
+    )
+    pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    if (buf[at] << 8 | buf[at + 1]) != pseudo:
+        return False
+    # the seed in the field stands for the pseudo header: the sum over the segment as it is
+    checksum = internet_checksum(buf[off + ihl : end])
+    if checksum == 0 and buf[off + 9] == 17:
+        checksum = 0xFFFF  # RFC 768: zero means "no checksum"
+    buf[at], buf[at + 1] = checksum >> 8, checksum & 0xFF
+    return True
+
+
 def parse_tunnel_data(buf: Buffer, n: int) -> tuple[int, int] | str:
     """Check a MIP Tunnel Data message (UDP payload) in ``buf[:n]`` (RFC 3519 section 3.3).
 

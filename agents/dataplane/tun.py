@@ -32,6 +32,8 @@ _IFREQ_LEN: Final = 40  # sizeof(struct ifreq) on 64-bit Linux
 
 DEFAULT_TXQUEUELEN: Final = 1000  # TUN defaults to 500; bursts at ~1 Gbit/s overflow that
 
+TUN_PATH = "/dev/net/tun"
+
 
 def _ifreq(name: str, fmt: str, *values: int) -> bytes:
     raw = struct.pack(f"{IFNAMSIZ}s{fmt}", name.encode(), *values)
@@ -92,7 +94,13 @@ class TunDevice:
     ) -> None:
         if not name or len(name.encode()) >= IFNAMSIZ:
             raise ValueError(f"bad interface name {name!r}")
-        self.fd: int = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.fd: int = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{TUN_PATH} is missing: the userspace tunnels need it (modprobe tun, or "
+                "mknod /dev/net/tun c 10 200)"
+            ) from None
         try:
             res = fcntl.ioctl(self.fd, TUNSETIFF, _ifreq(name, "H", IFF_TUN | IFF_NO_PI))
             self.name: str = res[:IFNAMSIZ].rstrip(b"\0").decode()

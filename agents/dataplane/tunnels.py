@@ -92,6 +92,7 @@ from agents.dataplane.packets import (
     MIP_PORT,
     TUNNEL_DATA_HEADER,
     TUNNEL_DATA_TYPE,
+    complete_partial_checksum,
     frag_needed,
     ipip_outer_header,
     parse_ipip,
@@ -138,6 +139,8 @@ C_RX_PORT_MISMATCH: Final = "rx_udp_port_mismatch"  # known peer address, other 
 C_RX_PEER_LEARNED: Final = "rx_udp_peer_learned"  # peer port learned (learn_peer=True)
 C_RX_UDP_OTHER: Final = "rx_udp_other"  # not type 4: handed to on_udp_message or dropped
 C_TUN_WRITE_ERROR: Final = "tun_write_error"
+# inner checksums a kernel IP-in-IP peer left unfinished (offload), finished by us
+C_RX_CSUM_COMPLETED: Final = "rx_csum_completed"
 C_TUN_READ_ERROR: Final = "tun_read_error"
 C_RX_ERROR: Final = "rx_socket_error"
 
@@ -159,6 +162,7 @@ COUNTERS: Final = (
     C_RX_PEER_LEARNED,
     C_RX_UDP_OTHER,
     C_TUN_WRITE_ERROR,
+    C_RX_CSUM_COMPLETED,
     C_TUN_READ_ERROR,
     C_RX_ERROR,
     *DROP_REASONS,
@@ -588,6 +592,7 @@ class TunnelEngine:
         write = os.write
         fd = self.tun.fd
         table_get = self._by_home.get
+        complete_partial = complete_partial_checksum
         rx_src = self._rx_key_is_src
         c = self.counters
         ok = 0
@@ -621,6 +626,8 @@ class TunnelEngine:
                         continue
                 else:
                     t.last_rx = now
+                if complete_partial(buf, off, end):
+                    c[C_RX_CSUM_COMPLETED] += 1
                 try:
                     write(fd, mv[off:end])
                     ok += 1

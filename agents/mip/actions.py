@@ -99,6 +99,7 @@ class TunnelUp:
     keepalive: int | None = None
     role: str = "ha"
     iface: str | None = None
+    via_vpn: bool = False  # the care-of address is an IPsec VPN's inner address (mode mc)
 
 
 @dataclass(frozen=True, slots=True)

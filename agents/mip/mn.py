@@ -184,6 +184,9 @@ class Attachment:
     router: str | None = field(default=None, compare=False)
     max_lifetime: int | None = field(default=None, compare=False)
     home_agent: str | None = None
+    # the care-of address is an IPsec VPN's inner address (RFC 5266 mode mc): the tunnel's
+    # outer packets take the VPN's policy, whatever interface holds the address
+    via_vpn: bool = False
 
 
 @dataclass(slots=True)
@@ -1073,6 +1076,7 @@ class MobileNode:
                 keepalive,
                 "mn",
                 att.iface,
+                att.via_vpn,
             )
             if tunnel != self._tunnel:
                 if self._tunnel is not None:

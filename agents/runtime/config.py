@@ -119,7 +119,11 @@ class VpnFile(_Strict):
     vici: str = Field(description="path of the MN's charon vici socket")
     ike: str = "vpn"
     child: str = "vpn"
-    iface: str = "ipsec0"
+    iface: str | None = Field(
+        None,
+        description="the interface of the tunnel inner address; default: the one that holds "
+        "it (ipsec0 with userspace ESP, the outer interface with the kernel's XFRM)",
+    )
     decision_timeout: float = Field(
         0.3, gt=0, description="no direct reply from the HA within this: outside (s)"
     )

@@ -36,6 +36,10 @@ MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220
 MAIN_TABLE, HOME_RULE_PRIORITY = 254, 200  # otherwise: home address -> main, before 220
 PROXY_IKE_TABLE, PROXY_IKE_RULE_PRIORITY = 123, 115  # MIP proxy: IKE/ESP into our tunnel
 
+# kernel-libipsec's ipsec0; an XFRM path (ESP in UDP, AES-CBC, HMAC) takes up to ~100 bytes
+# of a 1500-byte link too, so the same budget serves both
+VPN_MTU = 1400
+
 
 class Netlink:
     """Route and address changes on the handoff path (raw rtnetlink through Plumbing).
@@ -429,7 +433,7 @@ class MnDataPlane(_Base):
         own policy table (220), whose routes would otherwise carry it into the IPsec tunnel
         directly; our encapsulated packets (from the TIA) then take table 220 into it.
         """
-        mc = bool(t.iface and t.iface != self.iface)
+        mc = t.via_vpn
         super().tunnel_up(t)
         self._fit_tun_mtu(t.iface if mc else None, t.encapsulation)
         tun = self.plumbing.ifindex(self.tun_name)
@@ -465,7 +469,9 @@ class MnDataPlane(_Base):
         if vpn_iface:
             overhead = 1500 - (UDP_MTU if encapsulation == "udp" else IPIP_MTU)
             try:
-                mtu = min(IPIP_MTU, get_mtu(vpn_iface) - overhead)
+                # with the kernel's XFRM the inner address sits on the outer interface (1500)
+                # and ESP's own overhead is not in its MTU: budget as for ipsec0
+                mtu = min(IPIP_MTU, min(get_mtu(vpn_iface), VPN_MTU) - overhead)
             except OSError as exc:
                 self.events.emit("tun_mtu_failed", iface=vpn_iface, error=str(exc))
                 return

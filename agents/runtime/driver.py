@@ -18,6 +18,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.mip.actions import Action, CancelTimer, Event, Send, SetTimer
@@ -82,12 +83,18 @@ class AgentDriver:
         self.events = events
         self.dataplane = dataplane
         self.interfaces = interfaces
+        for iface in interfaces:  # a clear word at start-up rather than an error per send
+            try:
+                socket.if_nametoindex(iface)
+            except OSError:
+                raise OSError(f"no interface {iface!r} in this network namespace") from None
         self.counters: dict[str, int] = {"agent_errors": 0, "send_errors": 0}
         # observers of the core's events (e.g. the MN's boundary controller)
         self.event_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         # observers of ICMP errors about what we sent: (destination, ICMP type, code)
         self.error_hooks: list[Callable[[str, int, int], None]] = []
         self.loop = asyncio.get_event_loop()
+        self.loop.set_exception_handler(self._on_loop_error)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.stopping = asyncio.Event()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -165,6 +172,29 @@ class AgentDriver:
 
     def now(self) -> float:
         return time.monotonic()
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Any callback on our loop that raised (a timer, a boundary decision, a thread's
+        result): counted and recorded like a packet handler's error, never only logged."""
+        exc = context.get("exception")
+        error = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message")
+        self.counters["agent_errors"] += 1
+        self.events.emit("agent_error", error=error, where="callback")
+
+    def from_thread(self, callback: Callable[[Any], None]) -> Callable[[Future[Any]], None]:
+        """A done-callback for a worker thread's future: ``callback(result)`` on our loop,
+        or the thread's exception counted there (a done-callback that raises in the worker
+        thread is only logged by concurrent.futures)."""
+
+        def done(future: Future[Any]) -> None:
+            try:
+                result = future.result()
+            except BaseException as exc:  # the worker's failure, reported on the loop
+                self.loop.call_soon_threadsafe(self._on_loop_error, self.loop, {"exception": exc})
+                return
+            self.loop.call_soon_threadsafe(callback, result)
+
+        return done
 
     def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
         def guarded(*args: Any) -> None:

@@ -28,6 +28,7 @@ from agents.runtime.dataplane import MnDataPlane, _Base
 from agents.runtime.driver import AgentDriver
 from agents.runtime.vpn import BoundaryController
 from testbed.services.events import EventWriter
+from testbed.timescale import scaled
 
 OUTER_TABLE, OUTER_RULE_PRIORITY = 122, 110  # before mode mc's 120 and strongSwan's 220
 
@@ -117,7 +118,7 @@ class DualBoundaryController(BoundaryController):
             self._use_outer(address)
             self._probe_home_agent()
             return
-        self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
+        self._decision = self.loop.call_later(scaled(self.config.decision_timeout), self._decide)
 
     # internals ----------------------------------------------------------------------------
 
@@ -159,9 +160,7 @@ class DualBoundaryController(BoundaryController):
             return self._wait_tia(5.0)
 
         future = self.initiator.submit(up)
-        future.add_done_callback(
-            lambda f: self.loop.call_soon_threadsafe(self._outside, f.result())
-        )
+        future.add_done_callback(self.driver.from_thread(self._outside))
 
     def _leave_outer(self) -> None:
         self._bringing_up = False

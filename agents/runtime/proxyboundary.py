@@ -22,6 +22,7 @@ from typing import Any
 from agents.mip.mn import Attachment
 from agents.runtime.vpn import BoundaryBase
 from testbed.services.events import EventWriter
+from testbed.timescale import scaled
 
 
 class ProxyBoundaryController(BoundaryBase):
@@ -43,7 +44,7 @@ class ProxyBoundaryController(BoundaryBase):
             self._register_with_proxy(address, moved_only=True)
             self._probe_home_agent()
             return
-        self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
+        self._decision = self.loop.call_later(scaled(self.config.decision_timeout), self._decide)
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "agent_discovered" and self._outside_coa:
@@ -106,7 +107,7 @@ class ProxyBoundaryController(BoundaryBase):
     def _ensure_tunnel(self) -> None:
         try:
             if not self.vpn.established():
-                self.vpn.initiate(timeout_s=5.0)
+                self.vpn.initiate(timeout_s=scaled(5.0))
         except Exception as exc:  # the gateway unreachable through the proxy, auth failure
             self._report("vpn_initiate_failed", exc)
 

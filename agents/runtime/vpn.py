@@ -27,19 +27,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agents.dataplane import rtnl
 from agents.mip.ipv4 import internet_checksum
 from agents.mip.mn import Attachment
 from testbed.services.events import EventWriter
+from testbed.timescale import scaled
 
 # Back inside, the gateway usually answers our DELETE within a few ms through the intranet;
 # waiting longer (charon forces the SA down after the timeout) only keeps its routes about
 INSIDE_TERMINATE_S = 0.25
+
+
+def interface_holding(address: str) -> str | None:
+    """The interface that holds ``address``: where charon put the tunnel inner address
+    (kernel-libipsec: its TUN ``ipsec0``; XFRM on a stock kernel: the outer interface)."""
+    with rtnl.Rtnl() as nl:
+        for info in nl.addresses():
+            if str(info.address) == address:
+                with contextlib.suppress(OSError):
+                    return socket.if_indextoname(info.index)
+    return None
 
 
 class VpnClient:
@@ -53,7 +67,7 @@ class VpnClient:
     def _call(self, fn: Callable[[Any], Any]) -> Any:
         from testbed.vpn.charon import close_session, connect
 
-        session = connect(self.path, timeout=10)
+        session = connect(self.path, timeout=scaled(10))
         try:
             return fn(session)
         finally:
@@ -159,12 +173,12 @@ class BoundaryBase:
     def _probe_home_agent(self) -> None:
         """Outside: does the home agent answer here, directly (not through any tunnel)?"""
         future = self.pool.submit(self._home_agent_answers)
-        future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._probed, f.result()))
+        future.add_done_callback(self.driver.from_thread(self._probed))
 
     def _home_agent_answers(self) -> bool:
         """An ICMP echo to the home agent bound to the link, i.e. not through the VPN."""
         return icmp_echo(
-            str(self.machine.home_agent), self.link, timeout_s=self.config.decision_timeout
+            str(self.machine.home_agent), self.link, timeout_s=scaled(self.config.decision_timeout)
         )
 
     def _probed(self, answered: bool) -> None:
@@ -224,7 +238,7 @@ class BoundaryController(BoundaryBase):
         else:
             # outside in mc: probe the home agent without the VPN (not through table 220)
             self._probe_home_agent()
-        self._decision = self.loop.call_later(self.config.decision_timeout, self._decide)
+        self._decision = self.loop.call_later(scaled(self.config.decision_timeout), self._decide)
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         """Core events: a directly accepted registration means we are inside; a foreign
@@ -250,7 +264,7 @@ class BoundaryController(BoundaryBase):
     def _ensure_tunnel(self) -> None:
         try:
             if self.vpn.tia() is None:
-                self.vpn.initiate(timeout_s=3.0)  # returns once the child SA is installed
+                self.vpn.initiate(timeout_s=scaled(3.0))  # returns once the child SA is installed
                 self._tunnel_changed.set()  # a waiting decision need not poll on
         except Exception as exc:  # unreachable gateway, auth failure: outside stays unknown
             self._report("vpn_initiate_failed", exc)
@@ -268,9 +282,7 @@ class BoundaryController(BoundaryBase):
     def _decide(self) -> None:
         self._decision = None
         future = self.pool.submit(self._wait_tia, 5.0)
-        future.add_done_callback(
-            lambda f: self.loop.call_soon_threadsafe(self._outside, f.result())
-        )
+        future.add_done_callback(self.driver.from_thread(self._outside))
 
     def _wait_tia(self, timeout_s: float) -> str | None:
         deadline = time.monotonic() + timeout_s
@@ -315,7 +327,12 @@ class BoundaryController(BoundaryBase):
             self._outside_tia = tia
             self._watch_tia()
             attachment = Attachment(
-                self.mode, care_of=tia, src=tia, iface=self.config.iface, colocated=True
+                self.mode,
+                care_of=tia,
+                src=tia,
+                iface=self.config.iface or interface_holding(tia),
+                colocated=True,
+                via_vpn=True,
             )
             self.driver.feed(self.machine.use_attachment(attachment, time.monotonic()))
 
@@ -331,9 +348,7 @@ class BoundaryController(BoundaryBase):
                 self._watching = False
                 return
             future = self.watchdog.submit(self._wait_tia, 0.5)
-            future.add_done_callback(
-                lambda f: self.loop.call_soon_threadsafe(self._tia_checked, f.result())
-            )
+            future.add_done_callback(self.driver.from_thread(self._tia_checked))
 
         self._check = check
         self.loop.call_later(1.0, check)
@@ -356,7 +371,7 @@ class BoundaryController(BoundaryBase):
             cfg.path_check > 0
             and self.machine.mode == self.mode
             and self.machine.registered
-            and time.monotonic() - self._moved_at > 3 * max(cfg.path_check, 1.0)
+            and time.monotonic() - self._moved_at > scaled(3 * max(cfg.path_check, 1.0))
         )
 
     def close(self) -> None:
@@ -367,13 +382,11 @@ class BoundaryController(BoundaryBase):
         # odd numbers from 3: never the boundary probe's 1
         self._echo_seq = self._echo_seq + 2 if self._echo_seq < 0xFFF0 else 3
         seq = self._echo_seq
-        timeout = min(0.5, self.config.path_check)
+        timeout = scaled(min(0.5, self.config.path_check))
         future = self.watchdog.submit(
             icmp_echo, str(self.machine.home_agent), None, timeout, seq, tia
         )
-        future.add_done_callback(
-            lambda f: self.loop.call_soon_threadsafe(self._path_checked, f.result())
-        )
+        future.add_done_callback(self.driver.from_thread(self._path_checked))
 
     def _path_checked(self, answered: bool) -> None:
         if answered or self._outside_tia is None:

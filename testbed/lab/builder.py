@@ -29,6 +29,7 @@ from testbed.lab.state import (
     validate_lab_name,
 )
 from testbed.lab.teardown import destroy
+from testbed.timescale import scaled
 from testbed.topology.plan import DhcpPlan, TopologyPlan
 
 NUD_STALE = 0x04  # linux/neighbour.h
@@ -364,7 +365,7 @@ class _Builder:
     def _wait_relay(self) -> None:
         from testbed.relay import relay_command
 
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         control = self.state.relay_control
         assert control is not None
         while time.monotonic() < deadline:

@@ -8,12 +8,18 @@ Userspace path: every interface's switch-side end ``P`` is joined to its bridge 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from testbed.topology.plan import Impairment, InterfacePlan
 
 TBF_BURST = "64kb"
 TBF_LATENCY = "50ms"
+TBF_LATENCY_S = 0.050
+# netem counts its queue in packets; size it for full-size frames, but never so small that a
+# burst of small probe packets is dropped at a rate that would carry them
+NETEM_FRAME_BYTES = 1500
+NETEM_MIN_LIMIT = 8
 
 
 def relay_port(port: str) -> str:
@@ -39,8 +45,18 @@ def netem_args(imp: Impairment) -> list[str]:
     if imp.loss:
         args += ["loss", f"{imp.loss * 100:.4f}%"]
     if imp.rate_bps:
-        args += ["rate", f"{imp.rate_bps}bit"]
+        args += ["rate", f"{imp.rate_bps}bit", "limit", str(netem_limit(imp))]
     return args
+
+
+def netem_limit(imp: Impairment) -> int:
+    """Packets netem may hold with a rate: those in flight on the delay line plus as much
+    queue as the userspace path's tbf holds (``TBF_LATENCY``). netem's default of 1000
+    packets would queue for seconds at a low rate (1000 x 1500 B at 10 Mbit/s: 1.2 s)."""
+    assert imp.rate_bps
+    held_s = imp.delay_ms / 1000 + 3 * imp.jitter_ms / 1000 + TBF_LATENCY_S
+    frames = math.ceil(imp.rate_bps / 8 * held_s / NETEM_FRAME_BYTES)
+    return max(NETEM_MIN_LIMIT, frames)
 
 
 def tc_commands(iface: InterfacePlan, egress: Impairment, ingress: Impairment, path: str):

@@ -63,6 +63,7 @@ def run_scenario(
     errors: list[str] = []
     failures: list[dict[str, Any]] = []
     interrupted = False
+    infrastructure = False  # a repetition failed through the testbed's own fault
     for index in range(repeat):
         rep_dir = run_dir if repeat == 1 else run_dir / f"rep-{index:02d}"
         rep_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,7 @@ def run_scenario(
             failures += record.failures
             if record.error:
                 errors.append(record.error)
+            infrastructure = infrastructure or record.infrastructure
             for handoff in result["handoffs"]:
                 shown = handoff["interruption_ms"]
                 options.progress(
@@ -119,6 +121,8 @@ def run_scenario(
         _junit([summary], junit)
     if interrupted:
         outcome.exit_code = EXIT_INTERRUPTED
+    elif infrastructure:
+        outcome.exit_code = EXIT_INVALID  # a set-up error: nothing was measured to judge
     elif not summary["passed"]:
         outcome.exit_code = EXIT_FAILED
     return outcome
@@ -201,7 +205,7 @@ def _render(run_dir: Path, repeat: int, options: RunOptions) -> None:
     targets = [run_dir] if repeat == 1 else sorted(run_dir.glob("rep-*"))
     for target in targets:
         try:
-            render_report(target)
+            render_report(target, figures=options.figures)
         except Exception as exc:  # a broken figure must not lose the measured results
             options.progress(f"  report of {target} failed: {exc}")
 

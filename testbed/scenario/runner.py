@@ -28,6 +28,7 @@ from testbed.lab.state import ProcessRecord
 from testbed.scenario.load import Scenario
 from testbed.scenario.model import ServiceSpec, StepSpec
 from testbed.services.events import EventWriter
+from testbed.timescale import scaled
 from testbed.topology.plan import Impairment
 
 PROBE_DOWN, PROBE_UP = "down", "up"
@@ -49,12 +50,21 @@ class StepFailed(Exception):
     """A timeline step could not be carried out (e.g. a wait timed out)."""
 
 
+class ServiceDied(StepFailed):
+    """An agent or daemon exited on its own: the testbed failed, not the system under test
+    (exit 2 and a JUnit error rather than a failed expectation)."""
+
+
+WATCH_INTERVAL_S = 0.05  # how often long sleeps look at the agents and daemons
+
+
 @dataclass
 class RunOptions:
     results: Path = Path("results")
     pcap: str | list[str] | None = None  # None: the scenario's choice
     pause_on_error: bool = False
     interactive: bool = False  # --cli: pause steps open the shell
+    figures: bool = True  # False (--no-figures): the report without its pictures (slow machines)
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
 
@@ -67,6 +77,7 @@ class RunRecord:
     move_events: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    infrastructure: bool = False  # the error was the testbed's own (a daemon died, ...)
     started_ns: int = 0
     ended_ns: int = 0
 
@@ -99,6 +110,8 @@ class _Run:
         self.record = RunRecord(run_dir, index)
         self.lab: Lab | None = None
         self.services: dict[str, ProcessRecord] = {}
+        # agents and clients whose exit is an error, unless a timeline step stopped them
+        self._watched: dict[str, subprocess.Popen] = {}
         self.vpn_nodes: dict[str, tuple[Any, EventWriter]] = {}
         self.events_dir = run_dir / "events"
         self.logs_dir = run_dir / "logs"
@@ -130,9 +143,9 @@ class _Run:
                 self._start_service(service)
             self._wait_services_ready()
             self._start_probes()
-            time.sleep(self.spec.settle / 1000)
+            self._sleep(scaled(self.spec.settle / 1000))
             self._timeline()
-            time.sleep(self.spec.tail / 1000)
+            self._sleep(scaled(self.spec.tail / 1000))
         except (
             StepFailed,
             RuntimeError,
@@ -142,6 +155,7 @@ class _Run:
             subprocess.SubprocessError,
         ) as exc:
             self.record.error = f"{type(exc).__name__}: {exc}"
+            self.record.infrastructure = isinstance(exc, ServiceDied)
             self.events.emit("run_error", error=self.record.error)
             self.options.progress(f"  error: {exc}")
             if self.options.pause_on_error and self.lab is not None and sys.stdin.isatty():
@@ -173,10 +187,48 @@ class _Run:
 
     # -- things that run ------------------------------------------------------------------
 
-    def _spawn(self, node: str, role: str, argv: list[str], log: str) -> ProcessRecord:
+    def _spawn(
+        self, node: str, role: str, argv: list[str], log: str
+    ) -> tuple[ProcessRecord, subprocess.Popen]:
         assert self.lab is not None
-        spawn(self.lab.state, node, role, argv, self.logs_dir / log)
-        return self.lab.state.processes[-1]
+        proc = spawn(self.lab.state, node, role, argv, self.logs_dir / log)
+        return self.lab.state.processes[-1], proc
+
+    # -- noticing dead agents and daemons ---------------------------------------------------
+
+    def _check_alive(self) -> None:
+        """Raise :class:`ServiceDied` naming the first agent, client or daemon that exited
+        on its own, with its exit status and the end of its log, in one line."""
+        for label, proc in self._watched.items():
+            status = proc.poll()
+            if status is not None:
+                record = self.services[label]
+                raise ServiceDied(_died(f"service {label} on {record.node}", status, record.log))
+        for label, (node, _writer) in self.vpn_nodes.items():
+            charon = node.charon
+            if charon.proc is not None and charon.proc.poll() is not None:
+                raise ServiceDied(
+                    _died(f"charon of {label}", charon.proc.returncode, str(charon.log_file))
+                )
+        if self.lab is None:
+            return
+        from testbed import netns
+
+        for p in self.lab.state.processes:
+            daemon = p.role == "relay" or p.role.startswith("dhcp:")
+            if daemon and not netns.process_running(p.pid, p.start_time):
+                raise ServiceDied(_died(f"{p.role} in {p.node}", None, p.log))
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, looking at the agents and daemons now and then: a dead one ends the run at
+        once rather than after the timeline's waits have all timed out."""
+        end = time.monotonic() + seconds
+        while True:
+            self._check_alive()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, WATCH_INTERVAL_S))
 
     def _start_captures(self) -> None:
         choice = self.options.pcap if self.options.pcap is not None else self.spec.pcap
@@ -271,13 +323,15 @@ class _Run:
         if service.kind == "vpn":
             self._start_vpn(service)
             return
-        record = self._spawn(
+        record, proc = self._spawn(
             service.node,
             f"service:{service.label}",
             self._service_argv(service),
             f"{service.label}.log",
         )
         self.services[service.label] = record
+        if service.kind in ("agent", "dhcp-client"):
+            self._watched[service.label] = proc
         self.events.emit(
             "service_started", service=service.label, target=service.node, pid=record.pid
         )
@@ -286,6 +340,7 @@ class _Run:
 
     def _wait_services_ready(self, timeout_s: float = 10.0) -> None:
         """Probes start only once agents are up: their start-up is not part of a handoff."""
+        timeout_s = scaled(timeout_s)
         waiting = {
             s.node: self.READY_EVENTS[s.agent]
             for s in self.spec.services
@@ -293,6 +348,7 @@ class _Run:
         }
         deadline = time.monotonic() + timeout_s
         while waiting and time.monotonic() < deadline:
+            self._check_alive()  # an agent that died at start-up: now, not at the deadline
             for event in self._new_events():
                 names = waiting.get(event.get("node", ""))
                 if names and event.get("event") in names:
@@ -397,15 +453,19 @@ class _Run:
         previous_end = self.t0_ns
         total = len(self.spec.timeline)
         for i, step in enumerate(self.spec.timeline):
+            # stretched with the time scale: on a slow machine a handoff must still be over
+            # before the next move, as the scenario's author planned it
             if step.at is not None:
-                target = self.t0_ns + int(step.at * 1e6)
+                target = self.t0_ns + int(scaled(step.at) * 1e6)
             elif step.after is not None:
-                target = previous_end + int(step.after * 1e6)
+                target = previous_end + int(scaled(step.after) * 1e6)
             else:
                 target = previous_end
             delay = (target - time.monotonic_ns()) / 1e9
             if delay > 0:
-                time.sleep(delay)
+                self._sleep(delay)
+            else:
+                self._check_alive()
             elapsed = (time.monotonic_ns() - self.t0_ns) / 1e9
             self.options.progress(f"  [{elapsed:6.2f}s] step {i + 1}/{total}: {describe(step)}")
             self._step_starts.append(time.monotonic_ns())
@@ -541,6 +601,7 @@ class _Run:
                 self._start_vpn(spec)
             return
         record = self.services[action.service]
+        self._watched.pop(action.service, None)  # its exit is the step's doing
         if action.action in ("stop", "restart"):
             stop_processes([(record.pid, record.start_time)])
         elif action.action == "kill":
@@ -551,7 +612,7 @@ class _Run:
 
     def _do_wait(self, action: Any, index: int) -> None:
         started = time.monotonic_ns()
-        deadline = started + int(action.timeout * 1e6)
+        deadline = started + int(scaled(action.timeout) * 1e6)
         # from the previous step's start: a handoff can be over before its move step returns
         since = self._step_starts[index - 1] if index > 0 else started
         # what an earlier wait read already, then what comes
@@ -568,6 +629,7 @@ class _Run:
                     self.events.emit("wait_done", awaited=action.event, waited_ms=waited)
                     return
             fresh = []
+            self._check_alive()
             time.sleep(0.005)
         failure = {
             "name": f"timeline[{index}] wait for {action.event}",
@@ -586,7 +648,7 @@ class _Run:
             self.events.emit("pause_skipped", reason="not interactive (use --cli)")
 
     def _do_sleep(self, action: float, index: int) -> None:
-        time.sleep(action / 1000)
+        self._sleep(scaled(action / 1000))
 
     def _do_note(self, action: str, index: int) -> None:
         self.events.emit("note", text=action)
@@ -687,3 +749,20 @@ def ensure_ready() -> None:
 
     features.ensure_root()
     features.require_binaries("nft", "tc", "tcpdump", "dnsmasq", "conntrack")
+
+
+def _died(what: str, status: int | None, log: str | None, lines: int = 3) -> str:
+    """'WHAT exited with STATUS: the last lines of its log' on one line."""
+    how = "exited" if status is None else f"exited with status {status}"
+    tail = ""
+    if log:
+        try:
+            with open(log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        last = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        tail = ": " + " | ".join(last) if last else f" (empty log {log})"
+    return f"{what} {how}{tail}"[:600]

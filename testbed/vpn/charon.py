@@ -27,6 +27,7 @@ from vici.exception import SessionException
 
 from testbed import features, netns
 from testbed.lab.state import LabState, ProcessRecord
+from testbed.timescale import scaled
 
 CHARON_BINARY = "/usr/sbin/charon-systemd"
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -298,7 +299,7 @@ class Charon:
                         str(self.log_file),
                     )
                 )
-            self._wait_ready(t0 + timeout)
+            self._wait_ready(t0 + scaled(timeout))
         except BaseException:
             self.stop()  # also on Ctrl-C while waiting: never leave it running
             raise

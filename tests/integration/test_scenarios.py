@@ -73,6 +73,26 @@ def test_failing_expectation_exit_1_and_junit(tmp_path: Path) -> None:
     assert [e["passed"] for e in summary["expectations"]] == [False, True]
 
 
+def test_agent_that_dies_at_start_up_is_reported_at_once_with_exit_2(tmp_path: Path) -> None:
+    """The FA exits at once (no eth9 on its node): the run says which agent, its status and
+    its last log line well before the 10 s ready timeout, exits 2 (a set-up error, not a
+    failed expectation) and leaves no namespace behind."""
+    before = our_namespaces()
+    started = time.monotonic()
+    result = run_testbed(
+        "run", str(SCENARIOS / "dead-agent.yaml"), "--results", str(tmp_path), "--no-figures"
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    died = [line for line in result.stderr.splitlines() if "service fa on fa exited" in line]
+    assert died, result.stderr
+    assert "exited with status" in died[0] and "eth9" in died[0], died[0]
+    assert took < 8, f"{took:.1f} s: waited for the ready timeout instead"
+    assert our_namespaces() <= before
+    summary = json.loads(next(tmp_path.glob("test-dead-agent/*/summary.json")).read_text())
+    assert "service fa on fa exited" in summary["error"]
+
+
 def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((SCENARIOS / "gap-move.yaml").read_text().replace("to: home", "to: homme"))

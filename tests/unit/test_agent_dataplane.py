@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from agents.mip.actions import TunnelDown, TunnelUp
 from agents.runtime.dataplane import FaDataPlane, HaDataPlane
 
@@ -71,8 +73,11 @@ class FakeTunDevice:
         self.mtus.append(mtu)
 
 
-def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any) -> None:
-    """Mode mc: IP in IP (+20) goes into ipsec0 (1400): the TUN gets 1380, back to 1480 after."""
+@pytest.mark.parametrize("vpn_iface", ["ipsec0", "eth0"], ids=["libipsec", "xfrm"])
+def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any, vpn_iface: str) -> None:
+    """Mode mc: IP in IP (+20) goes into the VPN (1400): the TUN gets 1380, back to 1480
+    after. With kernel-libipsec the inner address is on ipsec0 (MTU 1400); with the kernel's
+    XFRM it is on the outer link (1500), and the tunnel is still one through the VPN."""
     from agents.runtime.dataplane import MnDataPlane
 
     mtus = {"ipsec0": 1400, "eth0": 1500}
@@ -87,11 +92,12 @@ def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any) -> None:
     def mc(encapsulation: str = "ipip") -> TunnelUp:
         return TunnelUp(
             "10.1.0.100", "10.10.0.1", "10.1.0.1", "10.10.0.1", encapsulation, None, True,
-            None, "mn", "ipsec0",
+            None, "mn", vpn_iface, via_vpn=True,
         )  # fmt: skip
 
     dp.tunnel_up(mc())
     assert tun.mtus == [1380]
+    assert dp._mc  # the rule that steers the home address into our TUN ahead of table 220
     dp.tunnel_up(mc())  # a re-registration changes nothing
     dp.tunnel_down(TunnelDown("10.1.0.100", "10.10.0.1", "10.1.0.1", "mn"))
     assert tun.mtus == [1380, 1480]

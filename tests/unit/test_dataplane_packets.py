@@ -239,3 +239,58 @@ def test_frag_needed_only_for_a_first_fragment() -> None:
     assert P.frag_needed(bytes(pkt), 1380) is None
     echo = P.ipv4_packet(SRC, DST, 1, b"\x08\x00" + bytes(30), df=True)  # echo: not an error
     assert P.frag_needed(echo, 1380) is not None
+
+
+# --- checksums a kernel IP-in-IP peer left to offload ------------------------------------
+
+
+def _partial(packet: bytes, field: int) -> bytearray:
+    """What a kernel with checksum offload puts on the wire (CHECKSUM_PARTIAL): the
+    transport checksum field holds only the folded pseudo-header sum."""
+    from scapy.layers.inet import IP
+
+    ip = IP(packet)
+    length = len(packet) - 20
+    pseudo = sum(struct.unpack("!4H", packet[12:20])) + ip.proto + length
+    pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    out = bytearray(packet)
+    struct.pack_into("!H", out, 20 + field, (pseudo & 0xFFFF) + (pseudo >> 16))
+    return out
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("size", [0, 1, 33, 1400])
+def test_partial_transport_checksum_is_finished_as_scapy_computes_it(proto: str, size: int):
+    from scapy.layers.inet import IP, TCP, UDP
+
+    layer = UDP(sport=4000, dport=5000) if proto == "udp" else TCP(sport=4000, dport=5000)
+    good = bytes(IP(src="10.1.0.10", dst="10.1.0.100") / layer / (b"\xa5" * size))
+    field = 6 if proto == "udp" else 16
+    buf = _partial(good, field)
+    assert buf != bytearray(good)  # the unfinished form differs on the wire
+    assert P.complete_partial_checksum(buf, 0, len(buf))
+    assert bytes(buf) == good
+    # a finished checksum is left alone
+    again = bytearray(good)
+    assert not P.complete_partial_checksum(again, 0, len(again)) or bytes(again) == good
+    assert bytes(again) == good
+
+
+def test_partial_checksum_inside_a_larger_buffer_and_not_for_others() -> None:
+    from scapy.layers.inet import ICMP, IP, UDP
+
+    good = bytes(IP(src="10.1.0.10", dst="10.1.0.100") / UDP(sport=1, dport=2) / b"data")
+    buf = bytearray(b"\0" * 20) + _partial(good, 6) + b"\0\0"  # outer header, trailing pad
+    assert P.complete_partial_checksum(buf, 20, 20 + len(good))
+    assert bytes(buf[20 : 20 + len(good)]) == good
+    icmp = bytearray(bytes(IP(src="10.1.0.10", dst="10.1.0.100") / ICMP() / b"x"))
+    assert not P.complete_partial_checksum(icmp, 0, len(icmp))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=20, max_size=120))
+def test_partial_checksum_never_raises_on_accepted_inner_packets(data: bytes) -> None:
+    buf = bytearray(data)
+    end = P.check_inner(buf, 0, len(buf))
+    if isinstance(end, int):
+        P.complete_partial_checksum(buf, 0, end)

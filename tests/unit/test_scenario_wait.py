@@ -21,6 +21,7 @@ def runner(tmp_path: Path, step_starts: list[int]) -> _Run:
     run._event_offsets = {}
     run._events_read = []
     run._step_starts = step_starts
+    run._watched, run.vpn_nodes, run.lab = {}, {}, None  # nothing to watch
     return run
 
 

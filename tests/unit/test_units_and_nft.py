@@ -68,3 +68,21 @@ def test_tc_commands_per_path() -> None:
     assert netem[1].argv[2] == "del"  # null ingress removes the qdisc
     relay = impair.tc_commands(iface, slow, Impairment(), "relay")
     assert "tbf" in relay[0].argv and "netem" not in relay[0].argv
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "rate_bps"), [(0, 1_000_000), (10, 10_000_000), (20, 100_000_000), (5, 64_000)]
+)
+def test_netem_with_a_rate_queues_no_longer_than_the_relays_tbf(delay_ms: float, rate_bps: int):
+    """netem's default queue (1000 packets) would hold seconds of traffic at a low rate: its
+    limit covers the delay line plus the userspace path's tbf latency, no more."""
+    argv = impair.netem_args(Impairment(delay_ms=delay_ms, rate_bps=rate_bps))
+    limit = int(argv[argv.index("limit") + 1])
+    queued_s = limit * impair.NETEM_FRAME_BYTES * 8 / rate_bps
+    if limit > impair.NETEM_MIN_LIMIT:
+        assert queued_s <= delay_ms / 1000 + impair.TBF_LATENCY_S + 0.002
+    assert (
+        queued_s >= delay_ms / 1000 + impair.TBF_LATENCY_S - 0.002
+        or limit == impair.NETEM_MIN_LIMIT
+    )
+    assert "limit" not in impair.netem_args(Impairment(delay_ms=delay_ms))  # no rate, no queue
