@@ -15,6 +15,7 @@ from pathlib import Path
 
 from testbed import netns
 from testbed.lab.state import STATE_ROOT
+from testbed.timescale import scaled
 
 CACHE = STATE_ROOT / "features.json"
 
@@ -91,7 +92,9 @@ def strongswan_version() -> str | None:
         return None
     try:
         # --version asks the daemon; the usage text names the installed release offline
-        done = subprocess.run([swanctl, "--help"], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            [swanctl, "--help"], capture_output=True, text=True, timeout=scaled(10)
+        )
         out = done.stdout + done.stderr
     except (OSError, subprocess.SubprocessError):
         return None

@@ -323,6 +323,7 @@ class MnDataPlane(_Base):
         self.home_agent = home_agent
         self.coa_router: str | None = None  # from the DHCP lease, for the outer packets
         self._fa_router: str | None = None  # the foreign agent we last routed through
+        self._fa_host: str | None = None  # the FA with an on-link host route (home_for_fa)
         self._mc = False
         self._tun_mtu = IPIP_MTU  # the engine's TUN is made with this MTU
         # What the MN sends from its home address follows the main table, not a VPN's
@@ -383,14 +384,29 @@ class MnDataPlane(_Base):
         router = {"home": self.home_router, "f": self._fa_router}.get(mode or "", self.coa_router)
         if router:
             ops.append(rtnl.neigh("del", router, index))
+        if self._fa_host is not None:  # the FA we registered through is not on the next link
+            ops.append(rtnl.route("del", f"{self._fa_host}/32", oif=index))
+            self._fa_host = None
         if keep_home_on_link:
             ops += self._home_link_ops(32)
         self.nl.batch(ops)
 
-    def home_for_fa(self) -> None:
+    def home_for_fa(self, agent: str | None = None) -> None:
         """About to register through an FA: the home address must be ours on the link (the
-        request's source, and what the FA delivers to)."""
-        self.nl.batch(self._home_link_ops(32))
+        request's source, and what the FA delivers to), and the FA a neighbour on it in the
+        main table. Without that host route the request, bound to the link, falls through
+        the main table to a VPN's table 220: with XFRM (a stock kernel) that table keeps
+        ``10.0.0.0/8 via <the old router> dev <link>`` while the IKE SA lives, and the
+        request would go to a router that is not there (with kernel-libipsec its routes are
+        on ipsec0, and the kernel's on-link fallback saved us)."""
+        index = self.plumbing.ifindex(self.iface)
+        ops = self._home_link_ops(32)
+        if agent is not None and agent != self._fa_host:
+            if self._fa_host is not None:
+                ops.append(rtnl.route("del", f"{self._fa_host}/32", oif=index))
+            ops.append(rtnl.route("replace", f"{agent}/32", oif=index))
+            self._fa_host = agent
+        self.nl.batch(ops)
 
     def gratuitous_arp(self, action: GratuitousArp) -> None:
         """Back home (RFC 5944 4.6): the home address on the link, the home router again."""

@@ -89,7 +89,7 @@ class MovementDetector:
 
     def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "movement_detected" and data.get("to") == "f":
-            self.driver.dataplane.home_for_fa()
+            self.driver.dataplane.home_for_fa(data.get("agent"))
 
     def _start_dhcp(self) -> None:
         if self.dhcp is None:

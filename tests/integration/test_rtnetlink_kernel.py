@@ -152,3 +152,48 @@ def test_plumbing_neighbours_proxy_entries_and_rules(ns: str) -> None:
             assert not plumbing.del_address("va", "10.80.0.1", 24)
         finally:
             plumbing.close()
+
+
+def test_mn_reaches_its_fa_past_a_vpn_table_220_route(ns: str) -> None:
+    """Back inside after mode mc on a stock kernel: charon's kernel-netlink keeps, while the
+    IKE SA lives, ``10.0.0.0/8 via <old router> dev <link>`` in table 220. A Registration
+    Request to the FA (from the home address, bound to the link) must not take it: the
+    MN's plane puts the FA on the link in the main table, and takes it away with the link."""
+    from types import SimpleNamespace
+
+    from agents.runtime.dataplane import MnDataPlane
+
+    home, fa, old_router = "10.1.0.100", "10.2.0.254", "192.0.2.1"
+    for argv in (
+        ["addr", "add", f"{home}/32", "dev", "va"],  # ours on the link, as for mode f
+        ["rule", "add", "priority", "220", "table", "220"],
+        ["route", "add", "10.0.0.0/8", "via", old_router, "dev", "va", "onlink", "table", "220"],
+    ):
+        subprocess.run([IP, "-n", ns, *argv], check=True)
+
+    def route_to_fa() -> str:
+        argv = ["route", "get", fa, "from", home, "oif", "va"]
+        return subprocess.run([IP, "-n", ns, *argv], capture_output=True, text=True).stdout
+
+    events = SimpleNamespace(emit=lambda *_a, **_k: None)
+    try:
+        with netns.entered(ns):
+            dp = MnDataPlane(
+                events,  # type: ignore[arg-type]
+                None,
+                iface="va",
+                home=home,
+                home_prefix=24,
+                home_router="10.1.0.254",
+                home_agent="10.1.0.1",
+            )
+            assert f"via {old_router}" in route_to_fa()  # what the request met before
+            dp.home_for_fa(fa)
+            assert route_to_fa().split()[:3] == [fa, "from", home], route_to_fa()
+            assert "via" not in route_to_fa()
+            dp.left_link(True, "f")
+            assert f"via {old_router}" in route_to_fa()  # the FA is not on the next link
+    finally:
+        subprocess.run([IP, "-n", ns, "rule", "del", "priority", "220"], check=False)
+        subprocess.run([IP, "-n", ns, "route", "flush", "table", "220"], check=False)
+        subprocess.run([IP, "-n", ns, "addr", "del", f"{home}/32", "dev", "va"], check=False)
