@@ -126,6 +126,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"# {sys.executable} {' '.join(sys.argv)}")
+    from testbed.features import data_paths
+
+    print("# data paths: " + ", ".join(f"{k} {v}" for k, v in data_paths().items()))
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     failures = 0
     floors = FLOORS if args.delays == "topology" else ZERO_DELAY_FLOORS

@@ -330,7 +330,10 @@ def cmd_architectures(args: argparse.Namespace) -> int:
         results[name] = collect(run, inner=args.inner)
     out = Path(args.results) / "architectures" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    text = table(results, inner=args.inner)
+    from testbed.features import data_paths
+
+    paths = ", ".join(f"{k}: {v}" for k, v in data_paths().items())
+    text = f"Measured on {paths}.\n\n" + table(results, inner=args.inner)
     (out / "table.md").write_text(text)
     plot(results, out / "interruption.png")
     plot_signalling(results, out / "signalling.png")

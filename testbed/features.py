@@ -216,6 +216,25 @@ def force_path() -> str | None:
     return value if value in ("relay", "netem") else None
 
 
+def data_paths() -> dict[str, str]:
+    """The data path each figure of a run is measured on, as the run will take it: the
+    kernel's probe results with the TESTBED_IMPAIR/TESTBED_TUNNEL/TESTBED_ESP forcings.
+    (A stock kernel and this machine's differ in kind: e.g. MOBIKE updates XFRM SAs in
+    place but makes kernel-libipsec rekey every CHILD_SA.)"""
+    from testbed.vpn.charon import use_libipsec
+
+    found = detect()  # probed in a scratch namespace, never in the root namespace
+    userspace = os.environ.get("TESTBED_TUNNEL", "").strip().lower() == "userspace"
+    tunnels = "kernel ipip" if found.ipip and not userspace else "userspace TUN"
+    return {
+        "kernel": found.kernel,
+        "impairments": force_path() or found.impairment_path,
+        "ha_fa_tunnels": tunnels,
+        "mn_tunnels": "userspace TUN",
+        "esp": "kernel-libipsec (userspace)" if use_libipsec() else "kernel xfrm",
+    }
+
+
 def ensure_root() -> None:
     if os.geteuid() != 0:
         raise PermissionError("the testbed needs root (network namespaces): run it with sudo")

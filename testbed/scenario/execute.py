@@ -173,7 +173,17 @@ def _summary(
         "signalling_nodes": first.get("signalling_nodes", []),
         "nodes": list(scenario.plan.nodes),
         "events": "events.jsonl",
+        "data_paths": _data_paths(),
     }
+
+
+def _data_paths() -> dict[str, str] | None:
+    from testbed import features
+
+    try:
+        return features.data_paths()
+    except (OSError, RuntimeError, ValueError):  # a probe that could not run: not a result
+        return None
 
 
 def _write_plan(scenario: Scenario, run_dir: Path) -> None:

@@ -41,6 +41,10 @@ def test_gap_move_interruption_and_loss(run_scenario) -> None:
     events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
     assert all({"t_ns", "node", "event"} <= set(e) for e in events)
     assert [e["t_ns"] for e in events] == sorted(e["t_ns"] for e in events)
+    # which data path the figures were measured on (a stock kernel's differ in kind)
+    lab_up = next(e for e in events if e["event"] == "lab_up")
+    assert summary["data_paths"]["impairments"] == lab_up["impairments"]
+    assert summary["data_paths"]["esp"] in ("kernel xfrm", "kernel-libipsec (userspace)")
 
 
 def test_delay_shows_in_one_way_delay(run_scenario) -> None:
