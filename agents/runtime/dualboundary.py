@@ -157,7 +157,7 @@ class DualBoundaryController(BoundaryController):
     def _bring_up_tunnel(self) -> None:
         def up() -> str | None:
             self._ensure_tunnel()
-            return self._wait_tia(5.0)
+            return self._wait_tia(scaled(5.0))
 
         future = self.initiator.submit(up)
         future.add_done_callback(self.driver.from_thread(self._outside))

@@ -37,12 +37,18 @@ from typing import Any
 from agents.dataplane import rtnl
 from agents.mip.ipv4 import internet_checksum
 from agents.mip.mn import Attachment
+from agents.runtime.vpnretry import CONNECTING, DOWN, UP, TunnelKeeper, thread_safe_emit
 from testbed.services.events import EventWriter
 from testbed.timescale import scaled
 
 # Back inside, the gateway usually answers our DELETE within a few ms through the intranet;
 # waiting longer (charon forces the SA down after the timeout) only keeps its routes about
 INSIDE_TERMINATE_S = 0.25
+# After a move, a failed initiation is retried as long as a decision can still use the
+# tunnel: the decision's timeout plus its wait for a TIA (``_decide``: 5 s)
+DECISION_WAIT_S = 5.0
+# charon's IKE SA states of an initiation still under way (ours, or its own close_action)
+IKE_IN_PROGRESS = frozenset({"CREATED", "CONNECTING"})
 
 
 def interface_holding(address: str) -> str | None:
@@ -92,6 +98,18 @@ class VpnClient:
             sa.get("state") == "ESTABLISHED" and vc.installed_children(sa)
             for sa in self._call(lambda s: vc.list_sas(s, self.ike))
         )
+
+    def state(self) -> str:
+        """UP (an IKE SA with an installed child), CONNECTING (an initiation under way, no
+        tunnel yet) or DOWN (nothing, or only SAs on their way out)."""
+        from testbed.vpn import vici_client as vc
+
+        sas = self._call(lambda s: vc.list_sas(s, self.ike))
+        if any(sa.get("state") == "ESTABLISHED" and vc.installed_children(sa) for sa in sas):
+            return UP
+        if any(sa.get("state") in IKE_IN_PROGRESS for sa in sas):
+            return CONNECTING
+        return DOWN
 
     def initiate(self, timeout_s: float = 5.0) -> None:
         from testbed.vpn import vici_client as vc
@@ -219,6 +237,13 @@ class BoundaryController(BoundaryBase):
         # the path watchdog (TIA check, echo through the tunnel: up to 0.5 s each) on a
         # thread of its own: on the decision's thread it could hold up a move's decision
         self.watchdog = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpn-watch")
+        # initiations retried until the tunnel is up (on the initiator thread)
+        self.keeper = TunnelKeeper(self.vpn, thread_safe_emit(self.loop, self.events), scale=scaled)
+        self._reconnecting = False
+
+    def moved(self) -> None:
+        super().moved()
+        self.keeper.cancel()  # retries were for the old attachment; this one brings its own
 
     # called by the movement detector and the driver ------------------------------------
 
@@ -229,12 +254,12 @@ class BoundaryController(BoundaryBase):
         )
         if self._outside_tia is None:
             # inside or unknown: the core's direct registration is the probe
-            self.initiator.submit(self._ensure_tunnel)
+            self.initiator.submit(self._ensure_tunnel, self.keeper.ticket(), self._probe_until())
         elif not self.config.mobike:
             # without MOBIKE the tunnel cannot follow us: a new IKE SA, then (a new TIA or
             # not) a new registration through it
             self._outside_tia = None
-            self.initiator.submit(self._renew_tunnel)
+            self.initiator.submit(self._renew_tunnel, self.keeper.ticket(), self._probe_until())
         else:
             # outside in mc: probe the home agent without the VPN (not through table 220)
             self._probe_home_agent()
@@ -252,6 +277,7 @@ class BoundaryController(BoundaryBase):
 
     def _leave_mc(self) -> None:
         self._outside_tia = None
+        self.keeper.cancel()  # the home agent answers here: no tunnel to bring back
         self.driver.feed(self.machine.use_attachment(None, time.monotonic()))
 
     def _probed(self, answered: bool) -> None:
@@ -261,27 +287,48 @@ class BoundaryController(BoundaryBase):
 
     # internals ----------------------------------------------------------------------------
 
-    def _ensure_tunnel(self) -> None:
-        try:
-            if self.vpn.tia() is None:
-                self.vpn.initiate(timeout_s=scaled(3.0))  # returns once the child SA is installed
-                self._tunnel_changed.set()  # a waiting decision need not poll on
-        except Exception as exc:  # unreachable gateway, auth failure: outside stays unknown
-            self._report("vpn_initiate_failed", exc)
+    def _probe_until(self) -> float:
+        """After a move: retry failed initiations while a decision can still use them
+        (later, a tunnel nobody decided for would only capture traffic)."""
+        wait = scaled(self.config.decision_timeout) + scaled(DECISION_WAIT_S)
+        return time.monotonic() + wait
 
-    def _renew_tunnel(self) -> None:
+    def _ensure_tunnel(self, ticket: int | None = None, until: float | None = None) -> None:
+        """On the initiator thread: the tunnel up, initiations retried (``vpn_retry``) until
+        it is, or until cancelled (a move, inside, closing) or past ``until``. Failures are
+        ``vpn_initiate_failed`` events: an unreachable gateway leaves outside unknown."""
+        if self.keeper.keep_up(ticket, until):
+            self._tunnel_changed.set()  # a waiting decision need not poll on
+
+    def _renew_tunnel(self, ticket: int | None = None, until: float | None = None) -> None:
         # the old SA's peer address is gone: do not wait for its DELETE to be answered, nor
         # for charon to finish closing it (that waited 50 ms before the new IKE_SA_INIT)
         with contextlib.suppress(Exception):
             self.vpn.terminate(timeout_s=-1)
-        self._ensure_tunnel()
+        self._ensure_tunnel(ticket, until)
+
+    def _reconnect(self) -> None:
+        """Outside, and the tunnel is gone without a move: charon gave up on it (a restarted
+        gateway that answered NO_PROPOSAL_CHOSEN before loading its connections). Bring it
+        back, retrying until it is up; the watchdog then sees the TIA again (a new one: a
+        new registration)."""
+        if self._reconnecting:
+            return
+        self._reconnecting = True
+        self.events.emit("vpn_tunnel_lost", tia=self._outside_tia)
+        future = self.initiator.submit(self._ensure_tunnel, self.keeper.ticket())
+        future.add_done_callback(self.driver.from_thread(self._reconnected))
+
+    def _reconnected(self, _result: None) -> None:
+        self._reconnecting = False
 
     def _forget_outside(self) -> None:
         self._outside_tia = None
+        self.keeper.cancel()  # inside: the VPN is closed, not brought back
 
     def _decide(self) -> None:
         self._decision = None
-        future = self.pool.submit(self._wait_tia, 5.0)
+        future = self.pool.submit(self._wait_tia, scaled(5.0))
         future.add_done_callback(self.driver.from_thread(self._outside))
 
     def _wait_tia(self, timeout_s: float) -> str | None:
@@ -347,7 +394,7 @@ class BoundaryController(BoundaryBase):
             if self._outside_tia is None:
                 self._watching = False
                 return
-            future = self.watchdog.submit(self._wait_tia, 0.5)
+            future = self.watchdog.submit(self._wait_tia, scaled(0.5))
             future.add_done_callback(self.driver.from_thread(self._tia_checked))
 
         self._check = check
@@ -362,6 +409,8 @@ class BoundaryController(BoundaryBase):
             self._outside(tia)
         elif tia is not None and self._settled():
             self._check_path(tia)
+        elif tia is None:
+            self._reconnect()
         self.loop.call_later(1.0, self._check)
 
     def _settled(self) -> bool:
@@ -375,6 +424,7 @@ class BoundaryController(BoundaryBase):
         )
 
     def close(self) -> None:
+        self.keeper.cancel()  # a retry waiting out its backoff returns at once
         self.watchdog.shutdown(wait=False, cancel_futures=True)
         super().close()
 
@@ -396,7 +446,7 @@ class BoundaryController(BoundaryBase):
         if self._path_misses >= self.config.path_failures:
             self._path_misses = 0
             self.events.emit("vpn_path_dead", tia=self._outside_tia)
-            self.initiator.submit(self._renew_tunnel)
+            self.initiator.submit(self._renew_tunnel, self.keeper.ticket())
 
 
 def icmp_echo(
