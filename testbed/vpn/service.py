@@ -22,6 +22,7 @@ from testbed.vpn.node import VpnNode
 
 GATEWAY_INNER_ADDRESS = "10.255.255.254"
 PROXY_TABLE = "152"  # a two-box gateway's table for IKE/ESP to home addresses via the proxy
+HOLD_TABLE = "testbed_vpn_hold"  # the node's nftables table that holds IKE back at start
 
 
 def start_vpn_service(
@@ -31,7 +32,6 @@ def start_vpn_service(
     a vici socket path must fit 108 bytes); IKE events go to ``on_event``."""
     gateway = cfg["role"] == "gateway"
     home_bound = _home_bound(cfg)
-    mobike = _mobike(cfg)
     if gateway:
         # A gateway in the DMZ has no address inside the intranet it protects, and
         # kernel-libipsec needs one (inside its local traffic selector) as the source of its
@@ -52,43 +52,76 @@ def start_vpn_service(
             float(r.get("timeout", 4.0)), float(r.get("base", 1.8)), int(r.get("tries", 5))
         )
     vpn = VpnNode(lab, node, on_event, run_dir=run_dir, **options)
-    vpn.start()
+    # Started means configured: charon listens for IKE as soon as it runs, and until its
+    # connections are loaded it answers every IKE_SA_INIT with NO_PROPOSAL_CHOSEN, which
+    # ends the peer's attempt for good (a client re-initiating at once after a gateway's
+    # restart DELETE got exactly that). Held back until then, IKE is retransmitted by the
+    # peer and answered by a configured daemon.
+    ports = (vpn.charon.config.port, vpn.charon.config.port_nat_t)
+    hold_ike(lab, node, ports)
     try:
-        psk = str(cfg.get("psk", "testbed-psk"))
-        vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
-        if gateway and home_bound:
-            route_home_bound_ike(lab, node, cfg)
-            conn = profiles.gateway_conn(
-                pools=(),
-                encap=True,
-                mobike=mobike,
-                dpd_delay_s=float(cfg.get("dpd_delay", 30.0)),
-            )
-        elif gateway:
-            vc.load_pool(vpn.vici, "tia", str(cfg.get("pool", profiles.TIA_POOL)))
-            conn = profiles.gateway_conn(
-                mobike=mobike, dpd_delay_s=float(cfg.get("dpd_delay", 30.0))
-            )
-        else:
-            # home-bound (proxy), or bound to an external home address (dual MIP)
-            local = cfg.get("home_address") if home_bound else cfg.get("local_address")
-            conn = profiles.client_conn(
-                str(cfg["gateway"]),
-                name="home",
-                child="net",
-                mobike=mobike,
-                encap=home_bound,
-                vips=() if home_bound else ("0.0.0.0",),
-                local_addrs=(str(local),) if local else (),
-                dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
-            )
-            # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
-            conn["home"]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
-        vc.load_conn(vpn.vici, conn)
-    except BaseException:
-        vpn.stop()
-        raise
+        vpn.start()
+        try:
+            _configure(vpn, lab, node, cfg)
+        except BaseException:
+            vpn.stop()
+            raise
+    finally:
+        release_ike(lab, node)
     return vpn
+
+
+def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
+    """Secrets, pool and connections of a started charon, through vici."""
+    gateway = cfg["role"] == "gateway"
+    home_bound = _home_bound(cfg)
+    mobike = _mobike(cfg)
+    psk = str(cfg.get("psk", "testbed-psk"))
+    vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
+    if gateway and home_bound:
+        route_home_bound_ike(lab, node, cfg)
+        conn = profiles.gateway_conn(
+            pools=(),
+            encap=True,
+            mobike=mobike,
+            dpd_delay_s=float(cfg.get("dpd_delay", 30.0)),
+        )
+    elif gateway:
+        vc.load_pool(vpn.vici, "tia", str(cfg.get("pool", profiles.TIA_POOL)))
+        conn = profiles.gateway_conn(mobike=mobike, dpd_delay_s=float(cfg.get("dpd_delay", 30.0)))
+    else:
+        # home-bound (proxy), or bound to an external home address (dual MIP)
+        local = cfg.get("home_address") if home_bound else cfg.get("local_address")
+        conn = profiles.client_conn(
+            str(cfg["gateway"]),
+            name="home",
+            child="net",
+            mobike=mobike,
+            encap=home_bound,
+            vips=() if home_bound else ("0.0.0.0",),
+            local_addrs=(str(local),) if local else (),
+            dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
+        )
+        # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
+        conn["home"]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
+    vc.load_conn(vpn.vici, conn)
+
+
+def hold_ike(lab: Any, node: str, ports: tuple[int, int]) -> None:
+    """Drop IKE (and NAT-T) to ``node`` until :func:`release_ike`: a table of our own, ahead
+    of conntrack, so that no other rule of the node is touched."""
+    plist = ", ".join(str(p) for p in ports)
+    script = (
+        f"add table inet {HOLD_TABLE}\n"
+        f"add chain inet {HOLD_TABLE} input "
+        "{ type filter hook input priority -300; policy accept; }\n"
+        f"add rule inet {HOLD_TABLE} input udp dport {{ {plist} }} drop\n"
+    )
+    lab.run(node, ["nft", "-f", "-"], input=script)
+
+
+def release_ike(lab: Any, node: str) -> None:
+    lab.run(node, ["nft", "delete", "table", "inet", HOLD_TABLE], check=False)
 
 
 def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any]) -> None:

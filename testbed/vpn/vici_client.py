@@ -109,8 +109,25 @@ def initiate(
             if "msg" in event:
                 lines.append(decode(event["msg"]))
     except CommandException as exc:
-        raise VpnError(f"initiate {ike or ''}/{child} failed: {exc}", lines) from None
+        reason = failure_reason(lines)
+        message = f"initiate {ike or ''}/{child} failed: {exc}" + (f" ({reason})" if reason else "")
+        raise VpnError(message, lines) from None
     return lines
+
+
+# what charon's control log says about a failed initiation, most telling first: vici's own
+# error is only "establishing CHILD_SA 'net' failed"
+_REASONS = ("notify error", "giving up", "no IKE config", "failed")
+
+
+def failure_reason(lines: Sequence[str]) -> str | None:
+    """The line of an initiation's log that says why it failed (e.g. "received
+    NO_PROPOSAL_CHOSEN notify error"), or None."""
+    for marker in _REASONS:
+        for line in lines:
+            if marker in line:
+                return line.strip()
+    return None
 
 
 def terminate(

@@ -79,6 +79,59 @@ def test_outside_mn_survives_nat_rebind_and_gateway_restart(run_scenario) -> Non
     assert summary["tcp"]["errors"] == 0
 
 
+def _slow_gateway_restart(monkeypatch, seconds: float) -> None:
+    """The restarted gateway's charon runs ``seconds`` before its connections are loaded."""
+    import time
+
+    from testbed.vpn import service
+
+    configure = service._configure
+    starts: list[str] = []
+
+    def slow(vpn, lab, node, cfg) -> None:
+        starts.append(cfg["role"])
+        if starts.count("gateway") > 1:  # the restart
+            time.sleep(seconds)
+        configure(vpn, lab, node, cfg)
+
+    monkeypatch.setattr(service, "_configure", slow)
+
+
+def test_a_restarted_gateway_takes_ike_only_once_configured(run_scenario, monkeypatch) -> None:
+    """Issue 15 (a), the gateway's side: the MN re-initiates the moment the gateway's DELETE
+    arrives; the new charon must not see that IKE_SA_INIT before its connections are
+    loaded (it would answer NO_PROPOSAL_CHOSEN, final for the MN's charon). Held back, it is
+    retransmitted and answered."""
+    _slow_gateway_restart(monkeypatch, 0.3)
+    outcome = run_scenario(ROOT / "tests" / "scenarios" / "vpn-faults.yaml")
+    assert outcome.passed, outcome.summary["expectations"]
+    log = (outcome.run_dir / "vpn" / "gw-vpn" / "charon.log").read_text()
+    assert "no IKE config found" not in log and "NO_PROPOSAL_CHOSEN" not in log
+
+
+def test_outside_mn_retries_until_a_restarted_gateway_takes_it(run_scenario, monkeypatch) -> None:
+    """Issue 15 (a), the worst case: the restarted gateway answers IKE for seconds before
+    its connections are loaded (no hold on IKE: a gateway configured slowly by other
+    means). Every initiation meanwhile gets NO_PROPOSAL_CHOSEN, which charon does not retry;
+    the MN's VPN client does, with growing delays, until the tunnel is back."""
+    from testbed.vpn import service
+
+    _slow_gateway_restart(monkeypatch, 3.0)
+    monkeypatch.setattr(service, "hold_ike", lambda *_args: None)
+    outcome = run_scenario(ROOT / "tests" / "scenarios" / "vpn-faults.yaml")
+    assert outcome.passed, outcome.summary["expectations"]
+    events = read_events(outcome.run_dir)
+    t_restart = next(e["t_ns"] for e in events if e["event"] == "service_restart")
+    mn = [e for e in events if e["node"] == "mn" and e["t_ns"] > t_restart]
+    retries = [e for e in mn if e["event"] == "vpn_retry"]
+    assert len(retries) >= 2, [e["event"] for e in mn]
+    assert any("NO_PROPOSAL_CHOSEN" in e["error"] for e in retries), retries
+    delays = [e["delay_ms"] for e in retries]
+    assert delays == sorted(delays) and delays[-1] <= 8000, delays
+    t_up = max(e["t_ns"] for e in mn if e["event"] == "ike_updown" and e.get("up"))
+    assert t_up > retries[-1]["t_ns"]  # up again after the last retry
+
+
 def test_outside_mn_moves_bulk_tcp_both_ways(run_scenario, tmp_path: Path) -> None:
     """Mode mc puts IP in IP (+20 bytes) inside the VPN's ipsec0 (MTU 1400). Upstream, the
     MN's Mobile IP TUN must be small enough for that; downstream, the HA must relay the

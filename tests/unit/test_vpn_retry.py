@@ -205,3 +205,25 @@ def test_a_move_ends_the_old_retries(outside: Any) -> None:
     ctrl.moved()
     _run_until(loop, lambda: not ctrl._reconnecting, timeout_s=2.0)
     assert not ctrl._reconnecting and client.initiations == 1
+
+
+def test_a_failed_initiation_says_why() -> None:
+    """vici's own error is only "establishing CHILD_SA 'net' failed": the reason from
+    charon's log of the attempt goes into the message (and so into vpn_retry's error)."""
+    from vici.exception import CommandException
+
+    from testbed.vpn import vici_client as vc
+
+    class Session:
+        def initiate(self, request: dict) -> Any:
+            yield {"msg": b"initiating IKE_SA home[3] to 192.0.2.10"}
+            yield {"msg": b"received NO_PROPOSAL_CHOSEN notify error"}
+            raise CommandException("establishing CHILD_SA 'net' failed")
+
+    with pytest.raises(vc.VpnError) as failed:
+        vc.initiate(Session(), "net", "home")  # type: ignore[arg-type]
+    assert "NO_PROPOSAL_CHOSEN" in str(failed.value) and len(failed.value.log) == 2
+    assert vc.failure_reason(["sending retransmit 2", "giving up after 2 retransmits"]) == (
+        "giving up after 2 retransmits"
+    )
+    assert vc.failure_reason(["initiating IKE_SA home[3]"]) is None
