@@ -140,8 +140,10 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from testbed.lab.clean import clean
 
-    removed = clean(include_live_labs=args.all)
-    print("\n".join(f"removed {what}" for what in removed) or "nothing to clean")
+    cleaned = clean(include_idle_labs=args.all)
+    print("\n".join(f"removed {what}" for what in cleaned.removed) or "nothing to clean")
+    for why in cleaned.skipped:  # never a lab whose owner is alive, unless named to 'down'
+        print(f"skipped {why}")
     return EXIT_OK
 
 
@@ -455,7 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("clean", help="remove what killed runs of this tool left behind")
-    p.add_argument("--all", action="store_true", help="also remove labs made by 'testbed up'")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also remove labs made by 'testbed up' (never a lab whose owner process is alive: "
+        "those are skipped; 'testbed down NAME' removes one)",
+    )
     p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("doctor", help="kernel features, packages and the path each takes")

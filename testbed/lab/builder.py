@@ -143,9 +143,11 @@ def build(
         overrides=overrides or {},
         impairment_path=impairment_path,
     )
-    if kind == "run":
-        state.owner_pid = os.getpid()
-        state.owner_start = netns.process_start_time(os.getpid())
+    # Whoever builds a lab owns it while it runs: a run's lab is stale once its owner is
+    # gone, and no lab is removed by 'testbed clean --all' while its owner is alive ('testbed
+    # up' returns at once, so its labs are not held; a test's or a script's are)
+    state.owner_pid = os.getpid()
+    state.owner_start = netns.process_start_time(os.getpid())
     state.namespaces = _namespaces(plan, name)
     state.attachments = {
         n.name: {i.name: i.network for i in n.interfaces} for n in plan.nodes.values()

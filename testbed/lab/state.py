@@ -89,6 +89,14 @@ class LabState:
             return True
         return netns.process_start_time(self.owner_pid) == self.owner_start
 
+    def owner_running(self) -> bool:
+        """The process that built the lab is still running (a ``testbed run``, a test, a
+        script using it): the lab is in use. False for a lab of ``testbed up`` once that
+        command has returned, and for state files that name no owner."""
+        if self.owner_pid is None:
+            return False
+        return netns.process_running(self.owner_pid, self.owner_start)
+
     @classmethod
     def load(cls, name: str) -> LabState:
         path = STATE_ROOT / name / "state.json"

@@ -86,3 +86,99 @@ def test_doctor_and_validate() -> None:
     assert ok.returncode == 0 and "ok" in ok.stdout
     schema = run_testbed("schema", "topology")
     assert schema.returncode == 0 and '"networks"' in schema.stdout
+
+
+PAIR = """\
+name: pair
+networks:
+  lan: {subnet: 10.78.0.0/24}
+nodes:
+  a:
+    links: [{network: lan, address: 10.78.0.1, impair: {delay: 5ms}}]
+  b:
+    links: [{network: lan, address: 10.78.0.2}]
+"""
+
+# A process that builds a lab and goes on using it, as 'testbed run' does: "use" on stdin
+# changes an impairment through the lab's relay (what died with ConnectionResetError when
+# clean --all removed a live run's lab) and runs a command in a node, then it takes it down.
+OWNER = """
+import sys
+from testbed.lab.builder import build
+from testbed.lab.lab import Lab
+from testbed.topology import load_topology
+plan = load_topology(sys.argv[1])
+lab = Lab(build(plan, sys.argv[2], kind="run"), plan)
+print("up", flush=True)
+if sys.stdin.readline().strip() == "use":
+    iface = lab.interface("a")
+    lab.set_impairment("a", iface.egress.overlaid(delay_ms=7), iface.ingress)
+    lab.run("b", ["ping", "-c", "1", "-W", "2", "10.78.0.1"])
+    print("still ok", flush=True)
+lab.down()
+"""
+
+
+def test_clean_all_skips_a_lab_whose_owner_is_alive(tmp_path: Path) -> None:
+    """Issue 15 (b): a run's lab is never removed by 'clean --all' while its owner lives;
+    it is reported as skipped (name, owner, how to remove it by name). A killed run's lab
+    and an idle 'testbed up' lab are removed. A state directory of its own, so that only
+    this test's labs are ever looked at (other people's labs on this machine are not)."""
+    import os
+    import shutil
+    import tempfile
+
+    topology = tmp_path / "pair.yaml"
+    topology.write_text(PAIR)
+    state_dir = Path(tempfile.mkdtemp(prefix="tbclean", dir="/tmp"))  # short: unix sockets
+    env = {**os.environ, "TESTBED_STATE_DIR": str(state_dir)}
+    live, dead, idle = unique_name("live"), unique_name("dead"), unique_name("idle")
+    owners: list[subprocess.Popen] = []
+
+    def owner(name: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(topology), name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        )  # fmt: skip
+        owners.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        return proc
+
+    try:
+        running = owner(live)
+        killed = owner(dead)
+        killed.kill()  # leaves its lab behind, as a run killed with SIGKILL does
+        killed.wait()
+        up = run_testbed("up", str(topology), "--name", idle, "--quiet", env=env)
+        assert up.returncode == 0, up.stderr
+
+        plain = run_testbed("clean", env=env)
+        assert plain.returncode == 0, plain.stderr
+        assert f"removed lab {dead} (3 namespaces)" in plain.stdout, plain.stdout
+        assert not lab_leftovers(dead) and lab_leftovers(idle)
+
+        everything = run_testbed("clean", "--all", env=env)
+        assert everything.returncode == 0, everything.stderr
+        out = everything.stdout
+        assert len(lab_leftovers(live)) == 3, out  # untouched
+        assert f"removed lab {live}" not in out, out
+        assert f"removed lab {idle} (3 namespaces)" in out and not lab_leftovers(idle), out
+        for report in (plain.stdout, out):
+            assert f"skipped lab {live} (run): in use by PID {running.pid}" in report, report
+            assert f"to remove it anyway: testbed down {live}" in report, report
+
+        assert running.stdin is not None and running.stdout is not None
+        running.stdin.write("use\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == "still ok"  # its relay still answers
+        assert running.wait(timeout=30) == 0
+        assert not lab_leftovers(live)
+    finally:
+        for proc in owners:  # only the processes this test started, by their Popen
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for name in (live, dead, idle):  # by name, in this test's own state directory
+            if lab_leftovers(name):
+                run_testbed("down", name, env=env)
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -205,7 +205,7 @@ def test_clean_removes_a_killed_run() -> None:
     assert lab_leftovers(name), "the killed run should have left its namespaces"
     from testbed.lab.clean import clean
 
-    removed = clean()
+    removed = clean().removed
     assert any(name in r for r in removed)
     assert not lab_leftovers(name)
     assert_gone([p.pid for p in state.processes])
