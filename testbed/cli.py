@@ -100,7 +100,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError("exec needs a command after --, e.g. testbed exec LAB ha -- ip addr")
     lab = _lab(args.name)
-    lab.exec(args.node, argv)  # does not return
+    try:
+        lab.exec(args.node, argv)  # does not return
+    except FileNotFoundError:
+        raise UsageError(f"{args.node}: command not found: {argv[0]}") from None
+    except PermissionError:
+        raise UsageError(f"{args.node}: cannot execute {argv[0]}: permission denied") from None
     return EXIT_OK
 
 
@@ -112,6 +117,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
+    if not args.gap >= 0:
+        raise UsageError(f"--gap cannot be negative: {args.gap:g} ms")
     lab = _lab(args.name)
     times = lab.move(args.node, args.network, args.gap, args.iface)
     took = (times.link_up_ns - times.link_down_ns) / 1e6
@@ -186,28 +193,44 @@ def _is_scenario(file: str) -> bool:
     return isinstance(data, dict) and ("timeline" in data or "topology" in data)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _complain(message: object) -> None:
+    print(f"testbed: {message}", file=sys.stderr)
+
+
+def _validate_one(file: str) -> str:
+    """``FILE: ok (...)`` for a valid topology or scenario file; raises on a bad one."""
     from testbed.scenario.load import load_scenario
     from testbed.topology import load_topology
 
+    if _is_scenario(file):
+        scenario = load_scenario(file)
+        return (
+            f"{file}: ok (scenario {scenario.name}: {len(scenario.spec.timeline)} steps, "
+            f"{len(scenario.spec.expect)} expectations, topology {scenario.plan.name})"
+        )
+    plan = load_topology(file)
+    return (
+        f"{file}: ok (topology {plan.name}: {len(plan.nodes)} nodes, {len(plan.networks)} networks)"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Every file is checked; each bad one is one line on stderr (exit 2 if any)."""
+    worst = EXIT_OK
     for file in args.files:
-        if _is_scenario(file):
-            scenario = load_scenario(file)
-            print(
-                f"{file}: ok (scenario {scenario.name}: {len(scenario.spec.timeline)} steps, "
-                f"{len(scenario.spec.expect)} expectations, topology {scenario.plan.name})"
-            )
-        else:
-            plan = load_topology(file)
-            print(
-                f"{file}: ok (topology {plan.name}: {len(plan.nodes)} nodes, "
-                f"{len(plan.networks)} networks)"
-            )
-    return EXIT_OK
+        try:
+            print(_validate_one(file))
+        except SpecError as exc:
+            _complain(exc)
+            worst = EXIT_USAGE
+    return worst
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from testbed.scenario.execute import EXIT_INTERRUPTED, run_scenario
+    """Every scenario file and option is checked before the first lab is built: bad options
+    stop everything, a bad file is reported (and is a JUnit error) while the good ones run.
+    """
+    from testbed.scenario import execute
     from testbed.scenario.runner import RunOptions
 
     pcap = (
@@ -222,27 +245,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         interactive=args.cli,
         figures=not args.no_figures,
     )
+    summaries: list[dict] = []
+    try:  # what applies to every file
+        execute.check_repeat(args.repeat)
+        execute.check_tolerance(args.tolerance)
+        baseline = execute.check_baseline(args.baseline) if args.baseline else None
+    except ValueError as exc:
+        _complain(exc)
+        _write_junit(args, [execute.invalid_summary("testbed run", str(exc))])
+        return EXIT_USAGE
     worst = EXIT_OK
-    summaries = []
-    for scenario in args.scenarios:
-        outcome = run_scenario(
-            scenario,
-            options,
-            repeat=args.repeat,
-            baseline=Path(args.baseline) if args.baseline else None,
-            tolerance_pct=args.tolerance,
-        )
+    runnable = []
+    for file in args.scenarios:
+        try:
+            execute.check_pcap(execute.load_scenario(file), pcap)
+            runnable.append(file)
+        except SpecError as exc:
+            _complain(exc)
+            summaries.append(execute.invalid_summary(file, str(exc)))
+            worst = EXIT_USAGE
+    try:  # root, system packages
+        execute.ensure_ready()
+    except (PermissionError, RuntimeError) as exc:
+        _complain(exc)
+        _write_junit(args, [*summaries, execute.invalid_summary("testbed run", str(exc))])
+        return EXIT_USAGE
+    for file in runnable:
+        try:
+            outcome = execute.run_scenario(
+                file, options, repeat=args.repeat, baseline=baseline, tolerance_pct=args.tolerance
+            )
+        except (SpecError, ValueError, LookupError, RuntimeError, OSError) as exc:
+            # changed since it was checked, a missing system package...: the others still run
+            _complain(exc)
+            summaries.append(execute.invalid_summary(file, str(exc)))
+            worst = max(worst, EXIT_USAGE)
+            continue
         summaries.append(outcome.summary)
         _print_outcome(outcome)
-        if outcome.exit_code == EXIT_INTERRUPTED:
-            worst = EXIT_INTERRUPTED
+        if outcome.exit_code == execute.EXIT_INTERRUPTED:
+            worst = execute.EXIT_INTERRUPTED
             break
         worst = max(worst, outcome.exit_code)
+    _write_junit(args, summaries)
+    return worst
+
+
+def _write_junit(args: argparse.Namespace, summaries: list[dict]) -> None:
     if args.junit:
         from testbed.results.junit import write_junit
 
         write_junit(summaries, Path(args.junit))
-    return worst
 
 
 def _print_outcome(outcome: object) -> None:
@@ -259,7 +312,8 @@ def _print_outcome(outcome: object) -> None:
             print(f"  {mark}  {exp['name']}: {exp.get('value')}")
     for regression in outcome.regressions:  # type: ignore[attr-defined]
         print(f"  REGRESSION  {regression}")
-    verdict = "passed" if summary["passed"] else "FAILED"
+    verdict = str(summary.get("verdict") or ("passed" if summary["passed"] else "failed"))
+    verdict = verdict if verdict == "passed" else verdict.upper()
     if summary.get("error"):
         verdict += f" ({summary['error']})"
     print(f"{summary['scenario']}: {verdict}  ({outcome.run_dir})")  # type: ignore[attr-defined]
@@ -282,10 +336,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from testbed.results.report import render_report
+    from testbed.scenario.execute import rebuild_summary
 
     for run_dir in args.run_dirs:
         if not (Path(run_dir) / "summary.json").exists():
-            raise UsageError(f"{run_dir}: no summary.json (not a run directory)")
+            # a run that was killed: its events and probe records are there
+            rebuild_summary(Path(run_dir))
+            print(f"{run_dir}: the run was killed; summary.json rebuilt from its events and probes")
         print(render_report(Path(run_dir)))
     return EXIT_OK
 
@@ -361,9 +418,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from testbed.topology.model import TopologySpec
+    if args.kind == "events":  # the catalogue wait steps and phases_ms are checked against
+        from testbed.scenario import catalogue
 
-    print(json.dumps(TopologySpec.model_json_schema(by_alias=True), indent=1))
+        print(
+            json.dumps(
+                {
+                    "events": catalogue.EVENTS,
+                    "phases": catalogue.PHASES,
+                    "handoff_fields": {k: v[1] for k, v in catalogue.HANDOFF_FIELDS.items()},
+                },
+                indent=1,
+            )
+        )
+        return EXIT_OK
+    if args.kind == "scenario":
+        from testbed.scenario.model import ScenarioSpec as Model
+    else:
+        from testbed.topology.model import TopologySpec as Model  # type: ignore[assignment]
+    print(json.dumps(Model.model_json_schema(by_alias=True), indent=1))
     return EXIT_OK
 
 
@@ -522,8 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="JSON Schema of the topology format (for editors)")
-    p.add_argument("kind", choices=["topology"])
+    p = sub.add_parser(
+        "schema",
+        help="JSON Schema of the topology or scenario format (for editors); events: the "
+        "event and phase names",
+    )
+    p.add_argument("kind", choices=["topology", "scenario", "events"])
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("agent", help="run a Mobile IP agent (ha, fa, mn, proxy) in this namespace")

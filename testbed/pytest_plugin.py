@@ -4,11 +4,18 @@ Enabled automatically when the package is installed (entry point ``pytest11``)::
 
     def test_roaming(run_scenario):
         outcome = run_scenario("scenarios/roam-inside.yaml", repeat=3)
-        assert outcome.passed, outcome.summary["expectations"]
+        assert outcome.passed, outcome.summary["reasons"]
         assert outcome.summary["handoffs"][0]["interruption_ms"] < 200
 
-Results go under pytest's temporary directory unless ``results=`` is given. Scenarios need
-root (network namespaces); without it the test is skipped.
+``run_scenario(path, *, results=None, quiet=True, pcap=None, repeat=None, junit=None,
+baseline=None, tolerance_pct=10.0)`` returns an Outcome (``summary``, ``run_dir``,
+``exit_code``, ``passed``, ``verdict``, ``regressions``). Results go under pytest's
+temporary directory unless ``results=`` is given. Bad input raises SpecError (or
+InvalidRun, a ValueError) before anything is built.
+
+Scenarios need root (network namespaces); without it the test is skipped, or fails when
+pytest runs with ``--testbed-require-root`` (or ``testbed_require_root = true`` in the ini
+file, or ``TESTBED_REQUIRE_ROOT=1``): a CI job that must run them cannot pass by skipping.
 """
 
 from __future__ import annotations
@@ -20,11 +27,40 @@ from typing import Any
 
 import pytest
 
+NEEDS_ROOT = "scenarios need root (network namespaces)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--testbed-require-root",
+        action="store_true",
+        default=False,
+        help="run_scenario fails instead of skipping when not root",
+    )
+    parser.addini(
+        "testbed_require_root",
+        type="bool",
+        default=False,
+        help="run_scenario fails instead of skipping when not root",
+    )
+
+
+def require_root(config: pytest.Config) -> bool:
+    """Whether a test that needs root must fail (not skip) without it."""
+    env = os.environ.get("TESTBED_REQUIRE_ROOT", "").strip().lower()
+    return (
+        bool(config.getoption("testbed_require_root", default=False))
+        or bool(config.getini("testbed_require_root"))
+        or env in ("1", "true", "yes")
+    )
+
 
 @pytest.fixture
-def run_scenario(tmp_path: Path) -> Callable[..., Any]:
+def run_scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Any]:
     if os.geteuid() != 0:
-        pytest.skip("scenarios need root (network namespaces)")
+        if require_root(request.config):
+            pytest.fail(f"{NEEDS_ROOT}, and root is required (--testbed-require-root)")
+        pytest.skip(NEEDS_ROOT)
     from testbed.scenario.execute import Outcome
     from testbed.scenario.execute import run_scenario as _run
     from testbed.scenario.runner import RunOptions

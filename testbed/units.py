@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*(us|ms|s|m|h)?\s*$")
 _DURATION_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0, None: 1.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
 _RATE_BPS = {

@@ -47,8 +47,15 @@ def _reap_later(pid: int) -> None:
     threading.Thread(target=reap, name=f"reap-{pid}", daemon=True).start()
 
 
+REMOVING = "removing"  # a file in the lab's state directory while it is being removed
+
+
 def destroy(state: LabState) -> None:
     """Remove everything the state lists; safe to call on a half-built or half-removed lab."""
+    # first: a run whose lab this is (removed under it by 'testbed down') then knows that its
+    # processes die because the lab goes, not on their own
+    with contextlib.suppress(OSError):
+        (state.dir / REMOVING).touch()
     for proc in state.processes:
         if proc.role in NO_WAIT_ROLES and netns.kill_process(proc.pid, proc.start_time):
             _reap_later(proc.pid)

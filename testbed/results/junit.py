@@ -1,7 +1,12 @@
 """JUnit XML for CI: one testsuite per scenario run, one testcase per expectation.
 
-Every suite also has a testcase "scenario completed", which carries an ``<error>`` when
-the runner recorded an error, so a crashed run is red in CI even with no expectations.
+Against a baseline, each regression is a failing testcase with the numbers (one passing
+testcase when there is none). Every suite also has a testcase "scenario completed": an
+``<error>`` when the testbed failed (verdict ``error`` or ``interrupted``: a daemon that
+died, a lab removed under the run, a bad baseline, an invalid scenario file), a
+``<failure>`` when the system under test stopped the run (e.g. agents never ready), so a
+crashed run is red in CI even with no expectations, and set-up trouble is told apart from
+a regression.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
     classname = f"scenario.{scenario}"
     suite = ET.Element("testsuite", name=scenario)
     props = ET.SubElement(suite, "properties")
-    for key in ("run_id", "topology", "repeat", "runs", "passed"):
+    for key in ("run_id", "file", "topology", "repeat", "runs", "passed", "verdict"):
         if summary.get(key) is not None:
             ET.SubElement(props, "property", name=key, value=_clean(summary[key]))
 
@@ -58,14 +63,50 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
             skipped += 1
             ET.SubElement(case, "skipped", message=_clean(e.get("detail") or "not evaluated"))
 
+    baseline = summary.get("baseline")
+    if isinstance(baseline, Mapping):
+        regressions = baseline.get("regressions") or []
+        tolerance = baseline.get("tolerance_pct")
+        against = f"against {baseline.get('file')}" + (
+            f" (tolerance {_value(tolerance)} %)" if tolerance is not None else ""
+        )
+        for regression in regressions:
+            tests += 1
+            failures += 1
+            text = _clean(regression)
+            metric = text.split(": ", 1)[0]
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{classname}.baseline",
+                name=f"no regression: {metric}",
+            )
+            failure = ET.SubElement(case, "failure", message=text, type="regression")
+            failure.text = f"{text}\n{_clean(against)}"
+        if not regressions:
+            tests += 1
+            ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{classname}.baseline",
+                name=_clean(f"no regression {against}"),
+            )
+
     tests += 1
     done = ET.SubElement(suite, "testcase", classname=classname, name="scenario completed")
     if isinstance(summary.get("duration_s"), int | float):
         done.set("time", f"{float(summary['duration_s']):.3f}")
     if summary.get("error"):
-        errors += 1
-        error = ET.SubElement(done, "error", message=_clean(summary["error"]), type="error")
-        error.text = _clean(summary["error"])
+        message = _clean(summary["error"])
+        # the testbed's fault (or a summary from before verdicts): an error; the system
+        # under test's (it stopped the run): a failure
+        if summary.get("verdict", "error") in ("error", "interrupted"):
+            errors += 1
+            problem = ET.SubElement(done, "error", message=message, type="error")
+        else:
+            failures += 1
+            problem = ET.SubElement(done, "failure", message=message, type="run")
+        problem.text = "\n".join(_clean(r) for r in summary.get("reasons") or []) or message
 
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))

@@ -35,6 +35,8 @@ FIGURES = "figures"
 
 
 def _status(summary: Mapping[str, Any]) -> str:
+    if isinstance(summary.get("verdict"), str):
+        return str(summary["verdict"]).upper()
     if summary.get("error"):
         return "ERROR"
     passed = summary.get("passed")

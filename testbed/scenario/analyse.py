@@ -58,6 +58,10 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
                 "run": record.index,
             }
         )
+    if record.interrupted and handoffs and handoffs[-1]["interruption_ms"] is None:
+        # interrupted before the last move's streams came back: perhaps still in progress,
+        # not known to be "never recovered" (the handoffs before it are finished)
+        handoffs[-1]["cut_short"] = True
     first_move = moves[0]["t_ns"] if moves else record.ended_ns
     stream_info = {}
     for name, stream in streams.items():

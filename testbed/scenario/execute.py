@@ -1,4 +1,12 @@
-"""Running a scenario N times and writing its results: summary, events, report, JUnit."""
+"""Running a scenario N times and writing its results: summary, events, report, JUnit.
+
+Everything a run is told is checked before anything is built (the scenario, its agents'
+configurations, ``--pcap``, ``--repeat``, ``--baseline``): bad input is one line and exit 2,
+with no lab and no results directory. Each summary has a ``verdict`` with its ``reasons``:
+``passed``; ``failed`` (an expectation, a wait step or a regression: the system under test);
+``error`` (the testbed's own fault: a daemon that died, a lab removed under the run, a set-up
+error: exit 2 and a JUnit ``<error>``); ``interrupted`` (exit 130).
+"""
 
 from __future__ import annotations
 
@@ -16,14 +24,21 @@ from testbed.scenario.expect import evaluate
 from testbed.scenario.load import Scenario, load_scenario
 from testbed.scenario.runner import (
     RunOptions,
+    RunRecord,
     atomic_write,
     ensure_ready,
     merge_events,
     new_run_id,
     run_once,
 )
+from testbed.specfile import SpecError
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+REPEAT_RANGE = (1, 1000)
+
+
+class InvalidRun(ValueError):
+    """A run's options are wrong (``--repeat``, ``--baseline``...): one line, exit 2."""
 
 
 @dataclass
@@ -37,6 +52,58 @@ class Outcome:
     def passed(self) -> bool:
         return self.exit_code == EXIT_PASSED
 
+    @property
+    def verdict(self) -> str:
+        return str(self.summary.get("verdict", "passed" if self.passed else "failed"))
+
+
+def check_baseline(path: Path | str) -> Path:
+    """The baseline's summary file (a run directory names its summary.json), checked to be
+    a readable run summary; raises InvalidRun."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "summary.json"
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise InvalidRun(f"--baseline {file}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidRun(f"--baseline {file}: not JSON ({exc})") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("scenario"), str)
+        and isinstance(data.get("handoffs"), list)
+    ):
+        raise InvalidRun(f"--baseline {file}: not a run summary (no scenario and handoffs)")
+    return file
+
+
+def check_repeat(repeat: int | None) -> None:
+    low, high = REPEAT_RANGE
+    if repeat is not None and not low <= repeat <= high:
+        raise InvalidRun(f"--repeat must be between {low} and {high}, got {repeat}")
+
+
+def check_tolerance(tolerance_pct: float) -> None:
+    if not tolerance_pct >= 0:
+        raise InvalidRun(f"--tolerance must be a percentage of 0 or more, got {tolerance_pct:g}")
+
+
+def check_pcap(scenario: Scenario, pcap: str | list[str] | None) -> None:
+    """``--pcap`` names networks of the scenario's topology (or all / none)."""
+    if pcap is None or pcap in ("all", "none"):
+        return
+    names = [n for n in pcap.split(",") if n] if isinstance(pcap, str) else list(pcap)
+    networks = scenario.plan.networks
+    for name in names:
+        if name not in networks:
+            raise SpecError(
+                str(scenario.path),
+                None,
+                "--pcap",
+                f"unknown network {name!r} ({', '.join(networks)}; or all, none)",
+            )
+
 
 def run_scenario(
     path: str | Path,
@@ -47,15 +114,22 @@ def run_scenario(
     baseline: Path | None = None,
     tolerance_pct: float = 10.0,
 ) -> Outcome:
-    """Validate, run ``repeat`` times, analyse, write results. Raises SpecError on bad input."""
+    """Validate, run ``repeat`` times, analyse, write results. Raises SpecError or
+    InvalidRun on bad input, before anything is built or written."""
     options = options or RunOptions()
+    check_repeat(repeat)
+    check_tolerance(tolerance_pct)
     scenario = load_scenario(path)
+    check_pcap(scenario, options.pcap)
+    if baseline is not None:
+        baseline = check_baseline(baseline)
     ensure_ready()
-    repeat = repeat or scenario.spec.repeat
+    repeat = scenario.spec.repeat if repeat is None else repeat
     run_id = new_run_id()
     run_dir = Path(options.results) / scenario.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_plan(scenario, run_dir)
+    _write_scenario(scenario, run_dir, repeat)
     options.progress(f"scenario {scenario.name}: {scenario.spec.description or ''}".rstrip(": "))
     options.progress(f"  results in {run_dir}")
     started = time.time()
@@ -71,17 +145,16 @@ def run_scenario(
             options.progress(f"  repetition {index + 1}/{repeat}")
         try:
             record = run_once(scenario, options, rep_dir, index)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # outside the repetition's own handling
             interrupted = True
             errors.append("interrupted")
-            options.progress("  interrupted: lab removed, results so far kept")
             record = None
+        if record is not None and record.interrupted:
+            interrupted = True
+        if interrupted:
+            options.progress("  interrupted: lab removed, results so far kept")
         if record is not None:
-            events = merge_events(rep_dir, lambda evs, rec=record: annotate(evs, scenario, rec))
-            result = analyse(scenario, record, events)
-            result["signalling_nodes"] = signalling_nodes(
-                events, scenario.spec.probes.mobile if scenario.spec.probes else "mn"
-            )
+            result = _analysed(scenario, record, rep_dir)
             runs.append(result)
             failures += record.failures
             if record.error:
@@ -95,9 +168,14 @@ def run_scenario(
                     + f", mode {handoff['mode']}"
                 )
             if repeat > 1:
-                _write_summary(
-                    rep_dir, _summary(scenario, run_id, [result], [], started, record.error, 1)
+                rep_summary = _summary(scenario, run_id, [result], [], started, record.error, 1)
+                set_verdict(
+                    rep_summary,
+                    [record.error] if record.error else [],
+                    infrastructure=record.infrastructure,
+                    interrupted=record.interrupted,
                 )
+                _write_summary(rep_dir, rep_summary)
         if interrupted:
             break
     expectations = failures + evaluate(scenario.spec.expect, runs) if runs else failures
@@ -106,7 +184,13 @@ def run_scenario(
     )
     outcome = Outcome(summary, run_dir, EXIT_PASSED)
     if baseline is not None:
-        outcome.regressions = _regressions(baseline, summary, tolerance_pct)
+        try:
+            outcome.regressions = _regressions(baseline, summary, tolerance_pct)
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            # a baseline that passed the checks but not the comparison: a set-up error
+            errors.append(f"comparing with --baseline {baseline} failed: {exc!r}")
+            summary.update(error="; ".join(errors), passed=False)
+            infrastructure = True
         summary["baseline"] = {
             "file": str(baseline),
             "tolerance_pct": tolerance_pct,
@@ -114,6 +198,7 @@ def run_scenario(
         }
         if outcome.regressions:
             summary["passed"] = False
+    set_verdict(summary, errors, infrastructure=infrastructure, interrupted=interrupted)
     _write_summary(run_dir, summary)
     _link_latest(run_dir)
     _render(run_dir, repeat, options)
@@ -128,6 +213,50 @@ def run_scenario(
     return outcome
 
 
+def _analysed(scenario: Scenario, record: RunRecord, rep_dir: Path) -> dict[str, Any]:
+    """One repetition's metrics from its events and probe records (events.jsonl written)."""
+    events = merge_events(rep_dir, lambda evs: annotate(evs, scenario, record))
+    result = analyse(scenario, record, events)
+    result["signalling_nodes"] = signalling_nodes(
+        events, scenario.spec.probes.mobile if scenario.spec.probes else "mn"
+    )
+    return result
+
+
+def set_verdict(
+    summary: dict[str, Any],
+    errors: list[str],
+    *,
+    infrastructure: bool,
+    interrupted: bool,
+) -> None:
+    """``verdict`` (passed, failed, error, interrupted) and the ``reasons`` for it."""
+    reasons = [
+        "interrupted (Ctrl-C or SIGTERM): the handoffs finished before are kept"
+        if error == "interrupted"
+        else f"error: {error}"
+        for error in errors
+    ]
+    for e in summary.get("expectations") or []:
+        if e.get("passed") is False:
+            detail = e.get("detail") or f"value {e.get('value')} vs limit {e.get('limit')}"
+            reasons.append(f"expectation failed: {e.get('name')}: {detail}")
+    for regression in (summary.get("baseline") or {}).get("regressions") or []:
+        reasons.append(f"regression: {regression}")
+    if not summary.get("runs") and not errors:
+        reasons.append("no repetition finished")
+    if interrupted:
+        verdict = "interrupted"
+    elif infrastructure:
+        verdict = "error"
+    elif summary.get("passed"):
+        verdict = "passed"
+    else:
+        verdict = "failed"
+    summary["verdict"] = verdict
+    summary["reasons"] = reasons
+
+
 def _summary(
     scenario: Scenario,
     run_id: str,
@@ -136,6 +265,7 @@ def _summary(
     started: float,
     error: str | None,
     repeat: int,
+    duration_s: float | None = None,
 ) -> dict[str, Any]:
     handoffs = [h for run in runs for h in run["handoffs"]]
     values = [h["interruption_ms"] for h in handoffs]
@@ -158,7 +288,7 @@ def _summary(
         "passed": passed,
         "error": error,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-        "duration_s": round(time.time() - started, 3),
+        "duration_s": round(time.time() - started if duration_s is None else duration_s, 3),
         "topology": str(scenario.topology_path),
         "repeat": repeat,
         "runs": len(runs),
@@ -191,6 +321,19 @@ def _write_plan(scenario: Scenario, run_dir: Path) -> None:
     from testbed.results.topology import plan_like
 
     atomic_write(run_dir / "plan.json", json.dumps(plan_like(scenario.plan), default=str))
+
+
+def _write_scenario(scenario: Scenario, run_dir: Path, repeat: int) -> None:
+    """The scenario as it was loaded, so that ``testbed report`` can rebuild the summary of a
+    run that was killed before it wrote one."""
+    meta = {
+        "file": str(scenario.path),
+        "topology": str(scenario.topology_path),
+        "repeat": repeat,
+        "started": time.time(),
+        "spec": scenario.source.data,
+    }
+    atomic_write(run_dir / "scenario.json", json.dumps(meta, indent=1, default=str))
 
 
 def _link_latest(run_dir: Path) -> None:
@@ -230,3 +373,159 @@ def _regressions(baseline: Path, summary: dict[str, Any], tolerance_pct: float) 
     from testbed.results.compare import compare
 
     return list(compare(json.loads(Path(baseline).read_text()), summary, tolerance_pct).regressions)
+
+
+def invalid_summary(file: str, message: str) -> dict[str, Any]:
+    """What JUnit and the caller get for a scenario file that could not be run."""
+    return {
+        "scenario": file,
+        "file": file,
+        "passed": False,
+        "error": message,
+        "verdict": "error",
+        "reasons": [f"error: {message}"],
+        "expectations": [],
+    }
+
+
+KILLED = "the run was killed: summary rebuilt from its events and probes (testbed report)"
+
+
+def rebuild_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary of a run that was killed before it wrote one, from the files it left:
+    events, probe records and the scenario as it was loaded. Written to summary.json (and to
+    each repetition's); raises InvalidRun when the directory is not a run's."""
+    run_dir = Path(run_dir)
+    try:
+        meta = json.loads((run_dir / "scenario.json").read_text())
+    except (OSError, ValueError):
+        raise InvalidRun(
+            f"{run_dir}: no summary.json, and no scenario.json to rebuild one from "
+            "(not a run directory, or a run from an older version)"
+        ) from None
+    scenario = _scenario_from(meta)
+    repeat = int(meta.get("repeat") or 1)
+    reps = [run_dir] if repeat == 1 else sorted(run_dir.glob("rep-*"))
+    runs: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    errors: list[str] = []
+    first_ns = last_ns = None
+    for index, rep_dir in enumerate(reps):
+        if not (rep_dir / "events").is_dir():
+            continue
+        record = record_from_events(rep_dir, index)
+        result = _analysed(scenario, record, rep_dir)
+        runs.append(result)
+        failures += record.failures
+        if record.error:
+            errors.append(record.error)
+        first_ns = record.started_ns if first_ns is None else first_ns
+        last_ns = record.ended_ns
+        if repeat > 1 and not (rep_dir / "summary.json").exists():
+            rep_summary = _summary(
+                scenario, run_dir.name, [result], [], meta["started"], record.error or KILLED, 1
+            )
+            set_verdict(
+                rep_summary,
+                [*([record.error] if record.error else []), KILLED],
+                infrastructure=True,
+                interrupted=False,
+            )
+            _write_summary(rep_dir, rep_summary)
+    errors.append(KILLED)
+    expectations = failures + evaluate(scenario.spec.expect, runs) if runs else failures
+    duration = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns else 0.0
+    summary = _summary(
+        scenario,
+        run_dir.name,
+        runs,
+        expectations,
+        meta["started"],
+        "; ".join(errors),
+        repeat,
+        duration_s=duration,
+    )
+    summary["rebuilt"] = True
+    set_verdict(summary, errors, infrastructure=True, interrupted=False)
+    _write_summary(run_dir, summary)
+    return summary
+
+
+def _scenario_from(meta: dict[str, Any]) -> Scenario:
+    from pydantic import ValidationError
+
+    from testbed.scenario.model import ScenarioSpec
+    from testbed.specfile import SpecSource
+    from testbed.topology import load_topology
+
+    file = str(meta.get("file", "scenario"))
+    try:
+        spec = ScenarioSpec.model_validate(meta["spec"])
+    except (KeyError, ValidationError) as exc:
+        raise InvalidRun(f"{file}: the run's scenario.json no longer validates: {exc}") from None
+    topology = Path(meta["topology"])
+    plan = load_topology(topology, spec.topology_ref.overrides or None)
+    return Scenario(spec, SpecSource(file, meta["spec"]), Path(file), topology, plan)
+
+
+def record_from_events(rep_dir: Path, index: int) -> RunRecord:
+    """A repetition's RunRecord (moves, wait failures, its error) from the runner's events."""
+    record = RunRecord(rep_dir, index)
+    times: list[int] = []
+    step = 0
+    ended = False
+    for path in sorted((rep_dir / "events").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if not isinstance(event, dict) or not isinstance(event.get("t_ns"), int):
+                continue
+            times.append(event["t_ns"])
+            if event.get("node") != "runner":
+                continue
+            name = event.get("event")
+            if name == "run_start":
+                record.started_ns = event["t_ns"]
+            elif name == "step":
+                step = int(event.get("index", step))
+            elif name == "move_start":
+                record.move_events.append(
+                    {
+                        "t_ns": event["t_ns"],
+                        "t_up_ns": None,
+                        "index": event.get("index", len(record.move_events)),
+                        "node": event.get("target"),
+                        "from": event.get("from"),
+                        "to": event.get("to"),
+                        "gap_ms": event.get("gap_ms", 0.0),
+                    }
+                )
+            elif name == "link_up" and event.get("phase") == "link_up" and record.move_events:
+                move = record.move_events[-1]
+                if move["t_up_ns"] is None and move["node"] == event.get("target"):
+                    move["t_up_ns"] = event["t_ns"]
+            elif name == "wait_timeout":  # as the runner's wait step records it
+                awaited, timeout = event.get("awaited"), float(event.get("timeout_ms", 0))
+                record.failures.append(
+                    {
+                        "name": f"timeline[{step}] wait for {awaited}",
+                        "value": None,
+                        "limit": timeout,
+                        "passed": False,
+                        "detail": f"no {awaited} within {timeout:g} ms",
+                    }
+                )
+            elif name == "run_error":
+                record.error = str(event.get("error"))
+            elif name == "run_interrupted":
+                record.interrupted = True
+            elif name == "run_end":
+                ended = True
+    # cut short (killed before its teardown): a handoff still in progress is not kept
+    record.interrupted = record.interrupted or not ended
+    if times:
+        record.started_ns = record.started_ns or min(times)
+        record.ended_ns = max(times)
+    return record

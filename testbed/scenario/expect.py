@@ -34,6 +34,8 @@ def _resolve(metric: str, runs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
                     out.append((label, _Missing(f"there is no handoff {i}")))
                     continue
                 value = handoffs[i].get(field, _Missing(f"no field {field}"))
+                if value is None and handoffs[i].get("cut_short"):
+                    value = _Missing("the run was cut short before this handoff recovered")
                 if sub is not None:
                     value = (
                         value.get(sub, _Missing(f"no phase {sub}"))
@@ -97,6 +99,9 @@ def evaluate(expectations: list[ExpectSpec], runs: list[dict[str, Any]]) -> list
                 result.update(value=value, passed=value == limit)
             elif value is None:
                 result.update(value=None, passed=False, detail="no value (stream never recovered)")
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                # validation refuses numeric checks on text metrics; this is a safety net
+                result.update(value=value, passed=False, detail=f"{value!r} is not a number")
             else:
                 symbol, op = _OPS[check]
                 result.update(

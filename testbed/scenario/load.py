@@ -60,6 +60,8 @@ def load_scenario(path: str | Path) -> Scenario:
             exc.message += f" (with the overrides of {path})"
         raise
     _check_references(source, spec, plan)
+    _check_agents(source, spec)
+    _check_expectations(source, spec)
     return Scenario(spec, source, path, topology_path, plan)
 
 
@@ -105,3 +107,64 @@ def _check_references(source: SpecSource, spec: ScenarioSpec, plan: TopologyPlan
             node(action.node, (*where, "node"))
         if step.action == "nat" and not plan.nodes[action.node].nat:
             raise source.error((*where, "node"), f"{action.node} has no NAT rules")
+
+
+def _check_agents(source: SpecSource, spec: ScenarioSpec) -> None:
+    """Each agent's configuration through the agent's own model, errors at the scenario's
+    lines: a typo is found now, not as an agent that never says it is ready."""
+    from agents.runtime.config import FaFile, HaFile, MnFile, ProxyFile
+
+    models = {"ha": HaFile, "fa": FaFile, "mn": MnFile, "proxy": ProxyFile}
+    services = {s.label: s for s in spec.services}
+    for i, service in enumerate(spec.services):
+        if service.kind != "agent" or service.agent is None:
+            continue
+        where: PathKey = ("services", i, "config")
+        if service.config is None:
+            raise source.error(
+                ("services", i),
+                f"an agent service needs config: the {service.agent} agent's configuration",
+            )
+        config = dict(service.config)
+        vpn = config.get("vpn")
+        if isinstance(vpn, dict) and "service" in vpn:
+            name = vpn["service"]
+            target = services.get(name) if isinstance(name, str) else None
+            if target is None or target.kind != "vpn":
+                vpns = ", ".join(s.label for s in spec.services if s.kind == "vpn") or "none"
+                raise source.error(
+                    (*where, "vpn", "service"),
+                    f"no vpn service {name!r} in this scenario (vpn services: {vpns})",
+                )
+            from testbed.vpn.service import agent_vpn_config
+
+            # as the runner resolves it, with a placeholder for the socket it will have
+            config["vpn"] = agent_vpn_config(vpn, target.config, "/run/testbed/LAB/vici")
+        elif isinstance(vpn, dict) and "vici" not in vpn:
+            raise source.error(
+                (*where, "vpn"), "needs service: the name of this node's kind: vpn service"
+            )
+        try:
+            models[service.agent].model_validate(config)
+        except ValidationError as exc:
+            raise source.validation_error(exc, prefix=where) from None
+
+
+def _check_expectations(source: SpecSource, spec: ScenarioSpec) -> None:
+    """Metrics the scenario's probes cannot produce (the metric names and the kinds of check
+    are the model's)."""
+    probes = spec.probes
+    for i, expectation in enumerate(spec.expect):
+        metric = expectation.metric
+        where: PathKey = ("expect", i, "metric")
+        if metric.startswith("tcp.") and (probes is None or not probes.tcp):
+            raise source.error(where, f"{metric} needs the TCP probe: probes: {{tcp: true}}")
+        if metric.startswith("stream."):
+            direction = metric.split(".")[1]
+            if probes is None:
+                raise source.error(where, f"{metric} needs probes (probes is null)")
+            if probes.directions not in ("both", direction):
+                raise source.error(
+                    where,
+                    f"{metric}: no {direction} stream (probes.directions is {probes.directions})",
+                )

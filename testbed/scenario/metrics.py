@@ -17,25 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# event name -> phase name (agents may also tag any event with "phase": NAME)
-PHASE_EVENTS: dict[str, str] = {
-    "link_down": "link_down",
-    "link_up": "link_up",
-    "carrier_down": "carrier_down",
-    "carrier_up": "carrier_up",
-    "movement_detected": "movement_detected",
-    "agent_discovered": "agent_discovered",
-    "dhcp_discover_sent": "dhcp_started",
-    "address_acquired": "address_acquired",
-    "dhcp_ack": "address_acquired",
-    "boundary_decision": "boundary_decision",
-    "registration_sent": "registration_sent",
-    "registration_accepted": "registration_accepted",
-    "returned_home": "returned_home",
-    "deregistered": "deregistered",
-    "ike_update": "mobike_update",
-    "ike_updown": "ike_established",
-}
+from testbed.scenario.catalogue import PHASE_EVENTS  # event -> phase, with the names
 
 
 @dataclass

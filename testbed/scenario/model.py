@@ -10,8 +10,9 @@ import ipaddress
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from testbed.scenario import catalogue
 from testbed.topology.model import (
     ImpairmentSpec,
     LinkImpairmentSpec,
@@ -109,10 +110,18 @@ class WaitAction(Strict):
     """Wait for an event that came after the previous step began: what a move causes can be
     over before the wait starts."""
 
-    event: str
+    event: str = Field(description="an event name (testbed schema events lists them)")
     node: Name | None = None
     timeout: Milliseconds = 5000.0
     match: dict[str, Any] = Field(default_factory=dict, description="fields the event must have")
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, value: str) -> str:
+        problem = catalogue.unknown_event(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class StepSpec(Strict):
@@ -166,6 +175,31 @@ EXPECTATION_METRIC = re.compile(
     r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms)"
     r"|tcp\.(errors|bytes|max_stall_ms|bytes_after_last_move))$"
 )
+TEXT_METRICS = ("final_mode",)
+
+
+def metric_kind(metric: str) -> str:
+    """``number`` or ``text``, for a metric the pattern accepts; raises ValueError for a
+    handoff field or phase that no handoff has."""
+    match = re.match(r"^handoff\[(?:\d+|\*)\]\.([a-z_]+)(?:\.([a-z_]+))?$", metric)
+    if not match:
+        return "text" if metric in TEXT_METRICS else "number"
+    name, sub = match.groups()
+    if name not in catalogue.HANDOFF_FIELDS:
+        hint = catalogue.suggest(name, catalogue.HANDOFF_FIELDS)
+        fields = ", ".join(catalogue.HANDOFF_FIELDS)
+        raise ValueError(f"a handoff has no field {name!r}{hint} (fields: {fields})")
+    kind = catalogue.HANDOFF_FIELDS[name][0]
+    if kind == "phases":
+        if sub is None:
+            raise ValueError(f"name a phase: {metric}.X (phases: {', '.join(catalogue.PHASES)})")
+        problem = catalogue.unknown_phase(sub)
+        if problem:
+            raise ValueError(problem)
+        return "number"
+    if sub is not None:
+        raise ValueError(f"handoff field {name} has no parts ({sub!r})")
+    return kind
 
 
 class ExpectSpec(Strict):
@@ -194,6 +228,14 @@ class ExpectSpec(Strict):
         ]
         if len(checks) != 1:
             raise ValueError("give exactly one of below, at_most, above, at_least, equals, is_null")
+        kind = metric_kind(self.metric)
+        check, limit = self.check
+        if kind == "text" and check in ("below", "at_most", "above", "at_least"):
+            raise ValueError(f"{self.metric} is text, not a number: check it with equals")
+        if check == "equals" and kind == "text" and not isinstance(limit, str):
+            raise ValueError(f"{self.metric} is text: equals needs text, e.g. equals: f")
+        if check == "equals" and kind == "number" and isinstance(limit, str):
+            raise ValueError(f"{self.metric} is a number: equals needs a number, not {limit!r}")
         return self
 
     @property

@@ -78,6 +78,7 @@ class RunRecord:
     failures: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     infrastructure: bool = False  # the error was the testbed's own (a daemon died, ...)
+    interrupted: bool = False  # Ctrl-C or SIGTERM: what was measured up to then is kept
     started_ns: int = 0
     ended_ns: int = 0
 
@@ -155,15 +156,39 @@ class _Run:
             subprocess.SubprocessError,
         ) as exc:
             self.record.error = f"{type(exc).__name__}: {exc}"
-            self.record.infrastructure = isinstance(exc, ServiceDied)
+            # the testbed's fault, not the system under test's: anything but a step that
+            # failed (a wait's timeout is an expectation; agents never ready, a failure)
+            self.record.infrastructure = isinstance(exc, ServiceDied) or not isinstance(
+                exc, StepFailed
+            )
+            if self._lab_removed():
+                self.record.infrastructure = True
+                self.record.error = f"lab {name} was removed during the run ({self.record.error})"
             self.events.emit("run_error", error=self.record.error)
-            self.options.progress(f"  error: {exc}")
+            self.options.progress(f"  error: {self.record.error}")
             if self.options.pause_on_error and self.lab is not None and sys.stdin.isatty():
                 self._pause("error: " + str(exc))
+        except KeyboardInterrupt:  # and SIGTERM (run_once): keep what was measured so far
+            self.record.interrupted = True
+            self.record.error = "interrupted"
+            self.events.emit("run_interrupted")
         finally:
             self.record.ended_ns = time.monotonic_ns()
             self._finish()
         return self.record
+
+    def _lab_removed(self) -> bool:
+        """Whether the lab went away under the run (``testbed down`` or ``clean`` of it)."""
+        if self.lab is None:
+            return False
+        from testbed import netns
+        from testbed.lab.teardown import REMOVING
+
+        state = self.lab.state
+        if (state.dir / REMOVING).exists() or not state.file.exists():
+            return True
+        present = set(netns.list_netns())
+        return any(ns not in present for ns in state.namespaces)
 
     def _finish(self) -> None:
         """Stop probes first (they flush their records), then everything else."""

@@ -23,6 +23,11 @@ def our_namespaces() -> set[str]:
     return {n for n in netns.list_netns() if n.startswith("tb-r")}
 
 
+def namespaces_of_run(pid: int) -> set[str]:
+    """The namespaces of the runs of the runner with this PID (others' runs may be going)."""
+    return {n for n in netns.list_netns() if n.startswith(f"tb-r{pid % 100000}-")}
+
+
 def test_gap_move_interruption_and_loss(run_scenario) -> None:
     outcome = run_scenario(SCENARIOS / "gap-move.yaml")
     summary = outcome.summary
@@ -111,7 +116,6 @@ def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
-    before = our_namespaces()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -136,10 +140,15 @@ def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
-    assert our_namespaces() == before
+    assert not namespaces_of_run(proc.pid)
     run_dir = next((tmp_path / "results" / "test-long").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["passed"] is False and "interrupted" in summary["error"]
+    assert summary["verdict"] == "interrupted"
+    # the move before the interruption is kept (its home stream never comes back without
+    # mobility: cut short, not judged as never recovered)
+    (handoff,) = summary["handoffs"]
+    assert handoff["to"] == "office" and handoff["cut_short"] is True
     assert (run_dir / "events" / "runner.jsonl").stat().st_size > 0
     assert (run_dir / "probes" / "down.csv").stat().st_size > 100
     assert (run_dir / "pcap" / "office.pcap").exists()
@@ -193,3 +202,84 @@ def test_every_step_kind(run_scenario) -> None:
     assert owd and min(owd) >= 21.0, owd[:5]
     # the flap: 200 ms without carrier loses packets in both directions
     assert summary["streams"]["down"]["lost"] >= 20
+
+
+def test_several_files_one_bad_keeps_the_good_files_results(tmp_path: Path) -> None:
+    """A bad file is one line and a JUnit error, checked before anything is built; the good
+    file still runs and its results and JUnit test cases are kept; exit 2."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (SCENARIOS / "failing.yaml")
+        .read_text()
+        .replace("name: test-failing", "name: test-bad")
+        .replace("topology: topologies/", f"topology: {ROOT}/topologies/")
+        .replace("{metric: loss_before_first_move", "{metric: tcp.errors")
+    )
+    junit = tmp_path / "junit.xml"
+    result = run_testbed(
+        "run",
+        str(bad),
+        str(SCENARIOS / "failing.yaml"),
+        "--junit",
+        str(junit),
+        "--results",
+        str(tmp_path / "results"),
+        "--no-figures",
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"testbed: {bad}:") and "tcp.errors needs the TCP probe" in first
+    assert "scenario test-failing" in result.stderr  # it ran after the bad file was reported
+    assert not (tmp_path / "results" / "test-bad").exists()
+    summary = json.loads(
+        next((tmp_path / "results" / "test-failing").glob("*/summary.json")).read_text()
+    )
+    assert summary["verdict"] == "failed" and summary["handoffs"]
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot().findall("testsuite")}
+    assert suites[str(bad)].find("testcase/error") is not None
+    assert suites["test-failing"].find("testcase[@name='gap under 100 ms']/failure") is not None
+
+
+def test_lab_removed_under_the_run_is_an_error(tmp_path: Path) -> None:
+    """Someone runs 'testbed down' on the run's lab: exit 2, verdict error, a JUnit error
+    (the testbed failed, not the system under test), nothing left behind."""
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            "run",
+            str(SCENARIOS / "long.yaml"),
+            "--results",
+            str(tmp_path / "results"),
+            "--junit",
+            str(junit),
+            "--no-figures",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:
+        if "step 2/2" in line or time.monotonic() > deadline:
+            break
+    listed = json.loads(run_testbed("ls", "--json").stdout)
+    (lab,) = [x["name"] for x in listed if x["name"].startswith(f"r{proc.pid % 100000}-")]
+    down = run_testbed("down", lab)
+    assert down.returncode == 0, down.stderr
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out + err
+    assert not namespaces_of_run(proc.pid)
+    summary = json.loads(
+        next((tmp_path / "results" / "test-long").glob("*/summary.json")).read_text()
+    )
+    assert summary["verdict"] == "error", summary["reasons"]
+    assert f"lab {lab} was removed during the run" in summary["error"]
+    assert summary["handoffs"]  # the move before it is kept
+    error = ET.parse(junit).getroot().find(".//testcase[@name='scenario completed']/error")
+    assert error is not None and "was removed during the run" in error.get("message", "")
