@@ -248,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summaries: list[dict] = []
     try:  # what applies to every file
         execute.check_repeat(args.repeat)
-        execute.check_tolerance(args.tolerance)
+        execute.check_tolerance(args.tolerance, args.tolerance_ms, args.min_samples)
         baseline = execute.check_baseline(args.baseline) if args.baseline else None
     except ValueError as exc:
         _complain(exc)
@@ -273,7 +273,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for file in runnable:
         try:
             outcome = execute.run_scenario(
-                file, options, repeat=args.repeat, baseline=baseline, tolerance_pct=args.tolerance
+                file,
+                options,
+                repeat=args.repeat,
+                baseline=baseline,
+                tolerance_pct=args.tolerance,
+                tolerance_ms=args.tolerance_ms,
+                min_samples=args.min_samples,
             )
         except (SpecError, ValueError, LookupError, RuntimeError, OSError) as exc:
             # changed since it was checked, a missing system package...: the others still run
@@ -402,7 +408,7 @@ def cmd_architectures(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from testbed.results.compare import compare, format_table
+    from testbed.results.compare import Tolerance, compare, format_table
 
     def load(path: str) -> dict:
         file = Path(path)
@@ -412,8 +418,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"{file}: cannot read a summary ({exc})") from None
 
-    result = compare(load(args.baseline), load(args.current), args.tolerance)
-    print(format_table(result))
+    tolerance = Tolerance(
+        pct=args.tolerance, ms=args.tolerance_ms, min_samples=args.min_samples
+    )  # a bad value: a ValueError, one line and exit 2
+    result = compare(load(args.baseline), load(args.current), tolerance)
+    print(format_table(result, all_rows=not args.brief))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -475,6 +484,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lab.down()
         print(f"\nlab {name} down in {(time.perf_counter() - started) * 1000:.0f} ms")
     return EXIT_OK
+
+
+def _gate_options(p: argparse.ArgumentParser) -> None:
+    """--tolerance, --tolerance-ms, --min-samples: what a regression against a baseline is."""
+    from testbed.results.compare import (
+        DEFAULT_MIN_SAMPLES,
+        DEFAULT_TOLERANCE_MS,
+        DEFAULT_TOLERANCE_PCT,
+    )
+
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE_PCT,
+        metavar="PCT",
+        help="a move's metric regresses when it is confidently slower than the baseline by "
+        "more than PCT %% of the baseline's median, or --tolerance-ms if more "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=DEFAULT_TOLERANCE_MS,
+        metavar="MS",
+        help="the absolute tolerance (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=DEFAULT_MIN_SAMPLES,
+        metavar="N",
+        help="fewer values a side: reported as not judged, never a regression (default "
+        "%(default)s; 1 compares single runs pair by pair)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -546,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, help="override the scenario's repeat")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--baseline", metavar="SUMMARY", help="fail on regression against it")
-    p.add_argument("--tolerance", type=float, default=10.0, metavar="PCT")
+    _gate_options(p)
     p.add_argument("--cli", action="store_true", help="pause steps open the interactive shell")
     p.add_argument("--pause-on-error", action="store_true")
     p.add_argument("--pcap", metavar="none|all|NET,...", help="networks to capture")
@@ -569,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two summaries (exit 1 on regression)")
     p.add_argument("baseline")
     p.add_argument("current")
-    p.add_argument("--tolerance", type=float, default=10.0, metavar="PCT")
+    _gate_options(p)
+    p.add_argument("--brief", action="store_true", help="only the interruptions and what is not ok")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(

@@ -1,12 +1,12 @@
 """JUnit XML for CI: one testsuite per scenario run, one testcase per expectation.
 
 Against a baseline, each regression is a failing testcase with the numbers (one passing
-testcase when there is none). Every suite also has a testcase "scenario completed": an
-``<error>`` when the testbed failed (verdict ``error`` or ``interrupted``: a daemon that
-died, a lab removed under the run, a bad baseline, an invalid scenario file), a
-``<failure>`` when the system under test stopped the run (e.g. agents never ready), so a
-crashed run is red in CI even with no expectations, and set-up trouble is told apart from
-a regression.
+testcase when there is none); metrics with too few runs to judge are one skipped testcase.
+Every suite also has a testcase "scenario completed": an ``<error>`` when the testbed failed
+(verdict ``error`` or ``interrupted``: a daemon that died, a lab removed under the run, a
+bad baseline, an invalid scenario file), a ``<failure>`` when the system under test stopped
+the run (e.g. agents never ready), so a crashed run is red in CI even with no expectations,
+and set-up trouble is told apart from a regression.
 """
 
 from __future__ import annotations
@@ -67,8 +67,13 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
     if isinstance(baseline, Mapping):
         regressions = baseline.get("regressions") or []
         tolerance = baseline.get("tolerance_pct")
+        slack = baseline.get("tolerance_ms")
         against = f"against {baseline.get('file')}" + (
-            f" (tolerance {_value(tolerance)} %)" if tolerance is not None else ""
+            f" (tolerance {_value(tolerance)} %"
+            + (f" or {_value(slack)} ms" if slack is not None else "")
+            + ")"
+            if tolerance is not None
+            else ""
         )
         for regression in regressions:
             tests += 1
@@ -90,6 +95,20 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
                 "testcase",
                 classname=f"{classname}.baseline",
                 name=_clean(f"no regression {against}"),
+            )
+        insufficient = baseline.get("insufficient") or []
+        if insufficient:  # too few runs to judge: reported, never a failure
+            tests += 1
+            skipped += 1
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{classname}.baseline", name="metrics not judged"
+            )
+            fewer = baseline.get("min_samples")
+            message = f"{len(insufficient)} metric(s) with too few values a side" + (
+                f" (fewer than {fewer})" if fewer is not None else ""
+            )
+            ET.SubElement(case, "skipped", message=message).text = "\n".join(
+                _clean(line) for line in insufficient
             )
 
     tests += 1

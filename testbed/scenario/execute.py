@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.results.compare import (
+    DEFAULT_MIN_SAMPLES,
+    DEFAULT_TOLERANCE_MS,
+    DEFAULT_TOLERANCE_PCT,
+    CompareResult,
+    Tolerance,
+    compare,
+)
 from testbed.scenario import metrics
 from testbed.scenario.analyse import analyse, annotate, signalling_nodes
 from testbed.scenario.expect import evaluate
@@ -84,9 +92,17 @@ def check_repeat(repeat: int | None) -> None:
         raise InvalidRun(f"--repeat must be between {low} and {high}, got {repeat}")
 
 
-def check_tolerance(tolerance_pct: float) -> None:
+def check_tolerance(
+    tolerance_pct: float,
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+) -> None:
     if not tolerance_pct >= 0:
         raise InvalidRun(f"--tolerance must be a percentage of 0 or more, got {tolerance_pct:g}")
+    if not tolerance_ms >= 0:
+        raise InvalidRun(f"--tolerance-ms must be 0 ms or more, got {tolerance_ms:g}")
+    if not min_samples >= 1:
+        raise InvalidRun(f"--min-samples must be 1 or more, got {min_samples}")
 
 
 def check_pcap(scenario: Scenario, pcap: str | list[str] | None) -> None:
@@ -112,13 +128,18 @@ def run_scenario(
     repeat: int | None = None,
     junit: Path | None = None,
     baseline: Path | None = None,
-    tolerance_pct: float = 10.0,
+    tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
 ) -> Outcome:
     """Validate, run ``repeat`` times, analyse, write results. Raises SpecError or
-    InvalidRun on bad input, before anything is built or written."""
+    InvalidRun on bad input, before anything is built or written. Against a ``baseline``,
+    each move's metrics are compared as distributions (testbed.results.compare): a shift
+    beyond ``max(tolerance_ms, tolerance_pct % of the baseline median)`` is a regression."""
     options = options or RunOptions()
     check_repeat(repeat)
-    check_tolerance(tolerance_pct)
+    check_tolerance(tolerance_pct, tolerance_ms, min_samples)
+    tolerance = Tolerance(pct=tolerance_pct, ms=tolerance_ms, min_samples=min_samples)
     scenario = load_scenario(path)
     check_pcap(scenario, options.pcap)
     if baseline is not None:
@@ -184,18 +205,16 @@ def run_scenario(
     )
     outcome = Outcome(summary, run_dir, EXIT_PASSED)
     if baseline is not None:
+        comparison = CompareResult(tolerance=tolerance)
         try:
-            outcome.regressions = _regressions(baseline, summary, tolerance_pct)
+            comparison = _compare_baseline(baseline, summary, tolerance)
+            outcome.regressions = comparison.regressions
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # a baseline that passed the checks but not the comparison: a set-up error
             errors.append(f"comparing with --baseline {baseline} failed: {exc!r}")
             summary.update(error="; ".join(errors), passed=False)
             infrastructure = True
-        summary["baseline"] = {
-            "file": str(baseline),
-            "tolerance_pct": tolerance_pct,
-            "regressions": outcome.regressions,
-        }
+        summary["baseline"] = {"file": str(baseline), **comparison.as_dict()}
         if outcome.regressions:
             summary["passed"] = False
     set_verdict(summary, errors, infrastructure=infrastructure, interrupted=interrupted)
@@ -369,10 +388,10 @@ def _junit(summaries: list[dict[str, Any]], path: Path) -> None:
     write_junit(summaries, path)
 
 
-def _regressions(baseline: Path, summary: dict[str, Any], tolerance_pct: float) -> list[str]:
-    from testbed.results.compare import compare
-
-    return list(compare(json.loads(Path(baseline).read_text()), summary, tolerance_pct).regressions)
+def _compare_baseline(
+    baseline: Path, summary: dict[str, Any], tolerance: Tolerance
+) -> CompareResult:
+    return compare(json.loads(Path(baseline).read_text()), summary, tolerance)
 
 
 def invalid_summary(file: str, message: str) -> dict[str, Any]:
