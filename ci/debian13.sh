@@ -106,7 +106,10 @@ if [[ ! -f $root/.debootstrap-done ]]; then
   started=$SECONDS
   # Built beside the final folder and renamed when complete: an interrupted build is never
   # taken for a finished one.
-  debootstrap --variant=minbase "$SUITE" "$root.partial" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+  # ca-certificates from the start: installed later, as a dependency pulled by setup.sh, its
+  # postinst would rewrite the CA bundle carried in below (and drop the host's own CAs).
+  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$root.partial" "$mirror" \
+    >"$root.debootstrap.log" 2>&1 ||
     { tail -n 20 "$root.debootstrap.log" >&2; die "debootstrap failed (log: $root.debootstrap.log)"; }
   touch "$root.partial/.debootstrap-done"
   mv "$root.partial" "$root"
@@ -157,6 +160,12 @@ for f in /etc/pip.conf /etc/xdg/pip/pip.conf "${HOME:-/root}/.config/pip/pip.con
   pip_configs+=("$f")
 done
 [[ -d /etc/xdg/pip ]] && mkdir -p "$root/etc/xdg" && cp -rL /etc/xdg/pip "$root/etc/xdg/"
+# The host's local CAs (Debian's place for them): any update-ca-certificates in the root
+# file system keeps them in its bundle.
+if [[ -d /usr/local/share/ca-certificates ]]; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp -rL /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 # Absolute paths in those files and variables: files are copied, folders mounted read-only
 # (a local index "…/simple" links to its files beside it: its parent is mounted).
 carried_paths() {
