@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from testbed import timescale
 from testbed.specfile import SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -667,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        timescale.factor()  # a bad TESTBED_TIME_SCALE: one line now, not deep in a run
         return int(args.func(args) or 0)
     except SpecError as exc:
         print(f"testbed: {exc}", file=sys.stderr)

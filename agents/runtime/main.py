@@ -137,6 +137,12 @@ def _make_mn(path: str, events: EventWriter):
     f, cfg = load_mn(path)
     machine = MobileNode(cfg, wallclock=wallclock)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,), groups=MN_GROUPS)
+    if f.vpn is not None and f.vpn.architecture == "proxy":
+        # a tunnel bound to the home address must not swallow our control (see xfrm.py);
+        # MOBIKE's and dual MIP's registrations through the tunnel must go into it
+        from agents.dataplane.xfrm import bypass_ipsec
+
+        bypass_ipsec(driver.udp)
     home = ipaddress.IPv4Network(f.home_network)
     driver.dataplane = MnDataPlane(
         events,

@@ -16,7 +16,8 @@ it must be encrypted by the gateway before it goes out to the mobile node, so
   ESP to the home address comes back to us and takes ``HOME/32 dev mippx0``.
 
 The other way, what the gateway decrypts (from a home address) goes back to the HA in our
-tunnel (we register with the T flag, RFC 3024): ``from HOME_NET iif ipsec0`` (one box) or
+tunnel (we register with the T flag, RFC 3024): ``from HOME_NET iif ipsec0`` (one box;
+with the kernel's XFRM ``iif mippx0``, where the ESP came in) or
 ``iif eth0`` (two boxes: the gateway routes it to us) ``lookup 153``, table 153 ``default
 dev mippb0``. The firewall then sees the MN's traffic in both directions as the tunnel
 between us and the HA, and a correspondent may open connections to an MN outside.
@@ -39,6 +40,13 @@ from agents.dataplane.arp import set_forwarding
 from agents.mip.actions import Action, TunnelDown, TunnelUp
 from agents.runtime.dataplane import _Base
 from testbed.services.events import EventWriter
+
+
+def _libipsec() -> bool:
+    from testbed.vpn.charon import use_libipsec
+
+    return use_libipsec()
+
 
 BACK_TABLE, BACK_RULE_PRIORITY = 151, 150
 REVERSE_TABLE, REVERSE_RULE_PRIORITY = 153, 140
@@ -95,7 +103,11 @@ class ProxyDataPlane:
             ):
                 subprocess.run(argv, capture_output=True, check=False)
         # decrypted traffic from home addresses back to the HA through our tunnel
-        decrypted_from = "ipsec0" if self.gateway is None else self.interface
+        decrypted_from = self.interface
+        if self.gateway is None:
+            # one box: kernel-libipsec hands the decrypted packets out of its TUN; the
+            # kernel's XFRM leaves them on the device their ESP came in on, our front TUN
+            decrypted_from = "ipsec0" if _libipsec() else self.front.tun_name
         table, priority = str(REVERSE_TABLE), str(REVERSE_RULE_PRIORITY)
         for argv in (
             ["ip", "route", "replace", "default", "dev", self.back.tun_name, "table", table],

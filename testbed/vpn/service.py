@@ -79,7 +79,7 @@ def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
     psk = str(cfg.get("psk", "testbed-psk"))
     vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
     if gateway and home_bound:
-        route_home_bound_ike(lab, node, cfg)
+        route_home_bound_ike(lab, node, cfg, libipsec=_libipsec(vpn))
         conn = profiles.gateway_conn(
             pools=(),
             encap=True,
@@ -124,7 +124,24 @@ def release_ike(lab: Any, node: str) -> None:
     lab.run(node, ["nft", "delete", "table", "inet", HOLD_TABLE], check=False)
 
 
-def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any]) -> None:
+def _libipsec(vpn: VpnNode) -> bool:
+    from testbed.vpn.charon import use_libipsec
+
+    configured = vpn.charon.config.libipsec
+    return use_libipsec() if configured is None else configured
+
+
+def decrypted_interface(lab: Any, node: str, via: str, libipsec: bool) -> str:
+    """Where what the gateway decrypts enters its routing: kernel-libipsec's TUN
+    ``ipsec0``; with the kernel's XFRM, the interface the ESP itself came in on (the way to
+    ``via``, the MIP proxy, who forwards the mobile nodes' ESP)."""
+    if libipsec:
+        return "ipsec0"
+    route = lab.run(node, ["ip", "-o", "route", "get", via]).stdout.split()
+    return route[route.index("dev") + 1]
+
+
+def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any], *, libipsec: bool) -> None:
     """A gateway whose tunnels are bound to home addresses sends its IKE and ESP (UDP from
     ports 500/4500) to those addresses through the MIP proxy, around the route into ipsec0
     that charon installs for the same address: a rule ahead of table 220. One box (no
@@ -137,9 +154,10 @@ def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any]) -> None:
         table = PROXY_TABLE
         via = str(lab.plan.address(proxy)) if proxy in lab.plan.nodes else str(proxy)
         lab.run(node, ["ip", "route", "replace", "default", "via", via, "table", table])
+        decrypted = decrypted_interface(lab, node, via, libipsec)
         lab.run(
             node,
-            ["ip", "rule", "add", "priority", "100", "iif", "ipsec0", "from", home_network,
+            ["ip", "rule", "add", "priority", "100", "iif", decrypted, "from", home_network,
              "lookup", table],
         )  # fmt: skip
     for port in ("500", "4500"):
