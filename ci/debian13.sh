@@ -246,6 +246,11 @@ mnt() { mount "$@" && mounted+=("${*: -1}"); }
 rbind() {  # recursive bind, made a slave so no unmount inside travels back to the host
   mount --rbind "$1" "$2" && mounted+=("L:$2") && mount --make-rslave "$2"
 }
+# The root itself must be a mount point: 'ip netns exec' and 'ip -n' make "/" a slave in
+# their own mount namespace, and on a plain folder that fails ("mount --make-rslave /":
+# Invalid argument). A slave too: nothing mounted inside travels back to the host.
+mnt --bind "$root" "$root"
+mount --make-rslave "$root"
 mnt -t proc proc "$root/proc"
 rbind /sys "$root/sys"
 mnt --bind /dev "$root/dev"
