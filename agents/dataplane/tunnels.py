@@ -173,6 +173,11 @@ def _packed(address: Address) -> bytes:
     return IPv4Address(address).packed
 
 
+def _pktinfo(local: str) -> bytes:
+    """struct in_pktinfo {ifindex, spec_dst, addr}: spec_dst is the source used."""
+    return struct.pack("@i4s4s", 0, _packed(local), _ANY4)
+
+
 def _force_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
     """Bigger socket buffers; *FORCE ignores rmem_max/wmem_max for root (best effort)."""
     for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
@@ -235,7 +240,7 @@ class Tunnel:
         self.udp_addr: UdpAddr = (peer, peer_port)
         self.raw_addr = (peer, 0)
         self.sock = sock  # the UDP socket (udp) or None (ipip: the engine's raw socket)
-        self.cmsg = cmsg  # IP_PKTINFO choosing the UDP source when the socket is wildcard
+        self.cmsg = cmsg  # IP_PKTINFO: the source the kernel routes by (UDP: and sends from)
         self.headers: dict[int, bytes] = {}  # outer IPv4 headers by outer_header_key()
         self.last_rx: float | None = None  # time.monotonic() of the last packet accepted
         # the largest inner packet with DF that is sent (path MTU to the peer - 20); set in
@@ -490,12 +495,17 @@ class TunnelEngine:
             if local is not None and ep.addr != local:
                 if ep.addr != "0.0.0.0":
                     raise ValueError(f"UDP port {local_port} is bound to {ep.addr}, not {local}")
-                # struct in_pktinfo {ifindex, spec_dst, addr}: spec_dst is the source used.
-                info = struct.pack("@i4s4s", 0, _packed(local), _ANY4)
-                cmsg = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+                cmsg = [(socket.IPPROTO_IP, IP_PKTINFO, _pktinfo(local))]
         elif encapsulation == "ipip":
             if self._raw is None:
                 raise ValueError("this engine was made with ipip=False")
+            if local is not None:
+                # The raw socket writes our header, but the kernel routes (and matches IPsec
+                # policies) by the socket's source, which is none: without it, mode mc and
+                # dual MIP's outer packets from the VPN's inner address meet the kernel's
+                # XFRM policy for that address only when a table-220 route happens to
+                # supply it as preferred source, and leave unencrypted otherwise.
+                cmsg = [(socket.IPPROTO_IP, IP_PKTINFO, _pktinfo(local))]
         else:
             raise ValueError(f"encapsulation must be 'ipip' or 'udp', not {encapsulation!r}")
         tunnel = Tunnel(
@@ -560,7 +570,7 @@ class TunnelEngine:
                         if len(pkt) > t.mtu and hk & 1 and self._too_big(t, pkt):
                             continue  # section 4.1: refused with an ICMP to the source
                         hdr = t.headers.get(hk) or t.outer_header(hk)
-                        sendmsg((hdr, pkt), (), 0, t.raw_addr)  # type: ignore[misc]
+                        sendmsg((hdr, pkt), t.cmsg, 0, t.raw_addr)  # type: ignore[misc]
                         n_ipip += 1
                 except OSError as exc:
                     # Like a full interface queue: drop; TCP and the agents recover.
