@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from testbed.scenario import catalogue
 from testbed.topology.model import (
@@ -110,6 +110,12 @@ class WaitAction(Strict):
     """Wait for an event that came after the previous step began: what a move causes can be
     over before the wait starts."""
 
+    # before ``event``: its check reads this
+    custom: bool = Field(
+        False,
+        description="an event of the scenario's own (a command service writes it into the "
+        "run's events), not one of the catalogue's",
+    )
     event: str = Field(description="an event name (testbed schema events lists them)")
     node: Name | None = None
     timeout: Milliseconds = 5000.0
@@ -117,8 +123,8 @@ class WaitAction(Strict):
 
     @field_validator("event")
     @classmethod
-    def _known_event(cls, value: str) -> str:
-        problem = catalogue.unknown_event(value)
+    def _known_event(cls, value: str, info: ValidationInfo) -> str:
+        problem = None if info.data.get("custom") else catalogue.unknown_event(value)
         if problem:
             raise ValueError(problem)
         return value

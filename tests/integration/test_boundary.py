@@ -187,7 +187,7 @@ def test_outside_mn_moves_bulk_tcp_both_ways(run_scenario, tmp_path: Path) -> No
                     "timeout": "10s",
                 }
             },
-            {"wait": {"event": "bulk_done", "node": "mn", "timeout": "60s"}},
+            {"wait": {"event": "bulk_done", "node": "mn", "timeout": "60s", "custom": True}},
         ],
         "tail": "500ms",
         "pcap": "none",

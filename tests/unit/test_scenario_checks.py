@@ -123,6 +123,13 @@ def test_wait_for_an_unknown_event(tmp_path: Path) -> None:
     )
 
 
+def test_an_event_of_the_scenarios_own_is_declared_custom(tmp_path: Path) -> None:
+    """A command service may write events of its own (tests' bulk TCP: bulk_done)."""
+    text = ROAM_NAT.replace("event: ike_update,", "event: bulk_done, custom: true,")
+    assert "bulk_done" in text
+    load_scenario(scenario_file(tmp_path, text))  # no SpecError
+
+
 def test_unknown_phase_and_handoff_field(tmp_path: Path) -> None:
     path = mini(
         tmp_path, extra='expect:\n  - {metric: "handoff[0].phases_ms.dhcp_start", below: 5}'
