@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from testbed import netns
@@ -120,3 +123,25 @@ def in_window(events: list[dict], summary: dict, index: int) -> list[dict]:
     moves = summary["move_times_ns"]
     end = moves[index + 1] if index + 1 < len(moves) else float("inf")
     return [e for e in events if moves[index] <= e["t_ns"] < end]
+
+
+@contextlib.contextmanager
+def namespace_pair(tag: str) -> Iterator[tuple[str, str]]:
+    """Two bare namespaces of our own (``tb<tag><random>a`` and ``...b``), removed after."""
+    base = f"tb{tag}{secrets.token_hex(3)}"
+    first, second = f"{base}a", f"{base}b"
+    netns.create(first)
+    try:
+        netns.create(second)
+        try:
+            yield first, second
+        finally:
+            netns.delete(second)
+    finally:
+        netns.delete(first)
+
+
+def ip(ns: str, *argv: str) -> str:
+    """``ip -n NS ARGV...``, checked; its output."""
+    done = subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True, text=True)
+    return done.stdout

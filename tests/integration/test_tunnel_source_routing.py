@@ -7,13 +7,12 @@ they missed the XFRM policy of the VPN's inner address and left unencrypted."""
 from __future__ import annotations
 
 import json
-import secrets
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+from labtools import ip, namespace_pair
 
 from agents.dataplane.tunnels import TunnelEngine
 from testbed import netns
@@ -22,19 +21,9 @@ pytestmark = pytest.mark.netns
 LOCAL, PEER, HOME = "10.10.0.1", "10.9.9.9", "10.1.0.100"
 
 
-def ip(ns: str, *argv: str) -> str:
-    return subprocess.run(
-        ["ip", "-n", ns, *argv], check=True, capture_output=True, text=True
-    ).stdout
-
-
 @pytest.fixture
 def pair() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    node, peer = f"tbs{tag}n", f"tbs{tag}p"
-    netns.create(node)
-    netns.create(peer)
-    try:
+    with namespace_pair("s") as (node, peer):
         for i in (1, 2):
             ip(node, "link", "add", f"a{i}", "type", "veth", "peer", "name", f"b{i}", "netns", peer)
             ip(node, "addr", "add", f"10.9.{i}.1/24", "dev", f"a{i}")
@@ -49,9 +38,6 @@ def pair() -> Iterator[tuple[str, str]]:
         ip(node, "route", "add", f"{PEER}/32", "via", "10.9.2.2", "table", "200")  # link 2
         ip(node, "rule", "add", "from", LOCAL, "lookup", "200", "priority", "100")
         yield node, peer
-    finally:
-        netns.delete(node)
-        netns.delete(peer)
 
 
 def received(peer: str, link: str) -> int:

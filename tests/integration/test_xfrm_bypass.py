@@ -4,12 +4,11 @@ by the policy (no SA to carry it), with it request and reply pass in the clear."
 
 from __future__ import annotations
 
-import secrets
 import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
+from labtools import ip, namespace_pair
 
 from agents.dataplane.xfrm import POLICY_INFO_LEN, bypass_ipsec, bypass_policy
 from testbed import netns
@@ -26,11 +25,7 @@ def test_bypass_policy_layout() -> None:
 
 @pytest.fixture
 def pair() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    mn, fa = f"tbx{tag}m", f"tbx{tag}f"
-    netns.create(mn)
-    netns.create(fa)
-    try:
+    with namespace_pair("x") as (mn, fa):
         for ns, argv in (
             (mn, ["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", fa]),
             (mn, ["addr", "add", f"{MN}/24", "dev", "va"]),
@@ -45,11 +40,8 @@ def pair() -> Iterator[tuple[str, str]]:
             (mn, ["xfrm", "policy", "add", "src", "10.0.0.0/8", "dst", f"{MN}/32", "dir", "in",
                   "tmpl", "src", "192.0.2.10", "dst", MN, "proto", "esp", "mode", "tunnel"]),
         ):  # fmt: skip
-            subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True)
+            ip(ns, *argv)
         yield mn, fa
-    finally:
-        netns.delete(mn)
-        netns.delete(fa)
 
 
 def _exchange(mn: str, fa: str, bypass: bool) -> bool:
