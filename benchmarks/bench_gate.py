@@ -25,9 +25,11 @@ Then it prints
   issue 15's goal (each move's p50 within max(2 ms, 5 %)), and the largest p50 difference
   over every metric (phases included).
 
-Before each batch it waits (up to ``--quiet-wait`` s) until no QEMU VM runs on the machine,
-and prints the load average at the start and end of each batch: figures measured while
-something else eats the two cores are worthless.
+A batch runs in chunks of ``--chunk`` repetitions. Before each chunk it waits (up to
+``--quiet-wait`` s) until no QEMU VM runs on the machine, watches for one while the chunk
+runs, and runs the chunk again (up to ``--attempts`` times) if one started: figures measured
+while something else eats the two cores are worthless. The load average at the start and
+end of each batch, its 1-minute maximum and whether a VM was seen are printed with it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,33 @@ def wait_quiet(limit_s: float, log: Any) -> None:
         log("  WARNING: a QEMU VM still runs: these figures are not from a quiet machine")
 
 
+class Watch:
+    """Samples, every 5 s while a batch runs, whether a VM runs and the 1-minute load."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.vm_seen = False
+        self.max_load = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.vm_seen = self.vm_seen or bool(busy_vm())
+            with contextlib.suppress(ValueError):
+                self.max_load = max(self.max_load, float(loadavg().split()[0]))
+            self._stop.wait(5.0)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def slowed_copy(scenario: Path, directory: Path) -> Path:
     """``scenario`` with SLOW_EXTRA_MS more delay on SLOW_NODE's link on SLOW_NETWORK."""
     from testbed.scenario.load import load_scenario
@@ -119,34 +148,88 @@ def slowed_copy(scenario: Path, directory: Path) -> Path:
     return copy
 
 
-def run_batch(scenario: Path, out: Path, repeat: int, args: argparse.Namespace) -> dict:
-    """One ``--repeat`` batch; its summary is kept as ``out`` and reused."""
-    if out.exists() and not args.rerun:
-        return json.loads(out.read_text())
+def run_chunk(scenario: Path, out: Path, repeat: int, args: argparse.Namespace) -> dict:
+    """``repeat`` repetitions in one ``run_scenario`` call, after waiting for a quiet machine;
+    its summary, with what the machine did meanwhile, is kept as ``out``."""
     from testbed.scenario.execute import run_scenario
     from testbed.scenario.runner import RunOptions
 
-    log = print
-    wait_quiet(args.quiet_wait, log)
+    wait_quiet(args.quiet_wait, print)
     before, started = loadavg(), time.monotonic()
     options = RunOptions(
         results=out.parent / "runs", pcap="none", figures=False, progress=lambda _line: None
     )
-    outcome = run_scenario(scenario, options, repeat=repeat)
+    with Watch() as watch:
+        outcome = run_scenario(scenario, options, repeat=repeat)
     summary = outcome.summary
     summary["bench"] = {
         "load_before": before,
         "load_after": loadavg(),
-        "vm_running": bool(busy_vm()),
+        "max_load_1min": watch.max_load,
+        "vm_running": watch.vm_seen,
         "seconds": round(time.monotonic() - started, 1),
         "run_dir": str(outcome.run_dir),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary))
-    log(
-        f"  {scenario.stem} -> {out}: {summary['verdict']}, {summary['bench']['seconds']} s, "
-        f"load {before} -> {summary['bench']['load_after']}"
+    print(
+        f"  {scenario.stem} -> {out.name}: {summary['verdict']}, {summary['bench']['seconds']} s,"
+        f" load {before} -> {summary['bench']['load_after']}"
+        + (", a VM ran meanwhile" if watch.vm_seen else "")
     )
+    return summary
+
+
+def _clean(path: Path) -> dict | None:
+    """A kept summary measured with no VM running, or None."""
+    if not path.exists():
+        return None
+    kept = json.loads(path.read_text())
+    return None if kept.get("bench", {}).get("vm_running") else kept
+
+
+def run_batch(scenario: Path, out: Path, repeat: int, args: argparse.Namespace) -> dict:
+    """One batch of ``repeat`` repetitions, kept as ``out`` and reused. It runs in chunks of
+    ``--chunk`` repetitions, each after waiting for a quiet machine and run again (up to
+    ``--attempts`` times) when a VM started meanwhile, so that a batch can be measured
+    between the VMs another user keeps starting."""
+    if out.exists() and not args.rerun:
+        kept = _clean(out)
+        if kept is not None or args.no_run:
+            return kept or json.loads(out.read_text())
+    parts = []
+    for k, first in enumerate(range(0, repeat, args.chunk)):
+        size = min(args.chunk, repeat - first)
+        path = out.with_name(f"{out.stem}.part{k}.json")
+        part = None if args.rerun else _clean(path)
+        for _ in range(args.attempts):
+            if part is not None:
+                break
+            part = run_chunk(scenario, path, size, args)
+            part = part if not part["bench"]["vm_running"] else None
+        parts.append(part or json.loads(path.read_text()))
+    handoffs = []
+    for k, part in enumerate(parts):
+        for h in part["handoffs"]:
+            handoffs.append({**h, "run": k * args.chunk + int(h.get("run") or 0)})
+    benches = [part["bench"] for part in parts]
+    verdicts = {part.get("verdict") for part in parts}
+    summary = {
+        "scenario": parts[0]["scenario"],
+        "runs": sum(int(part.get("runs") or 0) for part in parts),
+        "verdict": "passed" if verdicts == {"passed"} else "/".join(sorted(map(str, verdicts))),
+        "handoffs": handoffs,
+        "data_paths": parts[0].get("data_paths"),
+        "bench": {
+            "load_before": benches[0]["load_before"],
+            "load_after": benches[-1]["load_after"],
+            "max_load_1min": max(b["max_load_1min"] for b in benches),
+            "vm_running": any(b["vm_running"] for b in benches),
+            "seconds": round(sum(b["seconds"] for b in benches), 1),
+            "run_dir": [b["run_dir"] for b in benches],
+        },
+    }
+    out.write_text(json.dumps(summary))
     return summary
 
 
@@ -258,6 +341,8 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="only the pools already there")
     parser.add_argument("--grid", action="store_true", help="rates for other tolerances too")
     parser.add_argument("--quiet-wait", type=float, default=1200.0, metavar="S")
+    parser.add_argument("--chunk", type=int, default=5, help="repetitions per run_scenario")
+    parser.add_argument("--attempts", type=int, default=4, help="per chunk, when a VM ran")
     parser.add_argument("--tolerance", type=float, default=Tolerance().pct, metavar="PCT")
     parser.add_argument("--tolerance-ms", type=float, default=Tolerance().ms, metavar="MS")
     parser.add_argument("--min-samples", type=int, default=Tolerance().min_samples, metavar="N")
@@ -285,8 +370,9 @@ def main() -> None:
             bench = summary.get("bench", {})
             print(
                 f"# {name} batch {label}: {summary.get('runs')} runs, {summary.get('verdict')}, "
-                f"load {bench.get('load_before')} -> {bench.get('load_after')}, "
-                f"VM running: {bench.get('vm_running')}, {bench.get('seconds')} s"
+                f"load {bench.get('load_before')} -> {bench.get('load_after')} "
+                f"(1-min max {bench.get('max_load_1min')}), "
+                f"VM seen: {bench.get('vm_running')}, {bench.get('seconds')} s"
             )
 
     tolerance = Tolerance(pct=args.tolerance, ms=args.tolerance_ms, min_samples=args.min_samples)
