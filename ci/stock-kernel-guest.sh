@@ -10,10 +10,5 @@ done
 [[ -e /dev/net/tun ]] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }
 export MPLCONFIGDIR=/tmp/matplotlib TESTBED_REQUIRE_KERNEL_PATHS=1
 .venv/bin/testbed doctor
-selection=(-m "not extended")  # CI's stage; --all: the proxy and dual stacks too
-if [[ "${1:-}" == "--all" ]]; then
-  selection=()
-  shift
-fi
-exec .venv/bin/python -m pytest -q -rs tests/stockkernel "${selection[@]}" \
+exec .venv/bin/python -m pytest -q -rs tests/stockkernel \
   --junit-xml "${TESTBED_VM_RESULTS:-/tmp}/junit.xml" "$@"

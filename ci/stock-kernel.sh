@@ -5,7 +5,6 @@
 # so the VM runs under TCG (~50x slower): the checks are functional (tests/stockkernel), and
 # TESTBED_TIME_SCALE stretches the testbed's fixed waits. Run as root; exit status = tests'.
 #   ci/stock-kernel.sh             install what the VM needs, boot it, run tests/stockkernel
-#   ci/stock-kernel.sh --all       also the MIP proxy and dual MIP stacks (see README)
 #   ci/stock-kernel.sh -k roam     pytest arguments go to the run inside the VM
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,14 +32,14 @@ kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
 
 results="$here/results/stock-kernel/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$results"
-scale="${TESTBED_TIME_SCALE:-10}"
+scale="${TESTBED_TIME_SCALE:-5}"
 echo "stock-kernel: booting $(basename "$kernel") under TCG, time scale $scale, results in $results" >&2
 args=""  # pytest's arguments, quoted for the guest's shell
 (($#)) && args=$(printf ' %q' "$@")
 started=$SECONDS
 set +e
 # vng finds virtme-run on PATH; the guest sees / read-only and $results read-write
-PATH="$here/.venv/bin:$PATH" timeout "${STOCK_KERNEL_TIMEOUT:-900}" vng \
+PATH="$here/.venv/bin:$PATH" timeout "${STOCK_KERNEL_TIMEOUT:-1500}" vng \
   -r "$kernel" --disable-kvm --disable-microvm --cpus 2 --memory 4G \
   --rwdir "$results" --cwd "$here" \
   --exec "env TESTBED_TIME_SCALE=$scale TESTBED_VM_RESULTS=$results $here/ci/stock-kernel-guest.sh$args" \

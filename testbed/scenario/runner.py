@@ -364,7 +364,7 @@ class _Run:
 
     READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = AGENT_READY_EVENTS
 
-    def _wait_services_ready(self, timeout_s: float = 10.0) -> None:
+    def _wait_services_ready(self, timeout_s: float = 20.0) -> None:
         """Probes start only once agents are up: their start-up is not part of a handoff."""
         timeout_s = scaled(timeout_s)
         waiting = {

@@ -177,7 +177,6 @@ def test_roam_nat_with_xfrm_esp(results: Path) -> None:
     assert esp == {"kernel"}, esp
 
 
-@pytest.mark.extended  # not in CI's stage yet: ci/stock-kernel.sh --all runs them
 @pytest.mark.parametrize(
     ("scenario", "modes"),
     [
