@@ -45,7 +45,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.mip.actions import (
@@ -322,10 +322,29 @@ class HomeAgent:
         try:
             req = decode_request(payload)
         except UnknownExtension as exc:
-            return self._poorly_formed(exc, payload, src, src_port, now)
+            out = self._poorly_formed(exc, payload, src, src_port, now)
         except MalformedMessage as exc:
             return self._drop(exc.reason, src)
-        return self._process(req, payload, src, src_port, now)
+        else:
+            out = self._process(req, payload, src, src_port, now)
+        return self._answer_on_home_link(out, src, iface)
+
+    def _answer_on_home_link(
+        self, actions: list[Action], src: str, iface: str | None
+    ) -> list[Action]:
+        """A request that came over the home link from the home network (a mobile node back
+        home, deregistering) is answered on that link. Routing would still send the reply
+        into the binding's tunnel, whose host route goes only with the data-plane work that
+        follows the reply: the tunnel engine, torn down by then, dropped it (tx_no_tunnel)
+        and the MN deregistered on its retransmission, ~250 ms later (issue 15 b)."""
+        home_link = self.config.home_iface
+        if home_link is None or iface != home_link:
+            return actions  # (one that came through a tunnel, from the home address, too)
+        if ipaddress.IPv4Address(src) not in self._home_net:
+            return actions
+        return [
+            replace(a, iface=iface) if isinstance(a, Send) and a.dst == src else a for a in actions
+        ]
 
     # -- request processing ----------------------------------------------------------------
 

@@ -159,6 +159,29 @@ def test_deregistration_all_and_one() -> None:
     assert events(out, "binding_removed")[0].data["reason"] == "deregistered"
 
 
+def test_reply_to_a_mobile_node_back_home_goes_out_on_the_home_link() -> None:
+    """Issue 15 (b): routed, the reply to the deregistration took the binding's tunnel (its
+    route goes only after the reply) and was lost; it must leave on the home link."""
+    ha = make_ha(home_iface="eth0")
+    ha.handle_datagram(rrq(), COA, 434, now=0.0, iface="eth0")
+    (s,) = sends(ha.handle_datagram(rrq(), COA, 434, now=1.0, iface="eth0"))
+    assert s.iface is None  # a care-of address away from home: routed as before
+    out = ha.handle_datagram(rrq(coa=HOME, lifetime=0), HOME, 434, now=2.0, iface="eth0")
+    assert reply_of(out).code == 0 and ha.bindings() == []
+    (s,) = sends(out)
+    assert (s.dst, s.src, s.iface) == (HOME, HA, "eth0")
+    # so are denials (here a replayed identification) to a mobile node at home
+    ha.handle_datagram(rrq(), COA, 434, now=3.0, iface="eth0")
+    stale = ntp_from_unix(WALL - 3600)
+    out = ha.handle_datagram(
+        rrq(coa=HOME, lifetime=0, ident=stale), HOME, 434, now=4.0, iface="eth0"
+    )
+    assert reply_of(out).code == 133 and sends(out)[0].iface == "eth0"
+    # the home address coming out of a tunnel (another interface): routed
+    (s,) = sends(ha.handle_datagram(rrq(coa=HOME, lifetime=0), HOME, 434, 5.0, iface="mipha0"))
+    assert s.iface is None
+
+
 def test_simultaneous_bindings_unsupported_gives_code_1() -> None:
     ha = make_ha()
     ha.handle_datagram(rrq(flags=0x80), COA, 434, now=0.0)
