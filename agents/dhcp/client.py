@@ -377,6 +377,19 @@ class DhcpClient:
         self.offer = None
         return [*out, Event("dhcp_link_down", {})]
 
+    def stop(self, now: float) -> list[Action]:
+        """Stop acquiring: the embedding agent needs no address here (a mobile node back
+        home). The exchange in progress ends and the client waits in INIT for the next
+        ``start``; a bound lease is left as it is, renewals included (its address is in
+        use), as is one kept across ``link_down``."""
+        if self.state not in (State.SELECTING, State.REQUESTING, State.REBOOTING):
+            return []
+        stopped = self.state
+        out = self._cancel(*ALL_TIMERS)
+        self.state = State.INIT
+        self.offer = None
+        return [*out, Event("dhcp_stopped", {"state": str(stopped)})]
+
     def release(self, now: float) -> list[Action]:
         """Give the lease back (RFC 2131 4.4.6: DHCPRELEASE unicast to the server)."""
         out = self._cancel(*ALL_TIMERS)

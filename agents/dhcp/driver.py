@@ -189,6 +189,9 @@ class DhcpDriver:
     def link_down(self) -> None:
         self._run(self.client.link_down)
 
+    def stop(self) -> None:
+        self._run(self.client.stop)
+
     def release(self) -> None:
         self._run(self.client.release)
 

@@ -90,6 +90,11 @@ class MovementDetector:
     def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "movement_detected" and data.get("to") == "f":
             self.driver.dataplane.home_for_fa(data.get("agent"))
+        elif name == "returned_home" and self.dhcp is not None:
+            # Home, the home address is ours: a co-located care-of address is of no use, and
+            # DHCP started in parallel on carrier would go on DISCOVERing on a link with no
+            # server for us (issue 15 c). The next carrier starts it again.
+            self.dhcp.stop()
 
     def _start_dhcp(self) -> None:
         if self.dhcp is None:

@@ -144,6 +144,7 @@ DHCP_EVENTS: dict[str, str] = {
     "dhcp_rebinding": "rebinding the lease (T2)",
     "dhcp_request_timeout": "no answer to a request: start again",
     "dhcp_link_down": "the DHCP client saw the link go down",
+    "dhcp_stopped": "the DHCP client stopped acquiring (the MN is home)",
     "dhcp_ignored": "a DHCP message was ignored (reason)",
     "dhcp_configure_failed": "the address could not be configured",
     "dhcp_send_failed": "a DHCP message could not be sent",

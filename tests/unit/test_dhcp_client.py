@@ -402,6 +402,25 @@ def test_link_down_keeps_lease_then_init_reboot_ack() -> None:
     assert isinstance(bound, Bound) and bound.previous == lease and bound.lease.start == 11.0
 
 
+def test_stop_ends_the_exchange_but_keeps_a_bound_lease() -> None:
+    """Issue 15 (c): a mobile node back home stops DISCOVERing; a lease in use stays."""
+    h = make()
+    h.start()
+    h.advance(0.3)  # one retransmission
+    sent = len(h.sent)
+    h.feed(h.client.stop(h.now))
+    assert h.client.state is State.INIT and h.timers == {}
+    assert h.names()[-1] == "dhcp_stopped" and h.events[-1].data == {"state": "selecting"}
+    h.advance(60.0)
+    assert len(h.sent) == sent  # nothing more goes out
+    assert h.packet(reply(h.last(), MessageType.OFFER)) == []  # nor is an answer taken
+    h.start()  # the next carrier starts again
+    assert h.client.state is State.SELECTING and len(h.sent) == sent + 1
+    lease = h.bind(lease=100)
+    assert h.client.stop(h.now) == []  # bound: left alone, renewals included
+    assert h.client.state is State.BOUND and h.client.lease == lease and T_RENEW in h.timers
+
+
 def test_init_reboot_nak_unbinds_and_discovers() -> None:
     h = make()
     lease = h.bind()
@@ -563,6 +582,7 @@ _steps = st.lists(
         st.tuples(st.just("link_down")),
         st.tuples(st.just("start"), st.booleans()),
         st.tuples(st.just("release")),
+        st.tuples(st.just("stop")),
         st.tuples(st.just("renew")),
         st.tuples(st.just("junk"), st.binary(max_size=400)),
     ),
@@ -593,6 +613,8 @@ def test_random_histories_keep_invariants(steps: list[tuple]) -> None:  # type: 
             h.start(try_reboot=step[1])
         elif kind == "release":
             h.feed(h.client.release(h.now))
+        elif kind == "stop":
+            h.feed(h.client.stop(h.now))
         elif kind == "renew":
             h.feed(h.client.renew(h.now))
         else:
