@@ -49,14 +49,18 @@ Commands::
         affects frames arriving from now on          -> {"ok": true, "pair": {...params}}
     {"cmd": "add", "pair": {<pair config>}}  -> open a new pair at run time
     {"cmd": "remove", "pair": NAME}          -> close a pair (its queued frames are dropped)
+    {"cmd": "flush", "pair": NAME}           -> drop every frame of the pair in flight: those
+        in its delay lines and those its sockets hold unread, both directions (counted as
+        drops "flushed"); frames arriving from now on no longer wait behind them
+                                             -> {"ok": true, "flushed": {"a_to_b": N, ...}}
     {"cmd": "shutdown"}                      -> reply, then exit as on SIGTERM
 
 Errors are ``{"ok": false, "error": "..."}``; a malformed request never stops the relay.
 ``relay_command(path, request)`` and ``wait_ready(path)`` below are client helpers.
 
 Stats per direction: rx_frames/rx_bytes (arrived), tx_frames/tx_bytes (sent on), dropped and
-drops{loss, overflow, tx_error, truncated, disabled}, queue_frames/queue_bytes (in the delay
-line now), max_frame_bytes (> 1514 proves GSO frames pass), late_us_mean/late_us_max (how far
+drops{loss, overflow, tx_error, truncated, disabled, flushed}, queue_frames/queue_bytes (in the
+delay line now), max_frame_bytes (> 1514 proves GSO frames pass), late_us_mean/late_us_max (how far
 past its release time a delayed frame was sent: the relay's own timing error), params. Byte
 counts are Ethernet frame lengths without the 10-byte virtio_net_hdr; a GSO frame counts once.
 
@@ -313,7 +317,9 @@ class Direction:
         self.dropped = 0
         self.max_frame = 0
         self.released = self.late_sum = self.late_max = 0
-        self.drops = {"loss": 0, "overflow": 0, "tx_error": 0, "truncated": 0, "disabled": 0}
+        self.drops = {
+            "loss": 0, "overflow": 0, "tx_error": 0, "truncated": 0, "disabled": 0, "flushed": 0,
+        }  # fmt: skip
         self.apply(params)
 
     def apply(self, params: dict[str, Any]) -> None:
@@ -424,6 +430,22 @@ def open_packet_socket(ifname: str) -> tuple[Any, int, bool]:
     return s, ifindex, ignores_outgoing
 
 
+def _discard_unread(sock: Any) -> int:
+    """Read and drop every frame waiting in ``sock``; returns how many there were."""
+    n = 0
+    for _ in range(1_000_000):  # bounded: a busy link cannot keep us here for ever
+        try:
+            sock.recv(1, MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as e:
+            if e.errno in _IFACE_ERRNOS:  # the pending "link went down": read, and cleared
+                continue
+            raise
+        n += 1
+    return n
+
+
 class Relay:
     def __init__(
         self,
@@ -495,6 +517,30 @@ class Relay:
     def remove_pair(self, name: str) -> None:
         pair = self.pairs.pop(name)
         self.disable_pair(pair, "removed")
+
+    def flush_pair(self, pair: Pair) -> dict[str, int]:
+        """Drop what is in flight through ``pair``, both ways: its frames in the delay lines
+        and those still unread in its sockets. A node moved to another network must not get
+        the old network's frames after the move (nor the old network the node's): a cable
+        pulled out loses what was on it, as netem's queue is reset when its device goes down.
+        Returns the frames dropped per direction."""
+        directions = (pair.a_to_b, pair.b_to_a)
+        heap = self.heap
+        kept = [entry for entry in heap if entry[2] not in directions]
+        flushed = {d.label: 0 for d in directions}
+        for entry in heap:
+            if entry[2] in directions:
+                flushed[entry[2].label] += 1
+        heap[:] = kept  # in place: the event loop holds this list
+        heapq.heapify(heap)
+        # a direction's frames arrive on the other end's socket: a_to_b's on a, b_to_a's on b
+        for d, ifname in zip(directions, (pair.a, pair.b), strict=True):
+            flushed[d.label] += _discard_unread(pair.socks[ifname])
+            d.qlen = d.qbytes = 0
+            d.last_release = 0  # what comes next does not wait behind the dropped frames
+            d.dropped += flushed[d.label]
+            d.drops["flushed"] += flushed[d.label]
+        return {"a_to_b": flushed[pair.a_to_b.label], "b_to_a": flushed[pair.b_to_a.label]}
 
     def _iface_error(self, pair: Pair, ifname: str, err: OSError, d: Direction | None) -> None:
         """Interface down (transient: keep the pair) or gone (disable the pair)."""
@@ -817,10 +863,15 @@ class Relay:
             self._pair(req.get("pair"))
             self.remove_pair(req["pair"])
             return {"ok": True}
+        if cmd == "flush":
+            pair = self._pair(req.get("pair"))
+            if not pair.enabled:
+                raise ConfigError(f"pair {pair.name} is disabled: {pair.error}")
+            return {"ok": True, "flushed": self.flush_pair(pair)}
         if cmd == "shutdown":
             self.stop = True
             return {"ok": True}
-        raise ConfigError(f"unknown cmd {cmd!r} (ping, stats, set, add, remove, shutdown)")
+        raise ConfigError(f"unknown cmd {cmd!r} (ping, stats, set, add, remove, flush, shutdown)")
 
     def _pair(self, name: Any) -> Pair:
         if not isinstance(name, str) or name not in self.pairs:

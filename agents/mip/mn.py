@@ -25,7 +25,10 @@ Move detection (RFC 5944 2.4.2): the current agent's advertisement lifetime runs
 agent advertises a different prefix (Prefix-Lengths extension) than the current one on the
 same link; link down/up (L2 triggers, which also restart rate-limited solicitation); a
 co-located address appears or goes. A sequence number dropping below 256 from the current FA
-means it rebooted and lost its visitor list: register again (RFC 5944 2.3.1).
+means it rebooted and lost its visitor list: register again (RFC 5944 2.3.1). An
+advertisement whose frame arrived (``received``: the driver's kernel timestamp) before its
+link last went down was heard on the old link, however late it is read: it is dropped, not
+taken as news of the link we are on now.
 
 Solicitations (RFC 5944 2.4.1): up to ``solicit_burst`` at ``solicit_interval``, then binary
 exponential backoff up to ``solicit_max_interval``; never closer than ``solicit_interval``.
@@ -285,6 +288,7 @@ class MobileNode:
         self._colocated: _Colocated | None = None
         self._links: set[str] = set()
         self._links_reported = False  # once a driver reports links, no link means no solicit
+        self._went_down: dict[str, float] = {}  # interface -> when it last lost its link
         self._attachment: Attachment | None = None
         self._override: Attachment | None = None
         self._pending: _Pending | None = None
@@ -379,6 +383,7 @@ class MobileNode:
         """L2 trigger: forget agents and a co-located address learnt on ``iface``."""
         self._links.discard(iface)
         self._links_reported = True
+        self._went_down[iface] = now
         out: list[Action] = [Event("link_down", {"iface": iface})]
         for addr in [a for a, info in self.agents.items() if info.iface == iface]:
             del self.agents[addr]
@@ -491,8 +496,16 @@ class MobileNode:
     # -- inputs: messages ------------------------------------------------------------------
 
     def handle_icmp(
-        self, payload: bytes, src: str, now: float, iface: str | None = None
+        self,
+        payload: bytes,
+        src: str,
+        now: float,
+        iface: str | None = None,
+        *,
+        received: float | None = None,
     ) -> list[Action]:
+        """An ICMP router discovery message; ``received``: when its frame arrived, if the
+        driver knows (it may have waited in a socket while the link changed), else ``now``."""
         try:
             msg = decode_icmp(payload)
         except MalformedMessage as exc:
@@ -501,11 +514,19 @@ class MobileNode:
             return self._drop(exc.reason, src)
         if isinstance(msg, AgentSolicitation):
             return []
-        return self.handle_advertisement(msg, src, now, iface)
+        return self.handle_advertisement(msg, src, now, iface, received=received)
 
     def handle_advertisement(
-        self, adv: AgentAdvertisement, src: str, now: float, iface: str | None = None
+        self,
+        adv: AgentAdvertisement,
+        src: str,
+        now: float,
+        iface: str | None = None,
+        *,
+        received: float | None = None,
     ) -> list[Action]:
+        if self._heard_before_link_went(iface, now if received is None else received):
+            return self._drop("advertisement from before the link went down", src)
         a = adv.agent
         if a is None:
             self.counters["plain_router_advertisements"] = (
@@ -658,6 +679,17 @@ class MobileNode:
         return []
 
     # -- discovery -------------------------------------------------------------------------
+
+    def _heard_before_link_went(self, iface: str | None, received: float) -> bool:
+        """The frame arrived while ``iface`` was still on the link it has since lost: news of
+        that link, not of the one it is on now. (No frame arrives while the carrier is off,
+        so anything after the loss came from the new link.) Without an interface, any of our
+        links' losses counts."""
+        if iface is None:
+            went = max(self._went_down.values(), default=-math.inf)
+        else:
+            went = self._went_down.get(iface, -math.inf)
+        return received < went
 
     def _has_agent(self) -> bool:
         return any(i.usable_fa or i.home for i in self.agents.values())

@@ -127,19 +127,23 @@ class AgentDriver:
         self, ifname: str, learn_neighbour: Callable[[str, str, str], None]
     ) -> None:
         """Take agent advertisements on ``ifname`` from a packet socket and call
-        ``learn_neighbour(address, mac, ifname)`` before the machine sees each one."""
+        ``learn_neighbour(address, mac, ifname)`` before the machine sees each one. The
+        machine (the MN's) is told when each frame arrived: one that waited in the socket
+        across a move is the old link's, not the new one's."""
         from agents.runtime.linklayer import ADVERTISEMENTS, split_advertisement
 
-        def on_frame(packet: bytes, mac: str, ifname: str) -> None:
+        handle_icmp: Callable[..., list[Action]] = self.machine.handle_icmp
+
+        def on_frame(packet: bytes, mac: str, ifname: str, received: float) -> None:
             parsed = split_advertisement(packet)
             if parsed is None:
                 return
             src, payload = parsed
             now = self.now()
             self._learn(learn_neighbour, src, mac, ifname)
-            self.feed(self.machine.handle_icmp(payload, src, now, ifname), now)
+            self.feed(handle_icmp(payload, src, now, ifname, received=received), now)
 
-        self._watch_link_layer(ifname, ADVERTISEMENTS, on_frame)
+        self._watch_link_layer(ifname, ADVERTISEMENTS, on_frame, timestamps=True)
         self._adverts_from_link_layer = True
 
     def note_registration_sources(self, ifname: str, note: Callable[[str, str, str], None]) -> None:
@@ -147,17 +151,19 @@ class AgentDriver:
         (a foreign agent keeps its visitors' MACs from their Registration Requests)."""
         from agents.runtime.linklayer import MIP_DATAGRAMS, source_address
 
-        def on_frame(packet: bytes, mac: str, ifname: str) -> None:
+        def on_frame(packet: bytes, mac: str, ifname: str, _received: float) -> None:
             src = source_address(packet)
             if src is not None:
                 self._learn(note, src, mac, ifname)
 
         self._watch_link_layer(ifname, MIP_DATAGRAMS, on_frame)
 
-    def _watch_link_layer(self, ifname: str, program: BpfProgram, on_frame: FrameHandler) -> None:
+    def _watch_link_layer(
+        self, ifname: str, program: BpfProgram, on_frame: FrameHandler, timestamps: bool = False
+    ) -> None:
         from agents.runtime.linklayer import open_filtered_socket, read_frames
 
-        sock = open_filtered_socket(ifname, program)
+        sock = open_filtered_socket(ifname, program, timestamps=timestamps)
         self._link_sockets.append(sock)
         self.loop.add_reader(sock.fileno(), self._guard(read_frames), sock, on_frame)
 

@@ -12,6 +12,8 @@ an ARP round trip.
 from __future__ import annotations
 
 import socket
+import struct
+import time
 from collections.abc import Callable
 
 from agents.dhcp.frames import (
@@ -33,8 +35,13 @@ ADVERTISEMENTS = ipv4_filter(ICMP, (1, 0), ICMP_ROUTER_ADVERTISEMENT, 0x10000)
 # UDP to port 434 (Registration Requests): only the IPv4 header is needed, 20 bytes copied
 MIP_DATAGRAMS = ipv4_filter(UDP, (2, 2), MIP_PORT, 20)
 
-# (IPv4 packet as far as the filter passed it, source MAC, interface)
-FrameHandler = Callable[[bytes, str, str], None]
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("=qq")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+# (IPv4 packet as far as the filter passed it, source MAC, interface, when it arrived: see
+# received_at)
+FrameHandler = Callable[[bytes, str, str, float], None]
 
 
 def split_advertisement(packet: bytes) -> tuple[str, bytes] | None:
@@ -52,11 +59,16 @@ def source_address(packet: bytes) -> str | None:
     return socket.inet_ntoa(packet[12:16]) if len(packet) >= 20 else None
 
 
-def open_filtered_socket(ifname: str, program: BpfProgram) -> socket.socket:
-    """A non-blocking packet socket on ``ifname`` that receives what ``program`` passes."""
+def open_filtered_socket(
+    ifname: str, program: BpfProgram, *, timestamps: bool = False
+) -> socket.socket:
+    """A non-blocking packet socket on ``ifname`` that receives what ``program`` passes;
+    with ``timestamps`` the kernel stamps each frame as it arrives (see received_at)."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)  # nothing until bind()
     try:
         attach_filter(sock, program)
+        if timestamps:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((ifname, ETH_P_IP))
         sock.setblocking(False)
     except BaseException:
@@ -65,11 +77,25 @@ def open_filtered_socket(ifname: str, program: BpfProgram) -> socket.socket:
     return sock
 
 
+def received_at(ancdata: list[tuple[int, int, bytes]]) -> float:
+    """When the kernel took the frame, in ``time.monotonic()`` seconds: its SO_TIMESTAMPNS
+    stamp (on the real-time clock, so moved by the clocks' current offset), or now when it
+    has none. A frame can wait in a socket's queue while the link changes under it."""
+    now = time.monotonic()
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            age = time.time() - (sec + nsec / 1e9)
+            return now - max(age, 0.0)  # a real-time clock stepped back: not from the future
+    return now
+
+
 def read_frames(sock: socket.socket, handle: FrameHandler) -> None:
-    """Drain ``sock``, passing each received packet with its link-layer source."""
+    """Drain ``sock``, passing each received packet with its link-layer source and the time
+    it arrived."""
     for _ in range(64):
         try:
-            packet, addr = sock.recvfrom(65535)
+            packet, ancdata, _flags, addr = sock.recvmsg(65535, _ANCILLARY_SPACE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # e.g. ENETDOWN while the link moves: reading it clears it
@@ -77,4 +103,4 @@ def read_frames(sock: socket.socket, handle: FrameHandler) -> None:
         ifname, _proto, pkttype, _hatype, mac = addr[:5]
         if pkttype == PACKET_OUTGOING or len(mac) < 6:
             continue
-        handle(packet, format_mac(mac), ifname)
+        handle(packet, format_mac(mac), ifname, received_at(ancdata))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import subprocess
@@ -49,7 +50,10 @@ class MoveTimes:
 class Lab:
     def __init__(self, state: LabState, plan: TopologyPlan) -> None:
         self.state = state
-        self.plan = plan
+        # A copy: moves and impair steps record each interface's impairment as it is now in
+        # the lab's plan. In the caller's, they leaked into the next lab built from it (the
+        # next repetition of a scenario began with its last network's delays).
+        self.plan = copy.deepcopy(plan)
 
     @classmethod
     def open(cls, name: str) -> Lab:
@@ -135,8 +139,12 @@ class Lab:
             t_down = time.monotonic_ns()
             _changed(link, rtnl.link(peer, up=False), rtnl.link(bridge_port, master=0))
             t_detached = time.monotonic_ns()
+            # Attached nowhere, nothing enters the relay for this port: what it holds is the
+            # old network's, and would reach the node on the new one (or the reverse).
+            self._flush_relay(plan_if)
             if gap_ms > 0:
-                time.sleep(gap_ms / 1000.0)
+                elapsed_s = (time.monotonic_ns() - t_detached) / 1e9
+                time.sleep(max(0.0, gap_ms / 1000.0 - elapsed_s))
             t_attached = t_up = time.monotonic_ns()
             if bridge is not None:
                 _changed(link, rtnl.link(bridge_port, master=bridge, up=True))
@@ -153,7 +161,22 @@ class Lab:
         link, (peer,) = self._switch_links(plan_if.port)
         with link:
             _changed(link, rtnl.link(peer, up=up))
-            return time.monotonic_ns()
+            t_ns = time.monotonic_ns()
+        if not up:  # what was on the cable is lost with it (as in netem's reset queue)
+            self._flush_relay(plan_if)
+        return t_ns
+
+    def _flush_relay(self, plan_if: InterfacePlan) -> None:
+        """Drop the frames the delay relay holds for this interface, both ways. netem's
+        queues go with the device's carrier; the relay's outlive it (a frame delayed 400 ms
+        on the old network would reach the node 400 ms into the new one)."""
+        if not (self.state.relayed and self.state.relay_control):
+            return
+        from testbed.relay import relay_command
+
+        reply = relay_command(self.state.relay_control, {"cmd": "flush", "pair": plan_if.port})
+        if not reply.get("ok"):
+            raise OSError(f"relay flush of {plan_if.port}: {reply.get('error')}")
 
     def _switch_links(self, *names: str) -> tuple[rtnl.Rtnl, list[int]]:
         """An rtnetlink socket in the switch namespace, and the indexes of ``names`` there."""

@@ -224,6 +224,50 @@ def test_mobile_node_resynchronises_after_133(lab: Lab, tmp_path: Path, ha: Agen
     ha.wait_event("binding_removed", timeout=5)
 
 
+MN_CONFIG = {
+    "home_address": HOME,
+    "home_agent": HA,
+    "home_network": "10.1.0.0/24",
+    "home_router": "10.1.0.254",
+    "interface": "eth0",
+    "spi": SPI,
+    "key": KEY,
+    "prefer": "f",
+    "dhcp": True,
+    "parallel_dhcp": True,
+}
+
+
+def test_back_home_deregistered_in_a_round_trip_and_dhcp_stops(
+    lab: Lab, tmp_path: Path, ha: Agent
+) -> None:
+    """Issue 15 (b, c): back home from office (mode c), the HA's reply to the deregistration
+    went into the tunnel it was tearing down (tx_no_tunnel) and the MN deregistered on its
+    retransmission, ~250 ms later; and the MN's parallel DHCP went on DISCOVERing at home.
+    No probes here: every packet the HA's tunnel engine drops is that reply."""
+    mn = Agent(lab, "mn", "mn", MN_CONFIG, tmp_path)
+    try:
+        mn.wait_event("returned_home")
+        t_out = time.monotonic_ns()
+        lab.move("mn", "office")
+        accepted = mn.wait_event("registration_accepted", after=t_out)
+        assert accepted["mode"] == "c", accepted
+        t_home = time.monotonic_ns()
+        lab.move("mn", "home")
+        dereg = mn.wait_event("deregistered", after=t_home)
+        # the home link's round trip MN-HA is 4 ms (1 ms per attachment and direction)
+        assert dereg["attempts"] == 1 and dereg["latency"] < 0.1, dereg
+        time.sleep(0.8)  # past the DHCP client's next two retransmissions (0.25, 0.75 s)
+        home_ns = next(
+            e["t_ns"] for e in mn.events() if e["event"] == "returned_home" and e["t_ns"] >= t_home
+        )
+        after_home = [e["event"] for e in mn.events() if e["t_ns"] > home_ns]
+        assert "dhcp_stopped" in after_home and "dhcp_discover_sent" not in after_home, after_home
+        assert ha.state().get("tunnels", {}).get("tx_no_tunnel", 0) == 0
+    finally:
+        assert mn.stop() == 0
+
+
 def test_agents_survive_malformed_packets(lab: Lab, tmp_path: Path, ha: Agent) -> None:
     fa = Agent(lab, "fa", "fa", {"address": "10.2.0.254", "interface": "eth0"}, tmp_path)
     try:
@@ -297,6 +341,28 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     # ... and no broadcast ARP
     for network in ("visited", "office"):
         assert broadcast_arp_requests(pcaps / f"{network}.pcap") == [], network
+
+
+def test_frames_in_flight_do_not_follow_a_move(run_scenario) -> None:
+    """Issue 15 (a): home 400 ms away, an advertisement always in flight to the MN. What the
+    delay relay held for home must not reach the MN on visited (the MN went home there and
+    ignored the FA until the advertisement's lifetime ran out), nor what the MN sent at home
+    reach visited (its probe packets went out there ahead of its solicitation)."""
+    outcome = run_scenario(ROOT / "tests" / "scenarios" / "stale-advert.yaml")
+    assert outcome.passed, outcome.summary["expectations"]
+    events = [json.loads(x) for x in (outcome.run_dir / "events.jsonl").read_text().splitlines()]
+    first_move = next(e["t_ns"] for e in events if e["event"] == "move_start")
+    after = [e for e in events if e["node"] == "mn" and e["t_ns"] > first_move]
+    assert not [e for e in after if e["event"] == "returned_home"]
+    heard = [e["address"] for e in after if e["event"] == "agent_discovered"]
+    assert heard == ["10.2.0.254"], heard
+    # on visited, nothing the MN sent at home: no probe packet to cn ahead of its request
+    # (bare ones cannot leave the MN there; the first come through the FA, once registered)
+    rows = tshark_fields(
+        outcome.run_dir / "pcap" / "visited.pcap", "ip.src == 10.1.0.100", "ip.dst", "udp.dstport"
+    )
+    request = next(i for i, (_dst, port) in enumerate(rows) if port == "434")
+    assert not [r for r in rows[:request] if r[0] == "10.1.0.10"], rows[:request]
 
 
 def test_mip_nat_udp_tunnel_survives_rebinding(run_scenario) -> None:

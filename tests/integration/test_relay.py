@@ -360,6 +360,37 @@ def test_link_flap_keeps_pair(topo: Topo, main_pair: RelayProc) -> None:
 
 
 @needs_root
+def test_flush_drops_frames_in_flight(topo: Topo, main_pair: RelayProc) -> None:
+    """What a node's interface had in flight is gone after a flush (a move calls it), and
+    what comes next does not wait behind it (issue 15: a move off a slow network)."""
+    warm(topo)
+    assert main_pair.cmd({"cmd": "set", "pair": "main", "a_to_b": {"delay_ms": 500}})["ok"]
+    late = subprocess.Popen(
+        [IP, "netns", "exec", topo.a, PING, "-n", "-c", "3", "-i", "0.01", "-W", "1", B_IP],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(0.2)  # the three echo requests wait in the 500 ms delay line
+        queued = main_pair.cmd({"cmd": "stats", "pair": "main"})["pairs"]["main"]["a_to_b"]
+        assert queued["queue_frames"] >= 3, queued
+        reply = main_pair.cmd({"cmd": "flush", "pair": "main"})
+        assert reply["ok"] and reply["flushed"]["a_to_b"] >= 3, reply
+        after = main_pair.cmd({"cmd": "stats", "pair": "main"})["pairs"]["main"]["a_to_b"]
+        assert after["queue_frames"] == 0 and after["drops"]["flushed"] >= 3, after
+        # a move sets the new network's delay; its frames go at that delay, not after the
+        # 500 ms the flushed ones would have waited
+        assert main_pair.cmd({"cmd": "set", "pair": "main", "both": BASE_PARAMS})["ok"]
+        assert median_rtt(topo, 3) <= 21.5
+        out, _ = late.communicate(timeout=10)
+    finally:
+        if late.poll() is None:
+            late.kill()  # by PID: only the ping started here
+            late.wait()
+    assert "icmp_seq=" not in out, out  # no reply to what was flushed
+    assert main_pair.cmd({"cmd": "flush", "pair": "ghost"})["ok"] is False
+
+
+@needs_root
 def test_add_and_remove_pair(rly: RelayProc) -> None:
     pc = {"name": "late", "a": "u0", "b": "u1", "a_to_b": {"delay_ms": 5}}
     reply = rly.cmd({"cmd": "add", "pair": pc})

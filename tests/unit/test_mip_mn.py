@@ -380,6 +380,32 @@ def test_link_down_detaches() -> None:
     assert CancelTimer("mn.retransmit") in out
 
 
+def test_advertisement_from_before_a_move_is_not_news_of_the_new_link() -> None:
+    """Issue 15 (a): the home agent's advertisement arrived at home just before the move and
+    was read only on the FA's network; it must neither send the MN home nor hide the FA."""
+    home_adv = adv(addr=HA, flags=AdvFlag.H, coas=[])
+    mn = make_mn()
+    mn.handle_icmp(home_adv, HA, 0.1, "wlan0")
+    assert mn.mode == "home"
+    mn.link_down("wlan0", 10.0)
+    mn.link_up("wlan0", 10.001)
+    # received at home (9.99), read after the move (10.005): dropped
+    out = mn.handle_icmp(home_adv, HA, 10.005, "wlan0", received=9.99)
+    assert mn.mode is None and HA not in mn.agents
+    assert "returned_home" not in names(out)
+    assert next(a for a in out if isinstance(a, Event)).data["reason"] == (
+        "advertisement from before the link went down"
+    )
+    # the FA's answer to the solicitation is taken
+    out = mn.handle_icmp(adv(), FA1, 10.006, "wlan0", received=10.004)
+    assert mn.mode == "f"
+    s, req = request_of(out)
+    assert (s.dst, req.care_of_address) == (FA1, FA1)
+    # frames that arrived after the move are news (a real home agent there would count)
+    out = mn.handle_icmp(home_adv, HA, 10.2, "wlan0", received=10.1)
+    assert mn.mode == "home" and "returned_home" in names(out)
+
+
 # --- co-located care-of address and UDP tunnelling ----------------------------------------
 
 

@@ -1,0 +1,74 @@
+"""The MN reads agent advertisements with the time the kernel took each frame, not the time
+it got round to reading it (issue 15 a: a frame that waited in the socket across a move is
+the old link's). A veth pair in a namespace of our own (needs root)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agents.mip.icmp import AgentAdvertisement, MobilityAgentExtension, encode_icmp
+from agents.mip.ipv4 import build_ipv4
+from agents.runtime.linklayer import ADVERTISEMENTS, open_filtered_socket, read_frames
+from testbed import netns
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(IP), reason="needs root and ip"),
+]
+
+ADVERT = encode_icmp(
+    AgentAdvertisement(
+        lifetime=3,
+        routers=[("10.2.0.254", 0)],
+        agent=MobilityAgentExtension(1, 600, 0x1100, ["10.2.0.254"]),
+    )
+)
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    name = f"tbll{secrets.token_hex(3)}"
+    netns.create(name)
+    try:
+        for argv in (
+            ["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+            ["link", "set", "va", "up"],
+            ["link", "set", "vb", "up"],
+        ):
+            subprocess.run([IP, "-n", name, *argv], check=True)
+        yield name
+    finally:
+        netns.delete(name)
+
+
+def test_a_frame_that_waited_in_the_socket_keeps_its_arrival_time(ns: str) -> None:
+    with netns.entered(ns):
+        reader = open_filtered_socket("vb", ADVERTISEMENTS, timestamps=True)
+        sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        sender.bind(("va", 0))
+        ether = bytes.fromhex("01005e000001") + bytes.fromhex("020000000001") + b"\x08\x00"
+        sent = time.monotonic()
+        sender.send(ether + build_ipv4("10.2.0.254", "224.0.0.1", 1, ADVERT, ttl=1))
+        time.sleep(0.2)  # the agent is busy: the frame waits in the socket
+        got: list[tuple[str, float]] = []
+        read_frames(reader, lambda packet, mac, ifname, received: got.append((mac, received)))
+        read = time.monotonic()
+    finally:
+        reader.close()
+        sender.close()
+    assert len(got) == 1, got
+    mac, received = got[0]
+    assert mac == "02:00:00:00:00:01"
+    assert sent - 0.005 <= received <= sent + 0.05, (sent, received, read)
+    assert read - received >= 0.15
