@@ -321,7 +321,7 @@ class _Run:
             pid=node.charon.pid,
             kind="vpn",
             role=cfg["role"],
-            esp="libipsec" if _libipsec(node.charon.config) else "kernel",
+            esp="libipsec" if node.charon.config.esp_in_userspace else "kernel",
         )
 
     def _keep_vpn_log(self, label: str, node: Any) -> None:
@@ -775,13 +775,6 @@ def ensure_ready() -> None:
 
     features.ensure_root()
     features.require_binaries("nft", "tc", "tcpdump", "dnsmasq", "conntrack")
-
-
-def _libipsec(config: Any) -> bool:
-    """Whether this charon does ESP in userspace (kernel-libipsec) or in the kernel (XFRM)."""
-    from testbed.vpn.charon import use_libipsec
-
-    return use_libipsec() if config.libipsec is None else bool(config.libipsec)
 
 
 def _died(what: str, status: int | None, log: str | None, lines: int = 3) -> str:

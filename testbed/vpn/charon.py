@@ -150,6 +150,11 @@ class CharonConfig:
         return self.run_dir / "charon.log"
 
     @property
+    def esp_in_userspace(self) -> bool:
+        """kernel-libipsec (True) or the kernel's XFRM (False) for this instance."""
+        return use_libipsec() if self.libipsec is None else self.libipsec
+
+    @property
     def conf_file(self) -> Path:
         return self.run_dir / "strongswan.conf"
 
@@ -168,7 +173,7 @@ def render(config: CharonConfig) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    libipsec = use_libipsec() if config.libipsec is None else config.libipsec
+    libipsec = config.esp_in_userspace
     return env.get_template("strongswan.conf.j2").render(
         node=config.node,
         plugins=plugins(libipsec, config.available_plugins),

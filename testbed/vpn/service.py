@@ -79,7 +79,7 @@ def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
     psk = str(cfg.get("psk", "testbed-psk"))
     vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
     if gateway and home_bound:
-        route_home_bound_ike(lab, node, cfg, libipsec=_libipsec(vpn))
+        route_home_bound_ike(lab, node, cfg, libipsec=vpn.charon.config.esp_in_userspace)
         conn = profiles.gateway_conn(
             pools=(),
             encap=True,
@@ -122,13 +122,6 @@ def hold_ike(lab: Any, node: str, ports: tuple[int, int]) -> None:
 
 def release_ike(lab: Any, node: str) -> None:
     lab.run(node, ["nft", "delete", "table", "inet", HOLD_TABLE], check=False)
-
-
-def _libipsec(vpn: VpnNode) -> bool:
-    from testbed.vpn.charon import use_libipsec
-
-    configured = vpn.charon.config.libipsec
-    return use_libipsec() if configured is None else configured
 
 
 def decrypted_interface(lab: Any, node: str, via: str, libipsec: bool) -> str:
