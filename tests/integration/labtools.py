@@ -145,3 +145,21 @@ def ip(ns: str, *argv: str) -> str:
     """``ip -n NS ARGV...``, checked; its output."""
     done = subprocess.run(["ip", "-n", ns, *argv], check=True, capture_output=True, text=True)
     return done.stdout
+
+
+@contextlib.contextmanager
+def veth_namespace(tag: str) -> Iterator[str]:
+    """A namespace of our own holding a veth pair ``va``-``vb``, both up; removed after."""
+    name = f"tb{tag}{secrets.token_hex(3)}"
+    netns.create(name)
+    try:
+        for argv in (
+            ["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+            ["link", "set", "va", "up"],
+            ["link", "set", "vb", "up"],
+        ):
+            ip(name, *argv)
+        yield name
+    finally:
+        netns.delete(name)
+    assert not netns.exists(name)

@@ -5,14 +5,13 @@ the old link's). A veth pair in a namespace of our own (needs root)."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+from labtools import veth_namespace
 
 from agents.mip.icmp import AgentAdvertisement, MobilityAgentExtension, encode_icmp
 from agents.mip.ipv4 import build_ipv4
@@ -37,18 +36,8 @@ ADVERT = encode_icmp(
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = f"tbll{secrets.token_hex(3)}"
-    netns.create(name)
-    try:
-        for argv in (
-            ["link", "add", "va", "type", "veth", "peer", "name", "vb"],
-            ["link", "set", "va", "up"],
-            ["link", "set", "vb", "up"],
-        ):
-            subprocess.run([IP, "-n", name, *argv], check=True)
+    with veth_namespace("ll") as name:
         yield name
-    finally:
-        netns.delete(name)
 
 
 def test_a_frame_that_waited_in_the_socket_keeps_its_arrival_time(ns: str) -> None:

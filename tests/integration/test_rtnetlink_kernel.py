@@ -7,13 +7,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from labtools import veth_namespace
 
 from agents.dataplane import rtnl
 from agents.dataplane.arp import Plumbing
@@ -31,19 +31,8 @@ PEER_MAC = "02:00:5e:00:01:02"
 
 @pytest.fixture(scope="module")
 def ns() -> Iterator[str]:
-    name = f"tbrt{secrets.token_hex(3)}"
-    netns.create(name)
-    try:
-        for argv in (
-            ["link", "add", "va", "type", "veth", "peer", "name", "vb"],
-            ["link", "set", "va", "up"],
-            ["link", "set", "vb", "up"],
-        ):
-            subprocess.run([IP, "-n", name, *argv], check=True)
+    with veth_namespace("rt") as name:
         yield name
-    finally:
-        netns.delete(name)
-    assert not netns.exists(name)
 
 
 def ip_json(ns: str, *argv: str) -> list[dict[str, Any]]:

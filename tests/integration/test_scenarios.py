@@ -115,17 +115,11 @@ def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
+def long_run_at_its_second_step(tmp_path: Path, *options: str) -> subprocess.Popen:
+    """``testbed run long.yaml`` in the background, once it reports its second step."""
+    argv = [sys.executable, "-m", "testbed.cli", "run", str(SCENARIOS / "long.yaml")]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testbed.cli",
-            "run",
-            str(SCENARIOS / "long.yaml"),
-            "--results",
-            str(tmp_path / "results"),
-        ],
+        [*argv, "--results", str(tmp_path / "results"), *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -136,6 +130,11 @@ def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
     for line in proc.stderr:
         if "step 2/2" in line or time.monotonic() > deadline:
             break
+    return proc
+
+
+def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
+    proc = long_run_at_its_second_step(tmp_path)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -248,29 +247,7 @@ def test_lab_removed_under_the_run_is_an_error(tmp_path: Path) -> None:
     """Someone runs 'testbed down' on the run's lab: exit 2, verdict error, a JUnit error
     (the testbed failed, not the system under test), nothing left behind."""
     junit = tmp_path / "junit.xml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testbed.cli",
-            "run",
-            str(SCENARIOS / "long.yaml"),
-            "--results",
-            str(tmp_path / "results"),
-            "--junit",
-            str(junit),
-            "--no-figures",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stderr:
-        if "step 2/2" in line or time.monotonic() > deadline:
-            break
+    proc = long_run_at_its_second_step(tmp_path, "--junit", str(junit), "--no-figures")
     listed = json.loads(run_testbed("ls", "--json").stdout)
     (lab,) = [x["name"] for x in listed if x["name"].startswith(f"r{proc.pid % 100000}-")]
     down = run_testbed("down", lab)
