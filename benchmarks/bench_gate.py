@@ -289,7 +289,11 @@ def within_goal(a: float, b: float) -> bool:
     return abs(b - a) <= max(GOAL_MS, GOAL_PCT / 100.0 * a)
 
 
-def stability(name: str, a: dict, b: dict) -> list[str]:
+def stability(
+    name: str, a: dict, b: dict, grid: list[tuple[float, float]] | None = None
+) -> list[str]:
+    """The table's rows for one scenario, the largest p50 difference over every metric,
+    and the gate's verdict on the two real batches, both ways (defaults; and ``grid``)."""
     lines = []
     moves_a, moves_b = samples(a), samples(b)
     worst: tuple[float, str] = (0.0, "-")
@@ -319,13 +323,23 @@ def stability(name: str, a: dict, b: dict) -> list[str]:
             )
         if not any(v is not None for v in move.values.get("interruption_ms", [])):
             lines.append(f"{name:<18} {move.label:<10} {move.kind:<17} never recovered (both)")
-    verdict = compare(a, b)
+    verdict, back = compare(a, b), compare(b, a)
     lines.append(
         f"{name:<18} largest p50 difference over all metrics: {worst[0]:+.1f} ms ({worst[1]}); "
-        f"gate A vs B (defaults): "
-        + ("ok" if verdict.ok else f"{len(verdict.regressions)} regression(s)")
+        f"gate A vs B, B vs A (defaults): {len(verdict.regressions)}, "
+        f"{len(back.regressions)} regression(s)"
     )
-    lines += [f"{'':<18}   {r}" for r in verdict.regressions]
+    lines += [f"{'':<18}   A vs B: {r}" for r in verdict.regressions]
+    lines += [f"{'':<18}   B vs A: {r}" for r in back.regressions]
+    if grid:
+        counts = []
+        for pct, ms in grid:
+            tol = Tolerance(pct=pct, ms=ms)
+            counts.append(
+                f"{pct:g} %/{ms:g} ms {len(compare(a, b, tol).regressions)}, "
+                f"{len(compare(b, a, tol).regressions)}"
+            )
+        lines.append(f"{'':<18}   regressions A vs B, B vs A at " + "; ".join(counts))
     return lines
 
 
@@ -434,7 +448,7 @@ def main() -> None:
         f"{'spr B':>6} {'Δp50':>7} {'Δp95':>7}  goal"
     )
     for name, (a, b) in batches.items():
-        for line in stability(name, a, b):
+        for line in stability(name, a, b, GRID if args.grid else None):
             print(line)
 
 
