@@ -20,7 +20,8 @@ One observation per line; ``#`` starts a comment. A line is either
 * ``events contains SELECTOR`` / ``events lacks SELECTOR``.
 
 A TERM is a metric of ``summary.json`` (``handoff[N].FIELD[.SUB]``, ``handoffs`` (their
-number), ``tcp.errors``, ``stream.down.lost``, ``interruption_ms.p95``,
+number), ``tcp.errors``, ``stream.down.lost``, ``handoff[N].interruption_ms.p95`` (over
+the move's repetitions; ``interruption_ms.p95`` when the run has one move),
 ``loss_before_first_move``, ``final_mode``, or any other path into the summary), a
 ``count(SELECTOR)``, a ``time(SELECTOR)`` (ms from the handoff's move to the first matching
 event, or from the run's first event without ``in``), or a literal: a number, ``null``,
@@ -46,6 +47,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from testbed.scenario.catalogue import PERCENTILE_STATS
+from testbed.scenario.expect import Missing, over_repetitions
 
 DEFAULT_TARGET = "scenario.yaml"
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
@@ -295,40 +299,52 @@ def parse_block(lines: Sequence[tuple[int, str]]) -> list[Assertion]:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-class _Missing:
-    def __init__(self, why: str) -> None:
-        self.why = why
-
-    def __repr__(self) -> str:
-        return f"<{self.why}>"
-
-
 def resolve_metric(path: str, summary: Mapping[str, Any]) -> Any:
     """A dotted path into summary.json, with the runner's short names (handoff[N], ...)."""
     if path == "handoffs":
         return len(summary.get("handoffs") or [])
     segments = path.split(".")
     root = segments[0].split("[")[0]
-    if root == "interruption_ms" and len(segments) == 2:
-        segments = ["percentiles", "interruption_ms", segments[1]]
+    if root in ("interruption_ms", "handoff") and segments[-1] in PERCENTILE_STATS:
+        return _move_statistic(path, summary)
     value: Any = summary
     for n, segment in enumerate(segments):
         match = _SEGMENT.match(segment)
         if match is None:
-            return _Missing(f"bad path {path}")
+            return Missing(f"bad path {path}")
         name, index = match.groups()
         key = {"handoff": "handoffs", "stream": "streams"}.get(name, name) if n == 0 else name
         so_far = ".".join([*segments[:n], name])
         if not isinstance(value, Mapping) or key not in value:
-            return _Missing(f"no {so_far}")
+            return Missing(f"no {so_far}")
         value = value[key]
         if index is not None:
             if index == "*":
-                return _Missing("[*] must be expanded first")
+                return Missing("[*] must be expanded first")
             if not isinstance(value, list) or int(index) >= len(value):
-                return _Missing(f"no {so_far}[{index}]")
+                return Missing(f"no {so_far}[{index}]")
             value = value[int(index)]
     return value
+
+
+def _move_statistic(path: str, summary: Mapping[str, Any]) -> Any:
+    """``handoff[N].FIELD.pNN`` over the repetitions of move N; ``interruption_ms.pNN``
+    when the run has one move (per move, never pooled over moves of different kinds)."""
+    segments = path.split(".")
+    if len(segments) == 2:
+        moves = {h.get("index") for h in summary.get("handoffs") or []}
+        if len(moves) > 1:
+            return Missing(f"{len(moves)} moves: name one, handoff[N].{path}")
+        which = "*"
+    else:
+        match = _SEGMENT.match(segments[0])
+        if len(segments) != 3 or match is None or match.group(2) in (None, "*"):
+            return Missing(f"bad path {path}")
+        which = match.group(2)
+    found = over_repetitions([dict(summary)], which, segments[-2], segments[-1])
+    if not found:
+        return Missing("no handoffs")
+    return found[0][1]
 
 
 @dataclass
@@ -336,13 +352,13 @@ class RunData:
     summary: Mapping[str, Any]
     events: list[dict[str, Any]]
 
-    def window(self, handoff: str | None) -> tuple[int | None, int | None] | _Missing:
+    def window(self, handoff: str | None) -> tuple[int | None, int | None] | Missing:
         if handoff is None:
             return (None, None)
         moves = self.summary.get("handoffs") or []
         i = int(handoff)
         if i >= len(moves):
-            return _Missing(f"there is no handoff {i}")
+            return Missing(f"there is no handoff {i}")
         start = moves[i].get("t_ns")
         end = moves[i + 1].get("t_ns") if i + 1 < len(moves) else None
         return (start, end)
@@ -363,9 +379,9 @@ def _matches(value: Any, wanted: Any) -> bool:
     return fnmatch.fnmatchcase(text, wanted) if any(c in wanted for c in "*?[") else text == wanted
 
 
-def select(run: RunData, selector: Selector) -> list[dict[str, Any]] | _Missing:
+def select(run: RunData, selector: Selector) -> list[dict[str, Any]] | Missing:
     window = run.window(selector.handoff)
-    if isinstance(window, _Missing):
+    if isinstance(window, Missing):
         return window
     start, end = window
     pattern = any(c in selector.event for c in "*?[")
@@ -379,7 +395,7 @@ def select(run: RunData, selector: Selector) -> list[dict[str, Any]] | _Missing:
         t = event.get("t_ns", 0)
         if (start is not None and t < start) or (end is not None and t >= end):
             continue
-        if all(_matches(event.get(k, _Missing("absent")), v) for k, v in selector.where):
+        if all(_matches(event.get(k, Missing("absent")), v) for k, v in selector.where):
             found.append(event)
     return found
 
@@ -390,12 +406,12 @@ def evaluate_term(term: Term, run: RunData) -> Any:
     if isinstance(term, Metric):
         return resolve_metric(term.path, run.summary)
     events = select(run, term.selector)
-    if isinstance(events, _Missing):
+    if isinstance(events, Missing):
         return events
     if term.name == "count":
         return len(events)
     if not events:
-        return _Missing(f"no {term.selector.text()}")
+        return Missing(f"no {term.selector.text()}")
     window = run.window(term.selector.handoff)
     origin = window[0] if isinstance(window, tuple) and window[0] is not None else run.t0()
     return round((min(e["t_ns"] for e in events) - origin) / 1e6, 3)
@@ -409,7 +425,7 @@ def _number(value: Any) -> float | None:
 
 def compare(left: Any, op: str, right: Any) -> tuple[bool, str]:
     for side in (left, right):
-        if isinstance(side, _Missing):
+        if isinstance(side, Missing):
             return False, side.why
     if op in ("=", "=="):
         a, b = _number(left), _number(right)
@@ -427,7 +443,7 @@ def compare(left: Any, op: str, right: Any) -> tuple[bool, str]:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, _Missing):
+    if isinstance(value, Missing):
         return f"<{value.why}>"
     if value is None:
         return "null"

@@ -19,8 +19,7 @@ sample. A metric
   ``min_samples`` values; single-run summaries compare their failures only, unless
   ``min_samples`` is 1 (then every pair of values must differ by more than the tolerance).
 
-A move the baseline had and the current batch has not is a regression (``missing``). The
-pooled ``percentiles`` of a summary are not compared: they mix moves of different kinds.
+A move the baseline had and the current batch has not is a regression (``missing``).
 """
 
 from __future__ import annotations

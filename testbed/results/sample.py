@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from testbed.scenario import metrics
+
 T0 = 1_000_000_000_000  # CLOCK_MONOTONIC of the first probe packet
 MS = 1_000_000
 INTERVAL_MS = 2
@@ -163,7 +165,6 @@ def write_sample_run(
         entry["run"] = 0
         handoffs.append(entry)
 
-    values = [h["interruption_ms"] for h in handoffs]
     expectations = []
     for h in handoffs:
         value = h["interruption_ms"]
@@ -185,7 +186,6 @@ def write_sample_run(
             "detail": "",
         }
     )
-    known = sorted(v for v in values if v is not None)
     summary = {
         "scenario": "sample-home-office",
         "run_id": "20261123-201500-ab12",
@@ -201,14 +201,7 @@ def write_sample_run(
             "down": {"from": "cn", "to": "mn", "sent": sent["down"], "interval_ms": INTERVAL_MS},
             "up": {"from": "mn", "to": "cn", "sent": sent["up"], "interval_ms": INTERVAL_MS},
         },
-        "percentiles": {
-            "interruption_ms": {
-                "p50": known[len(known) // 2] if known else None,
-                "p95": known[-1] if known else None,
-                "max": known[-1] if known else None,
-                "n": len(known),
-            }
-        },
+        "percentiles": metrics.move_percentiles(handoffs),
         "expectations": expectations,
         "events": "events.jsonl",
         "nodes": ["mn", "ha", "cn", "core"],

@@ -243,6 +243,9 @@ HANDOFF_FIELDS: dict[str, tuple[str, str]] = {
     "run": ("number", "the repetition it belongs to"),
 }
 
+# statistics a metric takes over the repetitions of one move (handoff[N].interruption_ms.p95)
+PERCENTILE_STATS = ("p50", "p95", "p99", "max")
+
 
 def suggest(name: str, known: dict[str, str] | list[str]) -> str:
     """`` (did you mean X?)`` for a near miss, else the empty string."""

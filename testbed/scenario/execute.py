@@ -287,17 +287,7 @@ def _summary(
     duration_s: float | None = None,
 ) -> dict[str, Any]:
     handoffs = [h for run in runs for h in run["handoffs"]]
-    values = [h["interruption_ms"] for h in handoffs]
-    percentiles = None
-    if values and all(v is not None for v in values):
-        percentiles = {
-            "interruption_ms": {
-                "p50": metrics.percentile(values, 50),
-                "p95": metrics.percentile(values, 95),
-                "max": max(values),
-                "n": len(values),
-            }
-        }
+    percentiles = metrics.move_percentiles(handoffs) if handoffs else None
     first = runs[0] if runs else {}
     passed = error is None and bool(runs) and all(e["passed"] for e in expectations)
     return {

@@ -130,6 +130,45 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return data[low] + (data[high] - data[low]) * (rank - low)
 
 
+def stat(values: Sequence[float], name: str) -> float | None:
+    """``p50``/``p95``/``p99``/``max`` of ``values`` (None: no values)."""
+    if name == "max":
+        return max(values, default=None)
+    return percentile(values, float(name[1:]))
+
+
+def per_move(handoffs: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Every repetition's handoffs grouped per move of the timeline (by ``index``, in order):
+    percentiles are taken over the repetitions of one move, never pooled over moves of
+    different kinds (a return home and a move behind a NAT measure different things)."""
+    moves: dict[int, list[dict[str, Any]]] = {}
+    for handoff in handoffs:
+        moves.setdefault(int(handoff.get("index", 0)), []).append(handoff)
+    return [moves[i] for i in sorted(moves)]
+
+
+def move_percentiles(handoffs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary's ``percentiles``: per move, its kind and the interruption's p50, p95 and
+    max over the repetitions (null while any repetition never recovered: an outage without
+    end has no percentile)."""
+    out = []
+    for move in per_move(handoffs):
+        values = [h.get("interruption_ms") for h in move]
+        known = None if any(v is None for v in values) else values
+        out.append(
+            {
+                "handoff": move[0].get("index", 0),
+                "from": move[0].get("from"),
+                "to": move[0].get("to"),
+                "interruption_ms": {
+                    name: stat(known, name) if known else None for name in ("p50", "p95", "max")
+                }
+                | {"n": len(values)},
+            }
+        )
+    return out
+
+
 def owd_stats(stream: Stream) -> dict[str, float | None]:
     delays = [(r - s) / 1e6 for s, r in zip(stream.t_send, stream.t_recv, strict=True)]
     return {"p50": percentile(delays, 50), "p95": percentile(delays, 95)}

@@ -176,7 +176,7 @@ class StepSpec(Strict):
 
 
 EXPECTATION_METRIC = re.compile(
-    r"^(handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_]+)?"
+    r"^(handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_0-9]+)?"
     r"|interruption_ms\.(p50|p95|p99|max)"
     r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms)"
     r"|tcp\.(errors|bytes|max_stall_ms|bytes_after_last_move))$"
@@ -187,7 +187,7 @@ TEXT_METRICS = ("final_mode",)
 def metric_kind(metric: str) -> str:
     """``number`` or ``text``, for a metric the pattern accepts; raises ValueError for a
     handoff field or phase that no handoff has."""
-    match = re.match(r"^handoff\[(?:\d+|\*)\]\.([a-z_]+)(?:\.([a-z_]+))?$", metric)
+    match = re.match(r"^handoff\[(?:\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$", metric)
     if not match:
         return "text" if metric in TEXT_METRICS else "number"
     name, sub = match.groups()
@@ -203,8 +203,14 @@ def metric_kind(metric: str) -> str:
         if problem:
             raise ValueError(problem)
         return "number"
+    if sub is not None and kind == "number" and sub in catalogue.PERCENTILE_STATS:
+        return "number"  # over the repetitions of that move
     if sub is not None:
-        raise ValueError(f"handoff field {name} has no parts ({sub!r})")
+        stats = ", ".join(catalogue.PERCENTILE_STATS)
+        raise ValueError(
+            f"handoff field {name} has no parts ({sub!r})"
+            + (f"; over its repetitions: {stats}" if kind == "number" else "")
+        )
     return kind
 
 
@@ -213,7 +219,8 @@ class ExpectSpec(Strict):
 
     metric: str = Field(
         description="handoff[N].interruption_ms, handoff[*].mode, handoff[0].phases_ms.X, "
-        "interruption_ms.p95, loss_before_first_move, final_mode, handoffs, stream.down.lost"
+        "handoff[N].interruption_ms.p95 (over that move's repetitions), interruption_ms.p95 "
+        "(each move's), loss_before_first_move, final_mode, handoffs, stream.down.lost"
     )
     below: float | None = None
     at_most: float | None = None

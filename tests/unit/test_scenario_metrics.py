@@ -156,6 +156,55 @@ def test_percentile_expectation_across_repetitions() -> None:
     assert result["passed"] and result["value"] == 110
 
 
+def two_kinds_of_move(away: list[float | None], back: list[float]) -> list[dict]:
+    """Repetitions of home -> visited then visited -> home, the returns much shorter."""
+    return [
+        run(
+            [
+                {"index": 0, "from": "home", "to": "visited", "interruption_ms": a, "mode": "f"},
+                {"index": 1, "from": "visited", "to": "home", "interruption_ms": b, "mode": "home"},
+            ]
+        )
+        for a, b in zip(away, back, strict=True)
+    ]
+
+
+def test_percentiles_are_per_move_never_pooled_over_kinds_of_move() -> None:
+    runs = two_kinds_of_move([100.0, 110.0, 300.0], [10.0, 12.0, 11.0])
+    away, back = evaluate([expect(metric="interruption_ms.p50", below=50)], runs)
+    # pooled over all six, the median would be 55.5 and both moves would fail or pass alike
+    assert (away["value"], away["passed"]) == (110.0, False)
+    assert (back["value"], back["passed"]) == (11.0, True)
+    assert away["name"].startswith("handoff[0].interruption_ms.p50 (home->visited, n=3)")
+    (one,) = evaluate([expect(metric="handoff[1].interruption_ms.max", below=12.5)], runs)
+    assert one["value"] == 12.0 and one["passed"]
+    (gone,) = evaluate([expect(metric="handoff[4].interruption_ms.p95", below=1)], runs)
+    assert gone["detail"] == "there is no handoff 4"
+
+
+def test_a_move_that_never_recovered_has_no_percentile() -> None:
+    runs = two_kinds_of_move([100.0, None, 300.0], [10.0, 12.0, 11.0])
+    away, back = evaluate([expect(metric="interruption_ms.p95", below=1000)], runs)
+    assert not away["passed"] and "never recovered" in away["detail"]
+    assert back["passed"]
+    summary = metrics.move_percentiles(h for r in runs for h in r["handoffs"])
+    assert [m["handoff"] for m in summary] == [0, 1]
+    assert summary[0]["interruption_ms"] == {"p50": None, "p95": None, "max": None, "n": 3}
+    assert summary[1]["interruption_ms"]["max"] == 12.0
+
+
+@pytest.mark.parametrize(
+    ("metric", "needle"),
+    [
+        ("handoff[0].mode.p95", "has no parts"),
+        ("handoff[0].interruption_ms.p42", "over its repetitions: p50, p95, p99, max"),
+    ],
+)
+def test_percentiles_only_of_numbers(metric: str, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        expect(metric=metric, below=1)
+
+
 @pytest.mark.parametrize(
     ("bad", "needle"),
     [
