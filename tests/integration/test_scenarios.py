@@ -14,6 +14,7 @@ import pytest
 from labtools import ROOT, run_testbed
 
 from testbed import netns
+from testbed.lab.state import NS_PREFIX
 
 pytestmark = pytest.mark.netns
 SCENARIOS = ROOT / "tests" / "scenarios"
@@ -105,13 +106,28 @@ def test_agent_that_dies_at_start_up_is_reported_at_once_with_exit_2(tmp_path: P
 def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((SCENARIOS / "gap-move.yaml").read_text().replace("to: home", "to: homme"))
-    before = set(netns.list_netns())
-    result = run_testbed("run", str(bad), "--results", str(tmp_path / "results"))
-    assert result.returncode == 2
-    line = result.stderr.strip()
+    argv = [sys.executable, "-m", "testbed.cli", "run", str(bad)]
+    proc = subprocess.Popen(
+        [*argv, "--results", str(tmp_path / "results")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Its labs would be tb-r<pid>-...: watch for one while it runs (one built and removed
+    # again on the error would leave nothing to compare afterwards; other runs sharing the
+    # machine come and go and are none of its business).
+    own = f"{NS_PREFIX}r{proc.pid % 100000}-"
+    seen: set[str] = set()
+    while proc.poll() is None:
+        seen.update(n for n in netns.list_netns() if n.startswith(own))
+        time.sleep(0.005)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    line = stderr.strip()
     assert line.count("\n") == 0, line
     assert f"{bad}:9: timeline[0].move.to: unknown network 'homme'" in line
-    assert set(netns.list_netns()) == before
+    assert not seen
     assert not (tmp_path / "results").exists()
 
 
