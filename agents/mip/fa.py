@@ -17,7 +17,7 @@ A request from a mobile node is checked (first failure decides, RFC 5944 section
 77    care-of address not ours (unless D: co-located via FA, RFC 5944 3.7.2.1)
 74    T bit, reverse tunnelling not offered;  75 mandatory and T clear
 79    Encapsulating Delivery Style without T, or not supported (RFC 3024)
-66    ``max_visitors`` reached
+66    ``max_visitors`` reached; too many pending requests (below)
 ====  =======================================================================
 
 Valid requests are relayed to the home agent unchanged up to and including the MN-HA
@@ -32,9 +32,26 @@ reply within ``pending_timeout``: 78 to the mobile node.
 A pending request that times out while a newer one from the same mobile node (a
 retransmission) is still pending is dropped silently instead.
 
+Pending requests cost nothing to create (no authentication is needed to make one: any request
+with our care-of address and a home address of the sender's choosing), so they are bounded
+and cheap to expire (issue 20). They are kept in one dict keyed by (home address, low 32 bits
+of the Identification), in arrival order; the timeout is the same for all, so that is also
+expiry order, and one timer (``fa.pending``) armed at the oldest one's deadline expires them
+from the front: O(1) per request, one driver timer however many are pending (before, a timer
+each, found by scanning every pending request by name and scanned again for a newer one from
+the same mobile node: quadratic, 20k requests took 10 s to expire). A count per home address
+answers "is a newer one pending" without a scan. Limits, answered with 66 (insufficient
+resources, RFC 5944 3.4) and a ``pending_limit`` event: ``max_pending_per_home`` requests
+pending for one home address (a mobile node's own retransmissions within ``pending_timeout``
+are at most 5 with the default back-off), ``max_pending`` in all. A request for the home
+address of a current visitor is never refused for the total: it takes the place of the oldest
+pending request (``request_evicted``), so a flood of new home addresses cannot stop registered
+mobile nodes from renewing or deregistering; new mobile nodes are refused while more than
+``max_pending`` unanswered requests arrive per ``pending_timeout``.
+
 Events: ``request_relayed``, ``request_superseded``, ``reply_relayed``,
 ``registration_denied``, ``visitor_added``, ``visitor_updated``, ``visitor_removed``,
-``visitor_expired``, ``message_dropped``.
+``visitor_expired``, ``message_dropped``, ``pending_limit``, ``request_evicted``.
 """
 
 from __future__ import annotations
@@ -80,6 +97,7 @@ from agents.mip.messages import (
 __all__ = ["FaConfig", "FaInterface", "ForeignAgent", "Visitor"]
 
 _M32 = 0xFFFFFFFF
+T_PENDING = "fa.pending"  # the one timer of every pending request (the oldest one's deadline)
 
 
 def _default_challenge() -> bytes:
@@ -106,7 +124,9 @@ class FaConfig:
     Flags advertised: R ``registration_required``, B ``busy``, T ``reverse_tunneling``, U
     ``udp_tunnelling`` (advertised only; UDP tunnelling is between mobile node and home agent
     here). ``mn_sas``: MN-FA SAs by home address; ``ha_sas``: FA-HA SAs by home agent address.
-    ``challenge``: include RFC 3012 challenges and require them back.
+    ``challenge``: include RFC 3012 challenges and require them back. ``max_pending`` /
+    ``max_pending_per_home``: pending requests in all / for one home address before 66
+    (``None``: no limit; see the module docstring).
     """
 
     care_of_address: str
@@ -127,6 +147,8 @@ class FaConfig:
     challenge: bool = False
     challenge_window: int = 2
     pending_timeout: float = 7.0
+    max_pending: int | None = 4096
+    max_pending_per_home: int | None = 8
     adv_dst: str = ALL_SYSTEMS
     min_solicited_interval: float = 1.0
     advertise: bool = True
@@ -161,10 +183,6 @@ class _Pending:
     @property
     def key(self) -> tuple[str, int]:
         return (self.home_address, self.low_ident)
-
-    @property
-    def timer(self) -> str:
-        return f"fa.pending.{self.home_address}.{self.low_ident}"
 
 
 @dataclass(slots=True)
@@ -203,7 +221,10 @@ class ForeignAgent:
     ) -> None:
         self.config = config
         self._ifaces = {i.name: i for i in config.interfaces}
+        # (home address, low 32 bits of the Identification) -> request, oldest first
         self._pending: dict[tuple[str, int], _Pending] = {}
+        self._pending_per_home: dict[str, int] = {}
+        self._pending_timer: float | None = None  # when fa.pending is armed for
         self.visitors: dict[str, Visitor] = {}
         self.counters: dict[str, int] = {
             "requests": 0,
@@ -211,6 +232,8 @@ class ForeignAgent:
             "replies": 0,
             "denied": 0,
             "dropped": 0,
+            "pending_refused": 0,
+            "pending_evicted": 0,
         }
         self.advertiser = Advertiser(
             [
@@ -245,11 +268,8 @@ class ForeignAgent:
         return []  # other agents' advertisements: nothing to do
 
     def handle_timer(self, name: str, now: float) -> list[Action]:
-        if name.startswith("fa.pending."):
-            for p in list(self._pending.values()):
-                if p.timer == name:
-                    return self._timeout(p, now)
-            return []
+        if name == T_PENDING:
+            return self._expire_pending(now)
         if name.startswith("fa.visitor."):
             v = self.visitors.get(name[len("fa.visitor.") :])
             if v is not None and v.expires <= now:
@@ -349,6 +369,30 @@ class ForeignAgent:
             ):
                 return self._deny(66, req, src, src_port, iface, "too many visitors")
 
+        # Room for one more pending request (module docstring).
+        actions: list[Action] = []
+        key = (req.home_address, req.identification & _M32)
+        if key not in self._pending:
+            home_count = self._pending_per_home.get(req.home_address, 0)
+            limit = cfg.max_pending_per_home
+            if limit is not None and home_count >= limit:
+                return self._refuse("per_home", limit, home_count, req, src, src_port, iface)
+            limit = cfg.max_pending
+            if limit is not None and len(self._pending) >= limit:
+                if req.home_address not in self.visitors or not self._pending:
+                    return self._refuse(
+                        "total", limit, len(self._pending), req, src, src_port, iface
+                    )
+                oldest = next(iter(self._pending.values()))
+                self._forget(oldest)
+                self.counters["pending_evicted"] += 1
+                actions.append(
+                    Event(
+                        "request_evicted",
+                        {"home_address": oldest.home_address, "for": req.home_address},
+                    )
+                )
+
         # Relay: unchanged through the MN-HA extension, then our FA-HA extension (if any).
         out = payload if mnha_end is None else payload[:mnha_end]
         ha_sa = cfg.ha_sas.get(req.home_agent)
@@ -368,14 +412,16 @@ class ForeignAgent:
             now + cfg.pending_timeout,
         )
         old = self._pending.get(p.key)
+        if old is not None:  # the same request again: it waits from now on
+            self._forget(old)
         self._pending[p.key] = p
+        self._pending_per_home[p.home_address] = self._pending_per_home.get(p.home_address, 0) + 1
         self.counters["relayed"] += 1
-        actions: list[Action] = []
-        if old is not None:
-            actions.append(CancelTimer(old.timer))
+        actions.append(Send(out, req.home_agent, MIP_PORT, cfg.care_of_address, MIP_PORT))
+        if self._pending_timer is None:
+            self._pending_timer = p.expires
+            actions.append(SetTimer(T_PENDING, p.expires))
         actions += [
-            Send(out, req.home_agent, MIP_PORT, cfg.care_of_address, MIP_PORT),
-            SetTimer(p.timer, p.expires),
             Event(
                 "request_relayed",
                 {
@@ -406,16 +452,16 @@ class ForeignAgent:
             return self._drop("reply matches no pending request", src)
         cfg = self.config
         if poorly is not None:
-            return [CancelTimer(p.timer), *self._deny_pending(p, 71, poorly)]
+            return self._deny_pending(p, 71, poorly)
 
         ha_sa = cfg.ha_sas.get(p.home_agent)
         if ha_sa is not None:
             faha = rep.find(ExtType.FA_HA_AUTH)
             if not isinstance(faha, AuthExtension) or not ha_sa.verify_extension(payload, faha):
                 # RFC 5944 3.7.3.1: HA failed authentication -> 68 to the mobile node.
-                return [CancelTimer(p.timer), *self._deny_pending(p, 68, "FA-HA authentication")]
+                return self._deny_pending(p, 68, "FA-HA authentication")
 
-        del self._pending[p.key]
+        actions: list[Action] = self._forget(p)
         mnha = rep.find(ExtType.MN_HA_AUTH)
         out = payload
         if isinstance(mnha, AuthExtension):
@@ -424,7 +470,6 @@ class ForeignAgent:
         if mn_sa is not None:
             out = append_auth(out, ExtType.MN_FA_AUTH, mn_sa)
 
-        actions: list[Action] = [CancelTimer(p.timer)]
         if rep.code in (0, 1):
             if p.lifetime == 0 or rep.lifetime == 0:
                 v = self.visitors.get(p.home_address)
@@ -514,13 +559,66 @@ class ForeignAgent:
             Event(event, {"home_address": v.home_address, "home_agent": v.home_agent}),
         ]
 
+    # -- pending requests ------------------------------------------------------------------
+
+    def _forget(self, p: _Pending) -> list[Action]:
+        """Take ``p`` off the pending requests; the timer goes when the last one does."""
+        if self._pending.pop(p.key, None) is None:
+            return []
+        left = self._pending_per_home[p.home_address] - 1
+        if left:
+            self._pending_per_home[p.home_address] = left
+        else:
+            del self._pending_per_home[p.home_address]
+        if self._pending or self._pending_timer is None:
+            return []
+        self._pending_timer = None
+        return [CancelTimer(T_PENDING)]
+
+    def _expire_pending(self, now: float) -> list[Action]:
+        """``fa.pending`` fired: time out what is due, from the oldest, and re-arm for the
+        next one (same timeout for all: arrival order is expiry order)."""
+        self._pending_timer = None
+        actions: list[Action] = []
+        pending = self._pending
+        while pending:
+            p = next(iter(pending.values()))
+            if p.expires > now:
+                self._pending_timer = p.expires
+                actions.append(SetTimer(T_PENDING, p.expires))
+                break
+            actions += self._timeout(p, now)
+        return actions
+
     def _timeout(self, p: _Pending, now: float) -> list[Action]:
-        del self._pending[p.key]
-        if any(q.home_address == p.home_address for q in self._pending.values()):
+        self._forget(p)
+        if p.home_address in self._pending_per_home:
             # Superseded by a retransmission (timestamps give each one a new Identification):
             # the mobile node waits for the newer one, a 78 for this one would only mislead it.
             return [Event("request_superseded", {"home_address": p.home_address})]
         return self._deny_pending(p, ReplyCode.FA_REGISTRATION_TIMEOUT, "no reply from HA")
+
+    def _refuse(
+        self,
+        limit: str,
+        maximum: int,
+        count: int,
+        req: RegistrationRequest,
+        src: str,
+        src_port: int,
+        iface: str | None,
+    ) -> list[Action]:
+        """A pending-request limit refuses ``req``: 66 (insufficient resources)."""
+        self.counters["pending_refused"] += 1
+        event = Event(
+            "pending_limit",
+            {"limit": limit, "max": maximum, "pending": count, "home_address": req.home_address},
+        )
+        reason = f"too many pending requests ({limit}, {maximum})"
+        return [
+            event,
+            *self._deny(ReplyCode.FA_INSUFFICIENT_RESOURCES, req, src, src_port, iface, reason),
+        ]
 
     # -- denial ----------------------------------------------------------------------------
 
@@ -574,8 +672,7 @@ class ForeignAgent:
         )
 
     def _deny_pending(self, p: _Pending, code: int, reason: str) -> list[Action]:
-        self._pending.pop(p.key, None)
-        return self._reply_to_mn(
+        return self._forget(p) + self._reply_to_mn(
             code,
             p.home_address,
             p.home_agent,

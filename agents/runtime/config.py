@@ -84,6 +84,12 @@ class FaFile(_Strict):
     min_solicited_interval: float = Field(
         0.05, ge=0, description="answer solicitations at most this often (s)"
     )
+    max_pending: int | None = Field(
+        4096, ge=0, description="pending requests in all before 66 (none: no limit)"
+    )
+    max_pending_per_home: int | None = Field(
+        8, ge=1, description="pending requests for one home address before 66 (none: no limit)"
+    )
 
 
 class ExternalMipFile(_Strict):
@@ -225,6 +231,8 @@ def load_fa(path: str | Path) -> tuple[FaFile, FaConfig]:
         reverse_tunneling=f.reverse_tunneling,
         max_visitors=f.max_visitors,
         min_solicited_interval=f.min_solicited_interval,
+        max_pending=f.max_pending,
+        max_pending_per_home=f.max_pending_per_home,
     )
 
 

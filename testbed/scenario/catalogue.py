@@ -110,6 +110,8 @@ AGENT_EVENTS: dict[str, str] = {
     "request_relayed": "the FA relayed a registration request to the HA",
     "reply_relayed": "the FA relayed a registration reply to the MN",
     "request_superseded": "the FA dropped a pending request for a newer one",
+    "pending_limit": "the FA refused a request: too many pending (limit per_home/total; 66)",
+    "request_evicted": "the FA dropped its oldest pending request for a visitor's renewal",
     "visitor_added": "the FA added a visitor",
     "visitor_updated": "the FA updated a visitor",
     "visitor_removed": "the FA removed a visitor (deregistered)",
