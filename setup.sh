@@ -55,7 +55,7 @@ install_python() {
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e '.[test]'
   # byte-compile once: helpers started per run (relay, probes) then skip compiling
-  .venv/bin/python -m compileall -q testbed agents >/dev/null || true
+  .venv/bin/python -m compileall -q mipbase testbed agents >/dev/null || true
   echo "$want" >"$stamp"
 }
 

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mipbase.specfile import SpecSource  # noqa: E402
 from testbed.lab.builder import build  # noqa: E402
 from testbed.lab.teardown import destroy  # noqa: E402
-from testbed.specfile import SpecSource  # noqa: E402
 from testbed.topology import load_topology, load_topology_source  # noqa: E402
 
 

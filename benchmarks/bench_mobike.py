@@ -36,10 +36,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mipbase import vici_client  # noqa: E402
 from testbed.lab.builder import build  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
 from testbed.topology import load_topology  # noqa: E402
-from testbed.vpn import profiles, vici_client  # noqa: E402
+from testbed.vpn import profiles  # noqa: E402
 from testbed.vpn.node import VpnNode, readdress  # noqa: E402
 
 GATEWAY = "192.0.2.10"

@@ -1,5 +1,5 @@
 """Benchmark: what one route change costs on the handoff path, pyroute2 against raw
-rtnetlink (agents/dataplane/rtnl.py), in a namespace of its own (run as root).
+rtnetlink (mipbase/rtnl.py), in a namespace of its own (run as root).
 
     .venv/bin/python benchmarks/bench_rtnl.py [--n 2000]
 
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.dataplane import rtnl  # noqa: E402
+from mipbase import rtnl  # noqa: E402
 from testbed import netns  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from testbed import timescale
-from testbed.specfile import SpecError
+from mipbase import clock
+from mipbase.specfile import SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -188,7 +188,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _is_scenario(file: str) -> bool:
-    from testbed.specfile import load_spec
+    from mipbase.specfile import load_spec
 
     data = load_spec(file).data
     return isinstance(data, dict) and ("timeline" in data or "topology" in data)
@@ -327,7 +327,7 @@ def _print_outcome(outcome: object) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from testbed.specfile import load_spec
+    from mipbase.specfile import load_spec
 
     root = Path(args.directory)
     for path in sorted(root.rglob("*.yaml")):
@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        timescale.factor()  # a bad TESTBED_TIME_SCALE: one line now, not deep in a run
+        clock.factor()  # a bad TESTBED_TIME_SCALE: one line now, not deep in a run
         return int(args.func(args) or 0)
     except SpecError as exc:
         print(f"testbed: {exc}", file=sys.stderr)

@@ -13,9 +13,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mipbase.clock import scaled
 from testbed import netns
 from testbed.lab.state import STATE_ROOT
-from testbed.timescale import scaled
 
 CACHE = STATE_ROOT / "features.json"
 
@@ -216,13 +216,23 @@ def force_path() -> str | None:
     return value if value in ("relay", "netem") else None
 
 
+def use_libipsec() -> bool:
+    """True when ESP must be done in userspace: the kernel has no ESP (or it is forced).
+
+    ``TESTBED_ESP=libipsec`` forces the userspace path on any kernel (to test it anywhere),
+    ``TESTBED_ESP=kernel`` the kernel path.
+    """
+    forced = os.environ.get("TESTBED_ESP")
+    if forced in ("libipsec", "kernel"):
+        return forced == "libipsec"
+    return not detect().esp
+
+
 def data_paths() -> dict[str, str]:
     """The data path each figure of a run is measured on, as the run will take it: the
     kernel's probe results with the TESTBED_IMPAIR/TESTBED_TUNNEL/TESTBED_ESP forcings.
     (A stock kernel and this machine's differ in kind: e.g. MOBIKE updates XFRM SAs in
     place but makes kernel-libipsec rekey every CHILD_SA.)"""
-    from testbed.vpn.charon import use_libipsec
-
     found = detect()  # probed in a scratch namespace, never in the root namespace
     userspace = os.environ.get("TESTBED_TUNNEL", "").strip().lower() == "userspace"
     tunnels = "kernel ipip" if found.ipip and not userspace else "userspace TUN"

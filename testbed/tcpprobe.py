@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from testbed.services.events import EventWriter
+from mipbase.events import EventWriter
 
 SAMPLE_NS = 50_000_000
 

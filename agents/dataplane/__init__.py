@@ -6,8 +6,8 @@
 * :mod:`agents.dataplane.tunnels` -- :class:`TunnelEngine`, the userspace data plane (TUN +
   raw IPIP socket + UDP 434), asyncio or selector driven
 * :mod:`agents.dataplane.kernel` -- :class:`KernelIpipTunnel` and :func:`select_backend`
-* :mod:`agents.dataplane.arp` -- proxy/gratuitous ARP and route plumbing (RFC 5944 4.6)
-* :mod:`agents.dataplane.rtnl` -- raw rtnetlink requests in batches (the handoff path)
+* :mod:`agents.dataplane.arp` -- proxy/gratuitous ARP and route plumbing (RFC 5944 4.6),
+  through raw rtnetlink (:mod:`mipbase.rtnl`)
 * ``python -m agents.dataplane.demo`` -- one engine driven by JSON lines (tests, benchmarks)
 
 pyroute2 is imported lazily (only :mod:`kernel` needs it).

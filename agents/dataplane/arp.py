@@ -17,7 +17,7 @@ Linux details that matter:
   with ``arp_accept`` 0; it creates no new entry unless ``arp_accept`` is 1.
 
 Netlink goes through :class:`Plumbing` (raw rtnetlink requests, see
-:mod:`agents.dataplane.rtnl`). The ``/proc/sys`` helpers are per network namespace (the
+:mod:`mipbase.rtnl`). The ``/proc/sys`` helpers are per network namespace (the
 calling thread's).
 """
 
@@ -31,8 +31,8 @@ import time
 from ipaddress import IPv4Address
 from typing import Any, Final, Literal
 
-from agents.dataplane import rtnl
-from agents.dataplane.rtnl import Rtnl
+from mipbase import rtnl
+from mipbase.rtnl import Rtnl
 
 ETH_P_ARP: Final = 0x0806
 ETH_P_IP: Final = 0x0800
@@ -150,7 +150,7 @@ def set_forwarding(ifname: str = "all", on: bool = True) -> None:
 
 class Plumbing:
     """Routes, rules, addresses and proxy-ARP entries as raw rtnetlink requests
-    (agents.dataplane.rtnl: tens of microseconds each, on the calling thread).
+    (mipbase.rtnl: tens of microseconds each, on the calling thread).
 
     The socket is opened in ``__init__``, so it belongs to the network namespace of the
     constructing thread. Each call returns once the kernel has answered.

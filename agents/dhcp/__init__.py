@@ -3,6 +3,7 @@
 * :mod:`agents.dhcp.codec` -- wire format (``decode`` raises only ``DhcpMalformed``)
 * :mod:`agents.dhcp.client` -- the state machine (RFC 2131 figure 5), actions out
 * :mod:`agents.dhcp.driver` -- sockets, timers, pyroute2 (``acquire``, ``DhcpDriver``)
+* ``python -m agents.dhcp.watch`` -- a plain DHCP host (a scenario's ``dhcp-client``)
 
 Only the first two are imported here, so the core needs neither root nor pyroute2.
 """

@@ -5,7 +5,7 @@ systemd-networkd does: if the client dies, the kernel still drops the address wh
 lease ends (RFC 2131 section 4.4.5: no use after expiry). It also marks them as dynamic
 (no IFA_F_PERMANENT), which is how a new lease finds stale ones left by an earlier run.
 
-The requests are raw rtnetlink (agents.dataplane.rtnl), all of a lease in one batch: on a
+The requests are raw rtnetlink (mipbase.rtnl), all of a lease in one batch: on a
 mobile node this sits between the DHCP ACK and the first packet on the new network. The
 socket is opened in ``__init__``, so it belongs to the network namespace of the
 constructing thread, like the driver's packet sockets.
@@ -18,8 +18,8 @@ import os
 import socket
 from ipaddress import IPv4Address
 
-from agents.dataplane import rtnl
 from agents.dhcp.client import Lease
+from mipbase import rtnl
 
 NUD_STALE = rtnl.NUD_STALE  # usable at once, verified by the kernel on use
 RTPROT_DHCP = 16  # /etc/iproute2/rt_protos: "dhcp"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agents.mip.fa import FaConfig, FaInterface
 from agents.mip.ha import HaConfig, MobileNodeConfig
 from agents.mip.mn import MnConfig
-from testbed.specfile import load_spec
+from mipbase.specfile import load_spec
 
 
 class _Strict(BaseModel):
@@ -63,6 +63,12 @@ class ProxyFile(_Strict):
         None,
         description="the VPN gateway that encrypts what the HA tunnels to us (two boxes); "
         "none: the gateway runs on this node (one box)",
+    )
+    esp_in_userspace: bool | None = Field(
+        None,
+        description="one box: the gateway's charon here does ESP in userspace (kernel-libipsec "
+        "hands out what it decrypts from ipsec0, the kernel's XFRM from our tunnel); the "
+        "runner fills it in from the node's vpn service; none: whether ipsec0 exists here",
     )
     max_lifetime: int = Field(600, ge=0, le=65535)
     replay_window: float = Field(7.0, gt=0)

@@ -15,7 +15,6 @@ import socket
 import time
 from typing import Any, Final
 
-from agents.dataplane import rtnl
 from agents.dataplane.arp import (
     Plumbing,
     gratuitous_arp_frame,
@@ -29,7 +28,8 @@ from agents.dataplane.tun import get_mtu
 from agents.dataplane.tunnels import TunnelEngine
 from agents.mip.actions import Action, GratuitousArp, ProxyArp, Route, TunnelDown, TunnelUp
 from agents.mip.constants import MIP_PORT
-from testbed.services.events import EventWriter
+from mipbase import rtnl
+from mipbase.events import EventWriter
 
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
 MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.mip.actions import Action, CancelTimer, Event, Send, SetTimer
 from agents.mip.constants import MIP_PORT
-from testbed.services.events import EventWriter
+from mipbase.events import EventWriter
 
 if TYPE_CHECKING:
     from agents.runtime.linklayer import BpfProgram, FrameHandler

@@ -27,8 +27,8 @@ from agents.mip.mn import Attachment, MnConfig, MobileNode
 from agents.runtime.dataplane import MnDataPlane, _Base
 from agents.runtime.driver import AgentDriver
 from agents.runtime.vpn import BoundaryController
-from testbed.services.events import EventWriter
-from testbed.timescale import scaled
+from mipbase.clock import scaled, wallclock
+from mipbase.events import EventWriter
 
 OUTER_TABLE, OUTER_RULE_PRIORITY = 122, 110  # before mode mc's 120 and strongSwan's 220
 
@@ -63,8 +63,6 @@ class DualBoundaryController(BoundaryController):
 
     def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
         super().__init__(config, machine, driver, events)
-        from agents.runtime.main import wallclock
-
         x = config.external
         self.outer = MobileNode(
             MnConfig(

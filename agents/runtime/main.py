@@ -6,22 +6,15 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
-from testbed.services.events import EventWriter
-from testbed.specfile import SpecError
+from mipbase.clock import wallclock
+from mipbase.events import EventWriter
+from mipbase.specfile import SpecError
 
 MN_GROUPS = ("224.0.0.1",)  # all systems: advertisements
 AGENT_GROUPS = ("224.0.0.2",)  # all routers: solicitations
-# For tests and demonstrations of replay protection: a node whose clock is off.
-CLOCK_SKEW_S = float(os.environ.get("TESTBED_CLOCK_SKEW_S", "0"))
-
-
-def wallclock() -> float:
-    return time.time() + CLOCK_SKEW_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +116,9 @@ def _make_proxy(path: str, events: EventWriter):
     machine = MipProxy(cfg, wallclock=wallclock)
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,))
     gateway = str(f.gateway) if f.gateway is not None else None
-    driver.dataplane = ProxyDataPlane(events, driver.udp, gateway, str(f.home_network), f.interface)
+    driver.dataplane = ProxyDataPlane(
+        events, driver.udp, gateway, str(f.home_network), f.interface, f.esp_in_userspace
+    )
     return driver, machine, None
 
 

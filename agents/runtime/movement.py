@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from agents.dhcp.driver import DhcpDriver
-from agents.linkwatch import LinkWatcher
-from testbed.services.events import EventWriter
+from mipbase.events import EventWriter
+from mipbase.linkwatch import LinkWatcher
 
 
 class MovementDetector:

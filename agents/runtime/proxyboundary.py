@@ -21,8 +21,8 @@ from typing import Any
 
 from agents.mip.mn import Attachment
 from agents.runtime.vpn import BoundaryBase
-from testbed.services.events import EventWriter
-from testbed.timescale import scaled
+from mipbase.clock import scaled
+from mipbase.events import EventWriter
 
 
 class ProxyBoundaryController(BoundaryBase):

@@ -33,20 +33,14 @@ the rest (counted).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from typing import Any
 
 from agents.dataplane.arp import set_forwarding
 from agents.mip.actions import Action, TunnelDown, TunnelUp
 from agents.runtime.dataplane import _Base
-from testbed.services.events import EventWriter
-
-
-def _libipsec() -> bool:
-    from testbed.vpn.charon import use_libipsec
-
-    return use_libipsec()
-
+from mipbase.events import EventWriter
 
 BACK_TABLE, BACK_RULE_PRIORITY = 151, 150
 REVERSE_TABLE, REVERSE_RULE_PRIORITY = 153, 140
@@ -80,14 +74,27 @@ class ProxyDataPlane:
         gateway: str | None,
         home_network: str,
         interface: str = "eth0",
+        esp_in_userspace: bool | None = None,
     ) -> None:
         self.events = events
         self.gateway = gateway
         self.home_network = home_network
         self.interface = interface
+        self.esp_in_userspace = esp_in_userspace
         self.front = _Front(events, udp_socket)
         self.back = _Back(events, None)
         set_forwarding("all", True)
+
+    def _userspace_esp(self) -> bool:
+        """One box: does the gateway's charon beside us do ESP in userspace? As configured
+        (the runner says what it started), else whether kernel-libipsec's TUN is here."""
+        if self.esp_in_userspace is not None:
+            return self.esp_in_userspace
+        try:
+            socket.if_nametoindex("ipsec0")
+        except OSError:
+            return False
+        return True
 
     def prepare(self) -> None:
         self.front.prepare()
@@ -107,7 +114,7 @@ class ProxyDataPlane:
         if self.gateway is None:
             # one box: kernel-libipsec hands the decrypted packets out of its TUN; the
             # kernel's XFRM leaves them on the device their ESP came in on, our front TUN
-            decrypted_from = "ipsec0" if _libipsec() else self.front.tun_name
+            decrypted_from = "ipsec0" if self._userspace_esp() else self.front.tun_name
         table, priority = str(REVERSE_TABLE), str(REVERSE_RULE_PRIORITY)
         for argv in (
             ["ip", "route", "replace", "default", "dev", self.back.tun_name, "table", table],

@@ -34,12 +34,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.dataplane import rtnl
 from agents.mip.ipv4 import internet_checksum
 from agents.mip.mn import Attachment
 from agents.runtime.vpnretry import CONNECTING, DOWN, UP, TunnelKeeper, thread_safe_emit
-from testbed.services.events import EventWriter
-from testbed.timescale import scaled
+from mipbase import rtnl
+from mipbase.clock import scaled
+from mipbase.events import EventWriter
 
 # Back inside, the gateway usually answers our DELETE within a few ms through the intranet;
 # waiting longer (charon forces the SA down after the timeout) only keeps its routes about
@@ -71,7 +71,7 @@ class VpnClient:
         self.child = child
 
     def _call(self, fn: Callable[[Any], Any]) -> Any:
-        from testbed.vpn.charon import close_session, connect
+        from mipbase.vici_client import close_session, connect
 
         session = connect(self.path, timeout=scaled(10))
         try:
@@ -81,7 +81,7 @@ class VpnClient:
 
     def tia(self) -> str | None:
         """Our virtual IP when the IKE SA is established and a child installed."""
-        from testbed.vpn import vici_client as vc
+        from mipbase import vici_client as vc
 
         for sa in self._call(lambda s: vc.list_sas(s, self.ike)):
             if sa.get("state") == "ESTABLISHED" and vc.installed_children(sa):
@@ -92,7 +92,7 @@ class VpnClient:
 
     def established(self) -> bool:
         """An established IKE SA with an installed child (whatever its addresses)."""
-        from testbed.vpn import vici_client as vc
+        from mipbase import vici_client as vc
 
         return any(
             sa.get("state") == "ESTABLISHED" and vc.installed_children(sa)
@@ -102,7 +102,7 @@ class VpnClient:
     def state(self) -> str:
         """UP (an IKE SA with an installed child), CONNECTING (an initiation under way, no
         tunnel yet) or DOWN (nothing, or only SAs on their way out)."""
-        from testbed.vpn import vici_client as vc
+        from mipbase import vici_client as vc
 
         sas = self._call(lambda s: vc.list_sas(s, self.ike))
         if any(sa.get("state") == "ESTABLISHED" and vc.installed_children(sa) for sa in sas):
@@ -112,12 +112,12 @@ class VpnClient:
         return DOWN
 
     def initiate(self, timeout_s: float = 5.0) -> None:
-        from testbed.vpn import vici_client as vc
+        from mipbase import vici_client as vc
 
         self._call(lambda s: vc.initiate(s, self.child, self.ike, timeout=timeout_s))
 
     def terminate(self, timeout_s: float = 1.0) -> None:
-        from testbed.vpn import vici_client as vc
+        from mipbase import vici_client as vc
 
         # force: do not wait for the gateway's answer to the DELETE (it may be unreachable
         # from where we are now); the SA's routes would capture intranet traffic meanwhile

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
+from mipbase.clock import scaled
 from testbed import features as feat
 from testbed import netns
 from testbed.lab import impair, nftables
@@ -29,7 +30,6 @@ from testbed.lab.state import (
     validate_lab_name,
 )
 from testbed.lab.teardown import destroy
-from testbed.timescale import scaled
 from testbed.topology.plan import DhcpPlan, TopologyPlan
 
 NUD_STALE = 0x04  # linux/neighbour.h

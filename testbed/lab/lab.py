@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.dataplane import rtnl
+from mipbase import rtnl
 from testbed import netns
 from testbed.lab import impair, nftables
 from testbed.lab.builder import SW

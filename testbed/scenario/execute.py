@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mipbase.specfile import SpecError
 from testbed.results.compare import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_TOLERANCE_MS,
@@ -39,7 +40,6 @@ from testbed.scenario.runner import (
     new_run_id,
     run_once,
 )
-from testbed.specfile import SpecError
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPEAT_RANGE = (1, 1000)
@@ -463,8 +463,8 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
 def _scenario_from(meta: dict[str, Any]) -> Scenario:
     from pydantic import ValidationError
 
+    from mipbase.specfile import SpecSource
     from testbed.scenario.model import ScenarioSpec
-    from testbed.specfile import SpecSource
     from testbed.topology import load_topology
 
     file = str(meta.get("file", "scenario"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mipbase.specfile import PathKey, SpecError, SpecSource, load_spec
 from testbed.scenario.model import ScenarioSpec
-from testbed.specfile import PathKey, SpecError, SpecSource, load_spec
 from testbed.topology import load_topology
 from testbed.topology.plan import TopologyPlan
 

@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 
 import yaml
 
+from mipbase.clock import scaled
+from mipbase.events import EventWriter
 from testbed.lab.builder import SW, build, spawn
 from testbed.lab.lab import Lab, capture_argv
 from testbed.lab.state import ProcessRecord
 from testbed.scenario.load import Scenario
 from testbed.scenario.model import ServiceSpec, StepSpec
-from testbed.services.events import EventWriter
-from testbed.timescale import scaled
 from testbed.topology.plan import Impairment
 
 PROBE_DOWN, PROBE_UP = "down", "up"
@@ -279,7 +279,7 @@ class _Run:
             return [
                 sys.executable,
                 "-m",
-                "testbed.services.dhcp_watch",
+                "agents.dhcp.watch",
                 "--iface",
                 service.iface,
                 "--node",
@@ -343,7 +343,19 @@ class _Run:
             node, _ = self.vpn_nodes[vpn["service"]]
             service_cfg = next(s for s in self.spec.services if s.label == vpn["service"]).config
             config["vpn"] = agent_vpn_config(vpn, service_cfg, node.charon.vici_socket)
+        if service.agent == "proxy" and config.get("gateway") is None:
+            # one box: the proxy takes decrypted traffic from where this node's charon puts it
+            config.setdefault("esp_in_userspace", self._esp_in_userspace(service.node))
         return config
+
+    def _esp_in_userspace(self, node: str) -> bool:
+        """Whether the charon of ``node`` (started, or as it will start) does ESP in userspace."""
+        from testbed.features import use_libipsec
+
+        for spec in self.spec.services:
+            if spec.kind == "vpn" and spec.node == node and spec.label in self.vpn_nodes:
+                return bool(self.vpn_nodes[spec.label][0].charon.config.esp_in_userspace)
+        return use_libipsec()
 
     def _start_service(self, service: ServiceSpec) -> None:
         if service.kind == "vpn":

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from testbed.specfile import PathKey, SpecError, SpecSource, load_spec
+from mipbase.specfile import PathKey, SpecError, SpecSource, load_spec
 from testbed.topology.model import LinkImpairmentSpec, NodeSpec, TopologySpec
 from testbed.topology.plan import (
     DhcpPlan,

@@ -3,7 +3,8 @@
 - ``charon``: :class:`~testbed.vpn.charon.Charon`, one ``charon-systemd`` per namespace with
   its own rendered ``strongswan.conf`` (templates/strongswan.conf.j2), vici socket and log;
   kernel-libipsec (userspace ESP) where the kernel has no ESP, kernel XFRM where it has.
-- ``vici_client``: load secrets/pools/conns/certs, initiate, terminate, list SAs.
+- the vici client (load secrets/pools/conns/certs, initiate, terminate, list SAs) is
+  ``mipbase.vici_client``: the mobile node's agent uses it too.
 - ``events``: vici events (and per-message IKE events from charon's log stream) as the
   testbed's structured events, from a listener thread on a second vici session.
 - ``profiles``: the gateway (TIA pool, MOBIKE, DPD, intranet selector) and mobile-client

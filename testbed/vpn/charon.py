@@ -11,8 +11,6 @@ object (by PID, never by name) and always reaped.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -25,9 +23,10 @@ import jinja2
 import vici
 from vici.exception import SessionException
 
+from mipbase.clock import scaled
+from mipbase.vici_client import close_session, connect
 from testbed import features, netns
 from testbed.lab.state import LabState, ProcessRecord
-from testbed.timescale import scaled
 
 CHARON_BINARY = "/usr/sbin/charon-systemd"
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -94,18 +93,6 @@ DEFAULT_LOG_LEVELS: dict[str, int] = {
 }
 
 
-def use_libipsec() -> bool:
-    """True when ESP must be done in userspace: the kernel has no ESP (or it is forced).
-
-    ``TESTBED_ESP=libipsec`` forces the userspace path on any kernel (to test it anywhere),
-    ``TESTBED_ESP=kernel`` the kernel path.
-    """
-    forced = os.environ.get("TESTBED_ESP")
-    if forced in ("libipsec", "kernel"):
-        return forced == "libipsec"
-    return not features.detect().esp
-
-
 @dataclass(frozen=True)
 class Retransmit:
     """IKE retransmission: the n-th retransmission waits ``timeout_s * base**n``."""
@@ -152,7 +139,7 @@ class CharonConfig:
     @property
     def esp_in_userspace(self) -> bool:
         """kernel-libipsec (True) or the kernel's XFRM (False) for this instance."""
-        return use_libipsec() if self.libipsec is None else self.libipsec
+        return features.use_libipsec() if self.libipsec is None else self.libipsec
 
     @property
     def conf_file(self) -> Path:
@@ -194,23 +181,6 @@ def render(config: CharonConfig) -> str:
     )
 
 
-def connect(path: Path | str, timeout: float | None = None) -> vici.Session:
-    """A vici session on a unix socket (a socket timeout also bounds every reply)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-    except BaseException:
-        sock.close()
-        raise
-    return vici.Session(sock)
-
-
-def close_session(session: vici.Session) -> None:
-    with contextlib.suppress(OSError):
-        session.transport.close()
-
-
 class Charon:
     """A charon-systemd daemon in namespace ``ns``; a context manager (start ... stop).
 
@@ -226,7 +196,7 @@ class Charon:
         state: LabState | None = None,
     ) -> None:
         if config.libipsec is None:  # decided once, so callers can see which path is taken
-            config.libipsec = use_libipsec()
+            config.libipsec = features.use_libipsec()
         self.ns = ns
         self.config = config
         self.state = state

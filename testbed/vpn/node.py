@@ -13,7 +13,8 @@ from typing import Any
 
 import vici
 
-from testbed.vpn.charon import Charon, close_session
+from mipbase.vici_client import close_session
+from testbed.vpn.charon import Charon
 from testbed.vpn.events import Callback, EventListener
 
 

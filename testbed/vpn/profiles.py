@@ -3,7 +3,8 @@
 The gateway is an IKEv2 responder for road warriors: tunnel inner addresses (TIA) from a
 pool, MOBIKE, NAT-T, DPD, the intranet as its traffic selector; the mobile node (MN) is the
 initiator asking for a virtual IP and the intranet. Authentication is a pre-shared key or
-certificates (see ``testbed.vpn.pki``). The dicts go to ``vici_client.load_conn`` etc.
+certificates (see ``testbed.vpn.pki``). The dicts go to ``mipbase.vici_client.load_conn`` etc.;
+the pre-shared key's is ``mipbase.vici_client.psk_secret``.
 """
 
 from __future__ import annotations
@@ -46,16 +47,6 @@ def _auth_round(auth: Auth, ident: str, cert: str | None = None, cacert: str | N
 def pool(name: str = "tia", addrs: str = TIA_POOL, **attributes: Any) -> dict[str, Any]:
     """A virtual IP pool: ``addrs`` is a CIDR or ``first-last`` range; attributes e.g. dns."""
     return {name: {"addrs": addrs, **attributes}}
-
-
-def psk_secret(psk: str, owners: Sequence[str], name: str | None = None) -> dict[str, Any]:
-    """A shared IKE secret for the given identities (both ends' ids, or one for any peer)."""
-    if not psk:
-        raise ValueError("empty pre-shared key")
-    secret: dict[str, Any] = {"type": "IKE", "data": psk, "owners": list(owners)}
-    if name is not None:
-        secret["id"] = name
-    return secret
 
 
 def gateway_conn(

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mipbase import vici_client as vc
 from testbed.vpn import profiles
-from testbed.vpn import vici_client as vc
 from testbed.vpn.charon import Retransmit
 from testbed.vpn.node import VpnNode
 
@@ -183,8 +183,8 @@ def serve_by_hand(lab_name: str, scenario: Path, out_dir: Path, mn_file: Path) -
 
     import yaml
 
+    from mipbase.events import EventWriter
     from testbed.lab.lab import Lab
-    from testbed.services.events import EventWriter
 
     services = {s["name"]: s for s in yaml.safe_load(scenario.read_text())["services"]}
     lab = Lab.open(lab_name)

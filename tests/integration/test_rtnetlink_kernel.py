@@ -1,4 +1,4 @@
-"""Raw rtnetlink requests (agents.dataplane.rtnl) and Plumbing against the kernel, in a
+"""Raw rtnetlink requests (mipbase.rtnl) and Plumbing against the kernel, in a
 namespace of our own (needs root): what ``ip`` shows afterwards, the error codes of refused
 requests, and a batch in which one request fails without stopping the others."""
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from labtools import veth_namespace
 
-from agents.dataplane import rtnl
 from agents.dataplane.arp import Plumbing
+from mipbase import rtnl
 from testbed import netns
 
 IP = shutil.which("ip") or "/usr/sbin/ip"

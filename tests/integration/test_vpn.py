@@ -28,12 +28,13 @@ from typing import Any
 
 import pytest
 
+from mipbase import vici_client
+from mipbase.events import EventWriter
 from testbed import netns
 from testbed.lab.builder import SW, build
 from testbed.lab.lab import Lab
-from testbed.services.events import EventWriter
 from testbed.topology import load_topology
-from testbed.vpn import profiles, vici_client
+from testbed.vpn import profiles
 from testbed.vpn.charon import Charon, CharonError
 from testbed.vpn.node import VpnNode, readdress
 from testbed.vpn.pki import make_pki

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from mipbase.clock import factor
 from testbed import features
-from testbed.timescale import factor
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.netns

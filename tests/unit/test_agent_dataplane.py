@@ -112,8 +112,8 @@ def test_mode_mc_fits_the_mobile_ip_tun_into_the_vpn(monkeypatch: Any, vpn_iface
 def test_home_address_changes_only_touch_what_is_there() -> None:
     """The MN's home address on the link: a removal only for a prefix it has (first: both
     may be, the topology put it there), nothing when it already is as asked."""
-    from agents.dataplane import rtnl
     from agents.runtime.dataplane import MnDataPlane
+    from mipbase import rtnl
 
     dp = object.__new__(MnDataPlane)
     dp.plumbing, dp.iface, dp.home, dp.home_prefix = Recorder(), "eth0", "10.1.0.100", 24

@@ -1,9 +1,9 @@
 """The event catalogue is complete: every event name the code can write is in it.
 
 The code is read, not run: every ``emit("name", ...)``, ``_emit("name", ...)``,
-``Event("name", ...)`` and ``{"event": "name"}`` in ``agents/`` and ``testbed/``. A name
-passed in through a parameter is followed to the callers of that function. Phase tags
-(``phase="name"``) must be catalogue phases.
+``Event("name", ...)`` and ``{"event": "name"}`` in ``mipbase/``, ``agents/`` and
+``testbed/``. A name passed in through a parameter is followed to the callers of that
+function. Phase tags (``phase="name"``) must be catalogue phases.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _strings(node: ast.AST) -> list[str] | None:
 
 
 def _sources() -> Iterator[tuple[str, ast.Module]]:
-    for base in ("agents", "testbed"):
+    for base in ("mipbase", "agents", "testbed"):
         for path in sorted((ROOT / base).rglob("*.py")):
             file = str(path.relative_to(ROOT))
             if file not in NOT_EMITTERS:

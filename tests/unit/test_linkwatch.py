@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from agents.linkwatch import IFF_LOWER_UP, IFF_UP, RTM_NEWLINK, LinkWatcher, parse_link_messages
+from mipbase.linkwatch import IFF_LOWER_UP, IFF_UP, RTM_NEWLINK, LinkWatcher, parse_link_messages
 
 
 def newlink(index: int, carrier: bool, changes: int | None) -> bytes:

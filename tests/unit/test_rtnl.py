@@ -15,7 +15,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from agents.dataplane import rtnl
+from mipbase import rtnl
 
 
 def decode(cls: type, request: rtnl.Request, seq: int = 7) -> dict:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from mipbase.specfile import SpecError
 from testbed import cli
 from testbed.scenario import execute
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import load_scenario
 from testbed.scenario.model import ExpectSpec
-from testbed.specfile import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 ROAM_NAT = (ROOT / "scenarios" / "roam-nat.yaml").read_text()

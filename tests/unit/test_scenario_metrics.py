@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from mipbase.specfile import SpecError
 from testbed.scenario import metrics
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import load_scenario
 from testbed.scenario.model import ExpectSpec
-from testbed.specfile import SpecError
 
 MS = 1_000_000
 

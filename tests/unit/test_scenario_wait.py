@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from mipbase.events import EventWriter
 from testbed.scenario.model import WaitAction
 from testbed.scenario.runner import _Run
-from testbed.services.events import EventWriter
 
 
 def runner(tmp_path: Path, step_starts: list[int]) -> _Run:

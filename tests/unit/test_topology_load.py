@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.specfile import SpecError
+from mipbase.specfile import SpecError
 from testbed.topology import load_topology
 from testbed.topology.model import Role
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mipbase import vici_client
 from testbed.vpn import profiles
 from testbed.vpn.pki import make_pki, subject_alt_name
 
@@ -42,14 +43,14 @@ def test_certificate_auth_sections() -> None:
 
 
 def test_secret_and_pool() -> None:
-    assert profiles.psk_secret("k", ["a", "b"]) == {
+    assert vici_client.psk_secret("k", ["a", "b"]) == {
         "type": "IKE",
         "data": "k",
         "owners": ["a", "b"],
     }
-    assert profiles.psk_secret("k", ["a"], name="s1")["id"] == "s1"
+    assert vici_client.psk_secret("k", ["a"], name="s1")["id"] == "s1"
     with pytest.raises(ValueError):
-        profiles.psk_secret("", ["a"])
+        vici_client.psk_secret("", ["a"])
     assert profiles.pool("p", "10.10.0.0/24", dns=["10.0.0.53"]) == {
         "p": {"addrs": "10.10.0.0/24", "dns": ["10.0.0.53"]}
     }

@@ -212,7 +212,7 @@ def test_a_failed_initiation_says_why() -> None:
     charon's log of the attempt goes into the message (and so into vpn_retry's error)."""
     from vici.exception import CommandException
 
-    from testbed.vpn import vici_client as vc
+    from mipbase import vici_client as vc
 
     class Session:
         def initiate(self, request: dict) -> Any:

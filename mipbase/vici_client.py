@@ -1,6 +1,8 @@
-"""Thin helpers over the ``vici`` package, and structured events from charon.
+"""A vici client: sessions on charon's socket and thin helpers over the ``vici`` package.
 
-vici returns every value as bytes (and nested OrderedDicts); :func:`decode` turns replies
+Both sides use it: the testbed configures its charons (secrets, pools, connections), the
+mobile node's boundary controller asks its own charon for SAs and brings the tunnel up and
+down. vici returns every value as bytes (and nested OrderedDicts); :func:`decode` turns replies
 into plain ``str``/``dict``/``list``. ``Session.initiate``/``terminate``/``list_sas`` are
 lazy generators: nothing is sent to charon until they are iterated, so the helpers here
 always drain them.
@@ -8,14 +10,31 @@ always drain them.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import vici
 from vici.exception import CommandException
 
-from testbed.vpn.events import EventListener  # noqa: F401 (re-exported for callers)
-from testbed.vpn.profiles import psk_secret
+
+def connect(path: Path | str, timeout: float | None = None) -> vici.Session:
+    """A vici session on a unix socket (a socket timeout also bounds every reply)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return vici.Session(sock)
+
+
+def close_session(session: vici.Session) -> None:
+    with contextlib.suppress(OSError):
+        session.transport.close()
 
 
 class VpnError(RuntimeError):
@@ -45,6 +64,16 @@ def _drain(stream: Iterable[Any]) -> list[str]:
         if msg is not None:
             lines.append(decode(msg))
     return lines
+
+
+def psk_secret(psk: str, owners: Sequence[str], name: str | None = None) -> dict[str, Any]:
+    """A shared IKE secret for the given identities (both ends' ids, or one for any peer)."""
+    if not psk:
+        raise ValueError("empty pre-shared key")
+    secret: dict[str, Any] = {"type": "IKE", "data": psk, "owners": list(owners)}
+    if name is not None:
+        secret["id"] = name
+    return secret
 
 
 def load_shared_psk(

@@ -1,6 +1,6 @@
 """A plain DHCP host: on every carrier-on, get a lease from the network's real DHCP server.
 
-``python -m testbed.services.dhcp_watch --iface eth0 --node mn --events FILE`` runs in the
+``python -m agents.dhcp.watch --iface eth0 --node mn --events FILE`` runs in the
 node's namespace. On carrier off it forgets its addresses (as NetworkManager does), on
 carrier on it runs DHCP (our sans-I/O client, ``agents.dhcp``). Every step is a structured
 event. It is the "no mobility support" baseline: the home address is gone after a move.
@@ -16,12 +16,12 @@ import sys
 import time
 
 from agents.dhcp.driver import DhcpDriver
-from agents.linkwatch import LinkWatcher
-from testbed.services.events import EventWriter
+from mipbase.events import EventWriter
+from mipbase.linkwatch import LinkWatcher
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dhcp_watch")
+    parser = argparse.ArgumentParser(prog="python -m agents.dhcp.watch")
     parser.add_argument("--iface", default="eth0")
     parser.add_argument("--node", required=True)
     parser.add_argument("--events", required=True)

@@ -1,1 +1,0 @@
-"""Long-running helpers a scenario starts inside nodes (DHCP client watcher, ...)."""
