@@ -12,10 +12,12 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,56 @@ def no_data(out_png: Path | str, title: str, message: str = "no data") -> Path:
     return save(fig, out_png)
 
 
+class NoData(Exception):
+    """A figure that cannot be drawn from this run's data: ``title`` and why not."""
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title, self.message = title, message
+
+
+def text_boxes(fig: Figure) -> list[tuple[Any, Bbox]]:
+    """Every visible, non-empty text of ``fig`` (tick labels included) with its extent on
+    the canvas as the renderer lays it out (bounding box included), for geometry checks."""
+    fig.canvas.draw()  # places the boxes drawn around texts
+    renderer = fig.canvas.get_renderer()
+    # an axis keeps label objects for ticks outside its view too: only the drawn ones count
+    ticks, drawn = set(), set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update({id(tick.label1), id(tick.label2)})
+            for tick in axis._update_ticks():  # what Axis.draw draws
+                drawn.update({id(tick.label1), id(tick.label2)})
+    out = []
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        if id(text) in ticks and id(text) not in drawn:
+            continue
+        if text.axes is not None and not text.axes.get_visible():
+            continue
+        box = text.get_window_extent(renderer)
+        patch = text.get_bbox_patch()
+        if patch is not None:
+            box = Bbox.union([box, patch.get_window_extent(renderer)])
+        out.append((text, box))
+    return out
+
+
+def overlapping_texts(fig: Figure, tolerance_px: float = 0.5) -> list[tuple[str, str]]:
+    """Pairs of texts of ``fig`` whose boxes overlap (by more than ``tolerance_px``)."""
+    boxes = text_boxes(fig)
+    pairs = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if w > tolerance_px and h > tolerance_px:
+                pairs.append((a.get_text(), b.get_text()))
+    return pairs
+
+
 P = ParamSpec("P")
 
 
@@ -78,13 +130,15 @@ def never_raises(what: str, out_arg: int) -> Callable[[Callable[P, Path]], Calla
     def wrap(func: Callable[P, Path]) -> Callable[P, Path]:
         @functools.wraps(func)
         def inner(*args: P.args, **kwargs: P.kwargs) -> Path:
+            out = kwargs["out_png"] if "out_png" in kwargs else args[out_arg]
             try:
                 return func(*args, **kwargs)
+            except NoData as empty:
+                return no_data(out, empty.title, empty.message)  # type: ignore[arg-type]
             except Exception as exc:
                 if STRICT:
                     raise
                 log.exception("drawing the %s failed", what)
-                out = kwargs["out_png"] if "out_png" in kwargs else args[out_arg]
                 return no_data(out, what, f"could not draw: {type(exc).__name__}: {exc}")
 
         return inner

@@ -11,31 +11,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.results.figure import PALETTE, STREAM_COLOURS, never_raises, new_figure, no_data, save
+from matplotlib.figure import Figure
+
+from testbed.results.figure import (
+    PALETTE,
+    STREAM_COLOURS,
+    NoData,
+    never_raises,
+    new_figure,
+    save,
+)
 from testbed.results.ladder import ladder
 from testbed.results.rundata import (
+    TCP_PROBE,
     HandoffRef,
     fmt_num,
     handoff_title,
     load_events,
     load_probe,
     load_summary,
+    outage,
     resolve_handoff,
     stream_names,
 )
 from testbed.results.topology import topology_diagram
+from testbed.scenario.metrics import load_tcp
 
 __all__ = ["handoff_title", "ladder", "probe_timeline", "topology_diagram"]
 
 # Layout of the timeline in inches: fixed margins keep every figure the same width and
 # make text placement computable before drawing (no layout engine, which is slow).
-_WIDTH = 10.0
-_LEFT, _RIGHT = 0.85, 0.3
+_WIDTH = 12.6
+_LEFT, _RIGHT = 0.85, 3.0  # the key of the markers sits in the right margin
+_KEY_X = 0.2  # from the plots' right edge to the key
 _TITLE, _BOTTOM, _FOOT = 0.45, 0.55, 0.3
 _PANEL, _PANEL_GAP = 1.9, 0.45
-_LEVEL = 0.2  # height of one row of marker labels
-_MAX_LEVELS = 6
+_LEVEL = 0.2  # height of one row of marker numbers
+_KEY_LINE = 0.19  # height of one line of the key
 _CHAR_IN = 0.068  # average width of a character at 8 pt
+_OUTAGE = "#d62728"
+_STALL = "#ff7f0e"
 
 
 @dataclass(frozen=True)
@@ -61,21 +76,23 @@ def _markers(info: Mapping[str, Any]) -> list[_Marker]:
     return markers
 
 
-def _stagger(markers: list[_Marker], lo: float, hi: float, axes_in: float) -> list[int]:
-    """A text row for each marker label so that labels on one row do not overlap."""
-    per_in = (hi - lo) / axes_in
-    ends: list[float] = []  # right end of the last label on each row, in data units
+def _badge_in(number: int) -> float:
+    """Width of a marker's number badge in inches."""
+    return len(str(number)) * _CHAR_IN + 0.14
+
+
+def _stagger(xs_in: list[tuple[float, float]]) -> list[int]:
+    """A row for each badge ``(centre, width)`` in inches so that no two on a row overlap;
+    as many rows as it takes (a label never lands on another)."""
+    ends: list[float] = []  # right end of the last badge on each row
     levels = []
-    for m in markers:
-        width = (len(m.label) * _CHAR_IN + 0.1) * per_in
-        start = m.x if m.x + width <= hi else m.x - width  # flip left at the right edge
-        row = next((i for i, end in enumerate(ends) if end <= start), None)
-        if row is None and len(ends) < _MAX_LEVELS:
+    for centre, width in xs_in:
+        start = centre - width / 2
+        row = next((i for i, end in enumerate(ends) if end + 0.02 <= start), None)
+        if row is None:
             ends.append(0.0)
             row = len(ends) - 1
-        elif row is None:
-            row = min(range(len(ends)), key=ends.__getitem__)  # overlap the least
-        ends[row] = start + width
+        ends[row] = centre + width / 2
         levels.append(row)
     return levels
 
@@ -89,33 +106,47 @@ def probe_timeline(
 ) -> Path:
     """One-way delay of every received probe packet against its receive time around a move.
 
-    One panel per stream. x is the receive time in seconds from the move (so the gap in
-    the points is the interruption as the receiver saw it); vertical lines mark the move
-    and each phase of ``phases_ms``; the shaded span runs from the last packet sent before
-    the move to the first sent after it (hatched to the edge when it never recovered).
+    One panel per stream, and one of the TCP connection's bytes delivered when the run had
+    one. x is the receive time in seconds from the move (so the gap in the points is the
+    interruption as the receiver saw it); vertical lines mark the move and each phase of
+    ``phases_ms``, numbered, with the key beside the plots (no label can land on another).
+    The shaded outage is the summary's own (``outage``: the last packet received before,
+    the first after, both circled; hatched to the edge when it never recovered) with the
+    summary's number on it; the TCP panel shades the summary's ``tcp_stall``.
     """
+    return save(timeline_figure(run_dir, handoff, window_s), out_png)
+
+
+def timeline_figure(
+    run_dir: Path | str,
+    handoff: int | Mapping[str, Any],
+    window_s: tuple[float, float] = (-0.5, 1.5),
+) -> Figure:
+    """The figure of :func:`probe_timeline`, not saved (raises NoData)."""
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     events = load_events(run_dir, summary)
     ref = resolve_handoff(summary, events, handoff)
     title = handoff_title(summary, ref)
     if ref.t_move_ns is None:
-        return no_data(out_png, title, "no data: the move time of this handoff is unknown")
+        raise NoData(title, "no data: the move time of this handoff is unknown")
     names = stream_names(run_dir, summary)
-    if not names:
-        return no_data(out_png, title, "no data: no probe streams in this run")
+    tcp_file = run_dir / "probes" / f"{TCP_PROBE}.csv"
+    panels = names + ([TCP_PROBE] if tcp_file.is_file() else [])
+    if not panels:
+        raise NoData(title, "no data: no probe streams in this run")
     lo, hi = float(window_s[0]), float(window_s[1])
     if not hi > lo:
         lo, hi = -0.5, 1.5
 
     markers = _markers(ref.info)
-    inside = [m for m in markers if lo <= m.x <= hi]
-    outside = [m for m in markers if not lo <= m.x <= hi]
     axes_in = _WIDTH - _LEFT - _RIGHT
-    levels = _stagger(inside, lo, hi, axes_in)
-    band = (max(levels, default=0) + 1) * _LEVEL + 0.1
-    foot = _FOOT if outside else 0.0
-    height = _TITLE + band + len(names) * (_PANEL + _PANEL_GAP) + _BOTTOM + foot
+    inside = [(i, m) for i, m in enumerate(markers, 1) if lo <= m.x <= hi]
+    levels = _stagger([((m.x - lo) / (hi - lo) * axes_in, _badge_in(i)) for i, m in inside])
+    band = (max(levels, default=0) + 1) * _LEVEL + 0.15
+    key_h = (len(markers) + 1) * _KEY_LINE
+    plots_h = band + len(panels) * (_PANEL + _PANEL_GAP)
+    height = _TITLE + max(plots_h, key_h) + _BOTTOM
     fig = new_figure(_WIDTH, height)
 
     def rect(top_in: float, h_in: float) -> tuple[float, float, float, float]:
@@ -125,38 +156,59 @@ def probe_timeline(
     top = _TITLE
     label_ax = fig.add_axes(rect(top, band))
     label_ax.set_xlim(lo, hi)
-    label_ax.set_ylim(0, max(levels, default=0) + 1.2)
+    label_ax.set_ylim(0, max(levels, default=0) + 1.1)
     label_ax.set_axis_off()
-    for m, level in zip(inside, levels, strict=True):
+    for (number, m), level in zip(inside, levels, strict=True):
         y = level + 0.5
         label_ax.plot([m.x, m.x], [0, y], color=m.colour, ls=m.style, lw=0.8)
-        flip = m.x + (len(m.label) * _CHAR_IN + 0.1) * (hi - lo) / axes_in > hi
         label_ax.text(
             m.x,
             y,
-            f" {m.label} " if not flip else f"{m.label} ",
-            ha="right" if flip else "left",
+            str(number),
+            ha="center",
             va="center",
             fontsize=8,
             color=m.colour,
+            weight="bold",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": m.colour, "lw": 0.8},
         )
+    _key(fig, markers, lo, hi, (_WIDTH - _RIGHT + _KEY_X) / _WIDTH, 1 - _TITLE / height, height)
     top += band
 
     summary_streams = summary.get("streams") or {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(panels):
         ax = fig.add_axes(rect(top + _PANEL_GAP, _PANEL), sharex=label_ax)
         top += _PANEL_GAP + _PANEL
-        _stream_panel(ax, run_dir, name, summary_streams.get(name) or {}, ref, lo, hi, i)
-        for m in inside:
+        if name == TCP_PROBE:
+            _tcp_panel(ax, tcp_file, summary.get("tcp") or {}, ref, lo, hi)
+        else:
+            _stream_panel(ax, run_dir, name, summary_streams.get(name) or {}, ref, lo, hi, i)
+        for _, m in inside:
             ax.axvline(m.x, color=m.colour, ls=m.style, lw=0.9, zorder=1)
         ax.set_xlim(lo, hi)
-        if i < len(names) - 1:
+        if i < len(panels) - 1:
             ax.tick_params(labelbottom=False)
     ax.set_xlabel("receive time (s from the move)", fontsize=9)
-    if outside:
-        text = "outside the window: " + ", ".join(m.label for m in outside)
-        fig.text(_LEFT / _WIDTH, 0.12 / height, text, fontsize=8, color="#555555")
-    return save(fig, out_png)
+    return fig
+
+
+def _key(
+    fig: Any, markers: list[_Marker], lo: float, hi: float, x: float, y: float, height: float
+) -> None:
+    """The markers' numbers and names in time order, one per line, beside the plots."""
+    fig.text(x, y, "ms from the move", fontsize=8, va="top", color="#555555", style="italic")
+    for number, m in enumerate(markers, 1):
+        y -= _KEY_LINE / height
+        where = "" if lo <= m.x <= hi else "  (outside the window)"
+        fig.text(
+            x,
+            y,
+            f"{number:>2}  {m.label}{where}",
+            fontsize=8,
+            va="top",
+            color=m.colour,
+            family="monospace",
+        )
 
 
 def _stream_panel(
@@ -186,42 +238,65 @@ def _stream_panel(
         ax.set_yticks([])
         return
 
-    xs, ys = [], []
+    xs, ys, delay_at = [], [], {}
     for t_send, t_recv in zip(probe.t_send, probe.t_recv, strict=True):
         x = (t_recv - t0) / 1e9
         if lo <= x <= hi:
             xs.append(x)
             ys.append((t_recv - t_send) / 1e6)
-    last, first = probe.gap_around(t0, ref.t_next_ns)
-    measured = (first - last) / 1e6 if last is not None and first is not None else None
-    value = ref.info.get(key, measured)
-    if last is not None:
-        x0 = (last - t0) / 1e9
-        if first is not None:
-            ax.axvspan(x0, (first - t0) / 1e9, color="#d62728", alpha=0.13, lw=0, zorder=0)
-        else:
-            ax.axvspan(x0, hi, facecolor="none", edgecolor="#d62728", hatch="//", alpha=0.35)
-            ax.text(
-                min(max(x0, lo), hi),
-                0.9,
-                " not recovered",
-                transform=ax.get_xaxis_transform(),
-                fontsize=9,
-                color="#d62728",
-                va="top",
-            )
+            delay_at[t_recv] = ys[-1]
+    value = ref.info.get(key)
+    bounds = outage(ref.info, name)
+    last, first = bounds if bounds is not None else (None, None)
     if value is not None:
         shown = f"interruption {fmt_num(value)} ms"
-    elif key in ref.info or last is not None:
+    elif key in ref.info:
         shown = "never recovered"
     else:
         shown = "no interruption measured"
+    if bounds is None and key in ref.info:
+        shown += " (its bounds are not in this summary: not drawn)"
     lost_text = f", lost {fmt_num(lost)}" if lost is not None else ""
     ax.set_title(f"{name}{ends}: {shown}{lost_text}", fontsize=10, loc="left")
+    top = max(ys, default=0.0)
+    ax.set_ylim(0, top * 1.4 if top > 0 else 1)
+    if last is not None:
+        x0 = (last - t0) / 1e9
+        if first is not None:
+            x1 = (first - t0) / 1e9
+            ax.axvspan(x0, x1, color=_OUTAGE, alpha=0.13, lw=0, zorder=0)
+            text = f"{fmt_num(value)} ms" if value is not None else shown
+        else:
+            x1 = hi
+            ax.axvspan(x0, hi, facecolor="none", edgecolor=_OUTAGE, hatch="//", alpha=0.35)
+            text = "not recovered"
+        for t in (last, first):
+            if t is not None and t in delay_at:
+                ax.scatter(
+                    [(t - t0) / 1e9],
+                    [delay_at[t]],
+                    s=46,
+                    facecolors="none",
+                    edgecolors=_OUTAGE,
+                    lw=1.2,
+                    zorder=4,
+                )
+        mid = (max(x0, lo) + min(x1, hi)) / 2
+        ax.text(
+            min(max(mid, lo), hi),
+            0.95,
+            text,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=9,
+            color=_OUTAGE,
+            weight="bold",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": _OUTAGE, "lw": 0.6},
+        )
     if xs:
         ax.scatter(xs, ys, s=7, color=colour, lw=0, zorder=3)
-        top = max(ys)
-        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     else:
         ax.text(
             0.5,
@@ -232,3 +307,61 @@ def _stream_panel(
             color="#888",
         )
         ax.set_yticks([])
+
+
+def _tcp_panel(
+    ax: Any, path: Path, info: Mapping[str, Any], ref: HandoffRef, lo: float, hi: float
+) -> None:
+    """Bytes the TCP connection delivered over time, and the summary's stall at this move."""
+    assert ref.t_move_ns is not None
+    t0 = ref.t_move_ns
+    ax.tick_params(labelsize=8)
+    ax.set_ylabel("delivered (kB)", fontsize=9)
+    ax.grid(True, axis="y", color="#dddddd", lw=0.6)
+    samples = load_tcp(path)
+    xs = [(t - t0) / 1e9 for t, _ in samples]
+    inside = [i for i, x in enumerate(xs) if lo <= x <= hi]
+    stall = ref.info.get("tcp_stall")
+    total = info.get("bytes")
+    whole = f", {total:,} bytes in the run" if isinstance(total, int) else ""
+    if not inside:
+        ax.set_title(f"tcp: bytes delivered{whole}", fontsize=10, loc="left")
+        why = "no samples" if not samples else "no sample in this window"
+        ax.text(0.5, 0.5, f"no data ({why})", transform=ax.transAxes, ha="center", color="#888")
+        ax.set_yticks([])
+        return
+    first, last = max(inside[0] - 1, 0), min(inside[-1] + 1, len(samples) - 1)
+    px = [xs[i] for i in range(first, last + 1)]
+    py = [samples[i][1] / 1000 for i in range(first, last + 1)]
+    ax.step(px, py, where="post", color="#2ca02c", lw=1.4, zorder=3)
+    ax.scatter(px, py, s=8, color="#2ca02c", lw=0, zorder=3)
+    low, high = min(py), max(py)
+    pad = (high - low) * 0.4 or 1.0
+    ax.set_ylim(low - pad * 0.1, high + pad)
+    if isinstance(stall, Mapping) and isinstance(stall.get("from_ns"), int):
+        x0 = (stall["from_ns"] - t0) / 1e9
+        x1 = (stall["to_ns"] - t0) / 1e9 if isinstance(stall.get("to_ns"), int) else hi
+        ax.axvspan(x0, x1, color=_STALL, alpha=0.15, lw=0, zorder=0)
+        text = f"stall {fmt_num(stall.get('ms'))} ms" + (
+            "" if stall.get("to_ns") else ", no resume"
+        )
+        mid = (max(x0, lo) + min(x1, hi)) / 2
+        ax.text(
+            min(max(mid, lo), hi),
+            0.95,
+            text,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=9,
+            color="#b35900",
+            weight="bold",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": _STALL, "lw": 0.6},
+        )
+        shown = f"stall {fmt_num(stall.get('ms'))} ms"
+    elif stall is None and "tcp_stall" in ref.info:
+        shown = "no stall measured"
+    else:
+        shown = "stall not in this summary"
+    ax.set_title(f"tcp: bytes delivered{whole}; {shown}", fontsize=10, loc="left")

@@ -11,7 +11,6 @@ import csv
 import functools
 import json
 import math
-from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,17 +71,19 @@ class Probe:
     def __len__(self) -> int:
         return len(self.seq)
 
-    def gap_around(self, t_move: int, t_next: int | None) -> tuple[int | None, int | None]:
-        """(receive time of the last packet sent before the move, of the first sent after).
 
-        Same definition as the runner's interruption metric, so the shaded span in the
-        timeline matches the number in the summary.
-        """
-        before = bisect_left(self.t_send, t_move)
-        end = len(self.t_send) if t_next is None else bisect_left(self.t_send, t_next)
-        last = max(self.t_recv[:before]) if before else None
-        first = min(self.t_recv[before:end]) if before < end else None
-        return last, first
+TCP_PROBE = "tcp"  # probes/tcp.csv: bytes delivered over time, not a packet stream
+
+
+def outage(handoff: Mapping[str, Any], stream: str) -> tuple[int | None, int | None] | None:
+    """The summary's own bounds of a stream's outage at a handoff: (receive time of the last
+    packet before, of the first after; None: never recovered), or None when the summary
+    does not record them (written before they were). The runner computes them
+    (``testbed.scenario.metrics.interruption``, the one definition of an outage)."""
+    bounds = (handoff.get("outage") or {}).get(stream)
+    if not isinstance(bounds, Mapping):
+        return None
+    return _as_int(bounds.get("last_before_ns")), _as_int(bounds.get("first_after_ns"))
 
 
 def load_probe(run_dir: Path | str, name: str) -> Probe | None:
@@ -129,9 +130,10 @@ def _load_probe(path_text: str, name: str, _mtime_ns: int, _size: int) -> Probe 
 
 def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
     """Streams named in the summary first (in its order), then any other probe files."""
-    names = [str(n) for n in (summary.get("streams") or {})]
+    names = [str(n) for n in (summary.get("streams") or {}) if n != TCP_PROBE]
     probes = Path(run_dir) / "probes"
     extra = sorted(p.stem for p in probes.glob("*.csv")) if probes.is_dir() else []
+    extra = [n for n in extra if n != TCP_PROBE]
     extra.sort(key=lambda n: (_STREAM_ORDER.index(n) if n in _STREAM_ORDER else 99, n))
     return names + [n for n in extra if n not in names]
 

@@ -103,7 +103,6 @@ def write_sample_run(
     run_dir: Path | str, *, down_recovers: bool = False, with_probes: bool = True
 ) -> Path:
     """Write ``summary.json``, ``events.jsonl`` and ``probes/*.csv`` into ``run_dir``."""
-    from testbed.results.rundata import load_probe  # the same gap logic as the figures
 
     run = Path(run_dir)
     (run / "probes").mkdir(parents=True, exist_ok=True)
@@ -126,15 +125,12 @@ def write_sample_run(
         worst: float | None = 0.0
         for stream in ("down", "up"):
             rows, _ = _probe_rows(stream, down_recovers)
-            probe = load_probe(run, stream) if with_probes else None
+            probe = metrics.load_stream(run / "probes", stream) if with_probes else None
             ms = None
-            if probe is not None:
-                last, first = probe.gap_around(t_move, t_next)
-                ms = (
-                    round((first - last) / 1e6, 1)
-                    if last is not None and first is not None
-                    else None
-                )
+            if probe is not None:  # the runner's definition of an outage, and its bounds
+                result = metrics.interruption(probe, t_move, t_next)
+                ms = None if result.ms is None else round(result.ms, 1)
+                entry.setdefault("outage", {})[stream] = metrics.outage_bounds(result)
             entry[f"interruption_{stream}_ms"] = ms
             window_end = (t_next or T0 + DURATION_MS * MS) - t_move
             lost = sum(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any
 
 from testbed.scenario import metrics
@@ -55,6 +54,8 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
                 "lost_down": down.lost if down else None,
                 "lost_up": up.lost if up else None,
                 "phases_ms": dict(sorted(phases.items(), key=lambda kv: kv[1])),
+                # the bounds of each stream's outage, which the timeline draws
+                "outage": {name: metrics.outage_bounds(r) for name, r in per_stream.items()},
                 "run": record.index,
             }
         )
@@ -94,18 +95,18 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
         "move_times_ns": [m["t_ns"] for m in moves],
     }
     if spec.probes is not None and spec.probes.tcp:
-        result["tcp"] = tcp_metrics(probes_dir / "tcp.csv", events, moves)
+        samples = metrics.load_tcp(probes_dir / "tcp.csv")
+        result["tcp"] = tcp_metrics(samples, events, moves)
+        for i, handoff in enumerate(handoffs):
+            t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
+            handoff["tcp_stall"] = metrics.tcp_stall(samples, handoff["t_ns"], t_next)
     return result
 
 
-def tcp_metrics(path: Path, events: list[dict[str, Any]], moves: list[dict]) -> dict[str, Any]:
+def tcp_metrics(
+    samples: list[tuple[int, int]], events: list[dict[str, Any]], moves: list[dict]
+) -> dict[str, Any]:
     """Did the TCP connection survive? Errors, bytes, the longest stall, progress at the end."""
-    samples: list[tuple[int, int]] = []
-    if path.exists():
-        for line in path.read_text().splitlines()[1:]:
-            parts = line.split(",")
-            if len(parts) == 2 and all(p.isdigit() for p in parts):
-                samples.append((int(parts[0]), int(parts[1])))
     stall = 0
     last_progress = samples[0][0] if samples else 0
     previous = samples[0][1] if samples else 0

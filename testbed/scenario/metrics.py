@@ -4,6 +4,10 @@ Interruption of a stream at a move: from the receive time of the last packet sen
 the move to the receive time of the first packet sent after it (None if none arrives
 before the next move or the end). Packets lost: sequence numbers missing in between.
 Phases: time from the move to the first occurrence of each phase event of the handoff.
+
+This is the only definition of an outage in the code base: the summary records each
+stream's bounds (``outage``: the last packet before, the first after) and the figures draw
+those, so a picture and the number beside it cannot disagree.
 """
 
 from __future__ import annotations
@@ -111,6 +115,70 @@ def interruption(
     last_seq = stream.seq[start - 1] if start else stream.seq[before - 1]
     upto = stream.attempted if t_next is None else min(stream.attempted, stream.seq_at(t_next))
     return Interruption(None, max(0, upto - last_seq - 1), last_before, None)
+
+
+def outage_bounds(result: Interruption) -> dict[str, int | None]:
+    """What a handoff records of a stream's outage, for the figures to draw."""
+    return {"last_before_ns": result.last_before_ns, "first_after_ns": result.first_after_ns}
+
+
+def load_tcp(path: Path) -> list[tuple[int, int]]:
+    """The TCP probe's samples ``(t_ns, bytes delivered so far)`` in time order."""
+    samples: list[tuple[int, int]] = []
+    try:
+        lines = path.read_text().splitlines()[1:]
+    except OSError:
+        return samples
+    for line in lines:
+        parts = line.split(",")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            samples.append((int(parts[0]), int(parts[1])))
+    samples.sort()
+    return samples
+
+
+def tcp_stall(
+    samples: Sequence[tuple[int, int]], t_move: int, t_next: int | None
+) -> dict[str, Any] | None:
+    """The longest stretch without progress of the TCP connection that overlaps the move's
+    window ``[t_move, t_next)``: from the last sample that showed progress to the next one
+    (``to_ns`` None: it never progressed again before the window ended). None without
+    samples in or before the window."""
+    progress: list[int] = []
+    previous = None
+    for t_ns, total in samples:
+        if previous is None or total > previous:
+            progress.append(t_ns)
+            previous = total
+    if not progress or progress[0] >= (t_next if t_next is not None else 1 << 63):
+        return None
+    best: tuple[int, int | None] | None = None
+    for i, start in enumerate(progress):
+        end = progress[i + 1] if i + 1 < len(progress) else None
+        if end is not None and end <= t_move:
+            continue
+        if t_next is not None and start >= t_next:
+            break
+        if end is None:
+            last = samples[-1][0] if t_next is None else min(samples[-1][0], t_next)
+            if last > start and (best is None or last - start > _span(best)):
+                best = (start, None)
+            break
+        if best is None or end - start > _span(best):
+            best = (start, end)
+    if best is None:
+        return None
+    end_ns = best[1]
+    stop = end_ns if end_ns is not None else (samples[-1][0] if t_next is None else t_next)
+    return {
+        "from_ns": best[0],
+        "to_ns": end_ns,
+        "ms": round((stop - best[0]) / 1e6, 1),
+    }
+
+
+def _span(best: tuple[int, int | None]) -> int:
+    return (best[1] - best[0]) if best[1] is not None else 1 << 62
 
 
 def lost_before(stream: Stream, t_ns: int) -> int:

@@ -10,11 +10,13 @@ import pytest
 import yaml
 
 from testbed.results import figure
+from testbed.results.figure import overlapping_texts
 from testbed.results.ladder import build_ladder
-from testbed.results.plots import ladder, probe_timeline, topology_diagram
-from testbed.results.rundata import load_events, load_probe, resolve_handoff
+from testbed.results.plots import ladder, probe_timeline, timeline_figure, topology_diagram
+from testbed.results.rundata import load_events, resolve_handoff
 from testbed.results.sample import MS, T0, write_sample_run
 from testbed.results.topology import plan_like
+from testbed.scenario import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +46,7 @@ def test_timeline_and_ladder_for_each_handoff(run: Path, tmp_path: Path, index: 
     timeline = probe_timeline(run, index, tmp_path / f"t{index}.png")
     lad = ladder(run, index, tmp_path / f"l{index}.png")
     width, height = png_size(timeline, 20_000)
-    assert width == 1000 and height > 400
+    assert width == 1260 and height > 400
     png_size(lad, 20_000)
 
 
@@ -101,14 +103,64 @@ def test_move_time_falls_back_to_events(tmp_path: Path) -> None:
     assert resolve_handoff({}, [], 0).t_move_ns is None
 
 
-def test_probe_gap_matches_summary(run: Path) -> None:
+def test_timeline_draws_the_summarys_own_outage(run: Path) -> None:
+    """One definition of an outage: the shaded span is the summary's recorded bounds, and
+    the number on it the summary's interruption (issue 17, item 2)."""
     summary = json.loads((run / "summary.json").read_text())
     h = summary["handoffs"][0]
-    probe = load_probe(run, "up")
-    assert probe is not None
-    last, first = probe.gap_around(h["t_ns"], summary["handoffs"][1]["t_ns"])
-    assert last is not None and first is not None
+    last, first = h["outage"]["up"]["last_before_ns"], h["outage"]["up"]["first_after_ns"]
     assert (first - last) / 1e6 == pytest.approx(h["interruption_up_ms"], abs=0.1)
+    fig = timeline_figure(run, 0)
+    up = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("up"))
+    spans = [p for p in up.patches if p.get_width() > 0]
+    assert len(spans) == 1
+    x0 = spans[0].get_x()
+    assert x0 == pytest.approx((last - h["t_ns"]) / 1e9)
+    assert x0 + spans[0].get_width() == pytest.approx((first - h["t_ns"]) / 1e9)
+    texts = [t.get_text() for t in up.texts]
+    assert f"{h['interruption_up_ms']:g} ms" in texts
+    assert not overlapping_texts(fig)
+
+
+def test_timeline_without_recorded_bounds_draws_no_span(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    for h in summary["handoffs"]:
+        h.pop("outage")
+    (run / "summary.json").write_text(json.dumps(summary))
+    fig = timeline_figure(run, 0)
+    up = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("up"))
+    assert not [p for p in up.patches if p.get_width() > 0]
+    assert "not drawn" in up.get_title(loc="left")
+
+
+def test_timeline_labels_never_overlap(run: Path) -> None:
+    """Phases a fraction of a millisecond apart stack their numbers; the names are in the
+    key beside the plots."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary["handoffs"][0]["phases_ms"] = {f"phase_{i}": 0.1 * i for i in range(14)}
+    (run / "summary.json").write_text(json.dumps(summary))
+    fig = timeline_figure(run, 0)
+    assert not overlapping_texts(fig)
+    keyed = [t.get_text() for t in fig.texts]
+    assert any("phase_13 +1.3 ms" in t for t in keyed)
+
+
+def test_tcp_panel_shows_bytes_and_the_summarys_stall(run: Path) -> None:
+    t0 = json.loads((run / "summary.json").read_text())["handoffs"][0]["t_ns"]
+    rows = [(t0 + (i - 10) * 50 * MS, 5000 * min(i, 12) + 5000 * max(0, i - 20)) for i in range(40)]
+    (run / "probes" / "tcp.csv").write_text("t_ns,bytes\n" + "".join(f"{t},{b}\n" for t, b in rows))
+    samples = metrics.load_tcp(run / "probes" / "tcp.csv")
+    stall = metrics.tcp_stall(samples, t0, None)
+    assert stall == {"from_ns": t0 + 100 * MS, "to_ns": t0 + 550 * MS, "ms": 450.0}
+    summary = json.loads((run / "summary.json").read_text())
+    summary["handoffs"][0]["tcp_stall"] = stall
+    summary["tcp"] = {"bytes": rows[-1][1]}
+    (run / "summary.json").write_text(json.dumps(summary))
+    fig = timeline_figure(run, 0)
+    tcp = next(ax for ax in fig.axes if ax.get_title(loc="left").startswith("tcp"))
+    assert "stall 450 ms" in tcp.get_title(loc="left")
+    assert tcp.lines and "no data" not in " ".join(t.get_text() for t in tcp.texts)
+    assert not overlapping_texts(fig)
 
 
 def ev(t_ms: float, node: str, event: str, **fields: object) -> dict:
