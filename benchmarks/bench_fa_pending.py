@@ -12,13 +12,15 @@ cancels is re-armed or cancelled here too), until nothing is pending. Prints per
 - relay: seconds to take the N requests;
 - expiry: seconds to expire them (the core alone, no sockets), and per entry;
 - timers: how many timers the driver would hold at the peak;
-- the limits in force and how many requests they refused (``--max-pending 0``: no limit).
+- with ``--max-pending N``, how many requests the total limit evicted (the oldest make room
+  for new ones; the default 0: no limit, as before the fix).
 
 Before issue 20 every pending request had a timer of its own that the core found by scanning
 all pending requests, and its timeout scanned them again (quadratic). Measured here (2 cores,
 Python 3.11, no limit): 2k, 4k, 8k, 20k entries expired in 0.092, 0.332, 1.33, 10.4 s with
 one driver timer each; now 0.019, 0.032, 0.16, 0.50 s (10-25 us each, a 78 built per entry)
-with one timer. With the default limit (``--max-pending 4096``) at most 4096 are pending.
+with one timer. With the agent's default limit (``--max-pending 4096``) at most 4096 are
+pending: 20k requests leave 4096 to expire, in 0.07 s.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def run(n: int, max_pending: int | None, seed: int) -> dict:
     return {
         "n": n,
         "pending": pending,
-        "refused": n - pending,
+        "dropped": n - pending,
         "relay_s": relay,
         "expiry_s": expiry,
         "timers": timers.peak,
@@ -125,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.max_pending or None
     print(f"python {platform.python_version()}, {platform.machine()}; max_pending={limit}")
     print(
-        f"{'N':>7} {'pending':>8} {'refused':>8} {'relay s':>9} {'expiry s':>9} "
+        f"{'N':>7} {'pending':>8} {'evicted':>8} {'relay s':>9} {'expiry s':>9} "
         f"{'us/entry':>9} {'timers':>7}"
     )
     for n in (int(s) for s in args.sizes.split(",")):
         r = run(n, limit, args.seed)
         per = r["expiry_s"] / max(r["pending"], 1) * 1e6
         print(
-            f"{r['n']:>7} {r['pending']:>8} {r['refused']:>8} {r['relay_s']:>9.3f} "
+            f"{r['n']:>7} {r['pending']:>8} {r['dropped']:>8} {r['relay_s']:>9.3f} "
             f"{r['expiry_s']:>9.3f} {per:>9.1f} {r['timers']:>7}"
         )
     return 0

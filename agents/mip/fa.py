@@ -40,14 +40,21 @@ expiry order, and one timer (``fa.pending``) armed at the oldest one's deadline 
 from the front: O(1) per request, one driver timer however many are pending (before, a timer
 each, found by scanning every pending request by name and scanned again for a newer one from
 the same mobile node: quadratic, 20k requests took 10 s to expire). A count per home address
-answers "is a newer one pending" without a scan. Limits, answered with 66 (insufficient
-resources, RFC 5944 3.4) and a ``pending_limit`` event: ``max_pending_per_home`` requests
-pending for one home address (a mobile node's own retransmissions within ``pending_timeout``
-are at most 5 with the default back-off), ``max_pending`` in all. A request for the home
-address of a current visitor is never refused for the total: it takes the place of the oldest
-pending request (``request_evicted``), so a flood of new home addresses cannot stop registered
-mobile nodes from renewing or deregistering; new mobile nodes are refused while more than
-``max_pending`` unanswered requests arrive per ``pending_timeout``.
+answers "is a newer one pending" without a scan. Two limits:
+
+- ``max_pending_per_home``: a request for a home address that already has that many pending
+  is refused with 66 (insufficient resources, RFC 5944 3.4) and a ``pending_limit`` event. A
+  mobile node's own retransmissions within ``pending_timeout`` are at most 5 with the default
+  back-off (0.25 s doubling), so only a sender that makes up requests reaches 8.
+- ``max_pending`` in all: when it is reached, a new request takes the place of the oldest
+  pending one (``request_evicted``; the evicted one gets no reply, like a lost packet, and its
+  mobile node retransmits), as a SYN cache does. Refusing new requests instead would let a
+  flood of made-up home addresses (one sender, any rate above ``max_pending`` per
+  ``pending_timeout``) keep every new mobile node out for as long as it lasts, and answer
+  every flood packet with a 66 to whatever source it claimed; evicting the oldest keeps a
+  genuine request pending for as long as ``max_pending`` newer ones take to arrive (4096 at
+  the 2.2k/s of issue 20: ~1.9 s, far more than a home agent's round trip), and the flood's
+  entries, the oldest, go first.
 
 Events: ``request_relayed``, ``request_superseded``, ``reply_relayed``,
 ``registration_denied``, ``visitor_added``, ``visitor_updated``, ``visitor_removed``,
@@ -124,9 +131,10 @@ class FaConfig:
     Flags advertised: R ``registration_required``, B ``busy``, T ``reverse_tunneling``, U
     ``udp_tunnelling`` (advertised only; UDP tunnelling is between mobile node and home agent
     here). ``mn_sas``: MN-FA SAs by home address; ``ha_sas``: FA-HA SAs by home agent address.
-    ``challenge``: include RFC 3012 challenges and require them back. ``max_pending`` /
-    ``max_pending_per_home``: pending requests in all / for one home address before 66
-    (``None``: no limit; see the module docstring).
+    ``challenge``: include RFC 3012 challenges and require them back. ``max_pending``:
+    pending requests in all before the oldest makes room for a new one;
+    ``max_pending_per_home``: pending requests for one home address before 66 (``None``: no
+    limit; see the module docstring).
     """
 
     care_of_address: str
@@ -379,10 +387,8 @@ class ForeignAgent:
                 return self._refuse("per_home", limit, home_count, req, src, src_port, iface)
             limit = cfg.max_pending
             if limit is not None and len(self._pending) >= limit:
-                if req.home_address not in self.visitors or not self._pending:
-                    return self._refuse(
-                        "total", limit, len(self._pending), req, src, src_port, iface
-                    )
+                if not self._pending:  # max_pending 0
+                    return self._refuse("total", limit, 0, req, src, src_port, iface)
                 oldest = next(iter(self._pending.values()))
                 self._forget(oldest)
                 self.counters["pending_evicted"] += 1

@@ -91,7 +91,9 @@ class FaFile(_Strict):
         0.05, ge=0, description="answer solicitations at most this often (s)"
     )
     max_pending: int | None = Field(
-        4096, ge=0, description="pending requests in all before 66 (none: no limit)"
+        4096,
+        ge=1,
+        description="pending requests in all; a new one then evicts the oldest (none: no limit)",
     )
     max_pending_per_home: int | None = Field(
         8, ge=1, description="pending requests for one home address before 66 (none: no limit)"
