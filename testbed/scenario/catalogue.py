@@ -88,7 +88,7 @@ AGENT_EVENTS: dict[str, str] = {
     "home_agent_changed": "the MN took the home agent a reply named",
     "keepalive_sent": "the MN sent an RFC 3519 keepalive",
     "shutdown": "the MN's core is shutting down (deregisters)",
-    # mobile node, VPN and boundary (agents/runtime/vpn.py, proxyboundary, dualboundary)
+    # mobile node, VPN and boundary (agents/mip/boundary.py, agents/runtime/vpn.py)
     "boundary_probe": "the MN tried both ways at once (direct registration and the gateway)",
     "boundary_decision": "the MN decided inside or outside (inside, reason)",
     "home_agent_probe": "the MN's probe of the home agent was answered or not",
@@ -97,6 +97,7 @@ AGENT_EVENTS: dict[str, str] = {
     "vpn_path_dead": "outside, echoes through the tunnel went unanswered: a new IKE SA",
     "vpn_tunnel_lost": "outside, the IPsec tunnel went without a move: it is brought back",
     "vpn_initiate_failed": "bringing up the IPsec tunnel failed",
+    "vpn_retry": "the IPsec tunnel's initiation is retried (attempt, delay_ms, error)",
     "vpn_terminate_failed": "closing the IPsec tunnel failed",
     "external_registration": "dual MIP: the registration with the external HA was accepted",
     # home agent (agents/mip/ha.py)
