@@ -88,8 +88,9 @@ def text_boxes(fig: Figure) -> list[tuple[Any, Bbox]]:
         for axis in (ax.xaxis, ax.yaxis):
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
                 ticks.update({id(tick.label1), id(tick.label2)})
-            for tick in axis._update_ticks():  # what Axis.draw draws
-                drawn.update({id(tick.label1), id(tick.label2)})
+            if ax.axison and axis.get_visible():
+                for tick in axis._update_ticks():  # what Axis.draw draws
+                    drawn.update({id(tick.label1), id(tick.label2)})
     out = []
     for text in fig.findobj(Text):
         if not text.get_visible() or not text.get_text().strip():
@@ -117,6 +118,21 @@ def overlapping_texts(fig: Figure, tolerance_px: float = 0.5) -> list[tuple[str,
             if w > tolerance_px and h > tolerance_px:
                 pairs.append((a.get_text(), b.get_text()))
     return pairs
+
+
+def lines_through_texts(fig: Figure) -> list[str]:
+    """Texts of ``fig`` that a drawn line (not a marker) passes through."""
+    boxes = text_boxes(fig)
+    hit = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_linestyle() in ("None", "", " ") or len(line.get_xdata()) < 2:
+                continue
+            path = line.get_transform().transform_path(line.get_path())
+            for text, box in boxes:
+                if path.intersects_bbox(box, filled=False):
+                    hit.append(text.get_text())
+    return hit
 
 
 P = ParamSpec("P")

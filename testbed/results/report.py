@@ -20,11 +20,13 @@ from testbed.results.rundata import (
     handoffs,
     load_events,
     load_summary,
+    mobile_node,
     resolve_handoff,
     stream_fields,
     stream_names,
 )
 from testbed.results.tables import Table, to_html, to_markdown, to_text
+from testbed.results.topology import Visit
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,26 @@ def _find_topology(run_dir: Path, summary: Mapping[str, Any]) -> Any:
     return None
 
 
+def mobile_path(summary: Mapping[str, Any], events: list[dict]) -> list[Visit]:
+    """The mobile node's moves in the first repetition, each with the mode it ended in and
+    the address it was given there (from the events: the DHCP server's answer)."""
+    mobile = mobile_node(summary)
+    moves = [h for h in handoffs(summary) if not h.get("run")]
+    visits = []
+    for i, h in enumerate(moves):
+        t0 = h.get("t_ns")
+        t1 = moves[i + 1].get("t_ns") if i + 1 < len(moves) else None
+        address = None
+        if isinstance(t0, int):
+            for e in events:
+                in_window = t0 <= e["t_ns"] and (t1 is None or e["t_ns"] < t1)
+                if in_window and e.get("node") == mobile and e.get("event") == "dhcp_ack":
+                    address = e.get("address")
+        note = ", ".join(str(x) for x in (h.get("mode"), address) if x)
+        visits.append(Visit(i + 1, str(h.get("to")), note))
+    return visits
+
+
 def _figure(run_dir: Path, name: str, draw: Any, *args: Any) -> str | None:
     """Draw one figure; returns its path relative to the run directory, or None."""
     out = run_dir / FIGURES / name
@@ -271,11 +293,17 @@ def _blocks(run_dir: Path, summary: dict[str, Any], figures: bool) -> list[_Bloc
     if not figures:
         return blocks
     topo = _find_topology(run_dir, summary)
+    events = load_events(run_dir, summary)
     if topo:
-        img = _figure(run_dir, "topology.png", topology_diagram, topo)
+        name = topo.get("name") if isinstance(topo, Mapping) else None
+        if not name and isinstance(summary.get("topology"), str):
+            name = Path(summary["topology"]).stem  # a plan.json from before it had the name
+        path = mobile_path(summary, events)
+        mobile = mobile_node(summary)
+        draw = lambda out: topology_diagram(topo, out, name, path, mobile)  # noqa: E731
+        img = _figure(run_dir, "topology.png", draw)
         if img:
             blocks += [_Block("h2", "Topology"), _Block("img", img)]
-    events = load_events(run_dir, summary)
     has_streams = bool(stream_names(run_dir, summary))
     for h in rows:
         ref = resolve_handoff(summary, events, h)

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from matplotlib.colors import to_hex
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 
 from testbed.results import figure
-from testbed.results.figure import overlapping_texts
+from testbed.results.figure import lines_through_texts, overlapping_texts
 from testbed.results.ladder import build_ladder
 from testbed.results.plots import ladder, probe_timeline, timeline_figure, topology_diagram
 from testbed.results.rundata import load_events, resolve_handoff
 from testbed.results.sample import MS, T0, write_sample_run
-from testbed.results.topology import plan_like
+from testbed.results.topology import Visit, plan_like, topology_figure
 from testbed.scenario import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +247,49 @@ def test_topology_from_a_loaded_plan(tmp_path: Path) -> None:
     like = plan_like(plan)
     assert like["nodes"]["core"]["links"] == ["home", "office", "backbone"]
     assert like["networks"]["public"] == {"subnet": "203.0.113.0/24", "trust": "untrusted"}
+    assert like["name"] == "enterprise"
+    assert like["nodes"]["fw"]["interfaces"][1] == {
+        "network": "dmz",
+        "name": "eth1",
+        "address": "192.0.2.1/24",
+        "egress_delay_ms": 1.0,
+        "ingress_delay_ms": 1.0,
+    }
     png_size(topology_diagram(plan, tmp_path / "p.png"), 20_000)
+
+
+@pytest.mark.parametrize("name", ["enterprise", "mip-nat", "vpn-roaming"])
+def test_topology_reads_clearly(name: str) -> None:
+    """Issue 17, item 3: addresses on interfaces, zones as declared with the legend of
+    those used, the topology's name as title, the MN's moves on it, no label overlapping
+    another or crossed by a line."""
+    from testbed.topology import load_topology
+
+    plan = load_topology(ROOT / "topologies" / f"{name}.yaml")
+    nets = list(plan.networks)
+    moves = [Visit(1, nets[-1], "c, 203.0.113.100"), Visit(2, nets[0], "home")]
+    fig = topology_figure(plan, path=moves)
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert name in texts  # the title
+    for iface in plan.interfaces():
+        if iface.ip is not None:
+            assert str(iface.ip) in texts
+    zones = {n.trust for n in plan.networks.values()}
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert legend == zones | {"mn's moves, in order"}
+    assert "2" in texts and "1" in texts  # the badges
+    assert any(t.startswith(f"mn's moves: 1 → {nets[-1]} (c, 203.0.113.100)") for t in texts)
+    assert not overlapping_texts(fig)
+    assert not lines_through_texts(fig)
+
+
+def test_topology_zone_defaults_as_the_model_does() -> None:
+    """A network that declares no trust is untrusted (the model's default), not grey."""
+    raw = {"name": "t", "networks": {"a": {"subnet": "10.0.0.0/24"}}, "nodes": {}}
+    assert plan_like(raw)["networks"]["a"]["trust"] == "untrusted"
+    fig = topology_figure(raw)
+    bar = next(p for p in fig.axes[0].patches if isinstance(p, Rectangle))
+    assert to_hex(bar.get_facecolor()) == figure.TRUST_COLOURS["untrusted"][0]
 
 
 @pytest.mark.parametrize("plan", [{}, {"networks": {}, "nodes": {}}, None])
