@@ -20,6 +20,7 @@ __all__ = [
     "CancelTimer",
     "Event",
     "GratuitousArp",
+    "Neighbour",
     "ProxyArp",
     "Route",
     "Send",
@@ -130,6 +131,17 @@ class GratuitousArp:
 
 
 @dataclass(frozen=True, slots=True)
+class Neighbour:
+    """Enter ``address`` at link-layer address ``mac`` on ``iface`` as a neighbour (replacing
+    what is there): a foreign agent's visitor, whose MAC came with its Registration Request
+    (RFC 5944 section 4.6). Carried out before any ``Send`` of the same batch."""
+
+    address: str
+    mac: str
+    iface: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Add/remove a route: ``prefix`` (e.g. ``"10.1.0.7/32"`` or ``"0.0.0.0/0"``) via ``via``
     (``None``: on-link) out of ``iface``. A foreign agent uses it for its visitors' host routes,
@@ -142,7 +154,16 @@ class Route:
 
 
 Action = Union[  # noqa: UP007
-    Send, SetTimer, CancelTimer, Event, TunnelUp, TunnelDown, ProxyArp, GratuitousArp, Route
+    Send,
+    SetTimer,
+    CancelTimer,
+    Event,
+    TunnelUp,
+    TunnelDown,
+    ProxyArp,
+    GratuitousArp,
+    Neighbour,
+    Route,
 ]
 
 

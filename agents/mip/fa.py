@@ -56,6 +56,20 @@ answers "is a newer one pending" without a scan. Two limits:
   the 2.2k/s of issue 20: ~1.9 s, far more than a home agent's round trip), and the flood's
   entries, the oldest, go first.
 
+Link-layer sources (RFC 5944 4.6): a visitor's home address is not on the visited link, the
+FA must not ARP for it, so it takes the mobile node's MAC from its Registration Request. The
+driver reads requests from a packet socket too and asks ``handle_link_request`` whether one
+may enter its source as a neighbour (a ``Neighbour`` action); before issue 20 any datagram to
+port 434 did, a spoofed one-byte frame included, so anyone on the link could point the FA's
+entry for any address at their own MAC. Now only a request that parses, sent to one of our
+addresses on an advertising interface, registering our care-of address (D clear), whose IP
+source is its home address (the address learned) and passes MN-FA authentication where that
+is required; never an address that is not one remote host's (loopback, multicast, broadcast,
+unspecified, reserved), one of ours, or one on a served link (those answer ARP; learning them
+would let a sender redirect what the FA sends to its router), nor a multicast MAC. A current
+visitor's entry changes only when the home agent accepts a registration that came from the
+new MAC (the accepted request's frame; two MACs for one request: neither).
+
 Events: ``request_relayed``, ``request_superseded``, ``reply_relayed``,
 ``registration_denied``, ``visitor_added``, ``visitor_updated``, ``visitor_removed``,
 ``visitor_expired``, ``message_dropped``, ``pending_limit``, ``request_evicted``.
@@ -63,7 +77,9 @@ Events: ``request_relayed``, ``request_superseded``, ``reply_relayed``,
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +88,7 @@ from agents.mip.actions import (
     Action,
     CancelTimer,
     Event,
+    Neighbour,
     Route,
     Send,
     SetTimer,
@@ -92,7 +109,7 @@ from agents.mip.constants import (
 from agents.mip.errors import MalformedMessage, UnknownExtension
 from agents.mip.extensions import AuthExtension, ChallengeExtension
 from agents.mip.icmp import AgentSolicitation, decode_icmp
-from agents.mip.ipv4 import aton
+from agents.mip.ipv4 import aton, not_unicast
 from agents.mip.messages import (
     REPLY,
     RegistrationReply,
@@ -105,6 +122,15 @@ __all__ = ["FaConfig", "FaInterface", "ForeignAgent", "Visitor"]
 
 _M32 = 0xFFFFFFFF
 T_PENDING = "fa.pending"  # the one timer of every pending request (the oldest one's deadline)
+
+
+def _multicast_mac(mac: str) -> bool:
+    """A group (multicast or broadcast) link-layer address: the I/G bit of its first octet;
+    an unreadable one counts as such."""
+    try:
+        return bool(int(mac[:2], 16) & 1) or mac == "00:00:00:00:00:00"
+    except ValueError:
+        return True
 
 
 def _default_challenge() -> bytes:
@@ -234,6 +260,15 @@ class ForeignAgent:
         self._pending_per_home: dict[str, int] = {}
         self._pending_timer: float | None = None  # when fa.pending is armed for
         self.visitors: dict[str, Visitor] = {}
+        # link-layer learning (module docstring)
+        self._own = {config.care_of_address, *(i.address for i in config.interfaces)}
+        self._links = [
+            ipaddress.IPv4Network(f"{i.address}/{i.prefix_len}", strict=False)
+            for i in config.interfaces
+        ]
+        self._visitor_macs: dict[str, str] = {}  # home address -> MAC of its accepted request
+        # (home address, low Identification) -> MAC its request came from ("" for two MACs)
+        self._request_macs: OrderedDict[tuple[str, int], str] = OrderedDict()
         self.counters: dict[str, int] = {
             "requests": 0,
             "relayed": 0,
@@ -242,6 +277,8 @@ class ForeignAgent:
             "dropped": 0,
             "pending_refused": 0,
             "pending_evicted": 0,
+            "link_learned": 0,
+            "link_ignored": 0,
         }
         self.advertiser = Advertiser(
             [
@@ -303,6 +340,72 @@ class ForeignAgent:
             return self._on_reply(payload, src, now)
         return self._drop(f"message type {t} not for a foreign agent", src)
 
+    def handle_link_request(
+        self, payload: bytes, src: str, dst: str, mac: str, iface: str, now: float
+    ) -> list[Action]:
+        """A UDP-434 datagram seen at the link layer: IP source ``src`` and destination
+        ``dst``, from link-layer address ``mac`` on ``iface``. Returns ``[Neighbour]`` when
+        its source may be entered at ``mac`` (module docstring), else nothing; the datagram
+        itself is handled (and counted) when it comes through ``handle_datagram``."""
+        if self._link_source(payload, src, dst, mac, iface):
+            pinned = self._visitor_macs.get(src)
+            if pinned is None or pinned == mac:
+                self.counters["link_learned"] += 1
+                return [Neighbour(src, mac, iface)]
+        self.counters["link_ignored"] += 1
+        return []
+
+    def _link_source(self, payload: bytes, src: str, dst: str, mac: str, iface: str) -> bool:
+        if iface not in self._ifaces or dst not in self._own or payload[:1] != b"\x01":
+            return False
+        if _multicast_mac(mac):
+            return False
+        try:
+            req = decode_request(payload)
+        except MalformedMessage:
+            return False
+        if (
+            src != req.home_address
+            or req.flags & RequestFlag.D
+            or req.care_of_address != self.config.care_of_address
+            or not_unicast(src) is not None
+            or src in self._own
+        ):
+            return False
+        address = ipaddress.IPv4Address(src)
+        if any(address in link for link in self._links):
+            return False
+        if self._mn_fa_failure(req, payload) is not None:
+            return False
+        key = (src, req.identification & _M32)
+        seen = self._request_macs.get(key)
+        self._request_macs[key] = mac if seen in (None, mac) else ""
+        self._request_macs.move_to_end(key)
+        while len(self._request_macs) > max(1024, self.config.max_pending or 0):
+            self._request_macs.popitem(last=False)
+        return True
+
+    def _mn_fa_failure(self, req: RegistrationRequest, payload: bytes) -> str | None:
+        """Why ``req`` fails MN-FA authentication (RFC 5944 3.7.2.1: an SA with its home
+        address, or ``require_mn_auth``), ``None`` when it passes or none is required."""
+        cfg = self.config
+        mn_sa = cfg.mn_sas.get(req.home_address)
+        if mn_sa is None and not cfg.require_mn_auth:
+            return None
+        after = req.extensions
+        for i, ext in enumerate(after):
+            if ext.type == ExtType.MN_HA_AUTH:
+                after = after[i + 1 :]
+                break
+        else:
+            after = []
+        mnfa = next((e for e in after if e.type == ExtType.MN_FA_AUTH), None)
+        if not isinstance(mnfa, AuthExtension) or mn_sa is None or mnfa.spi != mn_sa.spi:
+            return "MN-FA authentication"
+        if not mn_sa.verify_extension(payload, mnfa):
+            return "bad MN-FA authenticator"
+        return None
+
     # -- requests from mobile nodes --------------------------------------------------------
 
     def _on_request(
@@ -322,21 +425,15 @@ class ForeignAgent:
         cfg = self.config
         exts = req.extensions
         mnha_end = None
-        after: list = []
-        for i, ext in enumerate(exts):
+        for ext in exts:
             if ext.type == ExtType.MN_HA_AUTH:
                 mnha_end = ext.offset + 2 + 4 + len(ext.authenticator or b"")  # type: ignore[union-attr]
-                after = exts[i + 1 :]
                 break
 
         # 67: MN-FA authentication (RFC 5944 3.7.2.1), over everything before its SPI.
-        mn_sa = cfg.mn_sas.get(req.home_address)
-        if mn_sa is not None or cfg.require_mn_auth:
-            mnfa = next((e for e in after if e.type == ExtType.MN_FA_AUTH), None)
-            if not isinstance(mnfa, AuthExtension) or mn_sa is None or mnfa.spi != mn_sa.spi:
-                return self._deny(67, req, src, src_port, iface, "MN-FA authentication")
-            if not mn_sa.verify_extension(payload, mnfa):
-                return self._deny(67, req, src, src_port, iface, "bad MN-FA authenticator")
+        failure = self._mn_fa_failure(req, payload)
+        if failure is not None:
+            return self._deny(67, req, src, src_port, iface, failure)
 
         # 104-106: RFC 3012 challenges.
         if cfg.challenge:
@@ -528,6 +625,13 @@ class ForeignAgent:
             v.iface,
             v.reverse,
         )
+        mac = self._request_macs.pop(p.key, None)
+        if mac and p.iface is not None:
+            # The home agent accepted the request that came from this MAC: it is the mobile
+            # node's now, even if a (forged) request from another one was seen before.
+            if self._visitor_macs.get(p.home_address) not in (None, mac):
+                actions.append(Neighbour(p.home_address, mac, p.iface))
+            self._visitor_macs[p.home_address] = mac
         if same:
             actions.append(Event("visitor_updated", v.to_dict()))
             return actions
@@ -559,6 +663,7 @@ class ForeignAgent:
 
     def _remove_visitor(self, v: Visitor, event: str) -> list[Action]:
         del self.visitors[v.home_address]
+        self._visitor_macs.pop(v.home_address, None)
         return [
             CancelTimer(f"fa.visitor.{v.home_address}"),
             *self._data_plane_down(v),

@@ -13,6 +13,7 @@ __all__ = [
     "build_ipv4",
     "icmp_echo_request",
     "internet_checksum",
+    "not_unicast",
     "ntoa",
     "parse_ipv4",
 ]
@@ -27,6 +28,28 @@ def aton(address: str) -> bytes:
     if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
         raise ValueError(f"not an IPv4 address: {address!r}")
     return bytes(int(p) for p in parts)
+
+
+def not_unicast(address: str) -> str | None:
+    """Why ``address`` is no single remote host's address, or ``None`` when it is one:
+    "unspecified" (0.0.0.0/8, RFC 1122 "this network"), "loopback" (127/8), "multicast"
+    (224/4), "broadcast" (255.255.255.255) or "reserved" (240/4); ``"invalid"`` when it is
+    not a dotted quad at all."""
+    try:
+        first = aton(address)[0]
+    except ValueError:
+        return "invalid"
+    if first == 0:
+        return "unspecified"
+    if first == 127:
+        return "loopback"
+    if 224 <= first <= 239:
+        return "multicast"
+    if address == "255.255.255.255":
+        return "broadcast"
+    if first >= 240:
+        return "reserved"
+    return None
 
 
 def internet_checksum(data: bytes | bytearray) -> int:

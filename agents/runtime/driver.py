@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agents.mip.actions import Action, CancelTimer, Event, Send, SetTimer
+from agents.mip.actions import Action, CancelTimer, Event, Neighbour, Send, SetTimer
 from agents.mip.constants import MIP_PORT
 from mipbase.events import EventWriter
 
@@ -60,6 +60,10 @@ class DataPlane(Protocol):
 def _pktinfo(ifindex: int, src: str | None) -> list[tuple[int, int, bytes]]:
     spec = socket.inet_aton(src) if src else bytes(4)
     return [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(ifindex, spec, bytes(4)))]
+
+
+def _send_order(action: Action) -> int:
+    return 0 if isinstance(action, Neighbour) else 1 if isinstance(action, Send) else 2
 
 
 class AgentDriver:
@@ -122,6 +126,8 @@ class AgentDriver:
         # packet sockets that see who sent what (see agents.runtime.linklayer)
         self._link_sockets: list[socket.socket] = []
         self._adverts_from_link_layer = False
+        # where Neighbour actions go (see note_registration_sources)
+        self._neighbour_sink: Callable[[str, str, str], None] | None = None
 
     def read_adverts_at_link_layer(
         self, ifname: str, learn_neighbour: Callable[[str, str, str], None]
@@ -147,14 +153,23 @@ class AgentDriver:
         self._adverts_from_link_layer = True
 
     def note_registration_sources(self, ifname: str, note: Callable[[str, str, str], None]) -> None:
-        """Call ``note(address, mac, ifname)`` for every datagram to port 434 on ``ifname``
-        (a foreign agent keeps its visitors' MACs from their Registration Requests)."""
-        from agents.runtime.linklayer import MIP_DATAGRAMS, source_address
+        """Show the machine (a foreign agent's) every datagram to port 434 on ``ifname`` with
+        its link-layer source (``handle_link_request``), and carry out the ``Neighbour``
+        actions it returns, now or later, with ``note(address, mac, ifname)``: a foreign
+        agent keeps its visitors' MACs from their Registration Requests, and only from
+        requests that name their sender (issue 20: not from any frame to port 434)."""
+        from agents.runtime.linklayer import MIP_DATAGRAMS, registration_datagram
+
+        handle: Callable[..., list[Action]] = self.machine.handle_link_request  # type: ignore[attr-defined]
+        self._neighbour_sink = note
 
         def on_frame(packet: bytes, mac: str, ifname: str, _received: float) -> None:
-            src = source_address(packet)
-            if src is not None:
-                self._learn(note, src, mac, ifname)
+            parsed = registration_datagram(packet)
+            if parsed is None:
+                return
+            src, dst, payload = parsed
+            now = self.now()
+            self.feed(handle(payload, src, dst, mac, ifname, now), now)
 
         self._watch_link_layer(ifname, MIP_DATAGRAMS, on_frame)
 
@@ -218,10 +233,14 @@ class AgentDriver:
         latency is mostly what agents spend between receiving and sending."""
         applied: list[list[Any]] = []
         if self.sends_first and self.dataplane is not None:
-            actions = sorted(actions, key=lambda a: not isinstance(a, Send))  # stable
+            # stable; a neighbour entry still goes first: the reply to a visitor needs it
+            actions = sorted(actions, key=_send_order)
         for action in actions:
             if isinstance(action, Send):
                 self._send(action)
+            elif isinstance(action, Neighbour):
+                if self._neighbour_sink is not None:
+                    self._learn(self._neighbour_sink, action.address, action.mac, action.iface)
             elif isinstance(action, SetTimer):
                 old = self._timers.pop(action.name, None)
                 if old is not None:

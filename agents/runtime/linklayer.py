@@ -23,6 +23,7 @@ from agents.dhcp.frames import (
     format_mac,
     ipv4_filter,
     ipv4_transport,
+    udp_payload,
 )
 from agents.mip.constants import MIP_PORT
 
@@ -32,8 +33,9 @@ ICMP, UDP = 1, 17
 
 # ICMP type 9 (agent advertisements), whole packets
 ADVERTISEMENTS = ipv4_filter(ICMP, (1, 0), ICMP_ROUTER_ADVERTISEMENT, 0x10000)
-# UDP to port 434 (Registration Requests): only the IPv4 header is needed, 20 bytes copied
-MIP_DATAGRAMS = ipv4_filter(UDP, (2, 2), MIP_PORT, 20)
+# UDP to port 434 (Registration Requests), whole packets: the foreign agent learns a sender
+# only from a request that parses and names it (agents.mip.fa, issue 20)
+MIP_DATAGRAMS = ipv4_filter(UDP, (2, 2), MIP_PORT, 0x10000)
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("=qq")
@@ -57,6 +59,16 @@ def split_advertisement(packet: bytes) -> tuple[str, bytes] | None:
 
 def source_address(packet: bytes) -> str | None:
     return socket.inet_ntoa(packet[12:16]) if len(packet) >= 20 else None
+
+
+def registration_datagram(packet: bytes) -> tuple[str, str, bytes] | None:
+    """(source, destination, UDP payload) of an unfragmented IPv4 datagram to port 434,
+    else None (the UDP checksum is not checked: see agents.dhcp.frames.udp_payload)."""
+    parsed = udp_payload(packet, MIP_PORT)
+    if parsed is None:
+        return None
+    src, payload = parsed
+    return str(src), socket.inet_ntoa(packet[16:20]), payload
 
 
 def open_filtered_socket(

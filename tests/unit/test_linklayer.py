@@ -72,3 +72,25 @@ def test_source_address_of_a_registration_request_frame() -> None:
     header_only = ipv4("10.1.0.100", "10.2.0.254", 17, bytes(8))[:20]
     assert source_address(header_only) == "10.1.0.100"
     assert source_address(header_only[:19]) is None
+
+
+def udp(sport: int, dport: int, payload: bytes) -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def test_registration_datagram_gives_source_destination_and_payload() -> None:
+    from agents.runtime.linklayer import registration_datagram
+
+    request = bytes([1]) + bytes(23)
+    packet = ipv4("10.1.0.100", "10.2.0.254", 17, udp(434, 434, request))
+    assert registration_datagram(packet) == ("10.1.0.100", "10.2.0.254", request)
+    assert registration_datagram(packet + bytes(6)) == ("10.1.0.100", "10.2.0.254", request)
+    # another port, a fragment, a header only (what the filter used to pass): nothing
+    assert registration_datagram(ipv4("10.1.0.100", "10.2.0.254", 17, udp(434, 53, b"x"))) is None
+    assert (
+        registration_datagram(
+            ipv4("10.1.0.100", "10.2.0.254", 17, udp(434, 434, b"x"), frag=0x2000)
+        )
+        is None
+    )
+    assert registration_datagram(packet[:20]) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from agents.mip.actions import CancelTimer, Event, Send, SetTimer
+from agents.mip.actions import CancelTimer, Event, Neighbour, Send, SetTimer
 from agents.mip.auth import SecurityAssociation, append_auth
 from agents.mip.codec import encode
 from agents.mip.fa import T_PENDING, FaConfig, FaInterface, ForeignAgent
@@ -203,3 +203,110 @@ def test_limits_come_from_the_agent_file(tmp_path) -> None:
     path.write_text("address: 10.2.0.254\nmax_pending: 100\nmax_pending_per_home: 2\n")
     _, cfg = load_fa(path)
     assert (cfg.max_pending, cfg.max_pending_per_home) == (100, 2)
+
+
+# --- link-layer learning (neighbour entries from Registration Requests) ---------------------
+
+MAC = "02:00:00:00:00:07"
+EVIL = "02:00:00:00:00:66"
+
+
+def link(fa: ForeignAgent, payload: bytes, src: str = HOME, dst: str = COA, mac: str = MAC):
+    return fa.handle_link_request(payload, src, dst, mac, "eth1", 0.0)
+
+
+def test_a_visitors_request_enters_its_home_address_at_its_mac() -> None:
+    """RFC 5944 4.6, the point of the learning: the home address is not on the link and the
+    FA must not ARP for it."""
+    assert link(make_fa(), rrq()) == [Neighbour(HOME, MAC, "eth1")]
+    # to the interface's own address as well as the care-of address
+    fa = ForeignAgent(FaConfig(COA, [FaInterface("eth1", "10.2.0.254", 24)]))
+    assert link(fa, rrq(), dst="10.2.0.254") == [Neighbour(HOME, MAC, "eth1")]
+
+
+def test_what_is_not_such_a_request_teaches_nothing() -> None:
+    """Before: any frame to UDP 434 made the FA replace its entry for the frame's IP source,
+    a one-byte one with a spoofed source included."""
+    fa = make_fa()
+    req = rrq()
+    colocated = append_auth(
+        encode(RegistrationRequest(HOME, HA, "10.2.0.77", 1, 600, 0x20)), 32, MN_SA
+    )
+    other_coa = append_auth(encode(RegistrationRequest(HOME, HA, "10.9.9.9", 1, 600, 0)), 32, MN_SA)
+    cases = {
+        "one byte": link(fa, b"\x01"),
+        "not a request": link(fa, hrep(req)),
+        "truncated": link(fa, req[:20]),
+        "unknown non-skippable extension": link(fa, req + b"\x63\x00"),
+        "source is not the home address": link(fa, req, src="10.1.0.8"),
+        "not to us": link(fa, req, dst="10.2.0.9"),
+        "co-located": link(fa, colocated),
+        "someone else's care-of address": link(fa, other_coa),
+        "multicast MAC": link(fa, req, mac="01:00:5e:00:00:01"),
+        "broadcast MAC": link(fa, req, mac="ff:ff:ff:ff:ff:ff"),
+        "not advertising there": fa.handle_link_request(req, HOME, COA, MAC, "eth9", 0.0),
+    }
+    for home in (
+        "10.2.0.9",  # on the visited link: ARP finds it, and a router's entry is no one's to set
+        "10.2.0.255",
+        COA,
+        "127.0.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "240.0.0.1",
+    ):
+        cases[home] = link(fa, rrq(home), src=home)
+    assert {why: out for why, out in cases.items() if out} == {}
+    assert fa.counters["link_learned"] == 0 and fa.counters["link_ignored"] == len(cases)
+
+
+def test_mn_fa_authentication_where_required() -> None:
+    mnfa = SecurityAssociation(2000, b"mn-fa")
+    fa = make_fa(mn_sas={HOME: mnfa})
+    assert link(fa, rrq()) == []
+    assert link(fa, append_auth(rrq(), 33, SecurityAssociation(2000, b"bad"))) == []
+    assert link(fa, append_auth(rrq(), 33, mnfa)) == [Neighbour(HOME, MAC, "eth1")]
+
+
+def test_a_visitors_entry_moves_only_with_an_accepted_registration() -> None:
+    fa = make_fa()
+    first = rrq(ident=1)
+    assert link(fa, first) == [Neighbour(HOME, MAC, "eth1")]
+    relay(fa, first)
+    fa.handle_datagram(hrep(first), HA, 434, 0.1)
+    # a forged request for the visitor's home address from another MAC: nothing now
+    forged = rrq(ident=2)
+    assert link(fa, forged, mac=EVIL) == []
+    relay(fa, forged, 1.0)
+    out = fa.handle_datagram(hrep(forged, 131), HA, 434, 1.1)  # the HA refuses it
+    assert not [a for a in out if isinstance(a, Neighbour)]
+    # the same MAC again is fine (renewals refresh the entry)
+    assert link(fa, rrq(ident=3)) == [Neighbour(HOME, MAC, "eth1")]
+    # the mobile node really changed its MAC: its next accepted registration moves the entry,
+    # before the reply to it is sent
+    moved = rrq(ident=4)
+    assert link(fa, moved, mac=EVIL) == []
+    relay(fa, moved, 2.0)
+    out = fa.handle_datagram(hrep(moved), HA, 434, 2.1)
+    kinds = [type(a).__name__ for a in out if isinstance(a, Neighbour | Send)]
+    assert kinds == ["Neighbour", "Send"]
+    assert Neighbour(HOME, EVIL, "eth1") in out
+    assert link(fa, rrq(ident=5), mac=EVIL) == [Neighbour(HOME, EVIL, "eth1")]
+
+
+def test_one_request_from_two_macs_moves_nothing() -> None:
+    """A copy of the visitor's own (accepted) request sent from another MAC cannot make the
+    acceptance move the entry."""
+    fa = make_fa()
+    first = rrq(ident=1)
+    link(fa, first)
+    relay(fa, first)
+    fa.handle_datagram(hrep(first), HA, 434, 0.1)
+    renewal = rrq(ident=2)
+    link(fa, renewal, mac=EVIL)
+    link(fa, renewal)
+    relay(fa, renewal, 1.0)
+    out = fa.handle_datagram(hrep(renewal), HA, 434, 1.1)
+    assert not [a for a in out if isinstance(a, Neighbour)]
+    assert fa._visitor_macs == {HOME: MAC}
