@@ -366,29 +366,45 @@ class HomeAgent:
         mnha: AuthExtension | None = None
         idx = 0
         for idx, ext in enumerate(exts):  # noqa: B007 - idx used after the loop
-            if ext.type == 32:
+            if ext.type == ExtType.MN_HA_AUTH:
                 mnha = ext  # type: ignore[assignment]
                 break
         if mnha is None:
-            return self._deny(131, req, mn, src, src_port, "missing MN-HA authentication")
+            return self._deny(
+                ReplyCode.HA_MN_AUTH_FAILED, req, mn, src, src_port, "missing MN-HA authentication"
+            )
         sa = mn.sas.get(mnha.spi)
         if sa is None:
-            return self._deny(131, req, mn, src, src_port, f"unknown SPI {mnha.spi}")
+            return self._deny(
+                ReplyCode.HA_MN_AUTH_FAILED, req, mn, src, src_port, f"unknown SPI {mnha.spi}"
+            )
         if not sa.verify_extension(payload, mnha):
-            return self._deny(131, req, mn, src, src_port, "bad MN-HA authenticator", sa)
+            return self._deny(
+                ReplyCode.HA_MN_AUTH_FAILED, req, mn, src, src_port, "bad MN-HA authenticator", sa
+            )
 
         # 132: FA-HA authentication when we share an SA with the relaying agent.
         fa_sa = cfg.fa_sas.get(src) if cfg.fa_sas else None
         if fa_sa is not None or cfg.require_fa_auth:
             faha = None
             for ext in exts[idx + 1 :]:
-                if ext.type == 34:
+                if ext.type == ExtType.FA_HA_AUTH:
                     faha = ext
                     break
             if faha is None or fa_sa is None or faha.spi != fa_sa.spi:  # type: ignore[union-attr]
-                return self._deny(132, req, mn, src, src_port, "FA-HA authentication", sa)
+                return self._deny(
+                    ReplyCode.HA_FA_AUTH_FAILED, req, mn, src, src_port, "FA-HA authentication", sa
+                )
             if not fa_sa.verify_extension(payload, faha):  # type: ignore[arg-type]
-                return self._deny(132, req, mn, src, src_port, "bad FA-HA authenticator", sa)
+                return self._deny(
+                    ReplyCode.HA_FA_AUTH_FAILED,
+                    req,
+                    mn,
+                    src,
+                    src_port,
+                    "bad FA-HA authenticator",
+                    sa,
+                )
 
         # 133: replay protection.
         ok, ident = check_request(
@@ -403,32 +419,95 @@ class HomeAgent:
             # Every reply from here on carries this fresh nonce: it is the one to expect next.
             mn.replay.nonce = ident >> 32
         if not ok:
-            return self._deny(133, req, mn, src, src_port, "identification mismatch", sa, ident)
+            return self._deny(
+                ReplyCode.HA_IDENTIFICATION_MISMATCH,
+                req,
+                mn,
+                src,
+                src_port,
+                "identification mismatch",
+                sa,
+                ident,
+            )
 
         if not mn.allowed:
-            return self._deny(129, req, mn, src, src_port, "administratively prohibited", sa, ident)
+            return self._deny(
+                ReplyCode.HA_ADMIN_PROHIBITED,
+                req,
+                mn,
+                src,
+                src_port,
+                "administratively prohibited",
+                sa,
+                ident,
+            )
 
         # 136: the request is not addressed to us by unicast address.
         if req.home_agent != cfg.address:
-            return self._deny(136, req, mn, src, src_port, "unknown home agent address", sa, ident)
+            return self._deny(
+                ReplyCode.HA_UNKNOWN_HA_ADDRESS,
+                req,
+                mn,
+                src,
+                src_port,
+                "unknown home agent address",
+                sa,
+                ident,
+            )
 
         lifetime = req.lifetime
         flags = req.flags
         coa = req.care_of_address
         dereg = lifetime == 0
         if not dereg and (coa == mn.home_address or coa in _NOT_UNICAST):
-            return self._deny(134, req, mn, src, src_port, f"care-of address {coa}", sa, ident)
+            return self._deny(
+                ReplyCode.HA_POORLY_FORMED_REQUEST,
+                req,
+                mn,
+                src,
+                src_port,
+                f"care-of address {coa}",
+                sa,
+                ident,
+            )
 
         utrq: UdpTunnelRequest | None = None
         if not dereg:
             if flags & _T and not cfg.reverse_tunneling:
-                return self._deny(137, req, mn, src, src_port, "reverse tunnel", sa, ident)
+                return self._deny(
+                    ReplyCode.HA_REVERSE_TUNNEL_UNAVAILABLE,
+                    req,
+                    mn,
+                    src,
+                    src_port,
+                    "reverse tunnel",
+                    sa,
+                    ident,
+                )
             if not flags & _T and cfg.reverse_tunnel_required:
-                return self._deny(138, req, mn, src, src_port, "reverse tunnel", sa, ident)
+                return self._deny(
+                    ReplyCode.HA_REVERSE_TUNNEL_MANDATORY,
+                    req,
+                    mn,
+                    src,
+                    src_port,
+                    "reverse tunnel",
+                    sa,
+                    ident,
+                )
             if flags & (_M | _G):
-                return self._deny(139, req, mn, src, src_port, "encapsulation", sa, ident)
+                return self._deny(
+                    ReplyCode.HA_ENCAPSULATION_UNAVAILABLE,
+                    req,
+                    mn,
+                    src,
+                    src_port,
+                    "encapsulation",
+                    sa,
+                    ident,
+                )
             for ext in exts[:idx]:
-                if ext.type == 144:
+                if ext.type == ExtType.UDP_TUNNEL_REQUEST:
                     utrq = ext  # type: ignore[assignment]
                     break
 
@@ -455,7 +534,16 @@ class HomeAgent:
                 or (utrq.force and not nat and not cfg.allow_forced_udp)
                 or utrq.encapsulation != Encapsulation.IPIP
             ):
-                return self._deny(142, req, mn, src, src_port, "udp encapsulation", sa, ident)
+                return self._deny(
+                    ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE,
+                    req,
+                    mn,
+                    src,
+                    src_port,
+                    "udp encapsulation",
+                    sa,
+                    ident,
+                )
             udp = True
 
         if dereg:
@@ -484,9 +572,9 @@ class HomeAgent:
             body += UdpTunnelReply(
                 0, cfg.keepalive_interval, bool(utrq and utrq.force and not nat)
             ).encode()
-        out = append_auth(body, 32, sa)
+        out = append_auth(body, ExtType.MN_HA_AUTH, sa)
         if fa_sa is not None:
-            out = append_auth(out, 34, fa_sa)
+            out = append_auth(out, ExtType.FA_HA_AUTH, fa_sa)
         actions.append(Send(out, src, src_port, cfg.address, MIP_PORT))
         return actions
 
@@ -516,12 +604,12 @@ class HomeAgent:
                 break
         if current is None:
             if simultaneous and len(bindings) >= cfg.max_bindings:
-                return 135
+                return ReplyCode.HA_TOO_MANY_BINDINGS
             if (
                 cfg.max_cache is not None
                 and self._n_bindings - (0 if simultaneous else len(bindings)) >= cfg.max_cache
             ):
-                return 130
+                return ReplyCode.HA_INSUFFICIENT_RESOURCES
         had_any = bool(bindings)
         if not simultaneous:
             for b in [b for b in bindings if b is not current]:
@@ -652,7 +740,9 @@ class HomeAgent:
         home = mn.home_address if mn is not None else req.home_address
         # 136 tells the mobile node our unicast address (dynamic HA discovery); otherwise the
         # Home Agent field echoes the request.
-        ha_field = self.config.address if code == 136 else req.home_agent
+        ha_field = (
+            self.config.address if code == ReplyCode.HA_UNKNOWN_HA_ADDRESS else req.home_agent
+        )
         body = REPLY.pack(
             3,
             code,
@@ -661,10 +751,10 @@ class HomeAgent:
             aton(ha_field),
             req.identification if ident is None else ident,
         )
-        out = append_auth(body, 32, sa) if sa is not None else body
+        out = append_auth(body, ExtType.MN_HA_AUTH, sa) if sa is not None else body
         fa_sa = self.config.fa_sas.get(src) if self.config.fa_sas else None
         if fa_sa is not None:
-            out = append_auth(out, 34, fa_sa)
+            out = append_auth(out, ExtType.FA_HA_AUTH, fa_sa)
         return [
             Event(
                 "registration_denied",
