@@ -1,9 +1,13 @@
-"""Structured event output shared by services and agents: JSON lines, CLOCK_MONOTONIC ns."""
+"""The event log: structured events as JSON lines (CLOCK_MONOTONIC ns), written by every
+agent and service, read, tailed and merged by the runner and the tools. One module."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -33,3 +37,95 @@ class EventWriter:
 
     def close(self) -> None:
         self.stream.close()
+
+
+# --- reading ------------------------------------------------------------------------------
+# Each process appends to its own file; a run's merged ``events.jsonl`` is all of them sorted
+# by time. Readers tolerate what a killed writer leaves: a torn last line, a line that is not
+# an event. Everything that reads events goes through these.
+
+MERGED = "events.jsonl"  # a run directory's merged log
+PER_PROCESS = "events"  # ... and the directory of per-process files it is merged from
+
+
+def parse_lines(text: str) -> list[dict[str, Any]]:
+    """The events in ``text``: JSON objects with a numeric ``t_ns`` (made an int) and an
+    ``event``; anything else (a torn line from a killed process) is skipped."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "event" not in record:
+            continue
+        t = record.get("t_ns")
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            continue
+        record["t_ns"] = int(t)
+        out.append(record)
+    return out
+
+
+def read_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """One events file in its order ([] when it does not exist)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    return parse_lines(text)
+
+
+def read_files(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Several events files merged by time (stable: equal times keep file order)."""
+    events = [e for path in paths for e in read_file(path)]
+    events.sort(key=lambda e: e["t_ns"])
+    return events
+
+
+def per_process_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    return sorted((Path(run_dir) / PER_PROCESS).glob("*.jsonl"))
+
+
+def read_run(run_dir: str | os.PathLike[str], merged: str = MERGED) -> list[dict[str, Any]]:
+    """A run's events by time: its merged log once written, its per-process files before."""
+    path = Path(run_dir) / merged
+    if path.exists():
+        return read_files([path])
+    return read_files(per_process_files(run_dir))
+
+
+def write_merged(path: str | os.PathLike[str], events: Iterable[dict[str, Any]]) -> None:
+    """Write ``events`` as one log, atomically (a reader sees the old file or the new)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as out:
+        for record in events:
+            out.write(json.dumps(record, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class Tail:
+    """New complete events in a directory's ``*.jsonl`` files since the last ``poll``
+    (files may appear later; a line still being written waits for its newline)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.offsets: dict[Path, int] = {}
+
+    def poll(self) -> list[dict[str, Any]]:
+        fresh: list[dict[str, Any]] = []
+        for path in sorted(self.directory.glob("*.jsonl")):
+            offset = self.offsets.get(path, 0)
+            try:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+            except OSError:
+                continue
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self.offsets[path] = offset + len(complete)
+            fresh += parse_lines(complete.decode(errors="replace"))
+        return fresh

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mipbase import events as eventlog
 from testbed.results.tables import Table, to_text
 
 STALE_S = 3.0  # state older than this: the agent has probably stopped
@@ -78,54 +79,6 @@ def _runs_in(path: Path) -> list[Path]:
 
 
 # --- events -------------------------------------------------------------------------------
-
-
-def _parse_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a torn line from a killed process
-        if isinstance(record, dict) and "t_ns" in record and "event" in record:
-            out.append(record)
-    return out
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """All events so far, sorted by time (the merged file once the run has written it)."""
-    merged = run_dir / "events.jsonl"
-    if merged.exists():
-        events = _parse_lines(merged.read_text())
-    else:
-        events = []
-        for path in sorted((run_dir / "events").glob("*.jsonl")):
-            events += _parse_lines(path.read_text())
-    events.sort(key=lambda e: e["t_ns"])
-    return events
-
-
-class EventTail:
-    """New complete lines of ``events/*.jsonl`` since the last call (files may appear later)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.dir = run_dir / "events"
-        self.offsets: dict[Path, int] = {}
-
-    def poll(self) -> list[dict[str, Any]]:
-        fresh: list[dict[str, Any]] = []
-        for path in sorted(self.dir.glob("*.jsonl")):
-            offset = self.offsets.get(path, 0)
-            try:
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    chunk = handle.read()
-            except OSError:
-                continue
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            self.offsets[path] = offset + len(complete)
-            fresh += _parse_lines(complete.decode(errors="replace"))
-        return fresh
 
 
 @dataclass
@@ -224,7 +177,7 @@ def follow_events(
     Each process writes its own file, so an event may be read after a later one of another
     process: events are held ``hold_ns`` before printing, which puts nearly all in order.
     """
-    tail = EventTail(run_dir)
+    tail = eventlog.Tail(run_dir / eventlog.PER_PROCESS)
     pending: list[dict[str, Any]] = []
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
@@ -292,7 +245,7 @@ def cmd_events(args: argparse.Namespace, out: TextIO | None = None) -> int:
     printer = EventPrinter(out, EventFilter(args.node or (), args.event or ()), args.json)
     if not args.follow:
         run_dir = resolve_run_dir(args.run_dir)
-        events = read_events(run_dir)
+        events = eventlog.read_run(run_dir)
         if not events:
             print(f"{run_dir}: no events yet", file=sys.stderr)
         printer.emit(events)
@@ -302,7 +255,7 @@ def cmd_events(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     if (run_dir / "summary.json").exists():  # nothing more will come: print it all
-        printer.emit(read_events(run_dir))
+        printer.emit(eventlog.read_run(run_dir))
         print(f"(the run in {run_dir} is over)", file=sys.stderr)
         return 0
     print(f"following {run_dir} (Ctrl-C to stop)", file=sys.stderr)
@@ -334,19 +287,14 @@ class AgentState:
 def _service_nodes(run_dir: Path) -> dict[str, str]:
     """service label -> node, from the runner's ``service_started`` events."""
     out: dict[str, str] = {}
-    path = run_dir / "events" / "runner.jsonl"
-    if path.exists():
-        for event in _parse_lines(path.read_text()):
-            if event.get("event") == "service_started" and event.get("service"):
-                out[str(event["service"])] = str(event.get("target", event["service"]))
+    for event in eventlog.read_file(run_dir / eventlog.PER_PROCESS / "runner.jsonl"):
+        if event.get("event") == "service_started" and event.get("service"):
+            out[str(event["service"])] = str(event.get("target", event["service"]))
     return out
 
 
 def _lab_name(run_dir: Path) -> str | None:
-    path = run_dir / "events" / "runner.jsonl"
-    if not path.exists():
-        return None
-    for event in _parse_lines(path.read_text()):
+    for event in eventlog.read_file(run_dir / eventlog.PER_PROCESS / "runner.jsonl"):
         if event.get("event") == "lab_up" and event.get("lab"):
             return str(event["lab"])
     return None
@@ -550,7 +498,7 @@ def render_states(run_dir: Path, node: str | None = None, now_s: float | None = 
         known = ", ".join(s.service for s in load_states(run_dir)) or "none yet"
         what = f"for {node} " if node else ""
         raise LookupError(f"{run_dir}: no agent state {what}(agents with state: {known})")
-    events = read_events(run_dir)
+    events = eventlog.read_run(run_dir)
     t0_s = events[0]["t_ns"] / 1e9 if events else None
     now_s = time.monotonic() if now_s is None else now_s
     lines = []

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mipbase import events as eventlog
 from testbed.scenario.catalogue import PERCENTILE_STATS
 from testbed.scenario.expect import Missing, over_repetitions
 
@@ -495,19 +496,7 @@ def check_assertion(assertion: Assertion, run: RunData) -> Check:
 
 def load_events(run_dir: Path) -> list[dict[str, Any]]:
     """The run's merged events.jsonl (or its per-process files while it runs)."""
-    merged = run_dir / "events.jsonl"
-    files = [merged] if merged.exists() else sorted((run_dir / "events").glob("*.jsonl"))
-    events = []
-    for path in files:
-        for text in path.read_text().splitlines():
-            try:
-                record = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "t_ns" in record and "event" in record:
-                events.append(record)
-    events.sort(key=lambda e: e["t_ns"])
-    return events
+    return eventlog.read_run(run_dir)
 
 
 def check_lines(

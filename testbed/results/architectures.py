@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mipbase import events as eventlog
 from testbed.scenario.metrics import percentile
 
 IP, UDP, MIP_UDP_TUNNEL = 20, 8, 4
@@ -104,13 +105,6 @@ class MoveStats:
     measured: set[int] = field(default_factory=set)
 
 
-def _events(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _repetitions(run_dir: Path) -> list[Path]:
     reps = sorted(run_dir.glob("rep-*"))
     return reps or [run_dir]
@@ -158,7 +152,7 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict
     overheads: dict[tuple[Path, str], int | None] = {}  # each capture is read once per address
     for rep in _repetitions(run_dir):  # each repetition has its own summary and events
         summary = json.loads((rep / "summary.json").read_text())
-        events = _events(rep)
+        events = eventlog.read_file(rep / eventlog.MERGED)
         times = summary.get("move_times_ns", [])
         handoffs = summary["handoffs"]
         for i, handoff in enumerate(handoffs):

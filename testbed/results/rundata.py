@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mipbase import events as eventlog
+
 # Stream names in the order people expect them when a summary does not list any.
 _STREAM_ORDER = ("down", "up")
 LADDER_DEFAULT_SPAN_NS = 3_000_000_000
@@ -31,32 +33,9 @@ def load_summary(run_dir: Path | str) -> dict[str, Any]:
 
 
 def load_events(run_dir: Path | str, summary: Mapping[str, Any] | None = None) -> list[dict]:
-    """The run's events sorted by ``t_ns``; lines without an integer ``t_ns`` are skipped."""
-    name = (summary or {}).get("events") or "events.jsonl"
-    path = Path(run_dir) / str(name)
-    events: list[dict] = []
-    try:
-        handle = path.open(encoding="utf-8", errors="replace")
-    except OSError:
-        return events
-    with handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a torn last line after a crash
-            if not isinstance(event, dict):
-                continue
-            t = event.get("t_ns")
-            if isinstance(t, bool) or not isinstance(t, int | float):
-                continue
-            event["t_ns"] = int(t)
-            events.append(event)
-    events.sort(key=lambda e: e["t_ns"])  # stable: equal times keep the file's order
-    return events
+    """The run's merged events (the file its summary names) by ``t_ns``."""
+    name = (summary or {}).get("events") or eventlog.MERGED
+    return eventlog.read_files([Path(run_dir) / str(name)])
 
 
 @dataclass

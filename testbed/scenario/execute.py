@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mipbase import events as eventlog
 from mipbase.specfile import SpecError
 from testbed.results.compare import (
     DEFAULT_MIN_SAMPLES,
@@ -483,14 +484,8 @@ def record_from_events(rep_dir: Path, index: int) -> RunRecord:
     times: list[int] = []
     step = 0
     ended = False
-    for path in sorted((rep_dir / "events").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            if not isinstance(event, dict) or not isinstance(event.get("t_ns"), int):
-                continue
+    for path in eventlog.per_process_files(rep_dir):  # each in its order, as written
+        for event in eventlog.read_file(path):
             times.append(event["t_ns"])
             if event.get("node") != "runner":
                 continue

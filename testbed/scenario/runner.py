@@ -8,7 +8,6 @@ exit path (success, failure, Ctrl-C, SIGTERM, errors). Results are written as th
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from mipbase import events as eventlog
 from mipbase.clock import scaled
 from mipbase.events import EventWriter
 from testbed.lab.builder import SW, build, spawn
@@ -126,7 +126,7 @@ class _Run:
             d.mkdir(parents=True, exist_ok=True)
         self.events = EventWriter.open(str(self.events_dir / "runner.jsonl"), "runner")
         self.t0_ns = 0
-        self._event_offsets: dict[Path, int] = {}
+        self._events_tail = eventlog.Tail(self.events_dir)
         self._events_read: list[dict[str, Any]] = []  # by wait steps, for later ones too
         self._step_starts: list[int] = []
 
@@ -702,19 +702,7 @@ class _Run:
 
     def _new_events(self) -> list[dict[str, Any]]:
         """Events appended to any events file since the last call (for wait steps)."""
-        fresh: list[dict[str, Any]] = []
-        for path in sorted(self.events_dir.glob("*.jsonl")):
-            offset = self._event_offsets.get(path, 0)
-            with path.open() as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            complete = chunk[: chunk.rfind("\n") + 1]
-            self._event_offsets[path] = offset + len(complete.encode())
-            for line in complete.splitlines():
-                try:
-                    fresh.append(json.loads(line))
-                except ValueError:
-                    continue
+        fresh = self._events_tail.poll()
         self._events_read += fresh
         return fresh
 
@@ -741,23 +729,11 @@ def merge_events(
     run_dir: Path, annotate: Callable[[list[dict[str, Any]]], None] | None = None
 ) -> list[dict[str, Any]]:
     """All events files of a run, sorted by time, into events.jsonl (annotated first)."""
-    events: list[dict[str, Any]] = []
-    for path in sorted((run_dir / "events").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a torn last line from a killed process
-            if isinstance(record, dict) and "t_ns" in record and "event" in record:
-                events.append(record)
-    events.sort(key=lambda e: e["t_ns"])
+    merged = eventlog.read_files(eventlog.per_process_files(run_dir))
     if annotate is not None:
-        annotate(events)
-    with (run_dir / ".events.jsonl.tmp").open("w") as out:
-        for record in events:
-            out.write(json.dumps(record, default=str) + "\n")
-    os.replace(run_dir / ".events.jsonl.tmp", run_dir / "events.jsonl")
-    return events
+        annotate(merged)
+    eventlog.write_merged(run_dir / eventlog.MERGED, merged)
+    return merged
 
 
 def run_once(scenario: Scenario, options: RunOptions, run_dir: Path, index: int) -> RunRecord:

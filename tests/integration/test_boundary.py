@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from labtools import ROOT, in_window
 
-from testbed.inspect import read_events
+from mipbase.events import read_run as read_events
 
 pytestmark = pytest.mark.netns
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from labtools import ROOT, in_window
 
-from testbed.inspect import read_events
+from mipbase.events import read_run as read_events
 
 pytestmark = pytest.mark.netns
 

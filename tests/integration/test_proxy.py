@@ -8,7 +8,7 @@ import re
 import pytest
 from labtools import ROOT, in_window
 
-from testbed.inspect import read_events
+from mipbase.events import read_run as read_events
 
 pytestmark = pytest.mark.netns
 

@@ -36,7 +36,7 @@ BUILT = {
     ],
 }
 # calls that pass along events made elsewhere (scanned where they are made)
-FORWARDED = {"action.name", "events", "pending", "ready", "read_events(run_dir)"}
+FORWARDED = {"action.name", "events", "pending", "ready", "eventlog.read_run(run_dir)"}
 FORWARDED_PREFIXES = ("sorted(", "state_events(", "self.tracker.feed(")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mipbase import events as eventlog
 from testbed import inspect, labcheck
 
 T0 = 5_000_000_000_000  # a CLOCK_MONOTONIC-like origin, in ns
@@ -232,7 +233,7 @@ def test_await_run_waits_for_a_run_to_start(tmp_path: Path) -> None:
 
 def test_events_while_running_are_merged_by_time(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    events = inspect.read_events(run)
+    events = eventlog.read_run(run)
     assert len(events) == len(RUNNER + MN + HA + FA)  # the torn line is skipped
     assert [e["t_ns"] for e in events] == sorted(e["t_ns"] for e in events)
     out = io.StringIO()

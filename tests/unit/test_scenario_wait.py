@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from mipbase import events as eventlog
 from mipbase.events import EventWriter
 from testbed.scenario.model import WaitAction
 from testbed.scenario.runner import _Run
@@ -18,7 +19,7 @@ def runner(tmp_path: Path, step_starts: list[int]) -> _Run:
     run.events_dir = tmp_path
     run.events = EventWriter.open(str(tmp_path / "runner.jsonl"), "runner")
     run.record = SimpleNamespace(failures=[])
-    run._event_offsets = {}
+    run._events_tail = eventlog.Tail(tmp_path)
     run._events_read = []
     run._step_starts = step_starts
     run._watched, run.vpn_nodes, run.lab = {}, {}, None  # nothing to watch
