@@ -138,6 +138,31 @@ def stream_table(summary: Mapping[str, Any]) -> Table:
     return table
 
 
+def floor_table(summary: Mapping[str, Any]) -> Table:
+    """Each handoff against its floor: measured, what the links impose on the exchanges
+    that happened (the critical path, each message at its path's one-way delay), and the
+    overhead on top."""
+    rows = [h for h in handoffs(summary) if "floor_ms" in h]
+    with_run = any(isinstance(h.get("run"), int) and h["run"] > 0 for h in rows)
+    headers = ["#", *(["run"] if with_run else []), "move", "mode", "measured ms"]
+    headers += ["floor ms", "overhead ms", "critical path (one-way ms)"]
+    table = Table(headers, align=["r"] * (1 + with_run) + ["l", "l", "r", "r", "r", "l"])
+    for h in rows:
+        path = ", ".join(
+            f"{e.get('msg')}"
+            + (f" {e['from']}→{e['to']}" if e.get("from") else "")
+            + f" {fmt_num(e.get('one_way_ms'))}"
+            for e in h.get("critical_path") or []
+            if isinstance(e, Mapping)
+        )
+        row = [fmt_num(h.get("index")), *([fmt_num(h.get("run"))] if with_run else [])]
+        row += [f"{h.get('from', '?')} → {h.get('to', '?')}", fmt_num(h.get("mode"))]
+        row += [fmt_ms(h.get("interruption_ms"), "interruption_ms" in h)]
+        row += [fmt_num(h.get("floor_ms")), fmt_num(h.get("overhead_ms")), path or "-"]
+        table.rows.append(row)
+    return table
+
+
 def percentile_table(summary: Mapping[str, Any]) -> Table:
     """Each move's interruption over the repetitions (summaries before per-move percentiles
     held one pooled mapping: shown as one row)."""
@@ -283,6 +308,9 @@ def _blocks(run_dir: Path, summary: dict[str, Any], figures: bool) -> list[_Bloc
     else:
         blocks.append(_Block("p", "No expectations."))
 
+    table = floor_table(summary)
+    if table.rows:
+        blocks += [_Block("h2", "Each handoff against its floor"), _Block("table", table=table)]
     table = stream_table(summary)
     if table.rows:
         blocks += [_Block("h2", "Streams"), _Block("table", table=table)]

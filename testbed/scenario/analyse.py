@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from testbed.scenario import metrics
+from testbed.scenario import floor, metrics
+from testbed.scenario.catalogue import DHCP_RECEIVED, DHCP_SENT, MIP_RECEIVED, MIP_SENT
 from testbed.scenario.load import Scenario
 from testbed.scenario.runner import PROBE_DOWN, PROBE_UP, RunRecord
+from testbed.topology.model import Role
 
 
 def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]]) -> dict:
@@ -59,6 +61,7 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
                 "run": record.index,
             }
         )
+    _floors(scenario, record, events, handoffs, streams)
     if record.interrupted and handoffs and handoffs[-1]["interruption_ms"] is None:
         # interrupted before the last move's streams came back: perhaps still in progress,
         # not known to be "never recovered" (the handoffs before it are finished)
@@ -103,6 +106,31 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
     return result
 
 
+def _floors(
+    scenario: Scenario,
+    record: RunRecord,
+    events: list[dict[str, Any]],
+    handoffs: list[dict[str, Any]],
+    streams: dict[str, metrics.Stream],
+) -> None:
+    """Each handoff against its floor: ``floor_ms``, ``overhead_ms``, ``critical_path``."""
+    spec = scenario.spec
+    messages = floor.match_messages(events)
+    interval = max((s.interval_ns for s in streams.values()), default=0) / 1e6
+    for handoff in handoffs:
+        result = floor.handoff_floor(
+            scenario.plan,
+            messages,
+            record.move_events,
+            handoff,
+            mobile=spec.probes.mobile if spec.probes else "mn",
+            correspondent=spec.probes.correspondent if spec.probes else None,
+            home_agent=floor.home_agent_of(events),
+            interval_ms=interval,
+        )
+        handoff.update(result or {"floor_ms": None, "overhead_ms": None, "critical_path": []})
+
+
 def tcp_metrics(
     samples: list[tuple[int, int]], events: list[dict[str, Any]], moves: list[dict]
 ) -> dict[str, Any]:
@@ -129,29 +157,6 @@ def tcp_metrics(
 # goes down: they count against the move, not as loss before it
 IN_FLIGHT_NS = 100_000_000
 
-DHCP_SENT = {
-    "dhcp_discover_sent": "DHCPDISCOVER",
-    "dhcp_request_sent": "DHCPREQUEST",
-    "dhcp_release_sent": "DHCPRELEASE",
-}
-DHCP_RECEIVED = {"dhcp_offer": "DHCPOFFER", "dhcp_ack": "DHCPACK", "dhcp_nak": "DHCPNAK"}
-# Mobile IP registrations: event -> (message, the field naming the peer's address). A home
-# agent (or the MIP proxy's front) logs the request it accepted as its binding event; a
-# foreign agent logs what it relays; the agents' replies are seen where they arrive.
-MIP_SENT = {
-    "registration_sent": ("RRQ", "to"),
-    "registration_retransmitted": ("RRQ", "to"),
-    "request_relayed": ("RRQ", "home_agent"),
-    "proxy_upstream_sent": ("RRQ", "to"),
-    "reply_relayed": ("RRP", "home_address"),
-}
-MIP_RECEIVED = {
-    "registration_accepted": ("RRP", "from"),
-    "proxy_upstream_accepted": ("RRP", "from"),
-    "binding_added": ("RRQ", "src"),
-    "binding_updated": ("RRQ", "src"),
-    "binding_renewed": ("RRQ", "src"),
-}
 
 
 def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord) -> None:
@@ -180,6 +185,23 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
                 current = move["to"]
         return current
 
+    # addresses the mobile node held besides its home address (DHCP leases, the VPN tunnel's
+    # inner address, care-of addresses) and what a NAT router shows of the hosts behind it:
+    # a peer seen by such an address is the mobile node (the address is kept as *_address)
+    aliases: dict[str, str] = {}
+    for event in events:
+        if event.get("node") == mobile:
+            for key in ("address", "tia", "care_of", "local"):
+                value = event.get(key)
+                if isinstance(value, str) and value not in owner:
+                    aliases[value] = mobile
+    natted = {
+        str(i.ip)
+        for node in plan.nodes.values()
+        if Role.NAT in node.roles and node.name != mobile
+        for i in node.interfaces
+        if i.ip is not None
+    }
     for event in events:
         name = event.get("event", "")
         node = event.get("node", "")
@@ -210,10 +232,16 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
         for key in ("to", "from"):  # agents may log addresses: name the node when known
             if isinstance(event.get(key), str):
                 address = event[key]
-                if address in owner:
+                if address in aliases or (
+                    event.get("msg", "").startswith("RR") and leased(address)
+                ):
+                    event[key] = mobile  # a care-of address from a DHCP pool, a TIA
+                    event[f"{key}_address"] = address
+                elif address in natted and event.get("msg") and node != owner[address]:
+                    event[key] = mobile  # behind the NAT (the only node that moves there)
+                    event[f"{key}_address"] = f"{address} (NAT)"
+                elif address in owner:
                     event[key] = owner[address]
-                elif event.get("msg", "").startswith("RR") and leased(address):
-                    event[key] = mobile  # a care-of address from a DHCP pool
 
 
 def _round(value: float | None) -> float | None:
