@@ -246,6 +246,40 @@ HANDOFF_FIELDS: dict[str, tuple[str, str]] = {
     "run": ("number", "the repetition it belongs to"),
 }
 
+# --- signalling messages: the events that record one, for ladders and the floor --------------
+# DHCP: event -> message
+DHCP_SENT = {
+    "dhcp_discover_sent": "DHCPDISCOVER",
+    "dhcp_request_sent": "DHCPREQUEST",
+    "dhcp_release_sent": "DHCPRELEASE",
+}
+DHCP_RECEIVED = {"dhcp_offer": "DHCPOFFER", "dhcp_ack": "DHCPACK", "dhcp_nak": "DHCPNAK"}
+# Mobile IP registrations: event -> (message, the field naming the peer's address). A home
+# agent (or the MIP proxy's front) logs the request it accepted as its binding event; a
+# foreign agent logs what it relays; the agents' replies are seen where they arrive.
+MIP_SENT = {
+    "registration_sent": ("RRQ", "to"),
+    "registration_retransmitted": ("RRQ", "to"),
+    "request_relayed": ("RRQ", "home_agent"),
+    "proxy_upstream_sent": ("RRQ", "to"),
+    "reply_relayed": ("RRP", "home_address"),
+}
+MIP_RECEIVED = {
+    "registration_accepted": ("RRP", "from"),
+    "proxy_upstream_accepted": ("RRP", "from"),
+    "binding_added": ("RRQ", "src"),
+    "binding_updated": ("RRQ", "src"),
+    "binding_renewed": ("RRQ", "src"),
+}
+
+# events that say an agent is up, and (for an MN) that it knows where it is
+AGENT_READY_EVENTS: dict[str, tuple[str, ...]] = {
+    "ha": ("agent_started",),
+    "fa": ("agent_started",),
+    "proxy": ("agent_started",),
+    "mn": ("returned_home", "registration_accepted", "deregistered"),
+}
+
 # statistics a metric takes over the repetitions of one move (handoff[N].interruption_ms.p95)
 PERCENTILE_STATS = ("p50", "p95", "p99", "max")
 

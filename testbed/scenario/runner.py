@@ -27,6 +27,7 @@ from mipbase.events import EventWriter
 from testbed.lab.builder import SW, build, spawn
 from testbed.lab.lab import Lab, capture_argv
 from testbed.lab.state import ProcessRecord
+from testbed.scenario.catalogue import AGENT_READY_EVENTS
 from testbed.scenario.load import Scenario
 from testbed.scenario.model import ServiceSpec, StepSpec
 from testbed.topology.plan import Impairment
@@ -93,13 +94,6 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-# events that say an agent is up, and (for an MN) that it knows where it is
-AGENT_READY_EVENTS: dict[str, tuple[str, ...]] = {
-    "ha": ("agent_started",),
-    "fa": ("agent_started",),
-    "proxy": ("agent_started",),
-    "mn": ("returned_home", "registration_accepted", "deregistered"),
-}
 
 
 class _Run:
