@@ -24,10 +24,9 @@ from testbed.results.rundata import (
     mobile_node,
     resolve_handoff,
 )
+from testbed.scenario.floor import match_messages
 
 MAX_ITEMS = 60  # beyond this the picture stops being readable; the rest are counted
-MATCH_WINDOW_NS = 5_000_000_000  # a reception later than this is not the same message
-_ID_FIELDS = ("id", "xid", "ident", "seq", "spi", "msg_id")
 _ROW_IN = 0.27
 _COL_IN = 2.0
 _LEFT, _RIGHT, _TOP, _BOTTOM = 0.95, 0.3, 0.55, 0.55
@@ -83,6 +82,18 @@ class Ladder:
     dropped: int = 0
 
 
+# runner events that are part of the handoff (the rest, step, wait_done, pause_skipped,
+# service and probe starts, are how the runner keeps its books: not protocol rows)
+_RUNNER_SHOWN = frozenset({"move_start", "link_down", "link_up", "nat_flush", "nat_rebind"})
+# node events about the node's own plumbing, not the protocol
+_BOOKKEEPING_PREFIXES = ("tcp_", "agent_started", "agent_stopped", "dataplane_", "tun_mtu")
+_BOOKKEEPING = frozenset({"shutdown", "mn_started", "vpn_terminate_failed"})
+
+
+def _bookkeeping(name: str) -> bool:
+    return name in _BOOKKEEPING or name.startswith(_BOOKKEEPING_PREFIXES)
+
+
 def _is_message(event: Mapping[str, Any]) -> bool:
     return bool(event.get("msg")) and bool(event.get("to") or event.get("from"))
 
@@ -115,7 +126,10 @@ def build_ladder(
         if _is_message(e):
             (tx if _direction(e) == "tx" else rx).append(e)
         elif node == _RUNNER:
-            rules.append(Rule(e["t_ns"], _runner_label(e)))
+            if e.get("event") in _RUNNER_SHOWN:  # the rest is the runner's bookkeeping
+                rules.append(Rule(e["t_ns"], _runner_label(e)))
+        elif _bookkeeping(str(e.get("event", ""))):
+            continue
         else:
             label = str(e.get("event", "?"))
             if e.get("msg"):
@@ -123,6 +137,10 @@ def build_ladder(
             ticks.append(Tick(node, e["t_ns"], label))
     if not any(r.t == t_move for r in rules):
         rules.insert(0, Rule(t_move, "move"))
+    merged: dict[int, list[str]] = {}  # one line per instant: labels at one time would overprint
+    for r in rules:
+        merged.setdefault(r.t, []).append(r.label)
+    rules = [Rule(t, ", ".join(labels)) for t, labels in merged.items()]
 
     arrows = _match(tx, rx)
     arrows.sort(key=lambda a: (a.t_src, a.t_dst))
@@ -147,44 +165,16 @@ def build_ladder(
     )
 
 
-def _same_id(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """False only when both ends carry the same kind of identifier and it differs."""
-    return all(a[k] == b[k] for k in _ID_FIELDS if k in a and k in b)
-
-
 def _match(tx: list[dict], rx: list[dict]) -> list[Arrow]:
-    """Pair each reception with the latest earlier unmatched transmission of that message.
-
-    Latest rather than first: around a handoff the usual reason for two transmissions of
-    one message is a retransmission after a loss, and the reply answers the last one.
-    Identifiers (``id``, ``xid``, ...) logged on both ends override this guess.
-    """
-    arrows: list[Arrow] = []
-    used: set[int] = set()
-    for r in rx:
-        src, dst, msg = str(r.get("from") or "?"), str(r.get("node", "?")), str(r["msg"])
-        match = None
-        for i in range(len(tx) - 1, -1, -1):
-            s = tx[i]
-            if (
-                i not in used
-                and str(s.get("node")) == src
-                and str(s.get("to")) == dst
-                and str(s.get("msg")) == msg
-                and 0 <= r["t_ns"] - s["t_ns"] <= MATCH_WINDOW_NS
-                and _same_id(s, r)
-            ):
-                match = i
-                break
-        if match is None:
-            arrows.append(Arrow(src, dst, r["t_ns"], r["t_ns"], msg, False))
-        else:
-            used.add(match)
-            arrows.append(Arrow(src, dst, tx[match]["t_ns"], r["t_ns"], msg, True))
-    for i, s in enumerate(tx):
-        if i not in used:
-            src, dst, msg = str(s.get("node", "?")), str(s["to"]), str(s["msg"])
-            arrows.append(Arrow(src, dst, s["t_ns"], s["t_ns"], msg, False))
+    """Arrows of the messages, paired send-to-receive by content as the runner's floor
+    pairs them (testbed.scenario.floor.match_messages: one pairing in the code base);
+    a message with one end recorded is drawn flat at that end."""
+    arrows = []
+    for m in match_messages(sorted(tx + rx, key=lambda e: e["t_ns"])):
+        t_src = m.t_send if m.t_send is not None else m.t_recv
+        t_dst = m.t_recv if m.t_recv is not None else m.t_send
+        matched = m.t_send is not None and m.t_recv is not None
+        arrows.append(Arrow(m.src, m.dst, t_src, t_dst, m.msg, matched))  # type: ignore[arg-type]
     return arrows
 
 
@@ -204,12 +194,11 @@ def _lifelines(
         for t in ticks:
             if t.node not in names:
                 names.append(t.node)
-    idle = not any(mobile in (a.src, a.dst) for a in arrows) and not any(
-        t.node == mobile for t in ticks
-    )
-    if idle and order is None and len(names) > 1:
-        names.remove(mobile)  # an idle, unlisted mobile node would be an empty column
-    return names
+    # only nodes that took part: a listed node with no arrow and no mark in this window
+    # would be an empty column
+    active = {a.src for a in arrows} | {a.dst for a in arrows} | {t.node for t in ticks}
+    kept = [n for n in names if n in active]
+    return kept or names[:1]
 
 
 def _rows(times: list[int], t_move: int, scale: str) -> dict[int, float]:

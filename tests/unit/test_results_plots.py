@@ -182,13 +182,31 @@ def test_ladder_matching_prefers_the_retransmission() -> None:
         ev(207, "cn", "not_signalling"),
     ]
     lad = build_ladder(events, T0, T0 + 3000 * MS, "mn", ["mn", "core", "ha"])
-    assert lad.lifelines == ["mn", "core", "ha", "fa", "zz"]  # sender before receiver
+    # sender before receiver; core is listed but took no part: no empty column for it
+    assert lad.lifelines == ["mn", "ha", "fa", "zz"]
     matched = [a for a in lad.arrows if a.matched]
     assert [(a.label, a.t_src, a.t_dst) for a in matched] == [("RRQ", T0 + 200 * MS, T0 + 202 * MS)]
     flat = {(a.label, a.src, a.dst) for a in lad.arrows if not a.matched}
     assert flat == {("RRQ", "mn", "ha"), ("RRP 0", "ha", "mn"), ("PING", "fa", "zz")}
     assert [t.label for t in lad.ticks] == ["binding_added"]  # cn is not a signalling node
     assert lad.rules[0].t == T0
+
+
+def test_ladder_leaves_out_the_runners_bookkeeping() -> None:
+    events = [
+        ev(0, "runner", "move_start", index=0, **{"from": "home", "to": "office"}),
+        ev(1, "runner", "step", index=1),
+        ev(2, "runner", "wait_done"),
+        ev(3, "runner", "pause_skipped"),
+        ev(4, "mn", "tcp_stopped"),
+        ev(5, "mn", "dataplane_applied"),
+        ev(6, "mn", "boundary_decision", inside=False),
+        ev(7, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
+    ]
+    lad = build_ladder(events, T0, T0 + 3000 * MS, "mn", ["mn", "core", "ha"])
+    assert [r.label for r in lad.rules] == ["move home → office"]
+    assert [t.label for t in lad.ticks] == ["boundary_decision"]
+    assert lad.lifelines == ["mn", "ha"]
 
 
 def test_ladder_identifiers_override_the_guess() -> None:
