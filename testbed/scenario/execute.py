@@ -152,6 +152,9 @@ def run_scenario(
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_plan(scenario, run_dir)
     _write_scenario(scenario, run_dir, repeat)
+    # from its start, so 'testbed state/events results/S/latest' follow the run in progress
+    # (a run paused at --cli is the one a student looks at)
+    _link_latest(run_dir)
     options.progress(f"scenario {scenario.name}: {scenario.spec.description or ''}".rstrip(": "))
     options.progress(f"  results in {run_dir}")
     started = time.time()
@@ -220,7 +223,6 @@ def run_scenario(
             summary["passed"] = False
     set_verdict(summary, errors, infrastructure=infrastructure, interrupted=interrupted)
     _write_summary(run_dir, summary)
-    _link_latest(run_dir)
     _render(run_dir, repeat, options)
     if junit is not None:
         _junit([summary], junit)
@@ -347,7 +349,7 @@ def _write_scenario(scenario: Scenario, run_dir: Path, repeat: int) -> None:
 
 
 def _link_latest(run_dir: Path) -> None:
-    """results/<scenario>/latest -> the newest run (for labs and scripts)."""
+    """results/<scenario>/latest -> the newest run, finished or not (for labs and scripts)."""
     latest = run_dir.parent / "latest"
     tmp = run_dir.parent / ".latest.tmp"
     with contextlib.suppress(OSError):

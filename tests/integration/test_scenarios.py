@@ -151,12 +151,17 @@ def long_run_at_its_second_step(tmp_path: Path, *options: str) -> subprocess.Pop
 
 def test_ctrl_c_leaves_nothing_and_keeps_results(tmp_path: Path) -> None:
     proc = long_run_at_its_second_step(tmp_path)
+    # 'latest' is the run in progress from its start (what a student paused at --cli sees)
+    latest = tmp_path / "results" / "test-long" / "latest"
+    assert latest.is_symlink() and not (latest / "summary.json").exists()
+    shown = run_testbed("events", str(latest), "--event", "move_start")
+    assert "move_start" in shown.stdout, shown.stdout + shown.stderr
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
     assert not namespaces_of_run(proc.pid)
-    run_dir = next((tmp_path / "results" / "test-long").iterdir())
+    run_dir = latest.resolve()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["passed"] is False and "interrupted" in summary["error"]
     assert summary["verdict"] == "interrupted"
