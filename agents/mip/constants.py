@@ -145,6 +145,7 @@ class ReplyCode(IntEnum):
     FA_UNKNOWN_CHALLENGE = 104  # RFC 3012
     FA_MISSING_CHALLENGE = 105  # RFC 3012
     FA_STALE_CHALLENGE = 106  # RFC 3012
+    FA_INVALID_HOME_AGENT = 194  # RFC 5944 section 3.4: from the FA, above the HA's range
     # denied by the home agent
     HA_UNSPECIFIED = 128
     HA_ADMIN_PROHIBITED = 129
@@ -174,8 +175,9 @@ def is_accepted(code: int) -> bool:
 
 
 def denied_by_fa(code: int) -> bool:
-    """Codes 64-127 come from a foreign agent (RFC 5944 section 3.4)."""
-    return 64 <= code <= 127
+    """Codes 64-127 come from a foreign agent (RFC 5944 section 3.4), and so does 194,
+    "Invalid Home Agent Address", listed there with them."""
+    return 64 <= code <= 127 or code == ReplyCode.FA_INVALID_HOME_AGENT
 
 
 def flag_names(value: int, names: tuple[str, ...], width: int) -> list[str]:

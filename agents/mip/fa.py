@@ -18,7 +18,25 @@ A request from a mobile node is checked (first failure decides, RFC 5944 section
 74    T bit, reverse tunnelling not offered;  75 mandatory and T clear
 79    Encapsulating Delivery Style without T, or not supported (RFC 3024)
 66    ``max_visitors`` reached; too many pending requests (below)
+194   Home Agent field not a remote host's unicast address (below)
 ====  =======================================================================
+
+No relaying to a home agent address that is not one remote host's (issue 20: the FA relayed
+unauthenticated requests to 255.255.255.255, so anyone on the visited link could have it
+broadcast or multicast, or send to its own or a loopback address): broadcast (limited, or a
+served link's directed broadcast), multicast, loopback, unspecified (0.0.0.0: dynamic home
+agent assignment, RFC 4433, which this FA does not do), reserved (240/4) and our own addresses
+are denied with 194, "Invalid Home Agent Address", the FA's code for it (RFC 5944 3.4 lists it
+among the foreign agent's; 136, "unknown home agent address", is the home agent's own, from
+the range 128-192 that a mobile node may only take authenticated, and 64 "reason unspecified"
+would tell the mobile node nothing it could act on). A co-located care-of address (D) must
+be a remote host's unicast address too (77 otherwise).
+
+Replies we send toward mobile nodes that are not acceptances (our own denials, the 78 of a
+timeout, a home agent's denial relayed) go to the source address a request claimed, so they
+are rate limited per destination and in all like the home agent's (:mod:`agents.mip.ratelimit`,
+``reply_rate``, ``reply_burst``, ``reply_total_rate``, ``reply_total_burst``): beyond them the
+reply is not sent and its event says ``limited``. Relayed acceptances are never limited.
 
 Valid requests are relayed to the home agent unchanged up to and including the MN-HA
 authentication extension (RFC 5944 3.7.2.2: the FA must not modify that part); what followed
@@ -117,6 +135,7 @@ from agents.mip.messages import (
     decode_reply,
     decode_request,
 )
+from agents.mip.ratelimit import ReplyLimiter
 
 __all__ = ["FaConfig", "FaInterface", "ForeignAgent", "Visitor"]
 
@@ -160,7 +179,8 @@ class FaConfig:
     ``challenge``: include RFC 3012 challenges and require them back. ``max_pending``:
     pending requests in all before the oldest makes room for a new one;
     ``max_pending_per_home``: pending requests for one home address before 66 (``None``: no
-    limit; see the module docstring).
+    limit; see the module docstring). ``reply_rate``/``reply_burst``: replies other than
+    acceptances per second (and in a burst) to one address; ``reply_total_*``: to all.
     """
 
     care_of_address: str
@@ -183,6 +203,10 @@ class FaConfig:
     pending_timeout: float = 7.0
     max_pending: int | None = 4096
     max_pending_per_home: int | None = 8
+    reply_rate: float | None = 10.0
+    reply_burst: float = 20.0
+    reply_total_rate: float | None = 500.0
+    reply_total_burst: float = 1000.0
     adv_dst: str = ALL_SYSTEMS
     min_solicited_interval: float = 1.0
     advertise: bool = True
@@ -279,7 +303,15 @@ class ForeignAgent:
             "pending_evicted": 0,
             "link_learned": 0,
             "link_ignored": 0,
+            "rate_limited": 0,
         }
+        self._limiter = ReplyLimiter(
+            config.reply_rate,
+            config.reply_burst,
+            config.reply_total_rate,
+            config.reply_total_burst,
+        )
+        self._now = 0.0  # of the message or timer being handled (for the limiter)
         self.advertiser = Advertiser(
             [
                 AdvertisingInterface(i.name, i.address, i.prefix_len, [config.care_of_address])
@@ -313,6 +345,7 @@ class ForeignAgent:
         return []  # other agents' advertisements: nothing to do
 
     def handle_timer(self, name: str, now: float) -> list[Action]:
+        self._now = now
         if name == T_PENDING:
             return self._expire_pending(now)
         if name.startswith("fa.visitor."):
@@ -331,6 +364,7 @@ class ForeignAgent:
         now: float,
         iface: str | None = None,
     ) -> list[Action]:
+        self._now = now
         if not payload:
             return self._drop("empty datagram", src)
         t = payload[0]
@@ -456,6 +490,13 @@ class ForeignAgent:
         colocated = bool(flags & RequestFlag.D)
         if not colocated and req.care_of_address != cfg.care_of_address:
             return self._deny(77, req, src, src_port, iface, "invalid care-of address")
+        if colocated and self._not_remote_host(req.care_of_address):
+            return self._deny(77, req, src, src_port, iface, "invalid care-of address")
+        why = self._not_remote_host(req.home_agent)
+        if why is not None:
+            return self._deny(
+                ReplyCode.FA_INVALID_HOME_AGENT, req, src, src_port, iface, f"home agent {why}"
+            )
         dereg = req.lifetime == 0
         reverse = bool(flags & RequestFlag.T)
         if not dereg:
@@ -581,6 +622,11 @@ class ForeignAgent:
             elif not p.flags & RequestFlag.D:
                 actions += self._add_visitor(p, rep, now)
         ifc = self._ifaces.get(p.iface) if p.iface else None
+        data = {"home_address": p.home_address, "code": rep.code, "lifetime": rep.lifetime}
+        if rep.code not in (0, 1) and not self._limiter.allow(p.mn_src, self._now):
+            self.counters["rate_limited"] += 1
+            actions.append(Event("reply_relayed", {**data, "limited": True}))
+            return actions
         actions.append(
             Send(
                 out,
@@ -591,12 +637,7 @@ class ForeignAgent:
                 iface=p.iface,
             )
         )
-        actions.append(
-            Event(
-                "reply_relayed",
-                {"home_address": p.home_address, "code": rep.code, "lifetime": rep.lifetime},
-            )
-        )
+        actions.append(Event("reply_relayed", data))
         return actions
 
     def _add_visitor(self, p: _Pending, rep: RegistrationReply, now: float) -> list[Action]:
@@ -669,6 +710,17 @@ class ForeignAgent:
             *self._data_plane_down(v),
             Event(event, {"home_address": v.home_address, "home_agent": v.home_agent}),
         ]
+
+    def _not_remote_host(self, address: str) -> str | None:
+        """Why ``address`` is no remote host's unicast address (``None`` when it is one)."""
+        why = not_unicast(address)
+        if why is not None:
+            return why
+        if address in self._own:
+            return "ours"
+        if any(address == str(link.broadcast_address) for link in self._links):
+            return "broadcast"
+        return None
 
     # -- pending requests ------------------------------------------------------------------
 
@@ -745,18 +797,20 @@ class ForeignAgent:
         reason: str,
         lifetime: int = 0,
     ) -> list[Action]:
-        """A reply we originate (codes 64-127): no MN-HA extension, MN-FA when we can."""
+        """A reply we originate (codes 64-127, 194): no MN-HA extension, MN-FA when we can;
+        not sent beyond the rate limits (module docstring)."""
         self.counters["denied"] += 1
+        data: dict[str, Any] = {"home_address": home, "code": code, "reason": reason, "src": dst}
+        if not self._limiter.allow(dst, self._now):
+            self.counters["rate_limited"] += 1
+            return [Event("registration_denied", {**data, "limited": True})]
         body = REPLY.pack(3, code, lifetime, aton(home), aton(home_agent), ident)
         sa = self.config.mn_sas.get(home)
         if sa is not None:
             body = append_auth(body, ExtType.MN_FA_AUTH, sa)
         ifc = self._ifaces.get(iface) if iface else None
         return [
-            Event(
-                "registration_denied",
-                {"home_address": home, "code": code, "reason": reason, "src": dst},
-            ),
+            Event("registration_denied", data),
             Send(body, dst, dst_port, ifc.address if ifc else None, MIP_PORT, iface=iface),
         ]
 

@@ -35,6 +35,13 @@ UDP to the source address and port the request came from, and the reply carries 
 Reply extension with the keepalive interval. Without that extension a NAT is only reported
 (event ``nat_detected``): an FA may legitimately relay from an address other than its CoA.
 
+Denials are rate limited (issue 20, reflection): each one goes to the IP source the request
+claimed, so without a limit the HA reflects whatever is sent to it at anyone. Beyond a token
+bucket per destination (``reply_rate``/s, bursts of ``reply_burst``) and one for all
+(``reply_total_rate``, ``reply_total_burst``; see :mod:`agents.mip.ratelimit` for the
+defaults) a denial is decided and counted but not sent (its ``registration_denied`` event
+says ``limited``). Accepted registrations are never limited.
+
 Events: ``binding_added``, ``binding_updated``, ``binding_renewed``, ``binding_removed``
 (``reason`` deregistered/replaced), ``binding_expired``, ``registration_denied``,
 ``nat_detected``, ``message_dropped``.
@@ -76,6 +83,7 @@ from agents.mip.extensions import AuthExtension, NaiExtension, UdpTunnelReply, U
 from agents.mip.icmp import AgentSolicitation, decode_icmp
 from agents.mip.ipv4 import aton
 from agents.mip.messages import REPLY, RegistrationRequest, decode_request
+from agents.mip.ratelimit import ReplyLimiter
 from agents.mip.replay import HomeReplayState, check_request, default_rand32
 
 __all__ = ["Binding", "HaConfig", "HomeAgent", "MobileNodeConfig"]
@@ -125,6 +133,8 @@ class HaConfig:
     relayed from such an address must carry a valid FA-HA extension (``require_fa_auth``
     demands it from every FA). ``max_cache``: bindings before code 130. ``advertise_on``: home
     links to send Agent Advertisements (H bit) on, so mobile nodes can detect they are home.
+    ``reply_rate``/``reply_burst``: denials per second (and in a burst) to one address;
+    ``reply_total_rate``/``reply_total_burst``: to all (``None`` rate: no limit).
     """
 
     address: str
@@ -147,6 +157,10 @@ class HaConfig:
     adv_interval: float = 1.0
     adv_flags: int = AdvFlag.H
     min_solicited_interval: float = 1.0
+    reply_rate: float | None = 10.0
+    reply_burst: float = 20.0
+    reply_total_rate: float | None = 500.0
+    reply_total_burst: float = 1000.0
 
 
 @dataclass(slots=True)
@@ -228,7 +242,15 @@ class HomeAgent:
             "denied": 0,
             "dropped": 0,
             "expired": 0,
+            "rate_limited": 0,
         }
+        self._limiter = ReplyLimiter(
+            config.reply_rate,
+            config.reply_burst,
+            config.reply_total_rate,
+            config.reply_total_burst,
+        )
+        self._now = 0.0  # of the datagram being handled (for the limiter)
         self.advertiser: Advertiser | None = None
         if config.advertise_on:
             self.advertiser = Advertiser(
@@ -312,6 +334,7 @@ class HomeAgent:
         iface: str | None = None,
     ) -> list[Action]:
         """A UDP-434 datagram from ``src``:``src_port`` (addresses as seen on the wire)."""
+        self._now = now
         if not payload or payload[0] != 1:
             if payload and payload[0] == 4:
                 # RFC 3519 tunnel data (incl. keepalives) belongs to the data plane.
@@ -755,17 +778,18 @@ class HomeAgent:
         fa_sa = self.config.fa_sas.get(src) if self.config.fa_sas else None
         if fa_sa is not None:
             out = append_auth(out, ExtType.FA_HA_AUTH, fa_sa)
+        data = {
+            "home_address": home,
+            "care_of": req.care_of_address,
+            "code": code,
+            "reason": reason,
+            "src": src,
+        }
+        if not self._limiter.allow(src, self._now):
+            self.counters["rate_limited"] += 1
+            return [Event("registration_denied", {**data, "limited": True})]
         return [
-            Event(
-                "registration_denied",
-                {
-                    "home_address": home,
-                    "care_of": req.care_of_address,
-                    "code": code,
-                    "reason": reason,
-                    "src": src,
-                },
-            ),
+            Event("registration_denied", data),
             Send(out, src, src_port, self.config.address, MIP_PORT),
         ]
 

@@ -21,6 +21,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _ReplyLimits(_Strict):
+    """Rate limits on the replies an agent sends that are not acceptances (issue 20:
+    reflection; agents.mip.ratelimit): per destination address and in all, per second and
+    in a burst. A rate of none: no limit."""
+
+    reply_rate: float | None = Field(10.0, gt=0, description="per destination (/s)")
+    reply_burst: float = Field(20.0, ge=1)
+    reply_total_rate: float | None = Field(500.0, gt=0, description="to all (/s)")
+    reply_total_burst: float = Field(1000.0, ge=1)
+
+    def reply_limits(self) -> dict[str, float | None]:
+        return {
+            "reply_rate": self.reply_rate,
+            "reply_burst": self.reply_burst,
+            "reply_total_rate": self.reply_total_rate,
+            "reply_total_burst": self.reply_total_burst,
+        }
+
+
 class MobileNodeEntry(_Strict):
     home_address: ipaddress.IPv4Address
     spi: int = Field(ge=256, le=0xFFFFFFFF)  # SPIs 0-255 are reserved (RFC 5944 3.5)
@@ -29,7 +48,7 @@ class MobileNodeEntry(_Strict):
     replay: Literal["timestamp", "nonce"] = "timestamp"
 
 
-class HaFile(_Strict):
+class HaFile(_ReplyLimits):
     address: ipaddress.IPv4Address
     interface: str = "eth0"
     home_network: ipaddress.IPv4Network
@@ -79,7 +98,7 @@ class ProxyFile(_Strict):
     mobile_nodes: list[MobileNodeEntry] = Field(min_length=1)
 
 
-class FaFile(_Strict):
+class FaFile(_ReplyLimits):
     address: ipaddress.IPv4Address = Field(description="care-of address offered")
     interface: str = Field("eth0", description="the visited link")
     prefix_len: int = Field(24, ge=0, le=32)
@@ -226,6 +245,7 @@ def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
         advertise_on=advertise if f.advertise else [],
         adv_interval=f.adv_interval,
         min_solicited_interval=f.min_solicited_interval,
+        **f.reply_limits(),
     )
 
 
@@ -241,6 +261,7 @@ def load_fa(path: str | Path) -> tuple[FaFile, FaConfig]:
         min_solicited_interval=f.min_solicited_interval,
         max_pending=f.max_pending,
         max_pending_per_home=f.max_pending_per_home,
+        **f.reply_limits(),
     )
 
 

@@ -91,7 +91,9 @@ def test_a_flood_of_pending_requests_holds_one_timer_and_expires_in_linear_time(
     out = timers.run_until(fa, 100.0)
     elapsed = time.perf_counter() - t0
     assert fa._pending == {} and fa._pending_per_home == {} and timers.armed == {}
-    assert codes(out).count(78) == n
+    denied = [a.data for a in out if isinstance(a, Event) and a.name == "registration_denied"]
+    assert [d["code"] for d in denied] == [78] * n
+    # (most of them not sent: the reply rate limit, finding 3)
     assert elapsed < 3.0, f"{n} pending requests took {elapsed:.2f} s to expire"
 
 
@@ -310,3 +312,101 @@ def test_one_request_from_two_macs_moves_nothing() -> None:
     out = fa.handle_datagram(hrep(renewal), HA, 434, 1.1)
     assert not [a for a in out if isinstance(a, Neighbour)]
     assert fa._visitor_macs == {HOME: MAC}
+
+
+# --- reflection: where the FA relays to, and how many replies it sends ----------------------
+
+
+def test_no_relaying_to_a_home_agent_address_that_is_no_remote_host() -> None:
+    """Before: the FA relayed unauthenticated requests to any home agent address, the
+    limited broadcast included (and with care-of 127.0.0.1 when co-located)."""
+    fa = make_fa()
+    for ha in (
+        "255.255.255.255",
+        "10.2.0.255",  # the visited link's own broadcast
+        "224.0.0.1",
+        "239.1.2.3",
+        "127.0.0.1",
+        "0.0.0.0",
+        "240.0.0.1",
+        COA,
+    ):
+        out = relay(fa, rrq(ha=ha))
+        assert [a.dst for a in out if isinstance(a, Send)] == [HOME], ha  # only the denial
+        rep = decode_udp(next(a for a in out if isinstance(a, Send)).payload)
+        assert (rep.code, rep.find(32)) == (194, None), ha
+    colocated = append_auth(
+        encode(RegistrationRequest(HOME, HA, "127.0.0.1", 9, 600, 0x20)), 32, MN_SA
+    )
+    assert codes(relay(fa, colocated)) == [77]
+    assert fa._pending == {} and fa.counters["relayed"] == 0
+
+
+def test_a_mobile_node_takes_194_from_its_foreign_agent() -> None:
+    from agents.mip.constants import denied_by_fa
+
+    assert denied_by_fa(194) and denied_by_fa(66) and not denied_by_fa(131)
+
+
+def test_denials_to_one_address_are_rate_limited() -> None:
+    fa = make_fa(reply_rate=10.0, reply_burst=20.0)
+    sent = limited = 0
+    for i in range(100):  # 100 requests for a home agent address it will not use, in 0.1 s
+        out = relay(fa, rrq(ha="255.255.255.255", ident=i), i * 0.001)
+        sent += len(codes(out))
+        limited += sum(1 for a in out if isinstance(a, Event) and a.data.get("limited"))
+    assert (sent, limited) == (20, 80)
+    assert fa.counters["rate_limited"] == 80 and fa.counters["denied"] == 100
+    # the bucket fills again at 10/s; other destinations have their own
+    assert len(codes(relay(fa, rrq(ha="0.0.0.0", ident=200), 1.1))) == 1
+    assert len(codes(relay(fa, rrq("10.1.0.9", ha="0.0.0.0", ident=201), 0.1))) == 1
+
+
+def test_denials_in_all_are_rate_limited() -> None:
+    fa = make_fa(reply_total_rate=100.0, reply_total_burst=200.0)
+    sent = 0
+    for i in range(2000):  # from 2000 (spoofed) sources in one second
+        sent += len(codes(relay(fa, rrq(home_of(i), ha="224.0.0.5", ident=i), i * 0.0005)))
+    assert 200 <= sent <= 200 + 100 + 1
+
+
+def test_relayed_acceptances_are_never_limited_relayed_denials_are() -> None:
+    fa = make_fa(reply_rate=1.0, reply_burst=1.0, max_pending_per_home=None)
+    sent = {0: 0, 131: 0}
+    for code in (0, 131):
+        for i in range(5):
+            req = rrq(ident=100 * code + i)
+            relay(fa, req)
+            out = fa.handle_datagram(hrep(req, code), HA, 434, 0.0)
+            sent[code] += sum(1 for a in out if isinstance(a, Send))
+    assert sent == {0: 5, 131: 1}
+
+
+def test_reply_limits_come_from_the_agent_files(tmp_path) -> None:
+    from agents.runtime.config import load_fa, load_ha
+
+    fa_file = tmp_path / "fa.yaml"
+    fa_file.write_text("address: 10.2.0.254\nreply_rate: 2\nreply_total_rate: null\n")
+    _, cfg = load_fa(fa_file)
+    assert (cfg.reply_rate, cfg.reply_burst, cfg.reply_total_rate) == (2.0, 20.0, None)
+    ha_file = tmp_path / "ha.yaml"
+    ha_file.write_text(
+        "address: 10.1.0.1\nhome_network: 10.1.0.0/24\nreply_burst: 5\n"
+        "mobile_nodes: [{home_address: 10.1.0.7, spi: 256, key: '00'}]\n"
+    )
+    _, cfg = load_ha(ha_file)
+    assert (cfg.reply_rate, cfg.reply_burst, cfg.reply_total_rate) == (10.0, 5.0, 500.0)
+
+
+def test_token_bucket() -> None:
+    from agents.mip.ratelimit import ReplyLimiter, TokenBucket
+
+    bucket = TokenBucket(2.0, 3.0)
+    assert [bucket.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.allow(0.5) and not bucket.allow(0.5)  # one token back after 0.5 s
+    assert [bucket.allow(10.0) for _ in range(4)] == [True, True, True, False]  # capped
+    limiter = ReplyLimiter(1.0, 1.0, None, 1.0, max_keys=2)
+    assert limiter.allow("a", 0.0) and not limiter.allow("a", 0.0)
+    assert limiter.allow("b", 0.0) and limiter.allow("c", 0.0)  # "a" forgotten: at most 2
+    assert len(limiter) == 2 and limiter.limited == 1
+    assert ReplyLimiter(None, 1.0, None).allow("x", 0.0)
