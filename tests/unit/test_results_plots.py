@@ -195,6 +195,7 @@ def test_ladder_matching_prefers_the_retransmission() -> None:
 def test_ladder_leaves_out_the_runners_bookkeeping() -> None:
     events = [
         ev(0, "runner", "move_start", index=0, **{"from": "home", "to": "office"}),
+        ev(0, "runner", "link_down", node_="mn"),
         ev(1, "runner", "step", index=1),
         ev(2, "runner", "wait_done"),
         ev(3, "runner", "pause_skipped"),
@@ -204,7 +205,7 @@ def test_ladder_leaves_out_the_runners_bookkeeping() -> None:
         ev(7, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
     ]
     lad = build_ladder(events, T0, T0 + 3000 * MS, "mn", ["mn", "core", "ha"])
-    assert [r.label for r in lad.rules] == ["move home → office"]
+    assert [r.label for r in lad.rules] == ["move home → office, link_down"]  # one per instant
     assert [t.label for t in lad.ticks] == ["boundary_decision"]
     assert lad.lifelines == ["mn", "ha"]
 
