@@ -492,6 +492,12 @@ class BoundaryCore:
         """A decision is pending: its timer, or its wait for the tunnel inner address."""
         return self.state.deciding or "decision" in self.state.waits
 
+    def initiation_wanted(self, attempt: int) -> bool:
+        """Whether :class:`InitiateVpn` ``attempt`` is still wanted (for a driver that runs
+        initiations one at a time: one queued behind another may be stale by its turn)."""
+        keep = self.state.keep
+        return keep is not None and keep.attempt == attempt
+
     def snapshot(self) -> dict[str, Any]:
         s = self.state
         return {

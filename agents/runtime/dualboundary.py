@@ -14,7 +14,8 @@ echo bound to the link outside; the core's direct registration otherwise).
 The x-MIP client is a second protocol core (:class:`agents.mip.mn.MobileNode`) with its own
 driver (UDP port ``external.port``: 434 is the internal client's), its own TUN (``mipx0``)
 and events under the node name ``<node>.x``. It never hears advertisements or link events: it
-registers only where this controller attaches it.
+registers only where the boundary decision (:mod:`agents.mip.boundary`, architecture
+``dual``) attaches it: this module carries that out and feeds its acceptances back.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agents.mip import boundary as core
 from agents.mip.actions import Event
 from agents.mip.mn import Attachment, MnConfig, MobileNode
 from agents.runtime.dataplane import MnDataPlane, _Base
 from agents.runtime.driver import AgentDriver
 from agents.runtime.vpn import BoundaryController
-from mipbase.clock import scaled, wallclock
+from mipbase.clock import wallclock
 from mipbase.events import EventWriter
 
 OUTER_TABLE, OUTER_RULE_PRIORITY = 122, 110  # before mode mc's 120 and strongSwan's 220
@@ -59,10 +61,12 @@ class OuterDataPlane(MnDataPlane):
 
 
 class DualBoundaryController(BoundaryController):
-    mode = "dual"
+    """The boundary driver with the x-MIP client: its attachments and acceptances."""
 
-    def __init__(self, config: Any, machine: Any, driver: Any, events: EventWriter) -> None:
-        super().__init__(config, machine, driver, events)
+    def __init__(
+        self, config: Any, machine: Any, driver: Any, events: EventWriter, link: str
+    ) -> None:
+        super().__init__(config, machine, driver, events, link)
         x = config.external
         self.outer = MobileNode(
             MnConfig(
@@ -101,78 +105,14 @@ class DualBoundaryController(BoundaryController):
         # started, but without its solicitations (no agent of its own to discover)
         started = self.outer.start(time.monotonic())
         self.outer_driver.feed([a for a in started if isinstance(a, Event)])
-        self._outer_coa: str | None = None
-        self._address: str | None = None
-        self._bringing_up = False
 
-    # called by the movement detector -----------------------------------------------------
-
-    def address_acquired(self, address: str | None = None) -> None:
-        self._address = address
-        outside = self._outside_tia is not None
-        self.events.emit("boundary_probe", gateway=self.config.gateway, outside=outside)
-        if outside and address is not None:
-            # x-MIP follows the move; the IPsec SAs and the i-MIP binding stay. Inside again?
-            self._use_outer(address)
-            self._probe_home_agent()
-            return
-        self._decision = self.loop.call_later(scaled(self.config.decision_timeout), self._decide)
-
-    # internals ----------------------------------------------------------------------------
-
-    def _decide(self) -> None:
-        self._decision = None
-        if self.machine.registered and self.machine.mode in ("f", "c", "home"):
-            return
-        if self._address is None:
-            self.events.emit("boundary_decision", inside=None, reason="no address")
-            return
-        # outside: the x-HA first; the tunnel and the i-MIP registration once it accepts
-        self._bringing_up = True
-        self._use_outer(self._address)
-
-    def _use_outer(self, address: str) -> None:
-        self._outer_coa = address
-        attachment = Attachment("c", care_of=address, src=address, iface=self.link, colocated=True)
+    def use_outer(self, attachment: Attachment | None) -> None:
         self.outer_driver.feed(self.outer.use_attachment(attachment, time.monotonic()))
 
     def _on_outer_event(self, name: str, data: dict[str, Any]) -> None:
-        if name == "registration_accepted":
-            # the mobile node's own stream of events says where x-MIP stands (a phase)
-            self.events.emit(
-                "external_registration",
-                mode=self.mode,
-                care_of=data.get("care_of"),
-                udp=data.get("udp"),
-                latency=data.get("latency"),
-                phase="external_registration",
-            )
-        if name == "registration_accepted" and self._bringing_up:
-            self._bringing_up = False
-            # after this batch of actions: the x-MIP tunnel and the x-HoA come with it
-            self.loop.call_soon(self._bring_up_tunnel)
-
-    def _bring_up_tunnel(self) -> None:
-        def up() -> str | None:
-            self._ensure_tunnel()
-            return self._wait_tia(scaled(5.0))
-
-        future = self.initiator.submit(up)
-        future.add_done_callback(self.driver.from_thread(self._outside))
-
-    def _leave_outer(self) -> None:
-        self._bringing_up = False
-        if self._outer_coa is not None:
-            self._outer_coa = None
-            self.outer_driver.feed(self.outer.use_attachment(None, time.monotonic()))
-
-    def _leave_mc(self) -> None:
-        super()._leave_mc()
-        self._leave_outer()
-
-    def _set_inside(self) -> None:
-        super()._set_inside()
-        self._leave_outer()
+        event = core.from_outer_event(name, data)
+        if event is not None:
+            self.handle(event)
 
     def close(self) -> None:
         super().close()

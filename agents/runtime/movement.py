@@ -28,22 +28,13 @@ class MovementDetector:
         self._pending: asyncio.TimerHandle | None = None
         self.boundary = None
         driver.event_hooks.append(self._on_core_event)
-        if config.vpn is not None and config.vpn.architecture == "proxy":
-            from agents.runtime.proxyboundary import ProxyBoundaryController
-
-            self.boundary = ProxyBoundaryController(config.vpn, machine, driver, events)
+        if config.vpn is not None:  # the boundary decision (MOBIKE, dual MIP or MIP proxy)
+            if config.vpn.architecture == "dual":  # with the x-MIP client underneath
+                from agents.runtime.dualboundary import DualBoundaryController as Boundary
+            else:
+                from agents.runtime.vpn import BoundaryController as Boundary
+            self.boundary = Boundary(config.vpn, machine, driver, events, config.interface)
             driver.event_hooks.append(self.boundary.on_event)
-        elif config.vpn is not None and config.vpn.architecture == "dual":
-            from agents.runtime.dualboundary import DualBoundaryController
-
-            self.boundary = DualBoundaryController(config.vpn, machine, driver, events)
-            driver.event_hooks.append(self.boundary.on_event)
-        elif config.vpn is not None:
-            from agents.runtime.vpn import BoundaryController
-
-            self.boundary = BoundaryController(config.vpn, machine, driver, events)
-            driver.event_hooks.append(self.boundary.on_event)
-        if self.boundary is not None:
             driver.error_hooks.append(self.boundary.on_icmp_error)
         if config.dhcp:
             # No broadcast flag (RFC 2131 4.1: we take unicast replies on a packet socket):
