@@ -44,12 +44,29 @@ class NamespaceHost(Host):
 
 
 class LabCLI(CLI):
+    """Mininet's CLI, except that ``NODE cmd args`` runs ``cmd args`` as typed.
+
+    Mininet replaces every argument that names a node by that node's address; the nodes
+    here are named with ordinary words (``proxy``, ``core``, ``ha``), so ``ha ip neigh show
+    proxy`` became ``ip neigh show 192.0.2.11`` and printed nothing. Type addresses where
+    an address is meant (``net`` lists them).
+    """
+
     prompt = "testbed> "
 
     def __init__(self, net: Mininet, lab: Lab, **kwargs: object) -> None:
         self.lab = lab
         self.prompt = f"testbed:{lab.name}> "
         super().__init__(net, **kwargs)
+
+    def default(self, line: str) -> None:
+        first, args, _ = self.parseline(line)
+        if first not in self.mn or not args:
+            super().default(line)  # Mininet's own messages for these cases
+            return
+        node = self.mn[first]
+        node.sendCmd(args)
+        self.waitForNode(node)
 
     def do_net(self, _line: str) -> None:
         """net: the lab's networks, nodes, addresses and current attachments."""

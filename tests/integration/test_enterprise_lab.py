@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -209,3 +210,34 @@ def test_clean_removes_a_killed_run() -> None:
     assert any(name in r for r in removed)
     assert not lab_leftovers(name)
     assert_gone([p.pid for p in state.processes])
+
+
+def test_cli_runs_node_commands_as_typed(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node names inside a command's arguments stay words (Mininet would put addresses there:
+    ``ha ip neigh show proxy`` ran ``ip neigh show 192.0.2.11``)."""
+    import mininet.cli
+
+    from testbed.lab.mncli import LabCLI, mininet_view
+
+    printed: list[str] = []
+    monkeypatch.setattr(mininet.cli, "output", printed.append)  # what the CLI prints
+
+    names = [n for n in ("proxy", "core", "mn") if n in lab.plan.nodes]
+    assert names, lab.plan.nodes
+    script = tmp_path / "commands"
+    script.write_text(f"ha echo args: {' '.join(names)}\nha ip -br addr show dev eth0\n")
+    net = mininet_view(lab)
+    quiet, keep_open = os.pipe()  # a terminal nobody types into
+    try:
+        with os.fdopen(quiet) as stdin:
+            LabCLI(net, lab, stdin=stdin, script=str(script))
+    finally:
+        os.close(keep_open)
+        for host in net.hosts:
+            host.terminate()
+    out = "".join(printed)
+    assert f"args: {' '.join(names)}" in out, out
+    ha = lab.plan.nodes["ha"].interfaces[0]
+    assert str(ha.address.ip) in out, out  # the command ran in ha's namespace
