@@ -35,6 +35,24 @@ UDP to the source address and port the request came from, and the reply carries 
 Reply extension with the keepalive interval. Without that extension a NAT is only reported
 (event ``nat_detected``): an FA may legitimately relay from an address other than its CoA.
 
+What a denial carries (issue 20, signed denials). RFC 5944 3.6.2.1 has the mobile node
+discard a home agent's reply without a valid MN-HA authenticator, so a denial means something
+to it only when authenticated; but the authenticator is an HMAC with the mobile node's key over
+the reply, whose Identification (low 32 bits) and Home Address the request chose. Before,
+the HA computed one for every denial of a mobile node it knew, requests that failed MN-HA
+authentication (131: missing, unknown SPI, bad authenticator) and unparsable ones (134)
+included: anyone could have it sign a reply for an Identification of their choosing, e.g. a
+future timestamp, and later hand that "authenticated" 131 to the mobile node to cut its
+registration short (a signing oracle). Now a denial is authenticated only when the request it
+answers passed MN-HA authentication (RFC 5944 3.8.2.1: the check comes first), i.e. when the
+mobile node sent what is echoed: 131 never is (code 131 means exactly that the request did
+not prove it came from the mobile node), 134 for an unknown extension only when the MN-HA
+extension before it verifies; 129, 132-139, 142, 130 and 135 come after the check and are
+(RFC 5944 3.8.3.1: the reply's MN-HA authenticator uses the mobility security association
+with the mobile node). An unauthenticated denial still goes out (rate limited): a foreign
+agent relaying the request clears its pending entry on it, and it tells a mobile node whose
+key is misconfigured nothing it could trust, which is as it must be.
+
 Denials are rate limited (issue 20, reflection): each one goes to the IP source the request
 claimed, so without a limit the HA reflects whatever is sent to it at anyone. Beyond a token
 bucket per destination (``reply_rate``/s, bursts of ``reply_burst``) and one for all
@@ -753,13 +771,14 @@ class HomeAgent:
         sa: SecurityAssociation | None = None,
         ident: int | None = None,
     ) -> list[Action]:
-        """A denial reply, authenticated with the MN-HA SA when we have one (the mobile node
-        discards unauthenticated HA replies, RFC 5944 3.6.2.1)."""
+        """A denial reply, authenticated with ``sa``: the SA the request's MN-HA extension
+        verified with, ``None`` when it did not (module docstring: never sign what the mobile
+        node has not been shown to have sent)."""
         self.counters["denied"] += 1
         key = f"denied_{code}"
         self.counters[key] = self.counters.get(key, 0) + 1
-        if sa is None and mn is not None:
-            sa = mn.primary
+        if code == ReplyCode.HA_MN_AUTH_FAILED:
+            sa = None  # the request failed MN-HA authentication: nothing in it is the MN's
         home = mn.home_address if mn is not None else req.home_address
         # 136 tells the mobile node our unicast address (dynamic HA discovery); otherwise the
         # Home Agent field echoes the request.
@@ -800,7 +819,16 @@ class HomeAgent:
         if not isinstance(req, RegistrationRequest):
             return self._drop(exc.reason, src)
         mn = self._mns.get(req.home_address)
-        return self._deny(UnknownExtension.ha_code, req, mn, src, src_port, exc.reason)
+        # Authenticated only if an MN-HA extension before the unknown one verifies (what
+        # follows an authenticator is not covered by it, RFC 5944 3.5.1); one after it cannot
+        # be found without knowing the unknown extension's format.
+        sa = None
+        mnha = req.find(ExtType.MN_HA_AUTH) if mn is not None else None
+        if isinstance(mnha, AuthExtension) and mn is not None:
+            candidate = mn.sas.get(mnha.spi)
+            if candidate is not None and candidate.verify_extension(payload, mnha):
+                sa = candidate
+        return self._deny(UnknownExtension.ha_code, req, mn, src, src_port, exc.reason, sa)
 
     def _drop(self, reason: str, src: str) -> list[Action]:
         self.counters["dropped"] += 1

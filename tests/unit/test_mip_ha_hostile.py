@@ -81,3 +81,44 @@ def test_acceptances_are_never_limited() -> None:
     for _ in range(5):
         (rep,) = replies(ha.handle_datagram(rrq(), COA, 434, 0.0))
         assert rep.code == 0
+
+
+# --- signed denials ---------------------------------------------------------------------------
+
+
+def test_no_mn_ha_authenticator_for_a_request_that_did_not_prove_it_came_from_the_mn() -> None:
+    """Before: each of these came back with an MN-HA authenticator computed with the mobile
+    node's key over the Identification the sender chose (a signing oracle)."""
+    chosen = ntp_from_unix(WALL + 3600)  # e.g. a timestamp the MN will use in an hour
+    plain = encode(RegistrationRequest(HOME, HA, COA, chosen, 600, 0))
+    unknown_first = append_auth(plain + b"\x63\x00", 32, SA)  # unknown extension, then MN-HA
+    for why, req in {
+        "no MN-HA extension": plain,
+        "unknown SPI": append_auth(plain, 32, SecurityAssociation(1001, KEY)),
+        "bad authenticator": append_auth(plain, 32, SecurityAssociation(1000, b"guess")),
+        "unverifiable, unknown extension": unknown_first,
+    }.items():
+        ha = make_ha()
+        (rep,) = replies(ha.handle_datagram(req, "198.51.100.9", 434, 0.0))
+        assert rep.code in (131, 134), why
+        assert rep.identification == chosen and rep.find(32) is None, why
+
+
+def test_denials_of_authenticated_requests_are_authenticated() -> None:
+    """RFC 5944 3.8.3.1: the mobile node needs them (e.g. 133 to resynchronise)."""
+    ha = make_ha()
+    stale = ntp_from_unix(WALL - 3600)
+    wrong_ha = append_auth(encode(RegistrationRequest(HOME, "10.1.0.2", COA, 0, 600, 0)), 32, SA)
+    for req, code in ((rrq(ident=stale), 133), (wrong_ha, 133)):
+        (rep,) = replies(ha.handle_datagram(req, COA, 434, 0.0))
+        ext = rep.find(32)
+        assert rep.code == code and ext is not None
+        (send,) = [a for a in ha.handle_datagram(req, COA, 434, 0.0) if isinstance(a, Send)]
+        assert SA.verify(send.payload[: ext.offset + 6], ext.authenticator)
+    fresh = append_auth(
+        encode(RegistrationRequest(HOME, "10.1.0.2", COA, ntp_from_unix(WALL) + 99, 600, 0)),
+        32,
+        SA,
+    )
+    (rep,) = replies(ha.handle_datagram(fresh, COA, 434, 0.0))
+    assert rep.code == 136 and rep.find(32) is not None
