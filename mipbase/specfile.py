@@ -7,6 +7,7 @@ loader keeps a map from each value's path to the line it was written on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +47,58 @@ def format_path(path: Sequence[str | int]) -> str:
     return out
 
 
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*)=(.*)$", re.DOTALL)
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([A-Za-z_][\w-]*)")
+
+
 @dataclass
 class SpecSource:
-    """A parsed YAML document plus the line of every value in it."""
+    """A parsed YAML document plus the line of every value in it, and the values set from
+    the command line (``--set PATH=VALUE``: errors there name the option, not a line)."""
 
     file: str
     data: Any
     lines: dict[PathKey, int] = field(default_factory=dict)
+    overrides: dict[PathKey, str] = field(default_factory=dict)
+
+    def override(self, assignment: str) -> None:
+        """Apply ``PATH=VALUE`` (``timeline[1].move.to=office``, ``repeat=3``): VALUE is
+        YAML (``20ms``, ``true``, ``{delay: 5ms}``); mappings on the way are created."""
+        match = _ASSIGNMENT.match(assignment)
+        if match is None:
+            raise SpecError("--set", None, "", f"{assignment!r}: write PATH=VALUE, e.g. repeat=3")
+        text_path, text_value = match.groups()
+        path: PathKey = tuple(
+            int(index) if index else str(key)
+            for index, key in _PATH_PART.findall(text_path)
+        )
+        try:
+            value = yaml.safe_load(text_value) if text_value.strip() else None
+        except yaml.YAMLError as exc:
+            raise SpecError("--set", None, text_path, f"the value is not YAML: {exc}") from None
+        if value is None:
+            raise SpecError("--set", None, text_path, "give a value after '='")
+        container = self.data
+        for depth, part in enumerate(path[:-1]):
+            nxt = path[depth + 1]
+            if isinstance(part, int):
+                if not isinstance(container, list) or part >= len(container):
+                    where = format_path(path[:depth]) or "the file"
+                    raise SpecError("--set", None, text_path, f"{where} has no [{part}]")
+                container = container[part]
+            else:
+                if not isinstance(container, dict):
+                    where = format_path(path[:depth])
+                    raise SpecError("--set", None, text_path, f"{where} is not a mapping")
+                container = container.setdefault(part, [] if isinstance(nxt, int) else {})
+        last = path[-1]
+        if isinstance(last, int):
+            if not isinstance(container, list) or last >= len(container):
+                raise SpecError("--set", None, text_path, f"there is no [{last}] to set")
+        elif not isinstance(container, dict):
+            raise SpecError("--set", None, text_path, f"{format_path(path[:-1])} is not a mapping")
+        container[last] = value
+        self.overrides[path] = f"{text_path}={text_value}"
 
     def line_of(self, path: Iterable[str | int]) -> int | None:
         """Line of the deepest prefix of ``path`` that was written in the file."""
@@ -64,6 +110,10 @@ class SpecSource:
         return self.lines.get((), None)
 
     def error(self, path: Sequence[str | int], message: str) -> SpecError:
+        parts = tuple(path)
+        for set_path, assignment in self.overrides.items():
+            if parts[: len(set_path)] == set_path:  # at or below what --set wrote
+                return SpecError(f"--set {assignment}", None, format_path(path), message)
         return SpecError(self.file, self.line_of(path), format_path(path), message)
 
     def validation_error(self, exc: ValidationError, prefix: PathKey = ()) -> SpecError:

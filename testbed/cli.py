@@ -259,7 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runnable = []
     for file in args.scenarios:
         try:
-            execute.check_pcap(execute.load_scenario(file), pcap)
+            execute.check_pcap(execute.load_scenario(file, args.set), pcap)
             runnable.append(file)
         except SpecError as exc:
             _complain(exc)
@@ -281,6 +281,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 tolerance_pct=args.tolerance,
                 tolerance_ms=args.tolerance_ms,
                 min_samples=args.min_samples,
+                overrides=args.set,
             )
         except (SpecError, ValueError, LookupError, RuntimeError, OSError) as exc:
             # changed since it was checked, a missing system package...: the others still run
@@ -588,6 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run scenarios, measure handoffs, check expectations")
     p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     p.add_argument("--repeat", type=int, help="override the scenario's repeat")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a scenario field before it is checked (repeatable; VALUE is YAML): "
+        "--set timeline[0].move.to=office --set 'topology.overrides.networks.visited.impair="
+        "{delay: 20ms}'",
+    )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--baseline", metavar="SUMMARY", help="fail on regression against it")
     _gate_options(p)

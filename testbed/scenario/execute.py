@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ def run_scenario(
     tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
     tolerance_ms: float = DEFAULT_TOLERANCE_MS,
     min_samples: int = DEFAULT_MIN_SAMPLES,
+    overrides: Sequence[str] = (),
 ) -> Outcome:
     """Validate, run ``repeat`` times, analyse, write results. Raises SpecError or
     InvalidRun on bad input, before anything is built or written. Against a ``baseline``,
@@ -141,7 +143,7 @@ def run_scenario(
     check_repeat(repeat)
     check_tolerance(tolerance_pct, tolerance_ms, min_samples)
     tolerance = Tolerance(pct=tolerance_pct, ms=tolerance_ms, min_samples=min_samples)
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, overrides)
     check_pcap(scenario, options.pcap)
     if baseline is not None:
         baseline = check_baseline(baseline)
@@ -343,7 +345,8 @@ def _write_scenario(scenario: Scenario, run_dir: Path, repeat: int) -> None:
         "topology": str(scenario.topology_path),
         "repeat": repeat,
         "started": time.time(),
-        "spec": scenario.source.data,
+        "spec": scenario.source.data,  # with any --set applied
+        "set": list(scenario.source.overrides.values()),
     }
     atomic_write(run_dir / "scenario.json", json.dumps(meta, indent=1, default=str))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,19 @@ def resolve_topology_path(scenario_path: Path, ref: str) -> Path:
     return scenario_path.parent / candidate
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """``overrides``: ``PATH=VALUE`` assignments (``testbed run --set``), applied to the
+    file's YAML before anything is validated."""
     path = Path(path)
     source = load_spec(path)
     if not isinstance(source.data, dict):
         raise source.error((), "a scenario file must be a mapping (name, topology, timeline...)")
+    if isinstance(source.data.get("topology"), str) and any(
+        a.startswith("topology.") for a in overrides
+    ):  # --set topology.overrides... on a scenario that names its topology by file alone
+        source.data["topology"] = {"file": source.data["topology"]}
+    for assignment in overrides:
+        source.override(assignment)
     try:
         spec = ScenarioSpec.model_validate(source.data)
     except ValidationError as exc:

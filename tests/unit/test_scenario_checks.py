@@ -389,3 +389,52 @@ def test_the_readmes_complete_scenario_validates(tmp_path: Path) -> None:
     assert spec.mobility == "mip" and spec.pcap == ["visited", "office"]
     assert spec.settle == spec.tail == 1000.0
     assert any(e.name for e in spec.expect)
+
+
+# --- testbed run --set PATH=VALUE ---------------------------------------------------------
+
+
+def test_set_overrides_fields_before_they_are_checked(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, ROAM_NAT)
+    scenario = load_scenario(
+        path,
+        [
+            "repeat=3",
+            "timeline[0].move.to=visited",
+            "topology.overrides.networks.visited.impair={delay: 25ms}",
+        ],
+    )
+    assert scenario.spec.repeat == 3
+    assert scenario.spec.timeline[0].move.to == "visited"
+    assert scenario.plan.networks["visited"].egress.delay_ms == 25
+    assert scenario.source.overrides[("repeat",)] == "repeat=3"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("timeline[0].move.to=homme", "--set timeline[0].move.to=homme: timeline[0].move.to: "),
+        ("repaet=3", "--set repaet=3: repaet: unknown field"),
+        ("repeat=0", "--set repeat=0: repeat: "),
+        ("timeline[99].move.to=home", "--set: timeline[99].move.to: timeline has no [99]"),
+        ("repeat", "--set: 'repeat': write PATH=VALUE"),
+        ("repeat=", "--set: repeat: give a value"),
+        ("name.first=x", "--set: name.first: name is not a mapping"),
+    ],
+)
+def test_a_bad_set_names_the_option(tmp_path: Path, assignment: str, message: str) -> None:
+    path = scenario_file(tmp_path, ROAM_NAT)
+    with pytest.raises(SpecError) as info:
+        load_scenario(path, [assignment])
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_run_with_a_bad_set_builds_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scenario_file(tmp_path, ROAM_NAT)
+    results = tmp_path / "results"
+    argv = ["run", str(path), "--set", "timeline[0].move.to=homme", "--results", str(results)]
+    code, _out, err = run_cli(capsys, *argv)
+    assert code == 2 and "--set timeline[0].move.to=homme" in err
+    assert not results.exists()
