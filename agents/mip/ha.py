@@ -60,6 +60,17 @@ bucket per destination (``reply_rate``/s, bursts of ``reply_burst``) and one for
 defaults) a denial is decided and counted but not sent (its ``registration_denied`` event
 says ``limited``). Accepted registrations are never limited.
 
+Expiry: one heap of (deadline, home address, care-of address) and one timer at its top.
+Before issue 20 every accepted request pushed an entry, renewals included, and the stale ones
+stayed until their old deadline: a mobile node renewing every second with lifetime 600 kept
+600 entries, and 98.5k re-signed renewals grew the HA by 21 MB. Now each (home address,
+care-of address) has at most one live entry, its earliest deadline: a renewal that moves the
+deadline later pushes nothing (the entry, when it comes up, finds the binding renewed and goes
+back in at the new deadline), one that moves it earlier pushes the earlier one. The entries of
+bindings removed before their deadline stay until it, and the heap is rebuilt from the live
+bindings whenever it holds more than twice as many entries as bindings (+64) after a message,
+a timer or a removal: its size is O(bindings) whatever the traffic.
+
 Events: ``binding_added``, ``binding_updated``, ``binding_renewed``, ``binding_removed``
 (``reason`` deregistered/replaced), ``binding_expired``, ``registration_denied``,
 ``nat_detected``, ``message_dropped``.
@@ -252,6 +263,8 @@ class HomeAgent:
             self.add_mobile_node(mn)
         self._heap: list[tuple[float, int, str, str]] = []
         self._heap_seq = 0
+        # (home address, care-of address) -> the deadline of its live heap entry
+        self._scheduled: dict[tuple[str, str], float] = {}
         self._armed: float | None = None
         self._n_bindings = 0
         self.counters: dict[str, int] = {
@@ -368,6 +381,7 @@ class HomeAgent:
             return self._drop(exc.reason, src)
         else:
             out = self._process(req, payload, src, src_port, now)
+        self._maybe_compact()  # (deregistrations leave entries behind)
         return self._answer_on_home_link(out, src, iface)
 
     def _answer_on_home_link(
@@ -709,12 +723,42 @@ class HomeAgent:
                 actions.append(GratuitousArp(mn.home_address, cfg.home_iface))
             actions.append(Event("binding_added", current.to_dict()))
         if expires != float("inf"):
-            self._heap_seq += 1
-            heapq.heappush(self._heap, (expires, self._heap_seq, mn.home_address, coa))
-            if self._armed is None or expires < self._armed:
-                self._armed = expires
-                actions.append(SetTimer(T_EXPIRE, expires))
+            self._schedule(mn.home_address, coa, expires, actions)
         return 0
+
+    def _schedule(self, home: str, coa: str, expires: float, actions: list[Action]) -> None:
+        """Make sure the heap comes up for (home, coa) by ``expires`` (module docstring)."""
+        key = (home, coa)
+        at = self._scheduled.get(key)
+        if at is not None and at <= expires:
+            return  # that entry comes up first and puts the binding back at its deadline
+        self._scheduled[key] = expires
+        self._heap_seq += 1
+        heapq.heappush(self._heap, (expires, self._heap_seq, home, coa))
+        self._maybe_compact()
+        if self._armed is None or expires < self._armed:
+            self._armed = expires
+            actions.append(SetTimer(T_EXPIRE, expires))
+
+    def _maybe_compact(self) -> None:
+        if len(self._heap) > 2 * self._n_bindings + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """The heap again from the live bindings' deadlines (the timer stays: it is never
+        later than the earliest of them)."""
+        self._scheduled = {
+            (b.home_address, b.care_of): b.expires
+            for mn in self._mns.values()
+            for b in mn.bindings
+            if b.expires != float("inf")
+        }
+        self._heap = [
+            (at, seq, home, coa)
+            for seq, ((home, coa), at) in enumerate(self._scheduled.items(), self._heap_seq + 1)
+        ]
+        self._heap_seq += len(self._heap)
+        heapq.heapify(self._heap)
 
     def _tunnel_up(self, b: Binding) -> TunnelUp:
         return TunnelUp(
@@ -840,16 +884,26 @@ class HomeAgent:
         actions: list[Action] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, home, coa = heapq.heappop(heap)
+            at, _, home, coa = heapq.heappop(heap)
+            if self._scheduled.get((home, coa)) != at:
+                continue  # superseded by an earlier entry for the same binding
+            del self._scheduled[(home, coa)]
             mn = self._mns.get(home)
             if mn is None:
                 continue
             for b in mn.bindings:
-                # Lazy deletion: a renewed binding has a later expiry than this heap entry.
-                if b.care_of == coa and b.expires <= now:
+                if b.care_of != coa:
+                    continue
+                if b.expires <= now:
                     self.counters["expired"] += 1
                     self._remove(mn, b, "expired", actions)
-                    break
+                elif b.expires != float("inf"):  # renewed since: back in at its deadline
+                    self._scheduled[(home, coa)] = b.expires
+                    self._heap_seq += 1
+                    heapq.heappush(heap, (b.expires, self._heap_seq, home, coa))
+                break
+        self._maybe_compact()
+        heap = self._heap
         if heap:
             self._armed = heap[0][0]
             actions.append(SetTimer(T_EXPIRE, self._armed))
@@ -871,6 +925,7 @@ class HomeAgent:
         actions: list[Action] = []
         for b in [b for b in mn.bindings if care_of is None or b.care_of == care_of]:
             self._remove(mn, b, reason, actions)
+        self._maybe_compact()
         return actions
 
     def clear(self, now: float) -> list[Action]:
@@ -880,6 +935,7 @@ class HomeAgent:
             for b in list(mn.bindings):
                 self._remove(mn, b, "shutdown", actions)
         self._heap.clear()
+        self._scheduled.clear()
         self._armed = None
         actions.append(CancelTimer(T_EXPIRE))
         return actions

@@ -40,9 +40,11 @@ def make_ha(clock: Clock | None = None, **kw) -> HomeAgent:
 _idents = itertools.count(1)
 
 
-def rrq(home: str = HOME, ident: int | None = None, sa=SA, lifetime: int = 600) -> bytes:
+def rrq(
+    home: str = HOME, ident: int | None = None, sa=SA, lifetime: int = 600, coa: str = COA
+) -> bytes:
     ident = ident if ident is not None else ntp_from_unix(WALL) + next(_idents)
-    data = encode(RegistrationRequest(home, HA, COA, ident, lifetime, 0))
+    data = encode(RegistrationRequest(home, HA, coa, ident, lifetime, 0))
     return append_auth(data, 32, sa) if sa is not None else data
 
 
@@ -122,3 +124,75 @@ def test_denials_of_authenticated_requests_are_authenticated() -> None:
     )
     (rep,) = replies(ha.handle_datagram(fresh, COA, 434, 0.0))
     assert rep.code == 136 and rep.find(32) is not None
+
+
+# --- expiry that does not grow with renewals ------------------------------------------------
+
+
+def test_renewals_do_not_grow_the_expiry_heap() -> None:
+    """Before: one heap entry per accepted request until its old deadline; 20k renewals of
+    one binding with lifetime 600 in 200 s left 20k entries."""
+    clock = Clock()
+    ha = make_ha(clock)
+    for i in range(20_000):
+        clock.wall = WALL + i * 0.01
+        out = ha.handle_datagram(rrq(ident=ntp_from_unix(clock.wall) + i), COA, 434, i * 0.01)
+        assert replies(out)[0].code == 0
+    assert len(ha._heap) <= 2 and len(ha._scheduled) == 1
+    # and the binding still expires 600 s after the last renewal, not before
+    last = 19_999 * 0.01
+    assert ha.handle_timer("ha.expire", 600.0)  # the first deadline: re-armed, not expired
+    assert ha.bindings() and ha.counters["expired"] == 0
+    out = ha.handle_timer("ha.expire", last + 600)
+    assert ha.bindings() == [] and ha.counters["expired"] == 1
+    assert [a.data["reason"] for a in out if isinstance(a, Event)] == ["expired"]
+
+
+def test_bindings_expire_at_their_deadline_under_random_traffic() -> None:
+    """Registrations, renewals with longer and shorter lifetimes, moves, deregistrations and
+    timers in random order: a binding is there exactly until its last granted deadline, and
+    the heap stays within twice the bindings (+64)."""
+    import random
+
+    from agents.mip.actions import CancelTimer, SetTimer
+
+    rng = random.Random(5)
+    homes = [f"10.1.0.{i}" for i in range(10, 30)]
+    clock = Clock()
+    counter = itertools.count(0x1000)
+    mns = [MobileNodeConfig(h, 1000, KEY) for h in homes]
+    ha = HomeAgent(HaConfig(HA, "10.1.0.0/24", mns), wallclock=clock, rand32=lambda: next(counter))
+    armed: float | None = None
+    deadline: dict[tuple[str, str], float] = {}
+    now = 0.0
+    for step in range(6000):
+        now += rng.random() * 2
+        clock.wall = WALL + now
+        while armed is not None and armed <= now:
+            at, armed = armed, None
+            for a in ha.handle_timer("ha.expire", at):
+                if isinstance(a, SetTimer):
+                    armed = a.at
+                elif isinstance(a, CancelTimer):
+                    armed = None
+            for key, d in list(deadline.items()):
+                if d <= at:
+                    del deadline[key]
+            live = {(b.home_address, b.care_of) for b in ha.bindings()}
+            assert live == set(deadline), (at, live ^ set(deadline))
+        home, coa = rng.choice(homes), rng.choice(("192.0.2.7", "192.0.2.8"))
+        lifetime = rng.choice((0, 5, 20, 60, 600))
+        ident = ntp_from_unix(clock.wall) + step
+        out = ha.handle_datagram(rrq(home, ident, lifetime=lifetime, coa=coa), coa, 434, now)
+        assert replies(out)[0].code == 0
+        for a in out:
+            if isinstance(a, SetTimer):
+                armed = a.at
+        if lifetime == 0:
+            deadline.pop((home, coa), None)
+        else:
+            for key in [k for k in deadline if k[0] == home]:
+                del deadline[key]  # no simultaneous bindings: the other care-of goes
+            deadline[(home, coa)] = now + lifetime
+        assert len(ha._heap) <= 2 * ha.binding_count + 64
+        assert armed is not None or not deadline
