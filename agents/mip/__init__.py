@@ -10,6 +10,8 @@ Modules, one job each:
 * :mod:`.replay` -- NTP timestamps, the replay window, nonces;
 * :mod:`.actions` -- what the state machines ask their drivers to do;
 * :mod:`.mn`, :mod:`.ha`, :mod:`.fa` -- the state machines; :mod:`.advert` -- advertising;
+* :mod:`.regclient` -- sending registrations: Identification, backoff, reply matching (the
+  mobile node's, the MIP proxy's toward the home agent);
 * :mod:`.jsonview` -- messages as JSON; :mod:`.pcap`, :mod:`.ipv4` -- captures and packets;
 * :mod:`.simnet` -- an in-memory network with a fake clock to run machines together.
 """

@@ -6,7 +6,7 @@ address from DHCP ``address_acquired``/``address_lost``, ``shutdown``. Output: a
 :mod:`~agents.mip.actions`. Wall-clock time for timestamp Identifications comes from the
 injected ``wallclock``; random bits from ``rand32``.
 
-Where we are (``mode``):
+Where we are (``mode``, a :class:`mipbase.modes.Mode`):
 
 * ``"home"`` -- an advertisement from our home agent (H bit, from the home agent or on the
   home prefix), or a co-located address on the home network: deregister (lifetime 0, CoA =
@@ -33,14 +33,15 @@ taken as news of the link we are on now.
 Solicitations (RFC 5944 2.4.1): up to ``solicit_burst`` at ``solicit_interval``, then binary
 exponential backoff up to ``solicit_max_interval``; never closer than ``solicit_interval``.
 
-Registration: retransmitted with exponential backoff from ``retransmit_initial`` to
-``retransmit_max``; with timestamps every retransmission gets a new Identification, with nonces
-it is resent unchanged (RFC 5944 3.6.3). Lifetimes count from when the accepted request was sent
-(RFC 5944 3.6.1.3); renewal at ``renew_fraction`` of the granted lifetime. Replies must match
-the Identification and carry a valid MN-HA authenticator, except denials from an FA (64-127)
-which cannot (RFC 5944 3.6.2.1). 133 resynchronises the clock / takes the new nonce and
-retries at once (up to ``max_resync`` times); 69 retries with the FA's maximum lifetime; 136
-retries with the home agent address the reply names.
+Registration (sent, matched and retransmitted by :mod:`agents.mip.regclient`): retransmitted
+with exponential backoff from ``retransmit_initial`` to ``retransmit_max``; with timestamps
+every retransmission gets a new Identification, with nonces it is resent unchanged (RFC 5944
+3.6.3). Lifetimes count from when the accepted request was sent (RFC 5944 3.6.1.3); renewal at
+``renew_fraction`` of the granted lifetime. Replies must match the Identification and carry a
+valid MN-HA authenticator, except denials from an FA (64-127) which cannot (RFC 5944 3.6.2.1).
+133 resynchronises the clock / takes the new nonce and retries at once (up to ``max_resync``
+times); 69 retries with the FA's maximum lifetime; 136 retries with the home agent address the
+reply names.
 
 UDP tunnelling (RFC 3519): with a co-located CoA and ``udp_tunnel="auto"`` the request carries
 a UDP Tunnel Request (the HA decides by NAT detection), ``"force"`` sets its F flag, ``"off"``
@@ -81,13 +82,13 @@ from agents.mip.constants import (
     MIP_PORT,
     AdvFlag,
     ExtType,
+    ReplyCode,
     RequestFlag,
     denied_by_fa,
     reply_code_name,
 )
 from agents.mip.errors import MalformedMessage
 from agents.mip.extensions import (
-    AuthExtension,
     ChallengeExtension,
     EncapDeliveryStyle,
     Extension,
@@ -104,7 +105,9 @@ from agents.mip.messages import (
     decode_reply,
     encode,
 )
+from agents.mip.regclient import Answer, Dropped, GiveUp, Outcome, Pending, RegistrationClient
 from agents.mip.replay import MobileReplayState, default_rand32
+from mipbase.modes import Mode
 
 __all__ = ["AgentInfo", "Attachment", "MnConfig", "MobileNode"]
 
@@ -149,7 +152,7 @@ class MnConfig:
     max_resync: int = 3
 
     def __post_init__(self) -> None:
-        if self.prefer not in ("f", "c"):
+        if self.prefer not in (Mode.F, Mode.C):
             raise ValueError(f"prefer must be 'f' or 'c', not {self.prefer!r}")
         if self.udp_tunnel not in ("auto", "force", "off"):
             raise ValueError(f"udp_tunnel must be auto/force/off, not {self.udp_tunnel!r}")
@@ -177,7 +180,7 @@ class Attachment:
     (``router``/``max_lifetime`` may change without a move).
     """
 
-    mode: str
+    mode: Mode
     care_of: str
     src: str
     iface: str | None = None
@@ -190,6 +193,9 @@ class Attachment:
     # the care-of address is an IPsec VPN's inner address (RFC 5266 mode mc): the tunnel's
     # outer packets take the VPN's policy, whatever interface holds the address
     via_vpn: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))  # "mc" given: Mode.MC
 
 
 @dataclass(slots=True)
@@ -241,21 +247,6 @@ class _Colocated:
 
 
 @dataclass(slots=True)
-class _Pending:
-    attachment: Attachment
-    dereg: bool
-    reason: str
-    first_sent: float
-    lifetime: int
-    timeout: float
-    attempt: int = 0
-    identification: int = 0
-    payload: bytes = b""
-    sent: dict[int, float] = field(default_factory=dict)  # identification -> time sent
-    home_agent: str = ""
-
-
-@dataclass(slots=True)
 class _Binding:
     attachment: Attachment
     lifetime: int
@@ -281,8 +272,6 @@ class MobileNode:
         self.replay = MobileReplayState(config.replay)
         self.home_agent = config.home_agent
         self._home_net = ipaddress.IPv4Network(config.home_network, strict=False)
-        self._wall = wallclock
-        self._rand32 = rand32
         self.agents: dict[str, AgentInfo] = {}
         self._fa: str | None = None
         self._colocated: _Colocated | None = None
@@ -291,14 +280,26 @@ class MobileNode:
         self._went_down: dict[str, float] = {}  # interface -> when it last lost its link
         self._attachment: Attachment | None = None
         self._override: Attachment | None = None
-        self._pending: _Pending | None = None
+        # registrations in flight: Identification, retransmission, reply matching
+        self._reg: RegistrationClient[Attachment] = RegistrationClient(
+            self.sa,
+            self.replay,
+            timer=T_RETRANSMIT,
+            build=self._build,
+            announce=self._announce,
+            wallclock=wallclock,
+            rand32=rand32,
+            retransmit_initial=config.retransmit_initial,
+            retransmit_max=config.retransmit_max,
+            max_resync=config.max_resync,
+            fa_denials_unauthenticated=True,  # an FA cannot authenticate for the HA
+        )
         self._binding: _Binding | None = None
         self._tunnel: TunnelUp | None = None
         self._route: Route | None = None
         self._lifetime_cap: dict[str, int] = {}
         self._sol_count = 0
         self._sol_last = -math.inf
-        self._resyncs = 0
         self._ever_registered = False
         self._ever_home = False
         self._started = False
@@ -316,7 +317,7 @@ class MobileNode:
     # -- state -----------------------------------------------------------------------------
 
     @property
-    def mode(self) -> str | None:
+    def mode(self) -> Mode | None:
         """``"home"``, ``"f"``, ``"c"`` (or a mode given via :meth:`use_attachment`), None."""
         return self._attachment.mode if self._attachment else None
 
@@ -333,17 +334,17 @@ class MobileNode:
     @property
     def care_of(self) -> str | None:
         a = self._attachment
-        return None if a is None or a.mode == "home" else a.care_of
+        return None if a is None or a.mode == Mode.HOME else a.care_of
 
     @property
     def state(self) -> str:
         if not self._started:
             return "idle"
-        if self._pending is not None:
-            return "deregistering" if self._pending.dereg else "registering"
+        if self._reg.pending is not None:
+            return "deregistering" if self._reg.pending.dereg else "registering"
         if self._attachment is None:
             return "detached"
-        if self._attachment.mode == "home":
+        if self._attachment.mode == Mode.HOME:
             return "home"
         return "registered" if self.registered else "unregistered"
 
@@ -444,7 +445,7 @@ class MobileNode:
         self._binding = None  # made with the old parameters
         out = self._reselect(now, "home_changed")
         att = self._attachment
-        if out or att is None or att.mode == "home" or self._shutdown or not self._started:
+        if out or att is None or att.mode == Mode.HOME or self._shutdown or not self._started:
             return out
         return self._register(now, att, "home_changed")
 
@@ -453,27 +454,19 @@ class MobileNode:
         it was registered with), beside whatever registration is in progress: e.g. with a MIP
         proxy once the home agent answered directly. Sent once from whatever source routing
         picks; its reply is not awaited (a stale binding there would only expire)."""
-        p = _Pending(
-            attachment,
-            True,
-            "left",
-            now,
-            0,
-            self.config.retransmit_initial,
-            home_agent=attachment.home_agent or self.home_agent,
-        )
-        p.identification = self.replay.next_identification(self._wall(), self._rand32)
-        payload = self._build(p, p.identification)
+        home_agent = attachment.home_agent or self.home_agent
+        to = Send(b"", home_agent, MIP_PORT, None, self.config.local_port)
+        p = self._reg.once(now, attachment, home_agent=home_agent, lifetime=0, reason="left", to=to)
         self.counters["requests_sent"] += 1
         return [
-            Send(payload, p.home_agent, MIP_PORT, None, self.config.local_port),
+            replace(p.to, payload=p.payload),
             Event(
                 "deregistration_sent",
                 {
                     "binding_mode": attachment.mode,  # not "mode": that says where we are
                     "care_of": attachment.care_of,
                     "home_agent": p.home_agent,
-                    "bytes": len(payload),
+                    "bytes": len(p.payload),
                 },
             ),
         ]
@@ -489,7 +482,7 @@ class MobileNode:
             Event("shutdown", {}),
         ]
         att = self._attachment
-        if self._binding is not None and att is not None and att.mode != "home":
+        if self._binding is not None and att is not None and att.mode != Mode.HOME:
             out += self._register(now, att, "shutdown", dereg=True)
         return out
 
@@ -646,7 +639,7 @@ class MobileNode:
             if (
                 b is not None
                 and b.attachment == self._attachment
-                and self._pending is None
+                and self._reg.pending is None
                 and not self._shutdown
             ):
                 return self._register(now, b.attachment, "renewal")
@@ -659,8 +652,8 @@ class MobileNode:
             att = self._attachment
             if (
                 att is not None
-                and att.mode != "home"
-                and self._pending is None
+                and att.mode != Mode.HOME
+                and self._reg.pending is None
                 and not self.registered
                 and not self._shutdown
             ):
@@ -750,23 +743,23 @@ class MobileNode:
         home = cfg.home_address
         for info in self.agents.values():
             if info.home:
-                return Attachment("home", home, home, info.iface)
+                return Attachment(Mode.HOME, home, home, info.iface)
         col = self._colocated
         if col is not None and (
             col.address == home or ipaddress.IPv4Address(col.address) in self._home_net
         ):
-            return Attachment("home", home, home, col.iface)
+            return Attachment(Mode.HOME, home, home, col.iface)
         fa = self._select_fa()
         if fa is not None:
             cap = self._lifetime_cap.get(fa.address)
             max_life = (
                 fa.registration_lifetime if cap is None else min(cap, fa.registration_lifetime)
             )
-            if col is not None and cfg.prefer == "c":
+            if col is not None and cfg.prefer == Mode.C:
                 if fa.flags & AdvFlag.R:
                     # Registration required through the FA even with a co-located address.
                     return Attachment(
-                        "c",
+                        Mode.C,
                         care_of=col.address,
                         src=col.address,
                         iface=col.iface,
@@ -775,9 +768,9 @@ class MobileNode:
                         router=col.gateway,
                         max_lifetime=max_life,
                     )
-                return Attachment("c", col.address, col.address, col.iface, None, True)
+                return Attachment(Mode.C, col.address, col.address, col.iface, None, True)
             return Attachment(
-                "f",
+                Mode.F,
                 care_of=fa.care_of_addresses[0],
                 src=home,
                 iface=fa.iface,
@@ -786,7 +779,7 @@ class MobileNode:
                 max_lifetime=max_life,
             )
         if col is not None:
-            return Attachment("c", col.address, col.address, col.iface, None, True)
+            return Attachment(Mode.C, col.address, col.address, col.iface, None, True)
         return None
 
     def _reselect(self, now: float, reason: str) -> list[Action]:
@@ -811,16 +804,14 @@ class MobileNode:
                 },
             )
         ]
-        if self._pending is not None:
-            self._pending = None
-            out.append(CancelTimer(T_RETRANSMIT))
-        self._resyncs = 0
+        out += self._reg.abandon()
+        self._reg.resyncs = 0
         teardown = self._data_plane_for(desired)
         if desired is None:
             return out + teardown + self._solicit(now)
-        if desired.mode == "home":
+        if desired.mode == Mode.HOME:
             return out + teardown + self._arrive_home(now, desired)
-        if desired.mode == "f" and not any(isinstance(a, Route) for a in teardown):
+        if desired.mode == Mode.F and not any(isinstance(a, Route) for a in teardown):
             # Through an FA the request leaves by the link, to the agent: an old tunnel's
             # routes and rules (on the TUN) cannot carry it, so it goes out before they are
             # taken down (a move from mode mc spends ~0.5 ms on that). An old default route
@@ -837,7 +828,7 @@ class MobileNode:
             self._tunnel = None
             out.append(CancelTimer(T_KEEPALIVE))
         r = self._route
-        if r is not None and (att is None or att.router != r.via or att.mode != "f"):
+        if r is not None and (att is None or att.router != r.via or att.mode != Mode.F):
             out.append(Route(r.prefix, r.via, r.iface, False))
             self._route = None
         return out
@@ -867,23 +858,26 @@ class MobileNode:
             lifetime = cfg.lifetime
             if att.max_lifetime is not None:
                 lifetime = min(lifetime, att.max_lifetime)
-        self._pending = _Pending(
-            att,
-            dereg,
-            reason,
+        home_agent = att.home_agent or self.home_agent
+        to = Send(b"", att.agent or home_agent, MIP_PORT, att.src, cfg.local_port, att.iface)
+        sent = self._reg.start(
             now,
-            lifetime,
-            cfg.retransmit_initial,
-            home_agent=att.home_agent or self.home_agent,
+            att,
+            home_agent=home_agent,
+            lifetime=lifetime,
+            reason=reason,
+            to=to,
+            dereg=dereg,
+            max_retransmissions=cfg.max_retransmissions,
         )
-        return [CancelTimer(T_RETRY), *self._transmit(now)]
+        return [CancelTimer(T_RETRY), *sent]
 
-    def _build(self, p: _Pending, ident: int) -> bytes:
+    def _build(self, p: Pending[Attachment]) -> bytes:
         cfg = self.config
-        att = p.attachment
+        att = p.context
         flags = 0
         if p.dereg:
-            care_of = cfg.home_address if att.mode == "home" else att.care_of
+            care_of = cfg.home_address if att.mode == Mode.HOME else att.care_of
         else:
             care_of = att.care_of
             if cfg.simultaneous:
@@ -900,13 +894,13 @@ class MobileNode:
                 UdpTunnelRequest(force=cfg.udp_tunnel == "force", via_fa=att.agent is not None)
             )
         req = RegistrationRequest(
-            cfg.home_address, p.home_agent, care_of, ident, p.lifetime, int(flags), exts
+            cfg.home_address, p.home_agent, care_of, p.identification, p.lifetime, int(flags), exts
         )
         data = append_auth(encode(req), ExtType.MN_HA_AUTH, self.sa)
         if att.agent is not None:
             # Extensions for the FA follow the MN-HA authenticator (RFC 5944 3.6.1.3).
             tail = b""
-            if flags & RequestFlag.T and cfg.encapsulating_delivery and att.mode == "f":
+            if flags & RequestFlag.T and cfg.encapsulating_delivery and att.mode == Mode.F:
                 tail += EncapDeliveryStyle().encode()
             info = self.agents.get(att.agent)
             if info is not None and info.challenge is not None:
@@ -917,17 +911,9 @@ class MobileNode:
                 data = append_auth(data, ExtType.MN_FA_AUTH, mnfa)
         return data
 
-    def _transmit(self, now: float) -> list[Action]:
-        p = self._pending
-        assert p is not None
-        if self.replay.new_identification_for(p.attempt):
-            p.identification = self.replay.next_identification(self._wall(), self._rand32)
-            p.payload = self._build(p, p.identification)
-        p.sent[p.identification] = now
-        p.attempt += 1
-        timeout = p.timeout
-        p.timeout = min(p.timeout * 2, self.config.retransmit_max)
-        att = p.attachment
+    def _announce(self, p: Pending[Attachment]) -> Event:
+        """The event of each transmission (the client's ``announce``)."""
+        att = p.context
         self.counters["requests_sent"] += 1
         data = {
             "mode": att.mode,
@@ -941,90 +927,57 @@ class MobileNode:
             "bytes": len(p.payload),
             "to": att.agent or p.home_agent,
         }
-        return [
-            Send(
-                p.payload,
-                att.agent or p.home_agent,
-                MIP_PORT,
-                att.src,
-                self.config.local_port,
-                att.iface,
-            ),
-            SetTimer(T_RETRANSMIT, now + timeout),
-            Event("registration_sent" if p.attempt == 1 else "registration_retransmitted", data),
-        ]
+        return Event("registration_sent" if p.attempt == 1 else "registration_retransmitted", data)
 
     def _on_retransmit(self, now: float) -> list[Action]:
-        p = self._pending
-        if p is None:
-            return []
-        limit = self.config.max_retransmissions
-        if limit is not None and p.attempt > limit:
-            self._pending = None
-            out: list[Action] = [
-                Event(
-                    "registration_failed",
-                    {"mode": p.attachment.mode, "attempts": p.attempt, "dereg": p.dereg},
-                )
-            ]
-            if self.config.denied_retry is not None and not p.dereg:
-                out.append(SetTimer(T_RETRY, now + self.config.denied_retry))
-            return out
-        return self._transmit(now)
+        sent = self._reg.retransmit(now)
+        if not isinstance(sent, GiveUp):
+            return sent
+        p = sent.pending
+        out: list[Action] = [
+            Event(
+                "registration_failed",
+                {"mode": p.context.mode, "attempts": p.attempt, "dereg": p.dereg},
+            )
+        ]
+        if self.config.denied_retry is not None and not p.dereg:
+            out.append(SetTimer(T_RETRY, now + self.config.denied_retry))
+        return out
 
     def _on_reply(
         self, rep: RegistrationReply, payload: bytes, src: str, now: float
     ) -> list[Action]:
-        p = self._pending
+        p = self._reg.pending
         if p is None:
             return self._drop("no registration pending", src)
         if rep.home_address != self.config.home_address:
             return self._drop(f"reply for home address {rep.home_address}", src)
-        code = rep.code
-        sent_at = self.replay.request_answered(p.sent, rep.identification, code)
-        if sent_at is None:
-            return self._drop("identification does not match the request", src)
-
-        # RFC 5944 3.6.2.1: valid MN-HA authentication, except FA denials (64-127).
-        mnha = rep.find(ExtType.MN_HA_AUTH)
-        ha_verified = False
-        if isinstance(mnha, AuthExtension):
-            if not self.sa.verify_extension(payload, mnha):
-                return self._drop("bad MN-HA authenticator in reply", src)
-            ha_verified = True
-        elif not denied_by_fa(code):
-            return self._drop("reply without MN-HA authentication", src)
-        agent = p.attachment.agent
-        mnfa_sa = self.config.mn_fa_sas.get(agent) if agent else None
-        if mnfa_sa is not None:
-            mnfa = rep.find(ExtType.MN_FA_AUTH)
-            if not isinstance(mnfa, AuthExtension) or not mnfa_sa.verify_extension(payload, mnfa):
-                return self._drop("bad or missing MN-FA authenticator in reply", src)
-        if ha_verified:
-            self.replay.learn(rep.identification, code, self._wall())
-
-        if code in (0, 1):
-            return self._accepted(p, rep, sent_at, now)
+        agent = p.context.agent
+        mn_fa = self.config.mn_fa_sas.get(agent) if agent else None
+        answer = self._reg.handle_reply(rep, payload, mn_fa=mn_fa)
+        if isinstance(answer, Dropped):
+            return self._drop(answer.reason, src)
+        if answer.outcome is Outcome.ACCEPTED:
+            return self._accepted(answer, now)
         out: list[Action] = [CancelTimer(T_RETRANSMIT)]
-        self._pending = None
-        if code == 133 and ha_verified and self._resyncs < self.config.max_resync:
-            self._resyncs += 1
+        att, code = p.context, rep.code
+        if answer.outcome is Outcome.RESYNC:
             out.append(Event("registration_resync", {"style": self.replay.style}))
-            return out + self._register(now, p.attachment, "resync", p.dereg)
-        if code == 69 and agent and 0 < rep.lifetime < p.lifetime:
+            return out + self._register(now, att, "resync", p.dereg)
+        if code == ReplyCode.FA_LIFETIME_TOO_LONG and agent and 0 < rep.lifetime < p.lifetime:
             self._lifetime_cap[agent] = rep.lifetime
-            att = replace(p.attachment, max_lifetime=rep.lifetime)
+            att = replace(att, max_lifetime=rep.lifetime)
             self._attachment = att
             return out + self._register(now, att, "lifetime_too_long", p.dereg)
         if (
-            code == 136
-            and ha_verified
-            and p.attachment.home_agent is None
+            code == ReplyCode.HA_UNKNOWN_HA_ADDRESS
+            and answer.verified
+            and att.home_agent is None
             and rep.home_agent not in (p.home_agent, "0.0.0.0", "255.255.255.255")
         ):
             self.home_agent = rep.home_agent
             out.append(Event("home_agent_changed", {"home_agent": rep.home_agent}))
-            return out + self._register(now, p.attachment, "home_agent_changed", p.dereg)
+            return out + self._register(now, att, "home_agent_changed", p.dereg)
         out.append(
             Event(
                 "registration_denied",
@@ -1032,11 +985,11 @@ class MobileNode:
                     "code": code,
                     "code_name": reply_code_name(code),
                     "by": "fa" if denied_by_fa(code) else "ha",
-                    "mode": p.attachment.mode,
-                    "care_of": p.attachment.care_of,
+                    "mode": att.mode,
+                    "care_of": att.care_of,
                     "dereg": p.dereg,
                     "bytes": self._reply_bytes,
-                    "from": p.attachment.agent or p.home_agent,
+                    "from": att.agent or p.home_agent,
                 },
             )
         )
@@ -1044,13 +997,10 @@ class MobileNode:
             out.append(SetTimer(T_RETRY, now + self.config.denied_retry))
         return out
 
-    def _accepted(
-        self, p: _Pending, rep: RegistrationReply, sent_at: float, now: float
-    ) -> list[Action]:
-        self._pending = None
-        self._resyncs = 0
+    def _accepted(self, answer: Answer[Attachment], now: float) -> list[Action]:
+        p, rep, sent_at = answer.pending, answer.reply, answer.sent_at
         out: list[Action] = [CancelTimer(T_RETRANSMIT)]
-        att = p.attachment
+        att = p.context
         latency = now - p.first_sent
         if p.dereg:
             self._binding = None
@@ -1116,7 +1066,7 @@ class MobileNode:
                     out.append(TunnelDown(t.home_address, t.care_of, t.peer, "mn"))
                 out.append(tunnel)
                 self._tunnel = tunnel
-        if att.mode == "f" and att.router is not None:
+        if att.mode == Mode.F and att.router is not None:
             route = Route("0.0.0.0/0", att.router, att.iface, True)
             if route != self._route:
                 if self._route is not None:
@@ -1142,7 +1092,12 @@ class MobileNode:
             self._tunnel = None
         out.append(CancelTimer(T_KEEPALIVE))
         att = self._attachment
-        if att is not None and att.mode != "home" and self._pending is None and not self._shutdown:
+        if (
+            att is not None
+            and att.mode != Mode.HOME
+            and self._reg.pending is None
+            and not self._shutdown
+        ):
             out += self._register(now, att, "expired")
         return out
 

@@ -12,11 +12,11 @@ all request validation (131, 133, 136, NAT detection and RFC 3519 UDP tunnels...
 is not on the home link, so its ``ProxyArp``/``GratuitousArp`` actions are dropped; its
 ``TunnelUp``/``TunnelDown`` get role ``"proxy"``. Timer ``ha.expire`` is the front's.
 
-Back (HA-facing, per mobile node): a registration at ``home_agent`` with the mobile node's
-home address, care-of address ``internal_address`` and the D flag, Identification per the SA's
-replay style as the mobile node core does it (133 resynchronises, at most ``max_resync``
-times), retransmitted with exponential backoff. Its tunnel is ``TunnelUp(..., role=
-"proxy-back")``, once per registration (not on every renewal).
+Back (HA-facing, per mobile node): a registration at ``home_agent`` with the mobile node's home
+address, care-of address ``internal_address`` and the D flag, sent by the mobile node's
+registration client (:mod:`agents.mip.regclient`: Identification per the SA's replay style, 133
+resynchronises at most ``max_resync`` times, exponential backoff). Its tunnel is
+``TunnelUp(..., role="proxy-back")``, once per registration (not on every renewal).
 
 Coupling, after the front accepts a registration for a mobile node:
 
@@ -71,16 +71,15 @@ from agents.mip.constants import (
     reply_code_name,
 )
 from agents.mip.errors import MalformedMessage
-from agents.mip.extensions import AuthExtension
 from agents.mip.ha import Binding, HaConfig, HomeAgent, MobileNodeConfig
 from agents.mip.ipv4 import aton, ntoa
 from agents.mip.messages import (
     REPLY,
-    RegistrationReply,
     RegistrationRequest,
     decode_reply,
     encode,
 )
+from agents.mip.regclient import Answer, Dropped, GiveUp, Outcome, Pending, RegistrationClient
 from agents.mip.replay import MobileReplayState, default_rand32
 
 __all__ = ["MipProxy", "ProxyConfig"]
@@ -128,24 +127,6 @@ class ProxyConfig:
 
 
 @dataclass(slots=True)
-class _Pending:
-    """An upstream registration (or deregistration) waiting for its reply."""
-
-    lifetime: int
-    reason: str  # first | renew | dereg
-    first_sent: float
-    timeout: float
-    attempt: int = 0
-    identification: int = 0
-    payload: bytes = b""
-    sent: dict[int, float] = field(default_factory=dict)  # identification -> time sent
-
-    @property
-    def dereg(self) -> bool:
-        return self.lifetime == 0
-
-
-@dataclass(slots=True)
 class _Held:
     """A front reply (accepted) kept back until the home agent accepts upstream."""
 
@@ -163,16 +144,17 @@ class _Upstream:
     """The proxy's registration at the real home agent for one mobile node."""
 
     home_address: str
-    sa: SecurityAssociation
-    replay: MobileReplayState
+    reg: RegistrationClient[None]  # its registrations in flight (timer T_RETX + home address)
     registered: bool = False
     expires: float = 0.0
     lifetime: int = 0
     accepted_at: float | None = None
     tunnel: bool = False
-    pending: _Pending | None = None
     held: _Held | None = None
-    resyncs: int = 0
+
+    @property
+    def pending(self) -> Pending[None] | None:
+        return self.reg.pending
 
     @property
     def registering(self) -> bool:
@@ -210,8 +192,20 @@ class MipProxy:
         )
         self._up: dict[str, _Upstream] = {}
         for mn in config.mobile_nodes:
-            sa = mn.sa()
-            self._up[mn.home_address] = _Upstream(mn.home_address, sa, MobileReplayState(sa.replay))
+            sa, home = mn.sa(), mn.home_address
+            reg: RegistrationClient[None] = RegistrationClient(
+                sa,
+                MobileReplayState(sa.replay),
+                timer=T_RETX + home,
+                build=lambda p, home=home, sa=sa: self._build(home, sa, p),
+                announce=lambda p, home=home: self._announce(self._up[home], p),
+                wallclock=wallclock,
+                rand32=rand32,
+                retransmit_initial=config.retransmit_initial,
+                retransmit_max=config.retransmit_max,
+                max_resync=config.max_resync,
+            )
+            self._up[home] = _Upstream(home, reg)
         self.counters: dict[str, int] = {
             "requests": 0,
             "upstream_sent": 0,
@@ -435,7 +429,7 @@ class MipProxy:
         body = REPLY.pack(
             3, code, 0, aton(up.home_address), aton(cfg.external_address), held.identification
         )
-        payload = append_auth(body, ExtType.MN_HA_AUTH, up.sa)
+        payload = append_auth(body, ExtType.MN_HA_AUTH, up.reg.sa)
         self.counters["replies_denied"] += 1
         out.append(
             Event(
@@ -482,64 +476,62 @@ class MipProxy:
 
     # -- back: upstream registration -------------------------------------------------------
 
-    def _start(self, up: _Upstream, lifetime: int, reason: str, now: float) -> list[Action]:
-        up.resyncs = 0
-        up.pending = _Pending(lifetime, reason, now, self.config.retransmit_initial)
-        return self._transmit(up, now)
+    def _start(
+        self,
+        up: _Upstream,
+        lifetime: int,
+        reason: str,
+        now: float,
+        first_sent: float | None = None,
+    ) -> list[Action]:
+        """Send a registration upstream (``first_sent``: a resynchronised one's first)."""
+        cfg = self.config
+        if first_sent is None:
+            up.reg.resyncs = 0
+        dereg = lifetime == 0
+        return up.reg.start(
+            now,
+            None,
+            home_agent=cfg.home_agent,
+            lifetime=lifetime,
+            reason=reason,
+            to=Send(b"", cfg.home_agent, MIP_PORT, cfg.internal_address, MIP_PORT),
+            max_retransmissions=_DEREG_ATTEMPTS - 1 if dereg else cfg.max_retransmissions,
+            first_sent=first_sent,
+        )
 
-    def _build(self, up: _Upstream, p: _Pending) -> bytes:
+    def _build(self, home: str, sa: SecurityAssociation, p: Pending[None]) -> bytes:
         cfg = self.config
         # D: we decapsulate ourselves; T: what the gateway decrypts goes back to the HA in
         # our tunnel, so the firewall sees both directions of the MN's traffic as one flow
         flags = 0 if p.dereg else int(RequestFlag.D | RequestFlag.T)
         req = RegistrationRequest(
-            up.home_address,
-            cfg.home_agent,
-            cfg.internal_address,
-            p.identification,
-            p.lifetime,
-            flags,
+            home, cfg.home_agent, cfg.internal_address, p.identification, p.lifetime, flags
         )
-        return append_auth(encode(req), ExtType.MN_HA_AUTH, up.sa)
+        return append_auth(encode(req), ExtType.MN_HA_AUTH, sa)
 
-    def _transmit(self, up: _Upstream, now: float) -> list[Action]:
-        cfg = self.config
-        p = up.pending
-        assert p is not None
-        if up.replay.new_identification_for(p.attempt):
-            p.identification = up.replay.next_identification(self._wall(), self._rand32)
-            p.payload = self._build(up, p)
-        p.sent[p.identification] = now
-        p.attempt += 1
-        timeout = p.timeout
-        p.timeout = min(p.timeout * 2, cfg.retransmit_max)
+    def _announce(self, up: _Upstream, p: Pending[None]) -> Event:
+        """The event of each upstream transmission (the client's ``announce``)."""
         self.counters["upstream_sent"] += 1
-        return [
-            Send(p.payload, cfg.home_agent, MIP_PORT, cfg.internal_address, MIP_PORT),
-            SetTimer(T_RETX + up.home_address, now + timeout),
-            Event(
-                "proxy_upstream_sent",
-                {
-                    "home_address": up.home_address,
-                    "lifetime": p.lifetime,
-                    "attempt": p.attempt,
-                    "reason": p.reason,
-                    "identification": p.identification,
-                    "resync": up.resyncs,
-                    "bytes": len(p.payload),
-                    "to": cfg.home_agent,
-                },
-            ),
-        ]
+        return Event(
+            "proxy_upstream_sent",
+            {
+                "home_address": up.home_address,
+                "lifetime": p.lifetime,
+                "attempt": p.attempt,
+                "reason": p.reason,
+                "identification": p.identification,
+                "resync": up.reg.resyncs,
+                "bytes": len(p.payload),
+                "to": self.config.home_agent,
+            },
+        )
 
     def _on_retransmit(self, up: _Upstream, now: float) -> list[Action]:
-        p = up.pending
-        if p is None:
-            return []
-        limit = _DEREG_ATTEMPTS - 1 if p.dereg else self.config.max_retransmissions
-        if p.attempt <= limit:
-            return self._transmit(up, now)
-        up.pending = None
+        sent = up.reg.retransmit(now)
+        if not isinstance(sent, GiveUp):
+            return sent
+        p = sent.pending
         self.counters["upstream_timeouts"] += 1
         out: list[Action] = [
             Event(
@@ -581,36 +573,23 @@ class MipProxy:
         up = self._up.get(rep.home_address)
         if up is None:
             return self._drop(f"reply for unknown home address {rep.home_address}", src)
-        p = up.pending
-        if p is None:
+        if up.pending is None:
             return self._drop("no upstream registration pending", src)
-        code = rep.code
-        sent_at = up.replay.request_answered(p.sent, rep.identification, code)
-        if sent_at is None:
-            return self._drop("identification does not match the request", src)
-        mnha = rep.find(ExtType.MN_HA_AUTH)
-        if not isinstance(mnha, AuthExtension):
-            return self._drop("reply without MN-HA authentication", src)
-        if not up.sa.verify_extension(payload, mnha):
-            return self._drop("bad MN-HA authenticator in reply", src)
-        up.replay.learn(rep.identification, code, self._wall())
+        answer = up.reg.handle_reply(rep, payload)
+        if isinstance(answer, Dropped):
+            return self._drop(answer.reason, src)
         out: list[Action] = [CancelTimer(T_RETX + up.home_address)]
-        up.pending = None
-        if code in (0, 1):
-            return out + self._accepted(up, p, rep, sent_at, now, len(payload))
-        if code == ReplyCode.HA_IDENTIFICATION_MISMATCH and up.resyncs < self.config.max_resync:
-            resyncs = up.resyncs + 1
+        p, code = answer.pending, rep.code
+        if answer.outcome is Outcome.ACCEPTED:
+            return out + self._accepted(up, answer, now, len(payload))
+        if answer.outcome is Outcome.RESYNC:
             out.append(
                 Event(
                     "proxy_upstream_resync",
-                    {"home_address": up.home_address, "style": up.replay.style},
+                    {"home_address": up.home_address, "style": up.reg.replay.style},
                 )
             )
-            up.pending = _Pending(
-                p.lifetime, p.reason, p.first_sent, self.config.retransmit_initial
-            )
-            up.resyncs = resyncs
-            return out + self._transmit(up, now)
+            return out + self._start(up, p.lifetime, p.reason, now, first_sent=p.first_sent)
         self.counters["upstream_denied"] += 1
         out.append(
             Event(
@@ -631,15 +610,10 @@ class MipProxy:
         return out + self._deny_held(up, mn_code, "denied", now)
 
     def _accepted(
-        self,
-        up: _Upstream,
-        p: _Pending,
-        rep: RegistrationReply,
-        sent_at: float,
-        now: float,
-        reply_bytes: int,
+        self, up: _Upstream, answer: Answer[None], now: float, reply_bytes: int
     ) -> list[Action]:
         cfg = self.config
+        p, rep, sent_at = answer.pending, answer.reply, answer.sent_at
         home = up.home_address
         rtt_ms = round((now - p.first_sent) * 1000, 3)
         self.counters["upstream_accepted"] += 1
