@@ -243,6 +243,11 @@ HANDOFF_FIELDS: dict[str, tuple[str, str]] = {
     "lost_down": ("number", "correspondent -> MN packets lost"),
     "lost_up": ("number", "MN -> correspondent packets lost"),
     "phases_ms": ("phases", "ms from the move to each phase (handoff[N].phases_ms.X)"),
+    "floor_ms": ("number", "the least the links allow for the messages this handoff took"),
+    "overhead_ms": ("number", "interruption_ms - floor_ms: what the agents and timers added"),
+    "critical_path": ("record", "the messages the floor is made of, with their paths' delays"),
+    "outage": ("record", "per stream, the last packet before the move and the first after"),
+    "tcp_stall": ("record", "with probes.tcp: the stall around the move (from_ns, to_ns, ms)"),
     "run": ("number", "the repetition it belongs to"),
 }
 

@@ -196,6 +196,8 @@ def metric_kind(metric: str) -> str:
         fields = ", ".join(catalogue.HANDOFF_FIELDS)
         raise ValueError(f"a handoff has no field {name!r}{hint} (fields: {fields})")
     kind = catalogue.HANDOFF_FIELDS[name][0]
+    if kind == "record":
+        raise ValueError(f"handoff field {name} is a record for pictures, not a metric")
     if kind == "phases":
         if sub is None:
             raise ValueError(f"name a phase: {metric}.X (phases: {', '.join(catalogue.PHASES)})")
