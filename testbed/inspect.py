@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mipbase import events as eventlog
+from mipbase.modes import Mode
 from testbed.results.tables import Table, to_text
 
 STALE_S = 3.0  # state older than this: the agent has probably stopped
@@ -430,7 +431,7 @@ def _mn_lines(state: AgentState) -> list[str]:
         tunnel = "IP-in-UDP (RFC 3519)" if udp else "IP-in-IP"
         if udp and binding.get("keepalive"):
             tunnel += f", keepalive every {_secs(binding.get('keepalive'))}"
-        if binding.get("mode") == "f":
+        if binding.get("mode") == Mode.F:
             tunnel = "none at the MN (the FA decapsulates)"
         table = Table(
             ["binding: mode", "care-of address", "home agent", "lifetime", "expires in", "tunnel"],

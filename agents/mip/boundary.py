@@ -55,6 +55,7 @@ from typing import Any, Protocol, Union
 from agents.mip.actions import Action as MipAction
 from agents.mip.actions import CancelTimer, Event, SetTimer
 from agents.mip.mn import Attachment
+from mipbase.modes import INSIDE_MODES, Mode
 
 __all__ = [
     "ARCHITECTURES",
@@ -94,8 +95,6 @@ __all__ = [
 
 # the tunnel's state as charon reports it (an initiation's outcome, see InitiateDone)
 UP, CONNECTING, DOWN = "up", "connecting", "down"
-# the MN core's modes in which the home agent answered directly: inside
-INSIDE_MODES = frozenset({"f", "c", "home"})
 
 # how long a decision waits for the tunnel inner address once it asks (charon's initiation
 # or MOBIKE under way); after a move, failed initiations are retried while a decision can
@@ -145,7 +144,7 @@ class Architecture:
     """
 
     name: str
-    mode: str
+    mode: Mode
     race_gateway: bool
     outer: str | None
     registers_tia: bool
@@ -153,13 +152,13 @@ class Architecture:
 
 
 MOBIKE = Architecture(
-    "mobike", "mc", race_gateway=True, outer=None, registers_tia=True, retries=True
+    "mobike", Mode.MC, race_gateway=True, outer=None, registers_tia=True, retries=True
 )
 DUAL = Architecture(
-    "dual", "dual", race_gateway=False, outer="x-mip", registers_tia=True, retries=True
+    "dual", Mode.DUAL, race_gateway=False, outer="x-mip", registers_tia=True, retries=True
 )
 PROXY = Architecture(
-    "proxy", "proxy", race_gateway=False, outer="proxy", registers_tia=False, retries=False
+    "proxy", Mode.PROXY, race_gateway=False, outer="proxy", registers_tia=False, retries=False
 )
 ARCHITECTURES = {a.name: a for a in (MOBIKE, DUAL, PROXY)}
 

@@ -30,6 +30,7 @@ from agents.mip.actions import Action, GratuitousArp, ProxyArp, Route, TunnelDow
 from agents.mip.constants import MIP_PORT
 from mipbase import rtnl
 from mipbase.events import EventWriter
+from mipbase.modes import Mode
 
 REVERSE_TABLE = 100  # policy routing table for reverse tunnelling
 MC_TABLE, MC_RULE_PRIORITY = 121, 120  # mode mc: before strongSwan's rule 220
@@ -381,7 +382,7 @@ class MnDataPlane(_Base):
         # A packet sent between carrier loss and the route's removal left an unresolved
         # entry for the router it went to, and the kernel would go on asking for it with
         # broadcast ARP on whatever link comes next (RFC 5944 4.6: not away from home).
-        router = {"home": self.home_router, "f": self._fa_router}.get(mode or "", self.coa_router)
+        router = {Mode.HOME: self.home_router, Mode.F: self._fa_router}.get(mode, self.coa_router)
         if router:
             ops.append(rtnl.neigh("del", router, index))
         if self._fa_host is not None:  # the FA we registered through is not on the next link

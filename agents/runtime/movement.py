@@ -14,6 +14,7 @@ from typing import Any
 from agents.dhcp.driver import DhcpDriver
 from mipbase.events import EventWriter
 from mipbase.linkwatch import LinkWatcher
+from mipbase.modes import Mode
 
 
 class MovementDetector:
@@ -71,7 +72,7 @@ class MovementDetector:
                 # First the old router's default route: a move can bring carrier back within
                 # 2 ms, and until it is gone the kernel ARPs for that router on the new link
                 mode = self.machine.mode
-                self.driver.dataplane.left_link(mode in ("home", "f"), mode)
+                self.driver.dataplane.left_link(mode in (Mode.HOME, Mode.F), mode)
                 if self._pending is not None:
                     self._pending.cancel()
                 if self.dhcp is not None:
@@ -97,14 +98,14 @@ class MovementDetector:
 
         def maybe_start() -> None:
             self._pending = None
-            if self.machine.mode not in ("f", "home"):
+            if self.machine.mode not in (Mode.F, Mode.HOME):
                 self.dhcp.start()  # type: ignore[union-attr]
 
         self._pending = loop.call_later(self.config.sequential_dhcp_wait, maybe_start)
 
     def _on_dhcp_event(self, record: dict[str, Any]) -> None:
         self.events.record(record)
-        if record.get("event") == "dhcp_ack" and self.machine.mode != "f":
+        if record.get("event") == "dhcp_ack" and self.machine.mode != Mode.F:
             # Before the lease's default route exists (the driver applies it next): from
             # then until the tunnel is up, nothing may leave from the home address outside
             # it (reverse tunnelling; a packet sent bare would also fake an early recovery).

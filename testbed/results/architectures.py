@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mipbase import events as eventlog
+from mipbase.modes import Mode
 from testbed.scenario.metrics import percentile
 
 IP, UDP, MIP_UDP_TUNNEL = 20, 8, 4
@@ -58,13 +59,13 @@ def overhead(mode: str | None, encapsulation: str | None, inner: int) -> int:
     inside ESP inside the x-HA's tunnel (``encapsulation`` is the x-MIP one); ``f``/``c``:
     the Mobile IP tunnel; ``home``: nothing.
     """
-    if mode in (None, "home"):
+    if mode in (None, Mode.HOME):
         return 0
-    if mode == "mc":
+    if mode == Mode.MC:
         return IP + esp_in_udp(inner + IP)
-    if mode == "dual":
+    if mode == Mode.DUAL:
         return IP + esp_in_udp(inner + IP) + mip_tunnel(encapsulation)
-    if mode == "proxy":
+    if mode == Mode.PROXY:
         return esp_in_udp(inner) + mip_tunnel(encapsulation)
     return mip_tunnel(encapsulation)
 
@@ -143,7 +144,7 @@ def _encapsulation(window: Iterable[dict[str, Any]], mobile: str, mode: str | No
             encapsulation = "udp" if e.get("udp") else "ipip"
         elif e.get("node") == mobile and e["event"] == "external_registration":
             outer = "udp" if e.get("udp") else "ipip"
-    return outer if mode == "dual" else encapsulation
+    return outer if mode == Mode.DUAL else encapsulation
 
 
 def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict[str, MoveStats]:
@@ -199,7 +200,7 @@ def _measured(
     for e in window:  # the mobile node's own address there (a lease); else its home address
         if e.get("node") == mobile and e["event"] == "dhcp_bound":
             dst = e.get("address")
-    if dst is None or mode in ("f", "home"):
+    if dst is None or mode in (Mode.F, Mode.HOME):
         # on the link the FA (or home) delivers the plain packets to the home address
         dst = _home_address(rep, mobile)
     if not dst:

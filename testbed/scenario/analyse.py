@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from mipbase.modes import Mode
 from testbed.scenario import floor, metrics
 from testbed.scenario.catalogue import DHCP_RECEIVED, DHCP_SENT, MIP_RECEIVED, MIP_SENT
 from testbed.scenario.load import Scenario
@@ -21,7 +22,8 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
         if (stream := metrics.load_stream(probes_dir, name)) is not None
     }
     mobile = spec.probes.mobile if spec.probes else "mn"
-    default_mode = "none" if spec.mobility == "none" else "home"
+    # a plain string in the summary, as the modes read from the events
+    default_mode = (Mode.NONE if spec.mobility == "none" else Mode.HOME).value
     moves = record.move_events
     handoffs = []
     for i, move in enumerate(moves):

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mipbase.modes import Mode
 from testbed.topology.plan import TopologyPlan
 
 MATCH_WINDOW_NS = 5_000_000_000  # a reception later than this is not the same message
@@ -232,7 +233,7 @@ def handoff_floor(
         return None
     stream, _, t_end = worst
     where = attachments(plan, moves, t_move + 1)
-    tunnelled = handoff.get("mode") not in ("home", "none", None) and home_agent is not None
+    tunnelled = handoff.get("mode") not in (Mode.HOME, Mode.NONE, None) and home_agent is not None
     upstream = stream == "up"
     # the first data packet after the outage depends on the last message that reached the
     # mobile node (upstream), or the home agent's binding (downstream, tunnelled)
