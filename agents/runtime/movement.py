@@ -80,7 +80,7 @@ class MovementDetector:
                 self.driver.feed(self.machine.link_down(self.iface, now))
 
     def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
-        if name == "movement_detected" and data.get("to") == "f":
+        if name == "movement_detected" and data.get("to") == Mode.F:
             self.driver.dataplane.home_for_fa(data.get("agent"))
         elif name == "returned_home" and self.dhcp is not None:
             # Home, the home address is ours: a co-located care-of address is of no use, and
