@@ -55,6 +55,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mipbase.modes import Mode  # noqa: E402
 from testbed import features, netns  # noqa: E402
 from testbed.lab.builder import build, spawn  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
@@ -343,7 +344,7 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
         accepted = agents["mn"].wait_event(
             ("registration_accepted",), timeout=REGISTRATION_TIMEOUT_S, after_ns=t_move
         )
-        if accepted.get("mode") != "f":
+        if accepted.get("mode") != Mode.F:
             raise BenchError(
                 f"the MN registered in mode {accepted.get('mode')!r}, not f "
                 f"(care-of {accepted.get('care_of')}): the FA path is not in use"
@@ -420,7 +421,7 @@ def run_lab(variant: str, args: argparse.Namespace, work: Path) -> LabResult:
             "mn -> cn from plain address": route_of(lab, "mn", CN_ADDR, PLAIN_ADDR),
         }
         mn_state = states["mn"]
-        if mn_state.get("mode") != "f":
+        if mn_state.get("mode") != Mode.F:
             result.notes.append(f"the MN is in mode {mn_state.get('mode')!r} after the runs")
         for role, agent in agents.items():
             if not agent.running():
