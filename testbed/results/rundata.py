@@ -7,16 +7,16 @@ input here, not an error.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mipbase import events as eventlog
+from testbed.scenario.metrics import Stream, load_stream
 
 # Stream names in the order people expect them when a summary does not list any.
 _STREAM_ORDER = ("down", "up")
@@ -38,19 +38,6 @@ def load_events(run_dir: Path | str, summary: Mapping[str, Any] | None = None) -
     return eventlog.read_files([Path(run_dir) / str(name)])
 
 
-@dataclass
-class Probe:
-    """The received packets of one stream, ordered by send time, duplicates removed."""
-
-    name: str
-    seq: list[int] = field(default_factory=list)
-    t_send: list[int] = field(default_factory=list)
-    t_recv: list[int] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-
 TCP_PROBE = "tcp"  # probes/tcp.csv: bytes delivered over time, not a packet stream
 
 
@@ -65,8 +52,9 @@ def outage(handoff: Mapping[str, Any], stream: str) -> tuple[int | None, int | N
     return _as_int(bounds.get("last_before_ns")), _as_int(bounds.get("first_after_ns"))
 
 
-def load_probe(run_dir: Path | str, name: str) -> Probe | None:
-    """The stream's received packets, or None without a probe file.
+def load_probe(run_dir: Path | str, name: str) -> Stream | None:
+    """The stream's received packets (``testbed.scenario.metrics.load_stream``), or None
+    without a probe file.
 
     Cached on the file's identity and modification: a report draws one timeline per
     handoff, and re-parsing a minute of 2 ms probes for each would dominate its time.
@@ -77,34 +65,12 @@ def load_probe(run_dir: Path | str, name: str) -> Probe | None:
         stat = path.stat()
     except OSError:
         return None
-    return _load_probe(str(path), name, stat.st_mtime_ns, stat.st_size)
+    return _load_probe(str(path.parent), name, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_probe(path_text: str, name: str, _mtime_ns: int, _size: int) -> Probe | None:
-    path = Path(path_text)
-    try:
-        handle = path.open(newline="", encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    rows: list[tuple[int, int, int]] = []
-    with handle:
-        for row in csv.DictReader(handle):
-            try:
-                rows.append((int(row["t_send_ns"]), int(row["seq"]), int(row["t_recv_ns"])))
-            except (KeyError, TypeError, ValueError):
-                continue
-    rows.sort()
-    probe = Probe(name)
-    seen: set[int] = set()
-    for t_send, seq, t_recv in rows:
-        if seq in seen:
-            continue
-        seen.add(seq)
-        probe.seq.append(seq)
-        probe.t_send.append(t_send)
-        probe.t_recv.append(t_recv)
-    return probe
+def _load_probe(directory: str, name: str, _mtime_ns: int, _size: int) -> Stream | None:
+    return load_stream(Path(directory), name)
 
 
 def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
@@ -118,6 +84,8 @@ def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
 
 
 def mobile_node(summary: Mapping[str, Any]) -> str:
+    if isinstance(summary.get("mobile"), str):  # recorded since the summary says it
+        return str(summary["mobile"])
     nodes = summary.get("signalling_nodes")
     if isinstance(nodes, list) and nodes:
         return str(nodes[0])

@@ -21,7 +21,7 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
         for name in (PROBE_DOWN, PROBE_UP)
         if (stream := metrics.load_stream(probes_dir, name)) is not None
     }
-    mobile = spec.probes.mobile if spec.probes else "mn"
+    mobile = scenario.mobile
     # a plain string in the summary, as the modes read from the events
     default_mode = (Mode.NONE if spec.mobility == "none" else Mode.HOME).value
     moves = record.move_events
@@ -125,7 +125,7 @@ def _floors(
             messages,
             record.move_events,
             handoff,
-            mobile=spec.probes.mobile if spec.probes else "mn",
+            mobile=scenario.mobile,
             correspondent=spec.probes.correspondent if spec.probes else None,
             home_agent=floor.home_agent_of(events),
             interval_ms=interval,
@@ -160,7 +160,6 @@ def tcp_metrics(
 IN_FLIGHT_NS = 100_000_000
 
 
-
 def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord) -> None:
     """Name the peers of signalling events (``msg``, ``to``/``from`` node names) for ladders.
 
@@ -170,7 +169,7 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
     plan = scenario.plan
     owner = {str(i.ip): i.node for i in plan.interfaces() if i.ip is not None}
     moves = sorted(record.move_events, key=lambda m: m["t_ns"])
-    mobile = scenario.spec.probes.mobile if scenario.spec.probes else "mn"
+    mobile = scenario.mobile
     pools = [(int(n.dhcp.first), int(n.dhcp.last)) for n in plan.networks.values() if n.dhcp]
 
     def leased(address: str) -> bool:

@@ -241,9 +241,7 @@ def _analysed(scenario: Scenario, record: RunRecord, rep_dir: Path) -> dict[str,
     """One repetition's metrics from its events and probe records (events.jsonl written)."""
     events = merge_events(rep_dir, lambda evs: annotate(evs, scenario, record))
     result = analyse(scenario, record, events)
-    result["signalling_nodes"] = signalling_nodes(
-        events, scenario.spec.probes.mobile if scenario.spec.probes else "mn"
-    )
+    result["signalling_nodes"] = signalling_nodes(events, scenario.mobile)
     return result
 
 
@@ -309,6 +307,7 @@ def _summary(
         "handoffs": handoffs,
         "percentiles": percentiles,
         "streams": first.get("streams", {}),
+        "mobile": scenario.mobile,
         "loss_before_first_move": first.get("loss_before_first_move"),
         "final_mode": first.get("final_mode"),
         "tcp": first.get("tcp"),

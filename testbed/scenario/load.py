@@ -28,6 +28,11 @@ class Scenario:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def mobile(self) -> str:
+        """The node that moves (its probe end; ``mn`` without probes)."""
+        return self.spec.probes.mobile if self.spec.probes else "mn"
+
 
 def resolve_topology_path(scenario_path: Path, ref: str) -> Path:
     """Relative to the scenario file first, then to the project (``topologies/x.yaml``)."""

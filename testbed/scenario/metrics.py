@@ -33,6 +33,9 @@ class Stream:
     attempted: int = 0
     interval_ns: int = 2_000_000
 
+    def __len__(self) -> int:
+        return len(self.seq)
+
     def seq_at(self, t_ns: int) -> int:
         """The sequence number the sender was at, at time ``t_ns`` (constant interval)."""
         if not self.seq:
@@ -42,6 +45,9 @@ class Stream:
 
 
 def load_stream(directory: Path, name: str) -> Stream | None:
+    """``DIR/NAME.csv`` as the probe wrote it (``seq,t_send_ns,t_recv_ns,...``): received
+    packets by send time, duplicates once, a torn last line skipped; with ``NAME.sent.json``
+    how many were sent and how often. None without the file. The one reader of probe files."""
     path = directory / f"{name}.csv"
     if not path.exists():
         return None
