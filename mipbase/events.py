@@ -5,22 +5,40 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # an event file's size cap (EventWriter)
+_FINAL_RESERVE = 512  # room kept below the cap for the event that says it was reached
+
 
 class EventWriter:
-    """Appends ``{"t_ns", "node", "event", ...}`` lines to a file (line-buffered)."""
+    """Appends ``{"t_ns", "node", "event", ...}`` lines to a file (line-buffered).
 
-    def __init__(self, stream: TextIO, node: str) -> None:
+    The file never grows past ``max_bytes`` (``None``: no cap), counted from its size when
+    opened: the line that would pass it is replaced by one last event, ``event_file_full``
+    (``max_bytes``, ``written``), and nothing is written after it (``dropped`` counts what was
+    not). Issue 20: an agent under a flood wrote a line per dropped message, 931 MB in five
+    minutes; the agents aggregate those now (agents.runtime.eventlimit), and the cap bounds
+    whatever else could run away.
+    """
+
+    def __init__(
+        self, stream: TextIO, node: str, max_bytes: int | None = DEFAULT_MAX_BYTES
+    ) -> None:
         self.stream = stream
         self.node = node
+        self.max_bytes = max_bytes
+        self.written = _size(stream)
+        self.full = False
+        self.dropped = 0
 
     @classmethod
-    def open(cls, path: str, node: str) -> EventWriter:
-        return cls(open(path, "a", buffering=1), node)
+    def open(cls, path: str, node: str, max_bytes: int | None = DEFAULT_MAX_BYTES) -> EventWriter:
+        return cls(open(path, "a", buffering=1), node, max_bytes)
 
     def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> None:
         record = {
@@ -29,14 +47,43 @@ class EventWriter:
             "event": event,
             **fields,
         }
-        self.stream.write(json.dumps(record, default=str) + "\n")
+        self._write(json.dumps(record, default=str) + "\n")
 
     def record(self, record: dict[str, Any]) -> None:
         """Pass through a record that already has t_ns and event."""
-        self.stream.write(json.dumps({"node": self.node, **record}, default=str) + "\n")
+        self._write(json.dumps({"node": self.node, **record}, default=str) + "\n")
+
+    def _write(self, line: str) -> None:
+        if self.full:
+            self.dropped += 1
+            return
+        size = len(line.encode())
+        if self.max_bytes is not None and self.written + size > self.max_bytes - _FINAL_RESERVE:
+            self.full = True
+            self.dropped += 1
+            final = {
+                "t_ns": time.monotonic_ns(),
+                "node": self.node,
+                "event": "event_file_full",
+                "max_bytes": self.max_bytes,
+                "written": self.written,
+            }
+            line = json.dumps(final) + "\n"
+            size = len(line.encode())
+        self.stream.write(line)
+        self.written += size
 
     def close(self) -> None:
         self.stream.close()
+
+
+def _size(stream: TextIO) -> int:
+    """What a file opened for appending already holds (0 for a pipe or a terminal)."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 # --- reading ------------------------------------------------------------------------------

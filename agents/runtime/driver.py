@@ -6,7 +6,10 @@ CLOCK_MONOTONIC (``loop.time()`` is the same clock), and carries out what they r
 Data-plane actions (tunnels, routes, ARP) go to a role-specific ``DataPlane``.
 
 Nothing a peer sends can kill the agent: every handler runs under a guard that turns an
-unexpected exception into an ``agent_error`` event and a counter.
+unexpected exception into an ``agent_error`` event and a counter. Nor can it fill the disk:
+the events a flood repeats (drops, denials, relays) go through an
+:class:`~agents.runtime.eventlimit.Aggregator` (a few in full per second and kind, the rest
+as counts), and the event file has a size cap (mipbase.events.EventWriter).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.mip.actions import Action, CancelTimer, Event, Neighbour, Send, SetTimer
 from agents.mip.constants import MIP_PORT
+from agents.runtime.eventlimit import Aggregator
 from mipbase.events import EventWriter
 
 if TYPE_CHECKING:
@@ -92,7 +96,13 @@ class AgentDriver:
                 socket.if_nametoindex(iface)
             except OSError:
                 raise OSError(f"no interface {iface!r} in this network namespace") from None
-        self.counters: dict[str, int] = {"agent_errors": 0, "send_errors": 0}
+        self.counters: dict[str, int] = {
+            "agent_errors": 0,
+            "send_errors": 0,
+            "events_suppressed": 0,
+        }
+        self.aggregator = Aggregator()
+        self._flush_handle: asyncio.TimerHandle | None = None
         # observers of the core's events (e.g. the MN's boundary controller)
         self.event_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         # observers of ICMP errors about what we sent: (destination, ICMP type, code)
@@ -194,6 +204,28 @@ class AgentDriver:
     def now(self) -> float:
         return time.monotonic()
 
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        """Write an event, or count it with its kind when a flood repeats it (module
+        docstring); the counts are written when their interval ends."""
+        now = self.now()
+        due = self.aggregator.due()
+        if due is not None and now >= due:
+            self._flush_events()
+        if self.aggregator.offer(name, data, now):
+            self.events.emit(name, **data)
+        elif self._flush_handle is None:
+            at = self.aggregator.due()
+            if at is not None:
+                self._flush_handle = self.loop.call_at(at, self._guard(self._flush_events))
+
+    def _flush_events(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        for record in self.aggregator.flush(self.now()):
+            self.counters["events_suppressed"] += record["suppressed"]
+            self.events.emit("events_suppressed", **record)
+
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Any callback on our loop that raised (a timer, a boundary decision, a thread's
         result): counted and recorded like a packet handler's error, never only logged."""
@@ -253,7 +285,7 @@ class AgentDriver:
                 if old is not None:
                     old.cancel()
             elif isinstance(action, Event):
-                self.events.emit(action.name, **action.data)
+                self.emit(action.name, action.data)
                 for hook in self.event_hooks:
                     hook(action.name, action.data)
             elif self.dataplane is not None:
@@ -295,7 +327,7 @@ class AgentDriver:
         except OSError as exc:
             # like a lost packet: the machines retransmit
             self.counters["send_errors"] += 1
-            self.events.emit("send_failed", dst=send.dst, error=exc.strerror or str(exc))
+            self.emit("send_failed", {"dst": send.dst, "error": exc.strerror or str(exc)})
 
     @staticmethod
     def _ifname(ancdata: list[tuple[int, int, bytes]]) -> str | None:
@@ -337,8 +369,9 @@ class AgentDriver:
                 offender = data[_EXTENDED_ERR.size :]
                 reporter = socket.inet_ntoa(offender[4:8]) if len(offender) >= 8 else None
                 dst = addr[0] if addr else "?"
-                self.events.emit(
-                    "icmp_error", dst=dst, type=icmp_type, code=code, reporter=reporter
+                self.emit(
+                    "icmp_error",
+                    {"dst": dst, "type": icmp_type, "code": code, "reporter": reporter},
                 )
                 for hook in self.error_hooks:
                     hook(dst, icmp_type, code)
@@ -367,6 +400,7 @@ class AgentDriver:
             self.loop.add_signal_handler(sig, on_stop)
 
     def close(self) -> None:
+        self._flush_events()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mipbase.clock import wallclock
-from mipbase.events import EventWriter
+from mipbase.events import DEFAULT_MAX_BYTES, EventWriter
 from mipbase.specfile import SpecError
 
 MN_GROUPS = ("224.0.0.1",)  # all systems: advertisements
@@ -23,12 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", help="JSON-lines event file (default: stdout)")
     parser.add_argument("--node", help="node name in events (default: the role)")
     parser.add_argument("--state", help="write the agent's state here as JSON, every second")
+    parser.add_argument(
+        "--events-max-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 2**20,
+        help="cap on the event file (MiB; 0: none); at the cap one last event_file_full",
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:
 
     stream = open(args.events, "a", buffering=1) if args.events else sys.stdout  # noqa: SIM115
-    events = EventWriter(stream, args.node or args.role)
+    cap = int(args.events_max_mb * 2**20) if args.events_max_mb > 0 else None
+    events = EventWriter(stream, args.node or args.role, max_bytes=cap)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     if args.role == "ha":

@@ -54,6 +54,9 @@ AGENT_EVENTS: dict[str, str] = {
     "send_failed": "a message could not be sent (dst, error)",
     "icmp_error": "an ICMP error arrived for a message the agent sent (type, code, reporter)",
     "message_dropped": "a message was ignored (reason, src)",
+    "events_suppressed": "repeated events of one kind in an interval, counted not written "
+    "(of, count, suppressed, sources)",
+    "event_file_full": "the event file reached its size cap: nothing more is written to it",
     "dataplane_applied": "a message's data-plane work is done (its time in ms)",
     "dataplane_error": "a data-plane action failed",
     "dataplane_home": "the MN's routes are back on the home link (after its gratuitous ARP)",

@@ -221,6 +221,7 @@ def test_a_registration_through_the_fa_stays_fast_while_a_pending_flood_expires(
     code, warm_ms = register(names)  # the first one pays for tunnels and routes
     assert code == 0
     rss_before = fa.rss_kb()
+    events_before = fa.events_file.stat().st_size
     rng = random.Random(7)
     with netns.entered(m):
         flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -246,10 +247,16 @@ def test_a_registration_through_the_fa_stays_fast_while_a_pending_flood_expires(
         latencies.append(ms)
         time.sleep(0.1)
     rss_after = fa.rss_kb()
+    time.sleep(1.2)  # the last counts are written
+    growth = fa.events_file.stat().st_size - events_before
     print(
         f"\nflood {n} requests in {sent_s:.2f} s; registrations during expiry: "
         f"{[round(x, 1) for x in latencies]} ms (warm {warm_ms:.1f} ms); "
-        f"FA RSS {rss_before} -> {rss_after} kB"
+        f"FA RSS {rss_before} -> {rss_after} kB; FA events +{growth / 1e3:.0f} kB"
     )
     assert fa.proc.poll() is None
     assert max(latencies) < 250, latencies
+    # two lines a flood request before (relayed, then its 78), ~330 bytes: ~2 MB for 6000
+    assert growth < 300_000, growth
+    suppressed = [e for e in fa.events() if e["event"] == "events_suppressed"]
+    assert sum(e["suppressed"] for e in suppressed if e["of"] == "request_relayed") > n / 2
