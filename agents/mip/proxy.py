@@ -172,8 +172,6 @@ class MipProxy:
         rand32: Callable[[], int] = default_rand32,
     ) -> None:
         self.config = config
-        self._wall = wallclock
-        self._rand32 = rand32
         self.front = HomeAgent(
             HaConfig(
                 address=config.external_address,

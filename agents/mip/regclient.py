@@ -154,8 +154,16 @@ class RegistrationClient(Generic[C]):
     ) -> list[Action]:
         """Replace any pending registration with a new one and send it. ``dereg`` defaults to
         ``lifetime == 0``; ``first_sent`` (default ``now``): where its latency counts from."""
-        self.pending = self._new(
-            now, context, home_agent, lifetime, reason, to, dereg, max_retransmissions, first_sent
+        self.pending = Pending(
+            context,
+            home_agent,
+            lifetime,
+            reason,
+            lifetime == 0 if dereg is None else dereg,
+            now if first_sent is None else first_sent,
+            to,
+            max_retransmissions,
+            self.retransmit_initial,
         )
         return self._transmit(now)
 
@@ -182,7 +190,7 @@ class RegistrationClient(Generic[C]):
     ) -> Pending[C]:
         """A request sent once, beside the pending one and never retransmitted (its reply is
         not awaited): built with a fresh Identification; the caller sends ``payload``."""
-        p = self._new(now, context, home_agent, lifetime, reason, to, None, 0, None)
+        p = Pending(context, home_agent, lifetime, reason, lifetime == 0, now, to, 0, 0.0)
         p.identification = self.replay.next_identification(self._wall(), self._rand32)
         p.payload = self._build(p)
         return p
@@ -233,30 +241,6 @@ class RegistrationClient(Generic[C]):
         return Answer(outcome, p, reply, sent_at, verified)
 
     # -- internals -------------------------------------------------------------------------
-
-    def _new(
-        self,
-        now: float,
-        context: C,
-        home_agent: str,
-        lifetime: int,
-        reason: str,
-        to: Send,
-        dereg: bool | None,
-        max_retransmissions: int | None,
-        first_sent: float | None,
-    ) -> Pending[C]:
-        return Pending(
-            context,
-            home_agent,
-            lifetime,
-            reason,
-            lifetime == 0 if dereg is None else dereg,
-            now if first_sent is None else first_sent,
-            to,
-            max_retransmissions,
-            self.retransmit_initial,
-        )
 
     def _transmit(self, now: float) -> list[Action]:
         p = self.pending
