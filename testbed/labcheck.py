@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mipbase import events as eventlog
-from testbed.scenario.catalogue import PERCENTILE_STATS
-from testbed.scenario.expect import Missing, over_repetitions
+from testbed.scenario.metricpath import Missing, resolve_one
 
 DEFAULT_TARGET = "scenario.yaml"
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
@@ -301,51 +300,9 @@ def parse_block(lines: Sequence[tuple[int, str]]) -> list[Assertion]:
 
 
 def resolve_metric(path: str, summary: Mapping[str, Any]) -> Any:
-    """A dotted path into summary.json, with the runner's short names (handoff[N], ...)."""
-    if path == "handoffs":
-        return len(summary.get("handoffs") or [])
-    segments = path.split(".")
-    root = segments[0].split("[")[0]
-    if root in ("interruption_ms", "handoff") and segments[-1] in PERCENTILE_STATS:
-        return _move_statistic(path, summary)
-    value: Any = summary
-    for n, segment in enumerate(segments):
-        match = _SEGMENT.match(segment)
-        if match is None:
-            return Missing(f"bad path {path}")
-        name, index = match.groups()
-        key = {"handoff": "handoffs", "stream": "streams"}.get(name, name) if n == 0 else name
-        so_far = ".".join([*segments[:n], name])
-        if not isinstance(value, Mapping) or key not in value:
-            return Missing(f"no {so_far}")
-        value = value[key]
-        if index is not None:
-            if index == "*":
-                return Missing("[*] must be expanded first")
-            if not isinstance(value, list) or int(index) >= len(value):
-                return Missing(f"no {so_far}[{index}]")
-            value = value[int(index)]
-    return value
-
-
-def _move_statistic(path: str, summary: Mapping[str, Any]) -> Any:
-    """``handoff[N].FIELD.pNN`` over the repetitions of move N; ``interruption_ms.pNN``
-    when the run has one move (per move, never pooled over moves of different kinds)."""
-    segments = path.split(".")
-    if len(segments) == 2:
-        moves = {h.get("index") for h in summary.get("handoffs") or []}
-        if len(moves) > 1:
-            return Missing(f"{len(moves)} moves: name one, handoff[N].{path}")
-        which = "*"
-    else:
-        match = _SEGMENT.match(segments[0])
-        if len(segments) != 3 or match is None or match.group(2) in (None, "*"):
-            return Missing(f"bad path {path}")
-        which = match.group(2)
-    found = over_repetitions([dict(summary)], which, segments[-2], segments[-1])
-    if not found:
-        return Missing("no handoffs")
-    return found[0][1]
+    """A metric of summary.json, in the scenario expectations' grammar
+    (``testbed.scenario.metricpath``), or any other dotted path into it."""
+    return resolve_one(path, summary)
 
 
 @dataclass

@@ -605,8 +605,8 @@ def test_checks_that_hold(line: str) -> None:
     ("line", "detail"),
     [
         ("handoff[0].mode = c", "handoff[0].mode is f"),
-        ("handoff[2].mode = f", "no handoff[2]"),
-        ("handoff[0].phases_ms.dhcp_started < 50", "no handoff[0].phases_ms.dhcp_started"),
+        ("handoff[2].mode = f", "there is no handoff 2"),
+        ("handoff[0].phases_ms.dhcp_started < 50", "handoff 0 has no phase dhcp_started"),
         ("handoff[*].interruption_ms < 50", "handoff[0].interruption_ms is 60.5"),
         ("handoff[0].mode < 3", "not both numbers"),
         ("events contains binding_added from fa", "count(binding_added from fa) is 0"),

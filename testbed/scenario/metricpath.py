@@ -1,0 +1,154 @@
+"""Metric paths: what a name like ``handoff[1].interruption_ms.p95`` or ``stream.down.lost``
+refers to in summaries. One grammar for the scenario's expectations and the labs' checks.
+
+``handoff[N|*].FIELD[.PHASE|.STAT]`` (STAT p50, p95, p99, max: over the repetitions of that
+move), ``interruption_ms.STAT`` (each move's), ``stream.NAME.FIELD``, ``tcp.FIELD``,
+``handoffs`` (their number) and any other dotted path into the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from testbed.scenario import catalogue, metrics
+
+_HANDOFF = re.compile(r"^handoff\[(\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$")
+_SEGMENT = re.compile(r"^([a-z0-9_]+)(?:\[(\d+|\*)\])?$")
+
+
+def resolve(metric: str, runs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(label, value) pairs a metric refers to, over every repetition (a value may be
+    :class:`Missing`)."""
+    match = _HANDOFF.match(metric)
+    out: list[tuple[str, Any]] = []
+    many = len(runs) > 1
+    if match:
+        which, field, sub = match.groups()
+        if sub in catalogue.PERCENTILE_STATS and _is_number(field):  # over one move's repetitions
+            return over_repetitions(runs, which, field, sub)
+        for r, run in enumerate(runs):
+            handoffs = run["handoffs"]
+            indexes = range(len(handoffs)) if which == "*" else [int(which)]
+            for i in indexes:
+                prefix = f"run {r}: " if many else ""
+                label = f"{prefix}handoff[{i}].{field}" + (f".{sub}" if sub else "")
+                if i >= len(handoffs):
+                    out.append((label, Missing(f"there is no handoff {i}")))
+                    continue
+                value = handoffs[i].get(field, Missing(f"no field {field}"))
+                if value is None and handoffs[i].get("cut_short"):
+                    value = Missing("the run was cut short before this handoff recovered")
+                if sub is not None:
+                    value = (
+                        value.get(sub, Missing(f"handoff {i} has no phase {sub}"))
+                        if isinstance(value, dict)
+                        else Missing(f"{field} has no {sub}")
+                    )
+                out.append((label, value))
+        return out
+    if metric.startswith("interruption_ms."):  # each move's, never pooled over moves
+        return over_repetitions(runs, "*", "interruption_ms", metric.split(".")[1])
+    if metric.startswith("stream.") and metric.count(".") == 2:
+        _, name, field = metric.split(".")
+        for r, run in enumerate(runs):
+            stream = run["streams"].get(name)
+            label = f"run {r}: {metric}" if many else metric
+            if stream is None:
+                out.append((label, Missing(f"no stream {name}")))
+            elif field == "owd_p95_ms":
+                out.append((label, (stream.get("owd_ms") or {}).get("p95")))
+            else:
+                out.append((label, stream.get(field, Missing(f"stream {name} has no {field}"))))
+        return out
+    if metric.startswith("tcp."):
+        field = metric.split(".", 1)[1]
+        for r, run in enumerate(runs):
+            label = f"run {r}: {metric}" if many else metric
+            tcp = run.get("tcp")
+            value = tcp.get(field, Missing(f"tcp has no {field}")) if tcp else None
+            out.append((label, Missing("no tcp probe (probes.tcp)") if not tcp else value))
+        return out
+    for r, run in enumerate(runs):
+        label = f"run {r}: {metric}" if many else metric
+        out.append((label, walk(metric, run)))
+    return out
+
+
+def resolve_one(metric: str, summary: Mapping[str, Any]) -> Any:
+    """The one value ``metric`` names in a summary (labcheck's terms), or Missing."""
+    found = resolve(metric, [dict(summary)])
+    if len(found) == 1:
+        return found[0][1]
+    if metric.startswith("interruption_ms."):
+        return Missing(f"{len(found)} moves: name one, handoff[N].{metric}")
+    return Missing(f"{metric} names {len(found)} values")
+
+
+def walk(path: str, summary: Mapping[str, Any]) -> Any:
+    """Any dotted path into summary.json, with the short names (``handoffs`` is their
+    number, ``handoff[N]``, ``stream.X``)."""
+    if path == "handoffs":
+        return len(summary.get("handoffs") or [])
+    segments = path.split(".")
+    value: Any = summary
+    for n, segment in enumerate(segments):
+        match = _SEGMENT.match(segment)
+        if match is None:
+            return Missing(f"bad path {path}")
+        name, index = match.groups()
+        key = {"handoff": "handoffs", "stream": "streams"}.get(name, name) if n == 0 else name
+        so_far = ".".join([*segments[:n], name])
+        if not isinstance(value, Mapping) or key not in value:
+            return Missing(f"no {so_far}")
+        value = value[key]
+        if index is not None:
+            if index == "*":
+                return Missing("[*] must be expanded first")
+            if not isinstance(value, list) or int(index) >= len(value):
+                return Missing(f"no {so_far}[{index}]")
+            value = value[int(index)]
+    return value
+
+
+def over_repetitions(
+    runs: list[dict[str, Any]], which: str, field: str, stat: str
+) -> list[tuple[str, Any]]:
+    """``stat`` (p50, p95, p99, max) of ``field`` over every repetition of a move (``which``:
+    its index or ``*`` for each move): one value per move, labelled with its kind."""
+    moves = metrics.per_move(h for run in runs for h in run["handoffs"])
+    if which != "*":
+        moves = [m for m in moves if m[0].get("index", 0) == int(which)]
+        if not moves:
+            return [(f"handoff[{which}].{field}.{stat}", Missing(f"there is no handoff {which}"))]
+    out: list[tuple[str, Any]] = []
+    for move in moves:
+        first = move[0]
+        label = (
+            f"handoff[{first.get('index', 0)}].{field}.{stat}"
+            f" ({first.get('from', '?')}->{first.get('to', '?')}, n={len(move)})"
+        )
+        values = [h.get(field) for h in move]
+        if any(v is None for v in values):
+            why = "no value (a repetition never recovered)"
+            if any(h.get("cut_short") for h in move):
+                why = "a repetition was cut short before this handoff recovered"
+            out.append((label, Missing(why)))
+        else:
+            out.append((label, metrics.stat(values, stat)))
+    return out
+
+
+def _is_number(field: str) -> bool:
+    return catalogue.HANDOFF_FIELDS.get(field, ("",))[0] == "number"
+
+
+class Missing:
+    """A metric that has no value, and why."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"<{self.why}>"
