@@ -69,8 +69,7 @@ class SpecSource:
             raise SpecError("--set", None, "", f"{assignment!r}: write PATH=VALUE, e.g. repeat=3")
         text_path, text_value = match.groups()
         path: PathKey = tuple(
-            int(index) if index else str(key)
-            for index, key in _PATH_PART.findall(text_path)
+            int(index) if index else str(key) for index, key in _PATH_PART.findall(text_path)
         )
         try:
             value = yaml.safe_load(text_value) if text_value.strip() else None
