@@ -146,7 +146,11 @@ class AgentDriver:
         ``learn_neighbour(address, mac, ifname)`` before the machine sees each one. The
         machine (the MN's) is told when each frame arrived: one that waited in the socket
         across a move is the old link's, not the new one's."""
-        from agents.runtime.linklayer import ADVERTISEMENTS, split_advertisement
+        from agents.runtime.linklayer import (
+            ADVERTISEMENTS,
+            advertises_itself,
+            split_advertisement,
+        )
 
         handle_icmp: Callable[..., list[Action]] = self.machine.handle_icmp
 
@@ -156,7 +160,8 @@ class AgentDriver:
                 return
             src, payload = parsed
             now = self.now()
-            self._learn(learn_neighbour, src, mac, ifname)
+            if advertises_itself(payload, src, mac):  # (not any ICMP type 9: issue 20)
+                self._learn(learn_neighbour, src, mac, ifname)
             self.feed(handle_icmp(payload, src, now, ifname, received=received), now)
 
         self._watch_link_layer(ifname, ADVERTISEMENTS, on_frame, timestamps=True)

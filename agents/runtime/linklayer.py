@@ -26,6 +26,9 @@ from agents.dhcp.frames import (
     udp_payload,
 )
 from agents.mip.constants import MIP_PORT
+from agents.mip.errors import MalformedMessage
+from agents.mip.icmp import AgentAdvertisement, decode_icmp
+from agents.mip.ipv4 import not_unicast
 
 PACKET_OUTGOING = 4  # sll_pkttype of frames we sent ourselves
 ICMP_ROUTER_ADVERTISEMENT = 9
@@ -55,6 +58,28 @@ def split_advertisement(packet: bytes) -> tuple[str, bytes] | None:
     if packet[ihl] != ICMP_ROUTER_ADVERTISEMENT:
         return None
     return socket.inet_ntoa(packet[12:16]), packet[ihl:total]
+
+
+def advertises_itself(message: bytes, src: str, mac: str) -> bool:
+    """Whether an advertisement may enter its sender at ``mac`` as the MN's neighbour (RFC
+    5944 4.6: the agent's MAC from its advertisement, not from ARP). Issue 20, item 4: any
+    ICMP type 9 frame did, a forged one with any source included, so a sender could place an
+    entry for the address of the agent the MN would use next. Now only an Agent Advertisement
+    that decodes (checksum included) with its mobility agent extension, from a unicast
+    address that it names as one of its router addresses, from a unicast MAC. (The MN still
+    learns only where the kernel has no entry: learning never replaces one.)"""
+    try:
+        msg = decode_icmp(message)
+    except MalformedMessage:
+        return False
+    if not isinstance(msg, AgentAdvertisement) or msg.agent is None:
+        return False
+    if not_unicast(src) is not None or src not in {address for address, _ in msg.routers}:
+        return False
+    try:
+        return not int(mac[:2], 16) & 1
+    except ValueError:
+        return False
 
 
 def source_address(packet: bytes) -> str | None:

@@ -94,3 +94,22 @@ def test_registration_datagram_gives_source_destination_and_payload() -> None:
         is None
     )
     assert registration_datagram(packet[:20]) is None
+
+
+def test_only_an_agent_advertisement_naming_its_sender_teaches_the_mn_a_neighbour() -> None:
+    """Before: any frame carrying ICMP type 9 entered its IP source at its MAC."""
+    from agents.runtime.linklayer import advertises_itself
+
+    mac = "02:00:00:00:00:fe"
+    assert advertises_itself(ADVERT, "10.2.0.254", mac)
+    plain_router_advert = encode_icmp(AgentAdvertisement(lifetime=3, routers=[("10.2.0.254", 0)]))
+    bad_checksum = ADVERT[:2] + bytes([ADVERT[2] ^ 0xFF]) + ADVERT[3:]
+    for why, (message, src, from_mac) in {
+        "garbage after type 9": (bytes([9, 0]) + bytes(14), "10.2.0.254", mac),
+        "bad checksum": (bad_checksum, "10.2.0.254", mac),
+        "no mobility agent extension": (plain_router_advert, "10.2.0.254", mac),
+        "not one of its routers": (ADVERT, "10.2.0.1", mac),
+        "broadcast source": (ADVERT, "255.255.255.255", mac),
+        "group MAC": (ADVERT, "10.2.0.254", "01:00:5e:00:00:01"),
+    }.items():
+        assert not advertises_itself(message, src, from_mac), why
