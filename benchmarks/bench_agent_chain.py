@@ -61,9 +61,9 @@ from testbed.lab.builder import build, spawn  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
 from testbed.lab.state import ProcessRecord  # noqa: E402
 from testbed.lab.teardown import stop_processes  # noqa: E402
+from testbed.launch import agent_argv  # noqa: E402
 from testbed.scenario.catalogue import AGENT_READY_EVENTS  # noqa: E402
 from testbed.scenario.load import load_scenario  # noqa: E402
-from testbed.scenario.runner import agent_argv  # noqa: E402
 from testbed.topology import load_topology  # noqa: E402
 from testbed.topology.load import deep_merge  # noqa: E402
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,8 @@ from testbed.lab.state import (
     validate_lab_name,
 )
 from testbed.lab.teardown import destroy
-from testbed.topology.plan import DhcpPlan, TopologyPlan
+from testbed.launch import dnsmasq_argv, relay_argv
+from testbed.topology.plan import TopologyPlan
 
 NUD_STALE = 0x04  # linux/neighbour.h
 
@@ -352,15 +352,7 @@ class _Builder:
             self.state,
             SW,
             "relay",
-            [
-                sys.executable,
-                "-m",
-                "testbed.relay",
-                "--config",
-                str(path),
-                "--control",
-                str(control),
-            ],
+            relay_argv(path, control),
             self.state.dir / "relay.log",
         )
 
@@ -388,31 +380,3 @@ class _Builder:
                     dnsmasq_argv(dhcp, self.state.dir),
                     self.state.dir / f"dhcp-{network.name}.log",
                 )
-
-
-def dnsmasq_argv(dhcp: DhcpPlan, state_dir: Path) -> list[str]:
-    """A dnsmasq that is only a DHCP server on one interface, with no system config."""
-    # RFC 4039: a client that asks (ours does, by default) gets its DHCPACK straight after
-    # the DISCOVER, saving a round trip on every move; other clients still get an OFFER.
-    rapid = ["--dhcp-rapid-commit"] if dhcp.rapid_commit else []
-    return [
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--port=0",
-        f"--interface={dhcp.iface}",
-        "--bind-interfaces",
-        "--no-ping",
-        "--dhcp-authoritative",
-        *rapid,
-        "--user=root",
-        "--group=root",
-        "--log-dhcp",
-        "--log-facility=-",
-        f"--dhcp-range={dhcp.first},{dhcp.last},{dhcp.subnet.netmask},{dhcp.lease_s}",
-        f"--dhcp-option=option:router,{dhcp.router}",
-        # leases in memory only: dnsmasq rewrites and fsyncs its lease file before each
-        # ACK goes out (0.2-1 ms here, where /run is on disk), on the handoff path
-        "--leasefile-ro",
-        f"--pid-file={state_dir / f'dhcp-{dhcp.network}.pid'}",
-    ]

@@ -17,18 +17,9 @@ from testbed.lab import impair, nftables
 from testbed.lab.builder import SW
 from testbed.lab.state import LabState, node_netns, switch_netns
 from testbed.lab.teardown import destroy
+from testbed.launch import capture_argv
 from testbed.topology import load_topology
 from testbed.topology.plan import Impairment, InterfacePlan, TopologyPlan
-
-
-def capture_argv(
-    network: str, out: Path | str, snaplen: int = 262144, bpf: str | None = None
-) -> list[str]:
-    """tcpdump on a network's bridge (in the switch namespace) into the pcap ``out``.
-    Immediate mode and packet-buffered output: no frames wait in a buffer when the capture
-    is stopped soon after the traffic."""
-    argv = ["tcpdump", "-i", network, "-s", str(snaplen), "--immediate-mode", "-U", "-n"]
-    return [*argv, "-w", str(out), *([bpf] if bpf else [])]
 
 
 def _changed(link: rtnl.Rtnl, *requests: rtnl.Request) -> None:
@@ -225,6 +216,16 @@ class Lab:
                 plan_if.egress, plan_if.ingress = egress, ingress
                 self._reload_loss()
         plan_if.egress, plan_if.ingress = egress, ingress
+
+    def rebind_nat(self, node: str, ports: tuple[int, int]) -> None:
+        """New external ports for ``node``'s NAT: TCP and UDP mappings made from now on take
+        theirs from ``ports`` (first, last); see :meth:`flush_conntrack` for the old ones."""
+        script = nftables.render_nat_rebind(self.plan.nodes[node].nat, ports)
+        self.run(node, ["nft", "-f", "-"], input=script)
+
+    def flush_conntrack(self, node: str) -> None:
+        """Forget every connection ``node`` tracks, and with them its NAT mappings."""
+        self.run(node, ["conntrack", "-F"], check=False)
 
     def _reload_loss(self) -> None:
         loss = {

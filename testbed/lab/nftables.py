@@ -57,19 +57,42 @@ def render_firewall(firewall: FirewallPlan) -> str:
     return "\n".join(lines)
 
 
+def nat_rules(rules: list[NatPlan], ports: tuple[int, int] | None = None) -> list[str]:
+    """The postrouting rules of a node's NAT: each masquerades what leaves its interface
+    (from its sources). With ``ports`` (first, last), TCP and UDP mappings take their
+    external port from that range, at random; other protocols have no ports to map."""
+    lines = []
+    for rule in rules:
+        match = f'oifname "{rule.out_iface}"'
+        if rule.sources:
+            match += f" ip saddr {_set(rule.sources)}"
+        if ports is not None:
+            lines.append(
+                f"{match} meta l4proto {{ tcp, udp }} counter masquerade "
+                f"to :{ports[0]}-{ports[1]} random"
+            )
+        lines.append(f"{match} counter masquerade")
+    return lines
+
+
 def render_nat(rules: list[NatPlan]) -> str:
     lines = [
         "table ip testbed_nat {",
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
-    for rule in rules:
-        match = f'oifname "{rule.out_iface}"'
-        if rule.sources:
-            match += f" ip saddr {_set(rule.sources)}"
-        lines.append(f"    {match} counter masquerade")
+    lines += [f"    {rule}" for rule in nat_rules(rules)]
     lines += ["  }", "}"]
     return "\n".join(lines)
+
+
+def render_nat_rebind(rules: list[NatPlan], ports: tuple[int, int]) -> str:
+    """The script that replaces a running node's NAT rules (``render_nat``'s table) with
+    ones that map to new external ports: new connections get new mappings (a NAT that
+    rebinds), existing ones keep theirs until conntrack forgets them."""
+    chain = "ip testbed_nat postrouting"
+    adds = "".join(f"add rule {chain} {rule}\n" for rule in nat_rules(rules, ports))
+    return f"flush chain {chain}\n" + adds
 
 
 def render_node(node: NodePlan) -> str | None:

@@ -33,15 +33,8 @@ from testbed.scenario import metrics
 from testbed.scenario.analyse import analyse, annotate, signalling_nodes
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import Scenario, load_scenario
-from testbed.scenario.runner import (
-    RunOptions,
-    RunRecord,
-    atomic_write,
-    ensure_ready,
-    merge_events,
-    new_run_id,
-    run_once,
-)
+from testbed.scenario.record import RunRecord, atomic_write, merge_events, new_run_id
+from testbed.scenario.runner import RunOptions, ensure_ready, run_once
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPEAT_RANGE = (1, 1000)

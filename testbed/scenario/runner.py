@@ -4,6 +4,10 @@ One run = one lab (kind "run", owned by this process) from build to teardown. Ev
 run starts is recorded in the lab's state before it can leak, and teardown runs on every
 exit path (success, failure, Ctrl-C, SIGTERM, errors). Results are written as they come;
 ``summary.json`` is written atomically last, so a crash never leaves half of one.
+
+The runner orchestrates; the command lines it starts come from ``testbed.launch`` (one
+builder per kind of process), the timeline's steps from ``testbed.scenario.steps`` (a table
+from action to handler), the run directory and its record from ``testbed.scenario.record``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,23 +28,18 @@ import yaml
 from mipbase import events as eventlog
 from mipbase.clock import scaled
 from mipbase.events import EventWriter
+from testbed import launch
 from testbed.lab.builder import SW, build, spawn
-from testbed.lab.lab import Lab, capture_argv
+from testbed.lab.lab import Lab
 from testbed.lab.state import ProcessRecord
 from testbed.scenario.catalogue import AGENT_READY_EVENTS
 from testbed.scenario.load import Scenario
-from testbed.scenario.model import ServiceSpec, StepSpec
-from testbed.topology.plan import Impairment
+from testbed.scenario.model import ServiceSpec
+from testbed.scenario.record import PROBE_DOWN, PROBE_UP, RunDir, RunRecord
+from testbed.scenario.steps import carry_out, describe
 
-PROBE_DOWN, PROBE_UP = "down", "up"
 PROBE_STARTUP_NS = 400_000_000  # Python start-up in a namespace is ~0.1 s, more under load
 DRAIN_S = 0.3  # longer than any one-way delay a scenario configures in practice
-
-
-def agent_argv(role: str, config: Path, events: Path | str, node: str, state: Path) -> list[str]:
-    """The command of one Mobile IP agent (``role``: ha, fa, mn, proxy) in a node."""
-    argv = [sys.executable, "-m", "agents.runtime.main", role, "--config", str(config)]
-    return [*argv, "--events", str(events), "--node", node, "--state", str(state)]
 
 
 class RunInterrupted(Exception):
@@ -69,34 +68,13 @@ class RunOptions:
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
 
-@dataclass
-class RunRecord:
-    """What one repetition produced, before metrics."""
-
-    run_dir: Path
-    index: int
-    move_events: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    infrastructure: bool = False  # the error was the testbed's own (a daemon died, ...)
-    interrupted: bool = False  # Ctrl-C or SIGTERM: what was measured up to then is kept
-    started_ns: int = 0
-    ended_ns: int = 0
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-
-
 class _Run:
+    """One repetition: the lab, the services and probes in it, the timeline, the record.
+    The timeline's steps (``testbed.scenario.steps``) act on it through ``lab``, ``events``,
+    ``record``, the services (``service_spec``, ``start_service``, ``stop_service``), the
+    events read (``new_events``, ``events_read``, ``step_starts``), ``check_alive``,
+    ``sleep`` and ``pause``."""
+
     def __init__(self, scenario: Scenario, options: RunOptions, run_dir: Path, index: int):
         self.sc = scenario
         self.spec = scenario.spec
@@ -108,21 +86,14 @@ class _Run:
         # agents and clients whose exit is an error, unless a timeline step stopped them
         self._watched: dict[str, subprocess.Popen] = {}
         self.vpn_nodes: dict[str, tuple[Any, EventWriter]] = {}
-        self.events_dir = run_dir / "events"
-        self.logs_dir = run_dir / "logs"
-        for d in (
-            self.events_dir,
-            self.logs_dir,
-            run_dir / "probes",
-            run_dir / "pcap",
-            run_dir / "state",
-        ):
-            d.mkdir(parents=True, exist_ok=True)
+        self.paths = RunDir(run_dir).create()
+        self.events_dir = self.paths.events
+        self.logs_dir = self.paths.logs
         self.events = EventWriter.open(str(self.events_dir / "runner.jsonl"), "runner")
         self.t0_ns = 0
         self._events_tail = eventlog.Tail(self.events_dir)
-        self._events_read: list[dict[str, Any]] = []  # by wait steps, for later ones too
-        self._step_starts: list[int] = []
+        self.events_read: list[dict[str, Any]] = []  # by wait steps, for later ones too
+        self.step_starts: list[int] = []
 
     # -- the run --------------------------------------------------------------------------
 
@@ -135,12 +106,12 @@ class _Run:
             self.events.emit("lab_up", lab=name, impairments=self.lab.state.impairment_path)
             self._start_captures()
             for service in self.spec.services:
-                self._start_service(service)
+                self.start_service(service)
             self._wait_services_ready()
             self._start_probes()
-            self._sleep(scaled(self.spec.settle / 1000))
+            self.sleep(scaled(self.spec.settle / 1000))
             self._timeline()
-            self._sleep(scaled(self.spec.tail / 1000))
+            self.sleep(scaled(self.spec.tail / 1000))
         except (
             StepFailed,
             RuntimeError,
@@ -161,7 +132,7 @@ class _Run:
             self.events.emit("run_error", error=self.record.error)
             self.options.progress(f"  error: {self.record.error}")
             if self.options.pause_on_error and self.lab is not None and sys.stdin.isatty():
-                self._pause("error: " + str(exc))
+                self.pause("error: " + str(exc))
         except KeyboardInterrupt:  # and SIGTERM (run_once): keep what was measured so far
             self.record.interrupted = True
             self.record.error = "interrupted"
@@ -215,7 +186,7 @@ class _Run:
 
     # -- noticing dead agents and daemons ---------------------------------------------------
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         """Raise :class:`ServiceDied` naming the first agent, client or daemon that exited
         on its own, with its exit status and the end of its log, in one line."""
         for label, proc in self._watched.items():
@@ -238,12 +209,12 @@ class _Run:
             if daemon and not netns.process_running(p.pid, p.start_time):
                 raise ServiceDied(_died(f"{p.role} in {p.node}", None, p.log))
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         """Sleep, looking at the agents and daemons now and then: a dead one ends the run at
         once rather than after the timeline's waits have all timed out."""
         end = time.monotonic() + seconds
         while True:
-            self._check_alive()
+            self.check_alive()
             left = end - time.monotonic()
             if left <= 0:
                 return
@@ -263,33 +234,22 @@ class _Run:
             self._spawn(
                 SW,
                 f"capture:{network}",
-                capture_argv(network, self.dir / "pcap" / f"{network}.pcap", snaplen=512),
+                launch.capture_argv(network, self.paths.pcap / f"{network}.pcap", snaplen=512),
                 f"tcpdump-{network}.log",
             )
 
     def _service_argv(self, service: ServiceSpec) -> list[str]:
-        events = str(self.events_dir / f"{service.label}.jsonl")
+        events = self.events_dir / f"{service.label}.jsonl"
         if service.kind == "dhcp-client":
-            return [
-                sys.executable,
-                "-m",
-                "agents.dhcp.watch",
-                "--iface",
-                service.iface,
-                "--node",
-                service.node,
-                "--events",
-                events,
-            ]
+            return launch.dhcp_watch_argv(service.iface, service.node, events)
         if service.kind == "command":
             assert service.argv is not None
-            return list(service.argv)
-        configs = self.dir / "configs"
-        configs.mkdir(exist_ok=True)
-        config = configs / f"{service.label}.yaml"
+            return launch.command_argv(service.argv)
+        self.paths.configs.mkdir(exist_ok=True)
+        config = self.paths.configs / f"{service.label}.yaml"
         config.write_text(yaml.safe_dump(self._agent_config(service), sort_keys=False))
-        state = self.dir / "state" / f"{service.label}.json"
-        return agent_argv(str(service.agent), config, events, service.node, state)
+        state = self.paths.state / f"{service.label}.json"
+        return launch.agent_argv(str(service.agent), config, events, service.node, state)
 
     def _start_vpn(self, service: ServiceSpec) -> None:
         """One charon per node (strongSwan through vici), its events into the run's log."""
@@ -321,7 +281,7 @@ class _Run:
     def _keep_vpn_log(self, label: str, node: Any) -> None:
         import shutil
 
-        target = self.dir / "vpn" / label
+        target = self.paths.vpn(label)
         target.mkdir(parents=True, exist_ok=True)
         for path in (node.charon.log_file, node.charon.config.conf_file):
             if Path(path).exists():
@@ -351,7 +311,7 @@ class _Run:
                 return bool(self.vpn_nodes[spec.label][0].charon.config.esp_in_userspace)
         return use_libipsec()
 
-    def _start_service(self, service: ServiceSpec) -> None:
+    def start_service(self, service: ServiceSpec) -> None:
         if service.kind == "vpn":
             self._start_vpn(service)
             return
@@ -368,6 +328,32 @@ class _Run:
             "service_started", service=service.label, target=service.node, pid=record.pid
         )
 
+    def service_spec(self, label: str) -> ServiceSpec:
+        return next(s for s in self.spec.services if s.label == label)
+
+    def stop_service(self, service: ServiceSpec, kill: bool = False) -> None:
+        """Stop (SIGTERM, then SIGKILL after a grace) or kill a service, for a timeline step:
+        its exit is no longer the testbed's failure. A VPN service that is not running is
+        left as it is."""
+        from testbed import netns
+        from testbed.lab.teardown import stop_processes
+
+        if service.kind == "vpn":
+            if service.label in self.vpn_nodes:
+                node, writer = self.vpn_nodes.pop(service.label)
+                if kill and node.charon.pid:
+                    netns.kill_process(node.charon.pid, node.charon.start_time, signal.SIGKILL)
+                node.stop()
+                writer.close()
+                self._keep_vpn_log(service.label, node)
+            return
+        record = self.services[service.label]
+        self._watched.pop(service.label, None)
+        if kill:
+            netns.kill_process(record.pid, record.start_time, signal.SIGKILL)
+        else:
+            stop_processes([(record.pid, record.start_time)])
+
     READY_EVENTS: ClassVar[dict[str, tuple[str, ...]]] = AGENT_READY_EVENTS
 
     def _wait_services_ready(self, timeout_s: float = 20.0) -> None:
@@ -380,8 +366,8 @@ class _Run:
         }
         deadline = time.monotonic() + timeout_s
         while waiting and time.monotonic() < deadline:
-            self._check_alive()  # an agent that died at start-up: now, not at the deadline
-            for event in self._new_events():
+            self.check_alive()  # an agent that died at start-up: now, not at the deadline
+            for event in self.new_events():
                 names = waiting.get(event.get("node", ""))
                 if names and event.get("event") in names:
                     del waiting[event["node"]]
@@ -398,74 +384,48 @@ class _Run:
         cn = str(self.sc.plan.address(probe.correspondent))
         # both ends start sending together, once both have surely bound their receivers
         start_ns = time.monotonic_ns() + PROBE_STARTUP_NS
-        common = [
-            "--dir",
-            str(self.dir / "probes"),
-            "--interval-ms",
-            str(probe.interval),
-            "--size",
-            str(probe.size),
-            "--start-ns",
-            str(start_ns),
-        ]
-        down = probe.directions in ("both", "down")
-        up = probe.directions in ("both", "up")
-        cn_argv = [sys.executable, "-m", "testbed.probe", *common]
-        mn_argv = [sys.executable, "-m", "testbed.probe", *common]
-        if down:
-            cn_argv += ["--out-stream", PROBE_DOWN, "--to", f"{home}:{probe.port}"]
-            mn_argv += ["--in-stream", PROBE_DOWN, "--listen", str(probe.port)]
-        if up:
-            mn_argv += ["--out-stream", PROBE_UP, "--to", f"{cn}:{probe.port}"]
+        cn_end: dict[str, Any] = {}
+        mn_end: dict[str, Any] = {}
+        if probe.directions in ("both", "down"):
+            cn_end.update(out_stream=PROBE_DOWN, to=f"{home}:{probe.port}")
+            mn_end.update(in_stream=PROBE_DOWN, listen=probe.port)
+        if probe.directions in ("both", "up"):
+            mn_end.update(out_stream=PROBE_UP, to=f"{cn}:{probe.port}")
             if self.spec.mobility == "mip":  # a mobile node's applications use its home address
-                mn_argv += ["--source", home]
-            cn_argv += ["--in-stream", PROBE_UP, "--listen", str(probe.port)]
-        self._spawn(probe.correspondent, "probe:cn", cn_argv, "probe-cn.log")
-        self._spawn(probe.mobile, "probe:mn", mn_argv, "probe-mn.log")
+                mn_end.update(source=home)
+            cn_end.update(in_stream=PROBE_UP, listen=probe.port)
+        for node, role, end in (
+            (probe.correspondent, "probe:cn", cn_end),
+            (probe.mobile, "probe:mn", mn_end),
+        ):
+            argv = launch.probe_argv(self.paths.probes, probe.interval, probe.size, start_ns, **end)
+            self._spawn(node, role, argv, f"{role.replace(':', '-')}.log")
         if probe.tcp:
-            tcp_common = ["--dir", str(self.dir / "probes"), "--port", str(probe.port + 1)]
-            self._spawn(
+            port = probe.port + 1
+            server = launch.tcpprobe_argv(
+                "server",
+                self.paths.probes,
+                port,
+                self.events_dir / "tcp-server.jsonl",
                 probe.correspondent,
-                "probe:tcp-server",
-                [
-                    sys.executable,
-                    "-m",
-                    "testbed.tcpprobe",
-                    "server",
-                    *tcp_common,
-                    "--events",
-                    str(self.events_dir / "tcp-server.jsonl"),
-                    "--node",
-                    probe.correspondent,
-                ],
-                "tcp-server.log",
             )
+            self._spawn(probe.correspondent, "probe:tcp-server", server, "tcp-server.log")
             time.sleep(0.2)  # listening before the client connects
-            self._spawn(
+            client = launch.tcpprobe_argv(
+                "client",
+                self.paths.probes,
+                port,
+                self.events_dir / "tcp-client.jsonl",
                 probe.mobile,
-                "probe:tcp-client",
-                [
-                    sys.executable,
-                    "-m",
-                    "testbed.tcpprobe",
-                    "client",
-                    *tcp_common,
-                    "--to",
-                    f"{cn}:{probe.port + 1}",
-                    "--bind",
-                    home,
-                    "--events",
-                    str(self.events_dir / "tcp-client.jsonl"),
-                    "--node",
-                    probe.mobile,
-                ],
-                "tcp-client.log",
+                to=f"{cn}:{port}",
+                bind=home,
             )
+            self._spawn(probe.mobile, "probe:tcp-client", client, "tcp-client.log")
         if probe.icmp:
             self._spawn(
                 probe.correspondent,
                 "probe:icmp",
-                ["ping", "-n", "-D", "-i", "0.01", home],
+                launch.icmp_ping_argv(home),
                 "ping-home.log",
             )
         self.events.emit(
@@ -495,197 +455,17 @@ class _Run:
                 target = previous_end
             delay = (target - time.monotonic_ns()) / 1e9
             if delay > 0:
-                self._sleep(delay)
+                self.sleep(delay)
             else:
-                self._check_alive()
+                self.check_alive()
             elapsed = (time.monotonic_ns() - self.t0_ns) / 1e9
             self.options.progress(f"  [{elapsed:6.2f}s] step {i + 1}/{total}: {describe(step)}")
-            self._step_starts.append(time.monotonic_ns())
+            self.step_starts.append(time.monotonic_ns())
             self.events.emit("step", index=i, action=step.action, text=describe(step))
-            getattr(self, f"_do_{step.action}")(getattr(step, step.action), i)
+            carry_out(self, step, i)
             previous_end = time.monotonic_ns()
 
-    def _do_move(self, action: Any, index: int) -> None:
-        assert self.lab is not None
-        plan_if = self.lab.interface(action.node, action.iface)
-        source = self.lab.network_of(action.node, plan_if.name)
-        handoff = len(self.record.move_events)
-        start = time.monotonic_ns()
-        times = self.lab.move(action.node, action.to, action.gap, action.iface)
-        event = {
-            "t_ns": times.link_down_ns,
-            "t_up_ns": times.link_up_ns if action.to is not None else None,
-            "index": handoff,
-            "node": action.node,
-            "from": source,
-            "to": action.to,
-            "gap_ms": action.gap,
-            "requested_ns": start,
-        }
-        self.record.move_events.append(event)
-        self.events.emit(
-            "move_start",
-            t_ns=times.link_down_ns,
-            index=handoff,
-            target=action.node,
-            **{"from": source, "to": action.to},
-            gap_ms=action.gap,
-        )
-        self.events.emit(
-            "link_down", t_ns=times.link_down_ns, target=action.node, phase="link_down"
-        )
-        if action.to is not None:
-            self.events.emit(
-                "link_up",
-                t_ns=times.link_up_ns,
-                target=action.node,
-                network=action.to,
-                phase="link_up",
-            )
-
-    def _do_link(self, action: Any, index: int) -> None:
-        assert self.lab is not None
-        if action.state in ("down", "flap"):
-            t = self.lab.set_link(action.node, False, action.iface)
-            self.events.emit("link_down", t_ns=t, target=action.node)
-        if action.state == "flap":
-            time.sleep(action.duration / 1000)
-        if action.state in ("up", "flap"):
-            t = self.lab.set_link(action.node, True, action.iface)
-            self.events.emit("link_up", t_ns=t, target=action.node)
-
-    def _do_impair(self, action: Any, index: int) -> None:
-        assert self.lab is not None
-        plan_if = self.lab.interface(action.node, action.iface)
-        changes = {
-            "delay_ms": action.delay,
-            "jitter_ms": action.jitter,
-            "loss": action.loss,
-            "rate_bps": action.rate,
-        }
-
-        def direction(current: Impairment, override: Any) -> Impairment:
-            result = current.overlaid(**changes)
-            if override is not None:
-                result = result.overlaid(
-                    delay_ms=override.delay,
-                    jitter_ms=override.jitter,
-                    loss=override.loss,
-                    rate_bps=override.rate,
-                )
-            return result
-
-        egress = direction(plan_if.egress, action.egress)
-        ingress = direction(plan_if.ingress, action.ingress)
-        # stamped with the moment the change was requested: the relay applies it before the
-        # command returns, so packets sent after this time may already see the new figures
-        t_request = time.monotonic_ns()
-        self.lab.set_impairment(action.node, egress, ingress, action.iface)
-        self.events.emit(
-            "impairment_changed",
-            t_ns=t_request,
-            apply_ms=round((time.monotonic_ns() - t_request) / 1e6, 3),
-            target=action.node,
-            egress=egress.as_dict(),
-            ingress=ingress.as_dict(),
-        )
-
-    def _do_nat(self, action: Any, index: int) -> None:
-        assert self.lab is not None
-        if action.action == "rebind":
-            # new external ports for every new mapping: a different masquerade port range
-            plan = self.sc.plan.nodes[action.node]
-            low = 20000 + (index % 20) * 1000
-            rules = ""
-            for nat in plan.nat:
-                match = f'oifname "{nat.out_iface}" ' + (
-                    f"ip saddr {{ {', '.join(str(x) for x in nat.sources)} }} "
-                    if nat.sources
-                    else ""
-                )
-                # ports can only be mapped for protocols that have them
-                rules += (
-                    f"add rule ip testbed_nat postrouting {match}meta l4proto {{ tcp, udp }} "
-                    f"counter masquerade to :{low}-{low + 999} random\n"
-                    f"add rule ip testbed_nat postrouting {match}counter masquerade\n"
-                )
-            script = "flush chain ip testbed_nat postrouting\n" + rules
-            self.lab.run(action.node, ["nft", "-f", "-"], input=script)
-        self.lab.run(action.node, ["conntrack", "-F"], check=False)
-        self.events.emit("nat_" + action.action, target=action.node)
-
-    def _do_process(self, action: Any, index: int) -> None:
-        assert self.lab is not None
-        from testbed import netns
-        from testbed.lab.teardown import stop_processes
-
-        spec = next(s for s in self.spec.services if s.label == action.service)
-        if spec.kind == "vpn":
-            if action.service in self.vpn_nodes and action.action != "start":
-                node, writer = self.vpn_nodes.pop(action.service)
-                if action.action == "kill" and node.charon.pid:
-                    netns.kill_process(node.charon.pid, node.charon.start_time, signal.SIGKILL)
-                node.stop()
-                writer.close()
-                self._keep_vpn_log(action.service, node)
-            self.events.emit(f"service_{action.action}", service=action.service)
-            if action.action in ("start", "restart"):
-                self._start_vpn(spec)
-            return
-        record = self.services[action.service]
-        self._watched.pop(action.service, None)  # its exit is the step's doing
-        if action.action in ("stop", "restart"):
-            stop_processes([(record.pid, record.start_time)])
-        elif action.action == "kill":
-            netns.kill_process(record.pid, record.start_time, signal.SIGKILL)
-        self.events.emit(f"service_{action.action}", service=action.service)
-        if action.action in ("start", "restart"):
-            self._start_service(spec)
-
-    def _do_wait(self, action: Any, index: int) -> None:
-        started = time.monotonic_ns()
-        deadline = started + int(scaled(action.timeout) * 1e6)
-        # from the previous step's start: a handoff can be over before its move step returns
-        since = self._step_starts[index - 1] if index > 0 else started
-        # what an earlier wait read already, then what comes
-        fresh = [e for e in self._events_read if e.get("t_ns", 0) >= since]
-        while time.monotonic_ns() < deadline:
-            fresh += self._new_events()
-            for event in fresh:
-                if event.get("t_ns", 0) < since or event.get("event") != action.event:
-                    continue
-                if action.node and event.get("node") != action.node:
-                    continue
-                if all(event.get(k) == v for k, v in action.match.items()):
-                    waited = max(0, event["t_ns"] - started) / 1e6
-                    self.events.emit("wait_done", awaited=action.event, waited_ms=waited)
-                    return
-            fresh = []
-            self._check_alive()
-            time.sleep(0.005)
-        failure = {
-            "name": f"timeline[{index}] wait for {action.event}",
-            "value": None,
-            "limit": action.timeout,
-            "passed": False,
-            "detail": f"no {action.event} within {action.timeout:g} ms",
-        }
-        self.record.failures.append(failure)
-        self.events.emit("wait_timeout", awaited=action.event, timeout_ms=action.timeout)
-
-    def _do_pause(self, action: Any, index: int) -> None:
-        if self.options.interactive and sys.stdin.isatty():
-            self._pause(action if isinstance(action, str) else "paused")
-        else:
-            self.events.emit("pause_skipped", reason="not interactive (use --cli)")
-
-    def _do_sleep(self, action: float, index: int) -> None:
-        self._sleep(scaled(action / 1000))
-
-    def _do_note(self, action: str, index: int) -> None:
-        self.events.emit("note", text=action)
-
-    def _pause(self, why: str) -> None:
+    def pause(self, why: str) -> None:
         from testbed.lab.mncli import run_cli
 
         assert self.lab is not None
@@ -694,40 +474,11 @@ class _Run:
         run_cli(self.lab)
         self.events.emit("resume")
 
-    def _new_events(self) -> list[dict[str, Any]]:
+    def new_events(self) -> list[dict[str, Any]]:
         """Events appended to any events file since the last call (for wait steps)."""
         fresh = self._events_tail.poll()
-        self._events_read += fresh
+        self.events_read += fresh
         return fresh
-
-
-def describe(step: StepSpec) -> str:
-    action = getattr(step, step.action)
-    if step.action == "move":
-        gap = f" (gap {action.gap:g} ms)" if action.gap else ""
-        return f"move {action.node} -> {action.to}{gap}"
-    if step.action == "link":
-        return f"link {action.node} {action.state}"
-    if step.action == "nat":
-        return f"nat {action.node} {action.action}"
-    if step.action == "process":
-        return f"{action.action} {action.service}"
-    if step.action == "wait":
-        return f"wait for {action.event}" + (f" on {action.node}" if action.node else "")
-    if step.action == "impair":
-        return f"impair {action.node}"
-    return f"{step.action} {action if not isinstance(action, bool) else ''}".strip()
-
-
-def merge_events(
-    run_dir: Path, annotate: Callable[[list[dict[str, Any]]], None] | None = None
-) -> list[dict[str, Any]]:
-    """All events files of a run, sorted by time, into events.jsonl (annotated first)."""
-    merged = eventlog.read_files(eventlog.per_process_files(run_dir))
-    if annotate is not None:
-        annotate(merged)
-    eventlog.write_merged(run_dir / eventlog.MERGED, merged)
-    return merged
 
 
 def run_once(scenario: Scenario, options: RunOptions, run_dir: Path, index: int) -> RunRecord:

@@ -10,7 +10,7 @@ A move re-masters p0 from br1 to br2 (with carrier down/up), so the client keeps
 interface, MAC and stale address, like a mobile node roaming between two access networks.
 
 The Rapid Commit test adds P-s3 (10.11.0.1/24, br3) with dnsmasq started exactly as the
-testbed starts it (``testbed.lab.builder.dnsmasq_argv``, so with ``--dhcp-rapid-commit``).
+testbed starts it (``testbed.launch.dnsmasq_argv``, so with ``--dhcp-rapid-commit``).
 """
 
 from __future__ import annotations
@@ -308,8 +308,8 @@ def test_embedded_asyncio_driver_renew_move_release(
 
 @pytest.fixture(scope="module")
 def rapid_net(lab: Lab) -> int:
-    """Access network 3, served by dnsmasq as ``testbed.lab.builder`` runs it."""
-    from testbed.lab.builder import dnsmasq_argv
+    """Access network 3, served by dnsmasq as the lab builder runs it (``launch.dnsmasq_argv``)."""
+    from testbed.launch import dnsmasq_argv
     from testbed.topology.plan import DhcpPlan
 
     n = 3

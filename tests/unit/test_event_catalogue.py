@@ -28,10 +28,10 @@ def _literal_values(model: type, field: str) -> list[str]:
 
 # names built from text at run time: (file, expression) -> the names it can give
 BUILT = {
-    ("testbed/scenario/runner.py", "'nat_' + action.action"): [
+    ("testbed/scenario/steps.py", "'nat_' + action.action"): [
         f"nat_{a}" for a in _literal_values(NatAction, "action")
     ],
-    ("testbed/scenario/runner.py", "f'service_{action.action}'"): [
+    ("testbed/scenario/steps.py", "f'service_{action.action}'"): [
         f"service_{a}" for a in _literal_values(ProcessAction, "action")
     ],
 }

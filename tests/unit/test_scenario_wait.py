@@ -12,6 +12,7 @@ from mipbase import events as eventlog
 from mipbase.events import EventWriter
 from testbed.scenario.model import WaitAction
 from testbed.scenario.runner import _Run
+from testbed.scenario.steps import wait
 
 
 def runner(tmp_path: Path, step_starts: list[int]) -> _Run:
@@ -20,8 +21,8 @@ def runner(tmp_path: Path, step_starts: list[int]) -> _Run:
     run.events = EventWriter.open(str(tmp_path / "runner.jsonl"), "runner")
     run.record = SimpleNamespace(failures=[])
     run._events_tail = eventlog.Tail(tmp_path)
-    run._events_read = []
-    run._step_starts = step_starts
+    run.events_read = []
+    run.step_starts = step_starts
     run._watched, run.vpn_nodes, run.lab = {}, {}, None  # nothing to watch
     return run
 
@@ -37,7 +38,7 @@ def test_an_event_from_the_previous_step_counts(tmp_path: Path) -> None:
     t_move = time.monotonic_ns() - 20_000_000  # the move began 20 ms ago
     write(tmp_path, {"t_ns": t_move + 4_000_000, "event": "returned_home"})
     run = runner(tmp_path, [t_move, t_move + 5_000_000])
-    run._do_wait(WaitAction(event="returned_home", node="mn", timeout=50), 1)
+    wait(run, WaitAction(event="returned_home", node="mn", timeout=50), 1)
     assert run.record.failures == []
 
 
@@ -45,7 +46,7 @@ def test_an_event_before_the_previous_step_does_not(tmp_path: Path) -> None:
     t_move = time.monotonic_ns() - 20_000_000  # the move began 20 ms ago
     write(tmp_path, {"t_ns": t_move - 1, "event": "returned_home"})
     run = runner(tmp_path, [t_move, t_move + 5_000_000])
-    run._do_wait(WaitAction(event="returned_home", node="mn", timeout=30), 1)
+    wait(run, WaitAction(event="returned_home", node="mn", timeout=30), 1)
     (failure,) = run.record.failures
     assert failure["name"] == "timeline[1] wait for returned_home"
 
@@ -60,8 +61,8 @@ def test_a_later_wait_sees_what_an_earlier_one_read(tmp_path: Path) -> None:
         {"t_ns": t_move + 5_000_000, "event": "agent_discovered"},
     )
     run = runner(tmp_path, [t_move, t_move + 3_000_000])
-    run._do_wait(WaitAction(event="agent_discovered", timeout=50), 1)
-    assert run._events_read, "the first wait read both events"
-    run._step_starts.append(time.monotonic_ns())
-    run._do_wait(WaitAction(event="registration_accepted", match={"mode": "f"}, timeout=30), 2)
+    wait(run, WaitAction(event="agent_discovered", timeout=50), 1)
+    assert run.events_read, "the first wait read both events"
+    run.step_starts.append(time.monotonic_ns())
+    wait(run, WaitAction(event="registration_accepted", match={"mode": "f"}, timeout=30), 2)
     assert run.record.failures == []

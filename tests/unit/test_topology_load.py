@@ -197,7 +197,7 @@ def test_json_schema_exports() -> None:
 
 
 def test_dhcp_rapid_commit_defaults_on_and_reaches_dnsmasq(tmp_path: Path) -> None:
-    from testbed.lab.builder import dnsmasq_argv
+    from testbed.launch import dnsmasq_argv
 
     dhcp = load_topology(write(tmp_path, MINIMAL)).networks["wan"].dhcp
     assert dhcp is not None and dhcp.rapid_commit is True

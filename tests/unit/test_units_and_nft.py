@@ -50,6 +50,30 @@ def test_enterprise_firewall_ruleset() -> None:
     assert nftables.render_node(plan.nodes["cn"]) is None
 
 
+def test_nat_rebind_replaces_the_rules_render_nat_installs() -> None:
+    """A timeline's NAT rebind (scenario step ``nat``) is rendered here, not by the runner:
+    the same matches as the node's table, with TCP and UDP mapped to the new ports first."""
+    from ipaddress import IPv4Network
+
+    from testbed.topology.plan import NatPlan
+
+    rules = [NatPlan("eth2", (IPv4Network("10.0.0.0/8"),)), NatPlan("eth3", ())]
+    table = nftables.render_nat(rules)
+    assert '    oifname "eth2" ip saddr 10.0.0.0/8 counter masquerade' in table
+    assert '    oifname "eth3" counter masquerade' in table
+    script = nftables.render_nat_rebind(rules, (21000, 21999))
+    chain = "ip testbed_nat postrouting"
+    assert script.splitlines() == [
+        f"flush chain {chain}",
+        f'add rule {chain} oifname "eth2" ip saddr 10.0.0.0/8 meta l4proto {{ tcp, udp }} '
+        "counter masquerade to :21000-21999 random",
+        f'add rule {chain} oifname "eth2" ip saddr 10.0.0.0/8 counter masquerade',
+        f'add rule {chain} oifname "eth3" meta l4proto {{ tcp, udp }} '
+        "counter masquerade to :21000-21999 random",
+        f'add rule {chain} oifname "eth3" counter masquerade',
+    ]
+
+
 def test_loss_rules_use_per_mille_precision() -> None:
     script = nftables.render_loss({"mn-eth0b": (0.05, 0.0), "ha-eth0b": (0.0, 0.001)})
     assert script is not None
