@@ -411,14 +411,15 @@ def cmd_architectures(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from testbed.results.compare import Tolerance, compare, format_table
+    from testbed.summary import SummaryError, read_summary
 
     def load(path: str) -> dict:
         file = Path(path)
         file = file / "summary.json" if file.is_dir() else file
         try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{file}: cannot read a summary ({exc})") from None
+            return read_summary(file)
+        except SummaryError as exc:
+            raise UsageError(str(exc)) from None
 
     tolerance = Tolerance(
         pct=args.tolerance, ms=args.tolerance_ms, min_samples=args.min_samples
@@ -445,6 +446,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.kind == "scenario":
         from testbed.scenario.model import ScenarioSpec as Model
+    elif args.kind == "summary":
+        from testbed.summary import RunSummary as Model  # type: ignore[assignment]
     else:
         from testbed.topology.model import TopologySpec as Model  # type: ignore[assignment]
     print(json.dumps(Model.model_json_schema(by_alias=True), indent=1))
@@ -652,10 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "schema",
-        help="JSON Schema of the topology or scenario format (for editors); events: the "
-        "event and phase names",
+        help="JSON Schema of the topology or scenario format (for editors), or of a run's "
+        "summary.json; events: the event and phase names",
     )
-    p.add_argument("kind", choices=["topology", "scenario", "events"])
+    p.add_argument("kind", choices=["topology", "scenario", "summary", "events"])
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("agent", help="run a Mobile IP agent (ha, fa, mn, proxy) in this namespace")

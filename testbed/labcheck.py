@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import math
 import re
 import sys
@@ -50,6 +49,7 @@ from typing import Any
 
 from mipbase import events as eventlog
 from testbed.scenario.metricpath import Missing, resolve_one
+from testbed.summary import read_summary
 
 DEFAULT_TARGET = "scenario.yaml"
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
@@ -469,7 +469,7 @@ def check_run(readme: Path | str, run_dir: Path | str, target: str = DEFAULT_TAR
     blocks = expected_blocks(readme.read_text())
     if target not in blocks:
         raise LabCheckError(f"{readme}: no ```expected {target} block")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir / "summary.json")
     return check_lines(blocks[target], summary, load_events(run_dir))
 
 

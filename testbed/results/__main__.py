@@ -9,16 +9,16 @@ sample DIR                        write a synthetic run and render its report
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 
 def _summary(path: Path) -> dict:
     from testbed.results.rundata import load_summary
+    from testbed.summary import read_summary
 
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_summary(path)
     return load_summary(path)
 
 

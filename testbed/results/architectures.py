@@ -20,7 +20,6 @@ the same movement script. Per kind of move (``public -> hotspot``) and architect
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 from collections import Counter, defaultdict
@@ -32,6 +31,7 @@ from typing import Any
 from mipbase import events as eventlog
 from mipbase.modes import Mode
 from testbed.scenario.metrics import percentile
+from testbed.summary import read_summary
 
 IP, UDP, MIP_UDP_TUNNEL = 20, 8, 4
 ESP_HEADER, ESP_IV, ESP_ICV, ESP_TRAILER, ESP_BLOCK = 8, 16, 16, 2, 16
@@ -152,7 +152,7 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict
     moves: dict[str, MoveStats] = defaultdict(MoveStats)
     overheads: dict[tuple[Path, str], int | None] = {}  # each capture is read once per address
     for rep in _repetitions(run_dir):  # each repetition has its own summary and events
-        summary = json.loads((rep / "summary.json").read_text())
+        summary = read_summary(rep / "summary.json")
         events = eventlog.read_file(rep / eventlog.MERGED)
         times = summary.get("move_times_ns", [])
         handoffs = summary["handoffs"]

@@ -8,7 +8,6 @@ input here, not an error.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from mipbase import events as eventlog
 from testbed.scenario.metrics import Stream, load_stream
+from testbed.summary import SummaryError, read_summary
 
 # Stream names in the order people expect them when a summary does not list any.
 _STREAM_ORDER = ("down", "up")
@@ -24,12 +24,12 @@ LADDER_DEFAULT_SPAN_NS = 3_000_000_000
 
 
 def load_summary(run_dir: Path | str) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
+    """The run's summary, validated with every field present ({} without a readable one:
+    a report of a run still going on, or killed, draws what it can)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_summary(Path(run_dir) / "summary.json")
+    except SummaryError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def load_events(run_dir: Path | str, summary: Mapping[str, Any] | None = None) -> list[dict]:

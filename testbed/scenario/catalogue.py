@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import difflib
 
+from testbed.summary import handoff_fields
+
 # -- events, by who writes them --------------------------------------------------------
 
 RUNNER_EVENTS: dict[str, str] = {
@@ -228,31 +230,9 @@ PHASES: dict[str, str] = {
 }
 
 
-# ``handoff[N].FIELD`` in a summary and in expectations: its kind (number, text, or the
-# phases, each a number) and meaning
-HANDOFF_FIELDS: dict[str, tuple[str, str]] = {
-    "index": ("number", "the handoff's number in its repetition, from 0"),
-    "t_s": ("number", "s from the repetition's start to the move"),
-    "t_ns": ("number", "the move on the shared monotonic clock"),
-    "from": ("text", "the network the node left"),
-    "to": ("text", "the network it moved to"),
-    "gap_ms": ("number", "time attached nowhere"),
-    "mode": ("text", "the MN's mode after the move: home, f, c, mc, dual, none"),
-    "tunnel": ("text", "the accepted registration's tunnel: ipip or udp (null: none)"),
-    "interruption_ms": ("number", "the worse direction's outage (null: never recovered)"),
-    "interruption_down_ms": ("number", "correspondent -> MN outage"),
-    "interruption_up_ms": ("number", "MN -> correspondent outage"),
-    "lost_packets": ("number", "probe packets lost in the handoff, both directions"),
-    "lost_down": ("number", "correspondent -> MN packets lost"),
-    "lost_up": ("number", "MN -> correspondent packets lost"),
-    "phases_ms": ("phases", "ms from the move to each phase (handoff[N].phases_ms.X)"),
-    "floor_ms": ("number", "the least the links allow for the messages this handoff took"),
-    "overhead_ms": ("number", "interruption_ms - floor_ms: what the agents and timers added"),
-    "critical_path": ("record", "the messages the floor is made of, with their paths' delays"),
-    "outage": ("record", "per stream, the last packet before the move and the first after"),
-    "tcp_stall": ("record", "with probes.tcp: the stall around the move (from_ns, to_ns, ms)"),
-    "run": ("number", "the repetition it belongs to"),
-}
+# ``handoff[N].FIELD`` in a summary and in expectations: its kind (number, text, the phases
+# (each a number), or a record for pictures) and meaning, from summary.json's definition
+HANDOFF_FIELDS: dict[str, tuple[str, str]] = handoff_fields()
 
 # --- signalling messages: the events that record one, for ladders and the floor --------------
 # DHCP: event -> message

@@ -35,6 +35,7 @@ from testbed.scenario.expect import evaluate
 from testbed.scenario.load import Scenario, load_scenario
 from testbed.scenario.record import RunRecord, atomic_write, merge_events, new_run_id
 from testbed.scenario.runner import RunOptions, ensure_ready, run_once
+from testbed.summary import SummaryError, read_summary, write_summary
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPEAT_RANGE = (1, 1000)
@@ -67,17 +68,9 @@ def check_baseline(path: Path | str) -> Path:
     if file.is_dir():
         file = file / "summary.json"
     try:
-        data = json.loads(file.read_text())
-    except OSError as exc:
-        raise InvalidRun(f"--baseline {file}: cannot read it: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvalidRun(f"--baseline {file}: not JSON ({exc})") from None
-    if not (
-        isinstance(data, dict)
-        and isinstance(data.get("scenario"), str)
-        and isinstance(data.get("handoffs"), list)
-    ):
-        raise InvalidRun(f"--baseline {file}: not a run summary (no scenario and handoffs)")
+        read_summary(file)
+    except SummaryError as exc:
+        raise InvalidRun(f"--baseline {exc}") from None
     return file
 
 
@@ -354,7 +347,7 @@ def _link_latest(run_dir: Path) -> None:
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write(run_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    write_summary(run_dir / "summary.json", summary)
 
 
 def _render(run_dir: Path, repeat: int, options: RunOptions) -> None:

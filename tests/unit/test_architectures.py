@@ -42,10 +42,24 @@ def write_run(path: Path) -> None:
     ]
     (path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events))
     summary = {
+        "scenario": "arch",
+        "passed": True,
         "move_times_ns": [t, 2 * t],
         "handoffs": [
-            {"from": "visited", "to": "hotspot", "mode": "proxy", "interruption_ms": 300.0},
-            {"from": "hotspot", "to": "public", "mode": "proxy", "interruption_ms": None},
+            {
+                "index": 0,
+                "from": "visited",
+                "to": "hotspot",
+                "mode": "proxy",
+                "interruption_ms": 300.0,
+            },
+            {
+                "index": 1,
+                "from": "hotspot",
+                "to": "public",
+                "mode": "proxy",
+                "interruption_ms": None,
+            },
         ],
     }
     (path / "summary.json").write_text(json.dumps(summary))

@@ -190,7 +190,8 @@ def test_report_rebuilds_a_killed_runs_summary(
     assert first["phases_ms"]["link_up"] == 300.0
     # the second move was in progress when the run was killed: kept, but not "never"
     assert second["interruption_ms"] is None and second["cut_short"] is True
-    assert set(first) == set(catalogue.HANDOFF_FIELDS) - {"tcp_stall"}  # only with probes.tcp
+    # every field the summary defines (tcp_stall only with probes.tcp; cut_short when it was)
+    assert set(first) == set(catalogue.HANDOFF_FIELDS) - {"tcp_stall", "cut_short"}
     expectations = {e["name"]: e for e in summary["expectations"]}
     assert expectations["timeline[1] wait for dhcp_bound"]["passed"] is False
     assert expectations["handoff[0].interruption_ms below 1000.0"]["passed"] is True

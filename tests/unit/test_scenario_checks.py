@@ -240,7 +240,7 @@ def test_run_scenario_checks_before_building(tmp_path: Path) -> None:
 
 
 def test_baseline_checks(tmp_path: Path) -> None:
-    with pytest.raises(execute.InvalidRun, match="cannot read it: No such file"):
+    with pytest.raises(execute.InvalidRun, match="cannot read: No such file"):
         execute.check_baseline(tmp_path / "nope.json")
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text('{"scenario": "x", "handoffs": [')
