@@ -1,0 +1,351 @@
+"""Hostile input against a home agent and a foreign agent in namespaces (issue 20, item 3).
+
+    sudo .venv/bin/python benchmarks/fuzz_agents.py [--packets 200000] [--rate 8000] [--seed 1]
+
+Three namespaces of its own (as tests/integration/test_fa_hostile.py): ``m`` the visited
+link's hosts (an attacker at 10.2.0.50 and a hand-played mobile node, home address
+10.1.0.100, that never answers ARP), ``f`` the FA (10.2.0.254 / 10.1.0.254), ``h`` the HA
+(10.1.0.1). The attacker sends ``--packets`` datagrams, round robin over these kinds (seeded):
+
+- random bytes, to the HA and to the FA;
+- valid requests with a bit flipped; truncated requests;
+- requests for unknown home addresses with bad authenticators, to the HA (131s);
+- requests with the FA's care-of address, random home addresses and a home agent that never
+  answers, to the FA (pending for 7 s);
+- requests naming 255.255.255.255 / multicast / loopback home agents, to the FA;
+- RFC 3519 tunnel data with garbage inner packets, to the HA;
+- one-byte frames to port 434 with spoofed IP sources and another MAC, to the FA.
+
+Meanwhile, every 0.5 s, the mobile node registers through the FA and the time to its reply
+is taken. Printed: packets sent per kind, replies the attacker got back, the agents' counters
+(from agent_stopped), RSS and event-file growth of each agent, FA neighbour entries at the
+attacker's MAC, the registrations' latencies, and the goals of issue 20 (0 crashes, RSS growth
+under 10 MB, event files under 10 MB, registrations under 50 ms while the flood's pending
+requests expire), each PASS or FAIL. Exit status 1 when a goal fails.
+
+Measured here (2 cores, 200,000 packets at 8k/s, seed 1, 25 s; two runs before): before
+issue 20 the attacker got 53-54k replies back, the HA's event file grew 11.2 MB and the FA's
+24-39 MB, the FA's RSS 51 -> 70-77 MiB with 3.5-6.2k agent errors, 502 FA neighbour entries
+pointed at the attacker's MAC (second run), and 9 of 23-24 registrations through the FA got
+no answer within 2 s (max 1.6-1.9 s); now 538 replies, +0.22 and +0.36 MB, RSS 51.2 -> 54.4
+MiB, 0 errors, no such entry, 68 of 68 answered (median 3.1 ms, max 19.8 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import yaml  # noqa: E402
+
+from agents.mip.auth import SecurityAssociation  # noqa: E402
+from agents.mip.constants import ExtType  # noqa: E402
+from agents.mip.extensions import AuthExtension  # noqa: E402
+from agents.mip.ipv4 import build_ipv4  # noqa: E402
+from agents.mip.messages import RegistrationRequest, decode_reply  # noqa: E402
+from agents.mip.replay import ntp_from_unix  # noqa: E402
+from testbed import netns  # noqa: E402
+
+HOME, HA, COA, KEY, SPI = "10.1.0.100", "10.1.0.1", "10.2.0.254", "6d6e2d6861", 256
+ATTACKER, EVIL = "10.2.0.50", "02:00:00:00:00:66"
+KINDS = (
+    "random_bytes_ha",
+    "random_bytes_fa",
+    "bitflip_ha",
+    "truncated_fa",
+    "bad_auth_ha",
+    "pending_fa",
+    "bad_home_agent_fa",
+    "tunnel_garbage_ha",
+    "spoofed_frame_fa",
+)
+
+
+def ip(ns: str, *argv: str) -> str:
+    return netns.run(ns, ["ip", *argv]).stdout
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[dict[str, str]]:
+    base = f"tbfz{secrets.token_hex(3)}"
+    names = {"m": f"{base}m", "f": f"{base}f", "h": f"{base}h"}
+    made: list[str] = []
+    try:
+        for name in names.values():
+            netns.create(name)
+            made.append(name)
+        m, f, h = names["m"], names["f"], names["h"]
+        ip(m, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", f)
+        ip(f, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", h)
+        for ns, ifaces in ((m, ["lo", "eth0"]), (f, ["lo", "eth0", "eth1"]), (h, ["lo", "eth0"])):
+            for iface in ifaces:
+                ip(ns, "link", "set", iface, "up")
+        ip(m, "addr", "add", f"{ATTACKER}/24", "dev", "eth0")
+        ip(m, "addr", "add", f"{HOME}/32", "dev", "eth0")
+        netns.write_sysctls(
+            m, {"net.ipv4.conf.eth0.arp_ignore": 8, "net.ipv4.conf.all.arp_ignore": 8}
+        )
+        ip(f, "addr", "add", f"{COA}/24", "dev", "eth0")
+        ip(f, "addr", "add", "10.1.0.254/24", "dev", "eth1")
+        ip(h, "addr", "add", f"{HA}/24", "dev", "eth0")
+        ip(h, "route", "add", "10.2.0.0/24", "via", "10.1.0.254")
+        ip(m, "route", "add", "10.1.0.0/24", "via", COA)  # the attacker reaches the HA too
+        netns.write_sysctls(f, {"net.ipv4.ip_forward": 1})
+        # the attacker's own address answers (its replies are counted); the MN's does not
+        attacker_mac = json.loads(ip(m, "-j", "link", "show", "eth0"))[0]["address"]
+        ip(
+            f,
+            "neigh",
+            "replace",
+            ATTACKER,
+            "lladdr",
+            attacker_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        )
+        yield names
+    finally:
+        for name in made:
+            netns.delete(name)
+
+
+class Agent:
+    def __init__(self, ns: str, role: str, config: dict, tmp: Path) -> None:
+        self.config_file = tmp / f"{role}.yaml"
+        self.config_file.write_text(yaml.safe_dump(config))
+        self.events_file = tmp / f"{role}-events.jsonl"
+        argv = [sys.executable, "-m", "testbed.cli", "agent", role, "--config"]
+        argv += [str(self.config_file), "--events", str(self.events_file), "--node", role]
+        self.proc = netns.popen(ns, argv, cwd=REPO)
+        deadline = time.monotonic() + 20
+        while not self.events_file.exists() or "agent_started" not in self.events_file.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"{role} did not start")
+            time.sleep(0.05)
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def size(self) -> int:
+        return self.events_file.stat().st_size
+
+    def stop(self) -> dict:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        for line in reversed(self.events_file.read_text().splitlines()):
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("event") == "agent_stopped":
+                    return event.get("counters", {})
+        return {}
+
+
+def request(home: str = HOME, ha: str = HA, ident: int | None = None, key: str = KEY) -> bytes:
+    ident = ident if ident is not None else ntp_from_unix(time.time())
+    msg = RegistrationRequest(
+        home, ha, COA, ident, 600, 0, [AuthExtension(ExtType.MN_HA_AUTH, SPI)]
+    )
+    return msg.encode({SPI: SecurityAssociation(SPI, key)})
+
+
+def mac_of(ns: str, iface: str) -> str:
+    return json.loads(ip(ns, "-j", "link", "show", iface))[0]["address"]
+
+
+def frame(dst_mac: str, src: str, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", 434, 434, 8 + len(payload), 0) + payload
+    ether = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(EVIL.replace(":", ""))
+    return ether + b"\x08\x00" + build_ipv4(src, COA, 17, udp)
+
+
+class Registrar(threading.Thread):
+    """The genuine mobile node: a registration through the FA every ``period`` s."""
+
+    def __init__(self, ns: str, period: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.ns, self.period = ns, period
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with netns.entered(self.ns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((HOME, 434))
+        sock.settimeout(2.0)
+        try:
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                sock.sendto(request(), (COA, 434))
+                try:
+                    while True:
+                        data, _ = sock.recvfrom(2048)
+                        if decode_reply(data).code == 0:
+                            break
+                    self.latencies.append((time.monotonic() - sent) * 1e3)
+                except (TimeoutError, OSError, ValueError):
+                    self.failures += 1
+                self.stop.wait(self.period)
+        finally:
+            sock.close()
+
+
+def flood(names: dict[str, str], packets: int, rate: float, seed: int) -> tuple[Counter, int]:
+    rng = random.Random(seed)
+    m = names["m"]
+    fa_mac = mac_of(names["f"], "eth0")
+    with netns.entered(m):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    udp.bind((ATTACKER, 0))
+    udp.setblocking(False)
+    raw.bind(("eth0", 0))
+    valid = request()
+    sent: Counter = Counter()
+    replies = 0
+    start = time.monotonic()
+    try:
+        for i in range(packets):
+            kind = KINDS[i % len(KINDS)]
+            home = f"10.{rng.randrange(64, 128)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            try:
+                if kind == "random_bytes_ha":
+                    udp.sendto(rng.randbytes(rng.randrange(1, 120)), (HA, 434))
+                elif kind == "random_bytes_fa":
+                    udp.sendto(rng.randbytes(rng.randrange(1, 120)), (COA, 434))
+                elif kind == "bitflip_ha":
+                    data = bytearray(valid)
+                    data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+                    udp.sendto(bytes(data), (HA, 434))
+                elif kind == "truncated_fa":
+                    udp.sendto(valid[: rng.randrange(len(valid))], (COA, 434))
+                elif kind == "bad_auth_ha":
+                    bad = request(f"10.1.0.{rng.randrange(2, 250)}", key="00" * 8)
+                    udp.sendto(bad, (HA, 434))
+                elif kind == "pending_fa":
+                    udp.sendto(request(home, "10.1.0.99", rng.getrandbits(64)), (COA, 434))
+                elif kind == "bad_home_agent_fa":
+                    ha = rng.choice(("255.255.255.255", "224.0.0.11", "127.0.0.1", "0.0.0.0"))
+                    udp.sendto(request(home, ha, rng.getrandbits(64)), (COA, 434))
+                elif kind == "tunnel_garbage_ha":
+                    udp.sendto(b"\x04\x04\x00\x00" + rng.randbytes(rng.randrange(1, 60)), (HA, 434))
+                else:
+                    src = f"10.{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                    raw.send(frame(fa_mac, src, b"\x01"))
+                sent[kind] += 1
+            except (BlockingIOError, OSError):
+                sent["send_errors"] += 1
+            if i % 200 == 199:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    while True:
+                        udp.recv(2048)
+                        replies += 1
+                time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                udp.recv(2048)
+                replies += 1
+    finally:
+        udp.close()
+        raw.close()
+    return sent, replies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=8000.0, help="packets per second")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp, namespaces() as names:
+        tmp_path = Path(tmp)
+        ha_config = {
+            "address": HA,
+            "interface": "eth0",
+            "home_network": "10.1.0.0/24",
+            "advertise": False,
+            "mobile_nodes": [{"home_address": HOME, "spi": SPI, "key": KEY}],
+        }
+        ha = Agent(names["h"], "ha", ha_config, tmp_path)
+        fa = Agent(names["f"], "fa", {"address": COA, "interface": "eth0"}, tmp_path)
+        agents = {"ha": ha, "fa": fa}
+        registrar = Registrar(names["m"])
+        registrar.start()
+        time.sleep(1.0)  # the first registration sets up tunnels and routes
+        rss0 = {k: a.rss_kb() for k, a in agents.items()}
+        size0 = {k: a.size() for k, a in agents.items()}
+        t0 = time.monotonic()
+        sent, replies = flood(names, args.packets, args.rate, args.seed)
+        flood_s = time.monotonic() - t0
+        time.sleep(8.0)  # the pending requests expire (7 s) while the mobile node registers
+        registrar.stop.set()
+        registrar.join(timeout=5)
+        rss1 = {k: a.rss_kb() for k, a in agents.items()}
+        size1 = {k: a.size() for k, a in agents.items()}
+        neighbours = json.loads(ip(names["f"], "-j", "neigh", "show", "dev", "eth0") or "[]")
+        poisoned = [n["dst"] for n in neighbours if n.get("lladdr") == EVIL]
+        alive = {k: a.proc.poll() is None for k, a in agents.items()}
+        counters = {k: a.stop() for k, a in agents.items()}
+
+    total = sum(v for k, v in sent.items() if k != "send_errors")
+    print(f"sent {total} packets in {flood_s:.1f} s (seed {args.seed}): {dict(sent)}")
+    print(f"replies to the attacker: {replies}")
+    for k in agents:
+        c = counters[k]
+        keys = (
+            "requests", "relayed", "accepted", "denied", "dropped", "rate_limited",
+            "pending_evicted", "pending_refused", "link_learned", "link_ignored",
+            "events_suppressed", "agent_errors", "tunnel_data",
+        )  # fmt: skip
+        shown = {key: c[key] for key in keys if key in c}
+        print(
+            f"{k}: RSS {rss0[k] / 1024:.1f} -> {rss1[k] / 1024:.1f} MiB, events "
+            f"+{(size1[k] - size0[k]) / 1e6:.2f} MB, counters {shown}"
+        )
+    lat = registrar.latencies
+    if lat:
+        print(
+            f"registrations through the FA: {len(lat)} answered, {registrar.failures} not; "
+            f"median {statistics.median(lat):.1f} ms, max {max(lat):.1f} ms"
+        )
+    print(f"FA neighbour entries at the attacker's MAC: {len(poisoned)} {poisoned[:5]}")
+    goals = {
+        "no crash": all(alive.values())
+        and not any(c.get("agent_errors") for c in counters.values()),
+        "RSS growth under 10 MB": all(rss1[k] - rss0[k] < 10 * 1024 for k in agents),
+        "event files under 10 MB": all(size1[k] < 10e6 for k in agents),
+        "registrations under 50 ms": bool(lat) and max(lat) < 50 and not registrar.failures,
+        "no neighbour from a spoofed frame": not poisoned,
+    }
+    for goal, ok in goals.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {goal}")
+    return 0 if all(goals.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
