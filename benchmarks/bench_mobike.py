@@ -6,7 +6,7 @@ Builds a small lab (gateway gw in front of intranet host ha; mobile node mn on o
 foreign networks, pub1 and pub2 or, with --nat, a network behind a masquerading router),
 brings up an IKEv2 tunnel (PSK, TIA from a pool, MOBIKE) and moves mn back and forth N
 times: link down, re-master to the other network, link up, old address removed, new
-address and default route added. An ICMP prober in mn (testbed.vpn.pinger, every
+address and default route added. An ICMP prober in mn (testbed.programs.pinger, every
 --interval-ms) pings ha through the tunnel; per move it reports, from the move's start:
 
 - ike_update: the MN's and the gateway's vici ``ike-update`` events (MOBIKE done);
@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 from mipbase import vici_client  # noqa: E402
 from testbed.lab.builder import build  # noqa: E402
 from testbed.lab.lab import Lab  # noqa: E402
+from testbed.launch import pinger_argv  # noqa: E402
 from testbed.topology import load_topology  # noqa: E402
 from testbed.vpn import profiles  # noqa: E402
 from testbed.vpn.node import VpnNode, readdress  # noqa: E402
@@ -87,14 +88,7 @@ class Events:
 
 class Pinger:
     def __init__(self, lab: Lab, node: str, target: str, interval_ms: float) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "testbed.vpn.pinger",
-            target,
-            "--interval-ms",
-            f"{interval_ms}",
-        ]
+        argv = pinger_argv(target, interval_ms)
         self.proc = lab.popen(node, argv, stdout=subprocess.PIPE, text=True, cwd=REPO)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
         self.replies: list[tuple[int, int]] = []  # (t_send, t_recv)

@@ -1,4 +1,4 @@
-"""Benchmark of the userspace delay relay (testbed/relay.py), as root.
+"""Benchmark of the userspace delay relay (testbed/programs/relay/), as root.
 
     python benchmarks/bench_relay.py [--seconds 5] [--pings 200] [--starts 5]
 
@@ -36,7 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from testbed.relay import relay_command, wait_ready  # noqa: E402
+from testbed.launch import relay_argv  # noqa: E402
+from testbed.programs.relay import relay_command, wait_ready  # noqa: E402
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 IPERF3 = "/usr/bin/iperf3"
@@ -107,8 +108,7 @@ class Bench:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [IP, "netns", "exec", self.r, sys.executable, "-m", "testbed.relay",
-             "--config", str(cfg), "--control", self.ctl],
+            [IP, "netns", "exec", self.r, *relay_argv(cfg, self.ctl)],
             cwd=REPO, env=env, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.procs.append(proc)

@@ -5,20 +5,20 @@ Pure functions: they return argv lists and start nothing (``testbed.lab.builder.
 interpreter that runs the testbed; the agents' entry points are strings here, never imports
 (``tests/unit/test_import_layers.py``).
 
-=================  ==========================================  ============================
-kind               program                                     started by
-=================  ==========================================  ============================
-agent              ``python -m agents.runtime.main ROLE``      scenario runner, benchmarks
-dhcp client watch  ``python -m agents.dhcp.watch``             scenario runner
-dhcp server        ``dnsmasq`` (DHCP only, one interface)      lab builder
-delay relay        ``python -m testbed.relay``                 lab builder, tests
-capture            ``tcpdump`` on a network's bridge           lab, scenario runner
-UDP probe          ``python -m testbed.probe``                 scenario runner
-TCP probe          ``python -m testbed.tcpprobe server|client``  scenario runner
-ICMP ping          ``ping`` (iputils, timestamped)             scenario runner
-ICMP prober        ``python -m testbed.vpn.pinger``            tests, benchmarks
-IKE daemon         ``charon-systemd`` (no arguments)           ``testbed.vpn.charon``
-=================  ==========================================  ============================
+=================  ==================================================  ====================
+kind               program                                             started by
+=================  ==================================================  ====================
+agent              ``python -m agents.runtime.main ROLE``              scenario runner
+dhcp client watch  ``python -m agents.dhcp.watch``                     scenario runner
+dhcp server        ``dnsmasq`` (DHCP only, one interface)              lab builder
+delay relay        ``python -m testbed.programs.relay``                lab builder
+capture            ``tcpdump`` on a network's bridge                   lab, scenario runner
+UDP probe          ``python -m testbed.programs.probe``                scenario runner
+TCP probe          ``python -m testbed.programs.tcpprobe server|client``  scenario runner
+ICMP ping          ``ping`` (iputils, timestamped)                     scenario runner
+ICMP prober        ``python -m testbed.programs.pinger``               tests, benchmarks
+IKE daemon         ``charon-systemd`` (no arguments)                   ``testbed.vpn.charon``
+=================  ==================================================  ====================
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from testbed.topology.plan import DhcpPlan
 # the Python programs, as ``python -m`` names
 AGENT = "agents.runtime.main"
 DHCP_WATCH = "agents.dhcp.watch"
-RELAY = "testbed.relay"
-PROBE = "testbed.probe"
-TCPPROBE = "testbed.tcpprobe"
-PINGER = "testbed.vpn.pinger"
+RELAY = "testbed.programs.relay"
+PROBE = "testbed.programs.probe"
+TCPPROBE = "testbed.programs.tcpprobe"
+PINGER = "testbed.programs.pinger"
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -10,5 +10,6 @@
 - ``profiles``: the gateway (TIA pool, MOBIKE, DPD, intranet selector) and mobile-client
   connection dicts, PSK or certificate authentication; ``pki``: a per-run CA (openssl CLI).
 - ``node``: a node's charon + session + listener together, and re-addressing after a move.
-- ``pinger``: ``python -m testbed.vpn.pinger`` ICMP prober with CLOCK_MONOTONIC times.
+
+The ICMP prober that times a tunnel's recovery runs in a node: ``testbed.programs.pinger``.
 """

@@ -28,8 +28,9 @@ from typing import Any
 
 import pytest
 
-from testbed import relay
-from testbed.relay import relay_command, wait_ready
+from testbed.launch import relay_argv
+from testbed.programs import relay
+from testbed.programs.relay import relay_command, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 A_IP, B_IP = "10.0.0.1", "10.0.0.2"
@@ -85,8 +86,7 @@ def start_relay(topo: Topo, config: dict[str, Any], tag: str) -> RelayProc:
     with open(log, "wb") as logf:
         # `ip netns exec` execs the command in place, so proc.pid is the relay itself.
         proc = subprocess.Popen(
-            [IP, "netns", "exec", topo.r, sys.executable, "-m", "testbed.relay",
-             "--config", str(cfg), "--control", ctl],
+            [IP, "netns", "exec", topo.r, *relay_argv(cfg, ctl)],
             cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -427,8 +427,7 @@ def test_bad_config_exits_with_error(topo: Topo) -> None:
     cfg = topo.workdir / "bad.json"
     cfg.write_text(json.dumps(config))
     res = subprocess.run(
-        [IP, "netns", "exec", topo.r, sys.executable, "-m", "testbed.relay",
-         "--config", str(cfg), "--control", str(topo.workdir / "bad.sock")],
+        [IP, "netns", "exec", topo.r, *relay_argv(cfg, topo.workdir / "bad.sock")],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
         timeout=10,
     )  # fmt: skip

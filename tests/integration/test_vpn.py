@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from mipbase.events import EventWriter
 from testbed import netns
 from testbed.lab.builder import SW, build
 from testbed.lab.lab import Lab
+from testbed.launch import pinger_argv
 from testbed.topology import load_topology
 from testbed.vpn import profiles
 from testbed.vpn.charon import Charon, CharonError
@@ -221,17 +221,10 @@ def esp_marker(env: Env) -> str:
 
 
 class Pinger:
-    """testbed.vpn.pinger in a node: ICMP echoes with CLOCK_MONOTONIC send/receive times."""
+    """testbed.programs.pinger in a node: ICMP echoes with CLOCK_MONOTONIC send/receive times."""
 
     def __init__(self, lab: Lab, node: str, target: str, interval_ms: float = 5.0) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "testbed.vpn.pinger",
-            target,
-            "--interval-ms",
-            str(interval_ms),
-        ]
+        argv = pinger_argv(target, interval_ms)
         self.proc = lab.popen(node, argv, stdout=subprocess.PIPE, text=True)
         self.replies: list[tuple[int, int, int]] = []
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"

@@ -1,10 +1,10 @@
-"""The ICMP prober's packet code (testbed.vpn.pinger)."""
+"""The ICMP prober's packet code (testbed.programs.pinger)."""
 
 from __future__ import annotations
 
 import struct
 
-from testbed.vpn.pinger import checksum, echo_request, parse_reply
+from testbed.programs.pinger import checksum, echo_request, parse_reply
 
 
 def ip_header(payload: bytes) -> bytes:

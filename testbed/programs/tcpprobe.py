@@ -1,8 +1,8 @@
 """TCP probe: one long-lived connection from the mobile node (bound to its home address) to
 the correspondent, which must survive every move.
 
-``python -m testbed.tcpprobe server --port P --dir D --node N`` on the correspondent;
-``python -m testbed.tcpprobe client --to ADDR:P --bind HOME --dir D --node N`` on the MN.
+``python -m testbed.programs.tcpprobe server --port P --dir D --node N`` on the correspondent;
+``python -m testbed.programs.tcpprobe client --to ADDR:P --bind HOME --dir D --node N`` on the MN.
 The client writes 1 KiB every ``--interval-ms``; the server records cumulative bytes every
 50 ms in ``D/tcp.csv`` (``t_ns,bytes``). Both report ``tcp_connected`` / ``tcp_error`` /
 ``tcp_closed`` events to ``D/../events/tcp-<role>.jsonl``. A connection that breaks is
@@ -113,7 +113,7 @@ def client(args: argparse.Namespace, events: EventWriter) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="testbed.tcpprobe")
+    parser = argparse.ArgumentParser(prog="testbed.programs.tcpprobe")
     parser.add_argument("role", choices=["server", "client"])
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--events", required=True)

@@ -1,6 +1,6 @@
 """Probe endpoint: sends one sequence-numbered, timestamped UDP stream and records another.
 
-Run inside a node: ``python -m testbed.probe --out-stream down --to 10.1.0.100:9000
+Run inside a node: ``python -m testbed.programs.probe --out-stream down --to 10.1.0.100:9000
 --in-stream up --listen 9000 --interval-ms 2 --dir RUN/probes``. Each datagram carries a
 magic, the sequence number and the send time on CLOCK_MONOTONIC, which all network
 namespaces share, so ``t_recv - t_send`` is an exact one-way delay and gaps are exact.
@@ -29,7 +29,7 @@ HEADER = struct.Struct("!4sIQ")  # magic, seq, t_send_ns
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="testbed.probe")
+    p = argparse.ArgumentParser(prog="testbed.programs.probe")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--out-stream", help="name of the stream this endpoint sends")
     p.add_argument("--to", help="ADDRESS:PORT to send to")

@@ -8,8 +8,8 @@ delay drawn from ``delay_ms`` plus a jitter sample. It runs inside the switch na
 
 Usage::
 
-    python -m testbed.relay --config FILE.json --control /path/ctl.sock
-    python -m testbed.relay --config-json '{"pairs": [...]}' --control /path/ctl.sock
+    python -m testbed.programs.relay --config FILE.json --control /path/ctl.sock
+    python -m testbed.programs.relay --config-json '{"pairs": [...]}' --control /path/ctl.sock
 
 Config. Optional top-level keys: ``seed`` (without it each run draws fresh jitter);
 ``spin_us`` (default 150): how long before a release the loop stops sleeping and busy-polls,
@@ -74,8 +74,8 @@ tx_error); put tbf/htb on X or Y as usual (the relay's sends go through the qdis
 
 Start-up (measured, 20 pairs, Popen of ``ip netns exec`` to first answered ping): ~26 ms,
 of which ~3 ms is ``ip netns exec``, ~8-18 ms the interpreter (the project venv's site-packages
-cost ~10 ms; ``python -S -m testbed.relay`` run from the repository root skips them) and ~7 ms
-compiling this file, because PYTHONDONTWRITEBYTECODE=1 is set here: ``python -m compileall
+cost ~10 ms; ``python -S -m testbed.programs.relay`` run from the repository root skips them)
+and ~7 ms compiling this file, because PYTHONDONTWRITEBYTECODE=1 is set here: ``python -m compileall
 testbed`` once makes that a .pyc load. Binding 20 pairs takes ~1.6 ms. The imports are C-level
 stdlib modules only: json/socket/signal/random/typing would add ~12 ms (enum, re, hashlib).
 """
@@ -948,10 +948,11 @@ def wait_ready(sock_path: str, timeout: float = 5.0, proc: Any = None) -> dict[s
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
-USAGE = """usage: python -m testbed.relay (--config FILE.json | --config-json TEXT) --control PATH
+USAGE = """usage: python -m testbed.programs.relay (--config FILE.json | --config-json TEXT)
+           --control PATH
 
 Userspace L2 delay relay; run it inside the namespace that holds the interfaces.
-See the module docstring (python -c 'import testbed.relay as r; help(r)') for the config
+See the module docstring (python -c 'import testbed.programs.relay as r; help(r)') for the config
 and the control protocol."""
 
 

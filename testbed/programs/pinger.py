@@ -1,6 +1,6 @@
 """ICMP echo prober with CLOCK_MONOTONIC times, for measuring when a tunnel carries again.
 
-Run inside a node: ``python -m testbed.vpn.pinger 10.0.1.10 --interval-ms 5``. Prints one
+Run inside a node: ``python -m testbed.programs.pinger 10.0.1.10 --interval-ms 5``. Prints one
 line per reply as it arrives: ``seq t_send_ns t_recv_ns`` (CLOCK_MONOTONIC is shared by all
 network namespaces, so these compare directly with the testbed's event times). Prints
 ``ready`` once the socket is open. Ends on SIGTERM/SIGINT or after ``--count`` echoes.
@@ -55,7 +55,7 @@ def parse_reply(packet: bytes, ident: int) -> tuple[int, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="testbed.vpn.pinger")
+    p = argparse.ArgumentParser(prog="testbed.programs.pinger")
     p.add_argument("target")
     p.add_argument("--interval-ms", type=float, default=5.0)
     p.add_argument("--count", type=int, default=0, help="0: until terminated")
