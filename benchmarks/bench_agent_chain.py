@@ -450,7 +450,7 @@ def relay_totals(lab: Lab) -> tuple[int, int, int] | None:
     its pairs and directions; None without a relay. GSO frames count once, at full size."""
     if not (lab.state.relayed and lab.state.relay_control):
         return None
-    from testbed.programs.relay import relay_command
+    from testbed.programs.relay.control import relay_command
 
     pairs = relay_command(lab.state.relay_control, {"cmd": "stats"})["pairs"].values()
     directions = [p[d] for p in pairs for d in ("a_to_b", "b_to_a")]

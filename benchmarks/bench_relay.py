@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from testbed.launch import relay_argv  # noqa: E402
-from testbed.programs.relay import relay_command, wait_ready  # noqa: E402
+from testbed.programs.relay.control import relay_command, wait_ready  # noqa: E402
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 IPERF3 = "/usr/bin/iperf3"

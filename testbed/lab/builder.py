@@ -357,7 +357,7 @@ class _Builder:
         )
 
     def _wait_relay(self) -> None:
-        from testbed.programs.relay import relay_command
+        from testbed.programs.relay.control import relay_command
 
         deadline = time.monotonic() + scaled(10)
         control = self.state.relay_control

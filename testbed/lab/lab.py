@@ -163,7 +163,7 @@ class Lab:
         on the old network would reach the node 400 ms into the new one)."""
         if not (self.state.relayed and self.state.relay_control):
             return
-        from testbed.programs.relay import relay_command
+        from testbed.programs.relay.control import relay_command
 
         reply = relay_command(self.state.relay_control, {"cmd": "flush", "pair": plan_if.port})
         if not reply.get("ok"):
@@ -201,7 +201,7 @@ class Lab:
             netns.run(ns, cmd.argv, check=False)  # "del" of an absent qdisc fails: fine
         if path == "relay":
             if self.state.relayed and self.state.relay_control:
-                from testbed.programs.relay import relay_command
+                from testbed.programs.relay.control import relay_command
 
                 relay_command(
                     self.state.relay_control,

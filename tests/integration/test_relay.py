@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from testbed.launch import relay_argv
-from testbed.programs import relay
-from testbed.programs.relay import relay_command, wait_ready
+from testbed.programs.relay import control, datapath
+from testbed.programs.relay.control import relay_command, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 A_IP, B_IP = "10.0.0.1", "10.0.0.2"
@@ -446,29 +446,29 @@ def test_json_helpers_match_json_module() -> None:
         {"a": [1, -2, 3.25, True, False, None, 'é\n"x'], "b": {}, "c": []},
     ]
     for obj in samples:
-        assert relay.json_loads(json.dumps(obj)) == obj
-        assert json.loads(relay.json_dumps(obj)) == obj
+        assert control.json_loads(json.dumps(obj)) == obj
+        assert json.loads(control.json_dumps(obj)) == obj
     for bad in ("", "{", '{"a": 1} x', "NaN", '{"a": Infinity}'):
         with pytest.raises(ValueError):
-            relay.json_loads(bad)
+            control.json_loads(bad)
 
 
 def test_params_validation_and_merge() -> None:
-    p = relay.validate_params({"delay_ms": 10})
+    p = datapath.validate_params({"delay_ms": 10})
     assert p["jitter_ms"] == 0 and p["distribution"] == "normal" and p["reorder"] is False
-    q = relay.validate_params({"jitter_ms": 2}, p)
+    q = datapath.validate_params({"jitter_ms": 2}, p)
     assert q["delay_ms"] == 10 and q["jitter_ms"] == 2
     for bad in ({"delay_ms": -1}, {"delay_ms": "10"}, {"jitter_ms": True}, {"loss_pct": 101},
                 {"limit": 0}, {"reorder": 1}, {"distribution": "x"}, {"dely_ms": 1}):  # fmt: skip
-        with pytest.raises(relay.ConfigError):
-            relay.validate_params(bad)
+        with pytest.raises(datapath.ConfigError):
+            datapath.validate_params(bad)
 
 
 @pytest.mark.parametrize("dist", ["normal", "uniform"])
 def test_jitter_samples(dist: str) -> None:
-    pair = relay.Pair("p", "a", "b")
-    params = relay.validate_params({"delay_ms": 10, "jitter_ms": 2, "distribution": dist})
-    d = relay.Direction(pair, "p/a_to_b", None, params, seed=1)
+    pair = datapath.Pair("p", "a", "b")
+    params = datapath.validate_params({"delay_ms": 10, "jitter_ms": 2, "distribution": dist})
+    d = datapath.Direction(pair, "p/a_to_b", None, params, seed=1)
     xs = [d.sample_ns() / 1e6 for _ in range(20000)]
     assert abs(statistics.fmean(xs) - 10) < 0.1
     want_sd = 2 if dist == "normal" else 2 / 3**0.5
@@ -476,8 +476,8 @@ def test_jitter_samples(dist: str) -> None:
     if dist == "uniform":
         assert min(xs) >= 8 and max(xs) <= 12
     # Same seed, same stream: runs are reproducible.
-    d2 = relay.Direction(pair, "p/a_to_b", None, params, seed=1)
+    d2 = datapath.Direction(pair, "p/a_to_b", None, params, seed=1)
     assert [d2.sample_ns() / 1e6 for _ in range(100)] == xs[:100]
     # Truncation at zero.
-    d0 = relay.Direction(pair, "p/b_to_a", None, relay.validate_params({"jitter_ms": 5}), 1)
+    d0 = datapath.Direction(pair, "p/b_to_a", None, datapath.validate_params({"jitter_ms": 5}), 1)
     assert min(d0.sample_ns() for _ in range(1000)) == 0
