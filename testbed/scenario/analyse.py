@@ -161,15 +161,23 @@ IN_FLIGHT_NS = 100_000_000
 
 
 def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord) -> None:
-    """Name the peers of signalling events (``msg``, ``to``/``from`` node names) for ladders.
+    """Name the peers of signalling events for ladders and the floor, in added keys only.
 
-    Agents log addresses; the ladder wants nodes. The plan maps addresses to nodes, and the
-    run's moves say which network (so which DHCP server) a node was on at each moment.
+    Agents record addresses; a ladder wants nodes. What an event recorded stays as it was
+    (``to``, ``from``, ``src``, ``server``, ``reporter``: the addresses on the wire); the
+    annotation adds ``msg`` and ``dir`` where the event does not record them, and for the
+    peer ``to_node``/``from_node`` (the node behind the address: the plan maps addresses
+    to nodes, the run's moves say which network, so which DHCP server, a node was on),
+    ``to_address``/``from_address`` (the recorded address it was named from) and
+    ``to_via``/``from_via`` when the address is not the node's own interface's: ``alias``
+    (an address the mobile node held: a DHCP lease, the VPN tunnel's inner address, a
+    care-of address) or ``nat`` (a NAT router's address, standing for the host behind it).
+    An ICMP error (``icmp_error``) is a message from the router that reported it.
     """
     plan = scenario.plan
     owner = {str(i.ip): i.node for i in plan.interfaces() if i.ip is not None}
     moves = sorted(record.move_events, key=lambda m: m["t_ns"])
-    mobile = scenario.mobile
+    mobile = scenario.spec.probes.mobile if scenario.spec.probes else "mn"
     pools = [(int(n.dhcp.first), int(n.dhcp.last)) for n in plan.networks.values() if n.dhcp]
 
     def leased(address: str) -> bool:
@@ -188,14 +196,14 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
 
     # addresses the mobile node held besides its home address (DHCP leases, the VPN tunnel's
     # inner address, care-of addresses) and what a NAT router shows of the hosts behind it:
-    # a peer seen by such an address is the mobile node (the address is kept as *_address)
-    aliases: dict[str, str] = {}
+    # a peer seen by such an address is the mobile node
+    aliases: set[str] = set()
     for event in events:
         if event.get("node") == mobile:
             for key in ("address", "tia", "care_of", "local"):
                 value = event.get(key)
                 if isinstance(value, str) and value not in owner:
-                    aliases[value] = mobile
+                    aliases.add(value)
     natted = {
         str(i.ip)
         for node in plan.nodes.values()
@@ -203,46 +211,81 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
         for i in node.interfaces
         if i.ip is not None
     }
+
+    def peer(address: str, msg: str, node: str) -> tuple[str | None, str | None]:
+        """The node behind ``address`` as ``node`` saw it, and how (None: its own)."""
+        if address in aliases or (msg.startswith("RR") and leased(address)):
+            return mobile, "alias"  # a care-of address from a DHCP pool, a TIA
+        if (
+            address in natted
+            and node not in (owner[address], mobile)
+            and not msg.startswith(("ICMP", "DHCP"))  # the router itself, not behind it
+        ):
+            return mobile, "nat"  # behind the NAT (the only node that moves there)
+        return owner.get(address), None
+
     for event in events:
         name = event.get("event", "")
-        node = event.get("node", "")
-        if name in DHCP_SENT:
+        node = str(event.get("node", ""))
+        found = _message_of(event)
+        if found is None:
+            continue
+        msg, direction, address = found
+        added: dict[str, Any] = {}
+        if "msg" not in event:
+            added["msg"] = msg
+        if "dir" not in event:
+            added["dir"] = direction
+        side = "to" if direction == "tx" else "from"
+        if name in DHCP_SENT:  # sent to the server of the network the node was on
             network = network_of(node, event["t_ns"])
             dhcp = plan.networks[network].dhcp if network in plan.networks else None
-            event.update(msg=DHCP_SENT[name], dir="tx")
             if dhcp is not None:
-                event["to"] = dhcp.server
-        elif name in DHCP_RECEIVED:
-            event.update(msg=DHCP_RECEIVED[name], dir="rx")
-            server = owner.get(str(event.get("server")))
-            if server is not None:
-                event["from"] = server
-        elif name in MIP_SENT and event.get(MIP_SENT[name][1]):
-            msg, field = MIP_SENT[name]
-            event.update(msg=msg, dir="tx", to=str(event[field]))
-        elif name in MIP_RECEIVED and event.get(MIP_RECEIVED[name][1]):
-            msg, field = MIP_RECEIVED[name]
-            event.update(msg=msg, dir="rx")
-            event["from"] = str(event[field])
-        elif name == "registration_denied" and event.get("from" if "by" in event else "src"):
-            # the MN's (a reply it got, with "by") or an agent's (the request it refused)
-            if "by" in event:
-                event.update(msg="RRP", dir="rx")
-            else:
-                event.update(msg="RRQ", dir="rx", **{"from": str(event["src"])})
-        for key in ("to", "from"):  # agents may log addresses: name the node when known
-            if isinstance(event.get(key), str):
-                address = event[key]
-                if address in aliases or (
-                    event.get("msg", "").startswith("RR") and leased(address)
-                ):
-                    event[key] = mobile  # a care-of address from a DHCP pool, a TIA
-                    event[f"{key}_address"] = address
-                elif address in natted and event.get("msg") and node != owner[address]:
-                    event[key] = mobile  # behind the NAT (the only node that moves there)
-                    event[f"{key}_address"] = f"{address} (NAT)"
-                elif address in owner:
-                    event[key] = owner[address]
+                added["to_node"] = dhcp.server
+        elif address is not None:
+            who, via = peer(address, msg, node)
+            added[f"{side}_address"] = address
+            if who is not None:
+                added[f"{side}_node"] = who
+            if via is not None:
+                added[f"{side}_via"] = via
+        for key, value in added.items():  # added keys only: nothing recorded is replaced
+            event.setdefault(key, value)
+
+
+ICMP_TYPES = {3: "unreachable", 11: "time exceeded", 12: "parameter problem"}
+
+
+def _message_of(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(message, tx/rx, the peer's recorded address) of a signalling event, else None."""
+    name = event.get("event", "")
+
+    def text(key: str) -> str | None:
+        value = event.get(key)
+        return str(value) if isinstance(value, str) and value else None
+
+    if name in DHCP_SENT:
+        return DHCP_SENT[name], "tx", None
+    if name in DHCP_RECEIVED:
+        return DHCP_RECEIVED[name], "rx", text("server")
+    if name in MIP_SENT and text(MIP_SENT[name][1]):
+        return MIP_SENT[name][0], "tx", text(MIP_SENT[name][1])
+    if name in MIP_RECEIVED and text(MIP_RECEIVED[name][1]):
+        return MIP_RECEIVED[name][0], "rx", text(MIP_RECEIVED[name][1])
+    if name == "registration_denied":
+        # the MN's (a reply it got, with "by") or an agent's (the request it refused)
+        if "by" in event and text("from"):
+            return "RRP", "rx", text("from")
+        if "by" not in event and text("src"):
+            return "RRQ", "rx", text("src")
+        return None
+    if name == "icmp_error" and text("reporter"):
+        kind = ICMP_TYPES.get(event.get("type"), f"type {event.get('type')}")  # type: ignore[arg-type]
+        return f"ICMP {kind}", "rx", text("reporter")
+    if name == "ike_message" and event.get("dir") in ("tx", "rx") and event.get("msg"):
+        direction = str(event["dir"])
+        return str(event["msg"]), direction, text("to" if direction == "tx" else "from")
+    return None
 
 
 def _round(value: float | None) -> float | None:
@@ -252,7 +295,7 @@ def _round(value: float | None) -> float | None:
 def signalling_nodes(events: list[dict[str, Any]], mobile: str) -> list[str]:
     order = [mobile]
     for event in events:
-        for key in ("node", "to", "from"):
+        for key in ("node", "to_node", "from_node"):
             node = event.get(key)
             if (
                 isinstance(node, str)

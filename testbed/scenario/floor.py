@@ -1,18 +1,21 @@
 """Each handoff against its floor: what the links alone impose on the exchanges that
 actually happened.
 
-The signalling messages of a run (annotated events: ``msg``, ``dir``, ``to``/``from`` as
-node names) are paired send-to-receive by content (:func:`match_messages`). The critical
-path of a handoff is walked backwards from the end of its outage: the first data packet
-of the worse stream needed the last signalling message that reached the node it depends
-on (the mobile node for the upstream, the home agent for the downstream when tunnelled),
-that message needed the last one its sender had received before sending it, and so on
-back to the move. Each message on it costs the one-way delay of its path in the topology
+The signalling messages of a run (annotated events: ``msg``, ``dir``, ``to_node``/
+``from_node``, the peers' node names added beside the recorded addresses) are paired
+send-to-receive by content (:func:`match_messages`). The critical path of a handoff is
+walked backwards from the end of its outage: the first data packet of the worse stream
+needed the last signalling message that reached the node it depends on (the mobile node
+for the upstream, the home agent for the downstream when tunnelled), that message needed
+the last one its sender had received before sending it, and so on back to the move. Each
+message on it costs the one-way delay of its path in the topology
 (:func:`path_delay_ms`: the least delay through forwarding nodes over the links'
-configured delays, with the mobile node where the run's moves had put it), the first data
-packet the delay of its path (through the home agent when the mode tunnels), and one
-probe interval (the probes are what sees the gap). The floor is their sum; the overhead,
-what the measured interruption spends on top (processing, timers, retransmissions).
+configured delays, with the mobile node where the run's moves had put it), the first
+data packet the delay of its path (through the home agent when the mode tunnels), and
+one probe interval (the probes are what sees the gap). The floor is their sum; the
+overhead, what the measured interruption spends on top (processing, timers,
+retransmissions). An ICMP error (annotated as a message from the router that reported
+it) marks the message it answered as stopped there (``Message.stopped_at``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mipbase.modes import Mode
@@ -34,7 +37,8 @@ ID_FIELDS = ("xid", "identification", "msg_id", "kind", "exchange", "id", "seq")
 @dataclass(frozen=True)
 class Message:
     """One protocol message: sent by ``src`` at ``t_send``, received by ``dst`` at
-    ``t_recv`` (None: that end was not recorded, e.g. it was lost)."""
+    ``t_recv`` (None: that end was not recorded, e.g. it was lost). ``stopped_at``: the
+    node whose ICMP error said it went no further (the message was lost there)."""
 
     msg: str
     src: str
@@ -43,21 +47,23 @@ class Message:
     t_recv: int | None
     send_event: Mapping[str, Any] | None = None
     recv_event: Mapping[str, Any] | None = None
+    stopped_at: str | None = None
 
     @property
     def t(self) -> int:
         return self.t_send if self.t_send is not None else self.t_recv  # type: ignore[return-value]
 
 
-def _direction(event: Mapping[str, Any]) -> str:
+def direction(event: Mapping[str, Any]) -> str:
     d = event.get("dir")
     if d in ("tx", "rx"):
         return str(d)
-    return "tx" if event.get("to") else "rx"
+    return "tx" if event.get("to_node") else "rx"
 
 
 def is_message(event: Mapping[str, Any]) -> bool:
-    return bool(event.get("msg")) and bool(event.get("to") or event.get("from"))
+    """An annotated message with a known peer (``to_node`` or ``from_node``)."""
+    return bool(event.get("msg")) and bool(event.get("to_node") or event.get("from_node"))
 
 
 def _same_content(tx: Mapping[str, Any], rx: Mapping[str, Any]) -> bool:
@@ -74,18 +80,18 @@ def match_messages(events: Iterable[Mapping[str, Any]]) -> list[Message]:
     rx: list[Mapping[str, Any]] = []
     for e in events:
         if is_message(e):
-            (tx if _direction(e) == "tx" else rx).append(e)
+            (tx if direction(e) == "tx" else rx).append(e)
     out: list[Message] = []
     used: set[int] = set()
     for r in rx:
-        src, dst, msg = str(r.get("from") or "?"), str(r.get("node", "?")), str(r["msg"])
+        src, dst, msg = str(r.get("from_node") or "?"), str(r.get("node", "?")), str(r["msg"])
         match = None
         for i in range(len(tx) - 1, -1, -1):
             s = tx[i]
             if (
                 i not in used
                 and str(s.get("node")) == src
-                and str(s.get("to")) == dst
+                and str(s.get("to_node")) == dst
                 and str(s.get("msg")) == msg
                 and 0 <= r["t_ns"] - s["t_ns"] <= MATCH_WINDOW_NS
                 and _same_content(s, r)
@@ -99,10 +105,34 @@ def match_messages(events: Iterable[Mapping[str, Any]]) -> list[Message]:
             out.append(Message(msg, src, dst, tx[match]["t_ns"], r["t_ns"], tx[match], r))
     for i, s in enumerate(tx):
         if i not in used:
-            out.append(
-                Message(str(s["msg"]), str(s.get("node", "?")), str(s["to"]), s["t_ns"], None, s)
-            )
+            dst = str(s["to_node"])
+            out.append(Message(str(s["msg"]), str(s.get("node", "?")), dst, s["t_ns"], None, s))
     out.sort(key=lambda m: m.t)
+    return _stopped(out)
+
+
+def _stopped(messages: list[Message]) -> list[Message]:
+    """Mark each message that an ICMP error answered (the latest one, not received, that
+    its receiver had sent to the address the error names, before it) as stopped at the
+    router that reported it."""
+    out = list(messages)
+    for icmp in messages:
+        event = icmp.recv_event or {}
+        if not icmp.msg.startswith("ICMP") or event.get("event") != "icmp_error":
+            continue
+        for i in range(len(out) - 1, -1, -1):
+            m = out[i]
+            sent = m.send_event or {}
+            if (
+                m.t_recv is None
+                and m.stopped_at is None
+                and m.src == icmp.dst
+                and m.t_send is not None
+                and 0 <= icmp.t_recv - m.t_send <= MATCH_WINDOW_NS  # type: ignore[operator]
+                and event.get("dst") in (sent.get("to_address"), sent.get("to"))
+            ):
+                out[i] = replace(m, stopped_at=icmp.src)
+                break
     return out
 
 

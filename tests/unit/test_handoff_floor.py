@@ -21,7 +21,7 @@ def plan():  # type: ignore[no-untyped-def]
 
 
 def ev(t_ms: float, node: str, msg: str, direction: str, peer: str, **fields: object) -> dict:
-    key = "to" if direction == "tx" else "from"
+    key = "to_node" if direction == "tx" else "from_node"
     return {"t_ns": T0 + int(t_ms * MS), "node": node, "msg": msg, "dir": direction, key: peer}
 
 

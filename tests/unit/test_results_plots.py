@@ -173,11 +173,11 @@ def ev(t_ms: float, node: str, event: str, **fields: object) -> dict:
 def test_ladder_matching_prefers_the_retransmission() -> None:
     events = [
         ev(0, "runner", "move_start", index=0),
-        ev(1, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
-        ev(200, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
-        ev(202, "ha", "rx", msg="RRQ", dir="rx", **{"from": "mn"}),
-        ev(203, "ha", "tx", msg="RRP 0", to="mn", dir="tx"),
-        ev(205, "zz", "rx", msg="PING", dir="rx", **{"from": "fa"}),
+        ev(1, "mn", "tx", msg="RRQ", to_node="ha", dir="tx"),
+        ev(200, "mn", "tx", msg="RRQ", to_node="ha", dir="tx"),
+        ev(202, "ha", "rx", msg="RRQ", dir="rx", from_node="mn"),
+        ev(203, "ha", "tx", msg="RRP 0", to_node="mn", dir="tx"),
+        ev(205, "zz", "rx", msg="PING", dir="rx", from_node="fa"),
         ev(206, "ha", "binding_added"),
         ev(207, "cn", "not_signalling"),
     ]
@@ -202,19 +202,19 @@ def test_ladder_leaves_out_the_runners_bookkeeping() -> None:
         ev(4, "mn", "tcp_stopped"),
         ev(5, "mn", "dataplane_applied"),
         ev(6, "mn", "boundary_decision", inside=False),
-        ev(7, "mn", "tx", msg="RRQ", to="ha", dir="tx"),
+        ev(7, "mn", "tx", msg="RRQ", to_node="ha", dir="tx"),
     ]
     lad = build_ladder(events, T0, T0 + 3000 * MS, "mn", ["mn", "core", "ha"])
     assert [r.label for r in lad.rules] == ["move home → office, link_down"]  # one per instant
-    assert [t.label for t in lad.ticks] == ["boundary_decision"]
+    assert [(t.label, t.kind) for t in lad.ticks] == [("decision: outside", "decision")]
     assert lad.lifelines == ["mn", "ha"]
 
 
 def test_ladder_identifiers_override_the_guess() -> None:
     events = [
-        ev(1, "mn", "tx", msg="RRQ", to="ha", id=1),
-        ev(2, "mn", "tx", msg="RRQ", to="ha", id=2),
-        ev(3, "ha", "rx", msg="RRQ", id=1, **{"from": "mn"}),
+        ev(1, "mn", "tx", msg="RRQ", to_node="ha", id=1),
+        ev(2, "mn", "tx", msg="RRQ", to_node="ha", id=2),
+        ev(3, "ha", "rx", msg="RRQ", id=1, from_node="mn"),
     ]
     lad = build_ladder(events, T0, T0 + 10 * MS, "mn")
     matched = [a for a in lad.arrows if a.matched]
