@@ -7,6 +7,7 @@
 * :mod:`mipbase.linkwatch` -- carrier changes straight from rtnetlink (L2 triggers)
 * :mod:`mipbase.vici_client` -- sessions on a charon's vici socket and helpers over ``vici``
 * :mod:`mipbase.modes` -- the mobile node's attachment modes (``home``, ``f``, ``c``, ``mc``...)
+* :mod:`mipbase.stopping` -- SIGTERM/SIGINT as a flag the programs inside nodes loop on
 
 The layers (``tests/unit/test_import_layers.py``): ``agents`` import ``mipbase`` and
 themselves; ``testbed`` imports ``mipbase`` and reaches the agents as processes, through

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import time
 from agents.dhcp.driver import DhcpDriver
 from mipbase.events import EventWriter
 from mipbase.linkwatch import LinkWatcher
+from mipbase.stopping import StopFlag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial", action="store_true", help="also get a lease at start")
     args = parser.parse_args(argv)
     events = EventWriter.open(args.events, args.node)
-    stop = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()
 
     links = LinkWatcher(args.iface)
     driver = DhcpDriver(args.iface, on_event=events.record)

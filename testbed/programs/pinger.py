@@ -12,11 +12,12 @@ import argparse
 import contextlib
 import os
 import select
-import signal
 import socket
 import struct
 import sys
 import time
+
+from mipbase.stopping import StopFlag
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 PAYLOAD = struct.Struct("!Q")  # the send time travels in the echo, so replies need no table
@@ -61,14 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=0, help="0: until terminated")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
-    stop = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sock.setblocking(False)
     ident = os.getpid() & 0xFFFF

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from mipbase.stopping import StopFlag
+
 MAGIC = b"TBPR"
 HEADER = struct.Struct("!4sIQ")  # magic, seq, t_send_ns
 
@@ -45,20 +47,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    stop = False
+    stop = StopFlag()
     sending = True
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
 
     def on_drain(_signum: int, _frame: object) -> None:
         # stop sending but keep receiving, so packets in flight are not counted as lost
         nonlocal sending
         sending = False
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGUSR1, on_drain)
 
     rx = tx = None

@@ -20,20 +20,14 @@ import time
 from pathlib import Path
 
 from mipbase.events import EventWriter
+from mipbase.stopping import StopFlag
 
 SAMPLE_NS = 50_000_000
 
 
-def _stop_flag() -> list[bool]:
-    flag = [False]
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        flag[0] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+def _stop_flag() -> StopFlag:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the runner's "stop sending" is for UDP
-    return flag
+    return StopFlag()
 
 
 def server(args: argparse.Namespace, events: EventWriter) -> int:
@@ -44,7 +38,7 @@ def server(args: argparse.Namespace, events: EventWriter) -> int:
     listener.listen(1)
     listener.settimeout(0.2)
     conn = None
-    while conn is None and not stop[0]:
+    while conn is None and not stop:
         try:
             conn, peer = listener.accept()
         except TimeoutError:
@@ -54,7 +48,7 @@ def server(args: argparse.Namespace, events: EventWriter) -> int:
     next_sample = time.monotonic_ns() + SAMPLE_NS
     with (args.dir / "tcp.csv").open("w", buffering=1) as record:
         record.write("t_ns,bytes\n")
-        while conn is not None and not stop[0]:
+        while conn is not None and not stop:
             readable, _, _ = select.select([conn], [], [], 0.05)
             if readable:
                 try:
@@ -81,7 +75,7 @@ def client(args: argparse.Namespace, events: EventWriter) -> int:
     if args.bind:
         sock.bind((args.bind, 0))
     deadline = time.monotonic() + 10
-    while not stop[0]:
+    while not stop:
         try:
             sock.connect((host, int(port)))
             break
@@ -98,7 +92,7 @@ def client(args: argparse.Namespace, events: EventWriter) -> int:
     chunk = bytes(1024)
     sent = 0
     sock.setblocking(False)
-    while not stop[0]:
+    while not stop:
         try:
             sent += sock.send(chunk)
         except BlockingIOError:
