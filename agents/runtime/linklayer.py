@@ -36,9 +36,26 @@ ICMP, UDP = 1, 17
 
 # ICMP type 9 (agent advertisements), whole packets
 ADVERTISEMENTS = ipv4_filter(ICMP, (1, 0), ICMP_ROUTER_ADVERTISEMENT, 0x10000)
-# UDP to port 434 (Registration Requests), whole packets: the foreign agent learns a sender
-# only from a request that parses and names it (agents.mip.fa, issue 20)
-MIP_DATAGRAMS = ipv4_filter(UDP, (2, 2), MIP_PORT, 0x10000)
+# Registration Requests (unfragmented UDP to port 434, at least the 24 bytes of a request,
+# type 1), whole packets: the foreign agent learns a sender only from a request that parses
+# and names it (agents.mip.fa, issue 20). What cannot be a request stays in the kernel: under
+# a flood every frame let through costs a parse on top of the UDP socket's.
+_REQUEST_MIN = 8 + 24
+MIP_DATAGRAMS: BpfProgram = (
+    (0x30, 0, 0, 9),  # 0  ldb [9]                protocol
+    (0x15, 0, 10, UDP),  # 1  jeq #UDP ? 2 : drop
+    (0x28, 0, 0, 6),  # 2  ldh [6]                flags + fragment offset
+    (0x45, 8, 0, 0x1FFF),  # 3  jset #0x1fff ? drop : 4
+    (0xB1, 0, 0, 0),  # 4  ldxb 4*([0]&0xf)       header length
+    (0x48, 0, 0, 2),  # 5  ldh [x+2]              destination port
+    (0x15, 0, 5, MIP_PORT),  # 6  jeq #434 ? 7 : drop
+    (0x48, 0, 0, 4),  # 7  ldh [x+4]              UDP length
+    (0x35, 0, 3, _REQUEST_MIN),  # 8  jge #32 ? 9 : drop
+    (0x50, 0, 0, 8),  # 9  ldb [x+8]              message type
+    (0x15, 0, 1, 1),  # 10 jeq #1 ? accept : drop
+    (0x06, 0, 0, 0x10000),  # 11 ret #65536
+    (0x06, 0, 0, 0),  # 12 ret #0
+)
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("=qq")

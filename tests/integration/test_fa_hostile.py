@@ -260,3 +260,28 @@ def test_a_registration_through_the_fa_stays_fast_while_a_pending_flood_expires(
     assert growth < 300_000, growth
     suppressed = [e for e in fa.events() if e["event"] == "events_suppressed"]
     assert sum(e["suppressed"] for e in suppressed if e["of"] == "request_relayed") > n / 2
+
+
+def test_the_packet_socket_passes_only_what_can_be_a_request() -> None:
+    """What cannot be a Registration Request stays in the kernel (under a flood each frame
+    let through costs the FA a parse on top of its UDP socket's)."""
+    from labtools import veth_namespace
+
+    from agents.runtime.linklayer import MIP_DATAGRAMS, open_filtered_socket, read_frames
+
+    with veth_namespace("fz") as ns:
+        with netns.entered(ns):
+            reader = open_filtered_socket("vb", MIP_DATAGRAMS)
+            sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        try:
+            sender.bind(("va", 0))
+            good = request()
+            for payload in (b"\x01", b"\x03" + good[1:], good[:23], good, bytes(200)):
+                sender.send(frame("02:00:00:00:00:01", EVIL, "10.1.0.100", COA, payload))
+            time.sleep(0.2)
+            got: list[bytes] = []
+            read_frames(reader, lambda packet, mac, ifname, received: got.append(packet))
+        finally:
+            reader.close()
+            sender.close()
+    assert len(got) == 1 and got[0].endswith(good), got
