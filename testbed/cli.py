@@ -623,6 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.set_defaults(func=cmd_report)
 
+    from testbed.results import gallery  # testbed gallery: docs/gallery/
+
+    gallery.register(sub)
+
     p = sub.add_parser("compare", help="compare two summaries (exit 1 on regression)")
     p.add_argument("baseline")
     p.add_argument("current")
