@@ -676,8 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from testbed import inspect as run_inspect  # testbed state / testbed events
     from testbed import mip_cli
+    from testbed.watch import server as watch_server  # testbed watch
 
     run_inspect.register(sub)
+    watch_server.register(sub)
     mip_cli.register(sub)
     return parser
 

@@ -1,0 +1,439 @@
+"""``testbed watch``: a local web page that follows a run live, or replays one.
+
+A standard-library HTTP server on 127.0.0.1 (threads: one per connection, one that follows
+the run's files). The page (``static/index.html``, self-contained: no build step, nothing
+fetched from the internet) gets the topology once (``/api/plan``) and then every change as a
+server-sent event (``/api/stream``: EventSource, pushed when the run's files change, no
+polling by the page); its time slider asks for the view at a moment (``/api/view?at_ms=``).
+
+The follower reads what the run writes: the per-process event files as they grow
+(``mipbase.events.Tail``: each complete new event once), the merged log once the run is
+over, the agents' state files (rewritten every second), the probe records as they are
+flushed, ``summary.json`` at the end. Given a scenario's results directory, it follows the
+run going on there (or waits for the next one) and moves on to a newer run when one starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from mipbase import events as eventlog
+from testbed import inspect
+from testbed.watch import model
+
+STATIC = Path(__file__).with_name("static")
+POLL_S = 0.05  # how often the follower looks at the files
+LIVE_REFRESH_S = 0.5  # a live view is rebuilt at least this often (outages going on)
+KEEPALIVE_S = 15.0
+
+
+class ProbeFile:
+    """A probe's CSV (``seq,t_send_ns,t_recv_ns,...``) read as it grows: complete lines only."""
+
+    def __init__(self, path: Path, stream: model.ProbeStream) -> None:
+        self.path = path
+        self.stream = stream
+        self.offset = 0
+
+    def poll(self) -> bool:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return False
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        if not complete:
+            return False
+        self.offset += len(complete)
+        rows = []
+        for line in complete.decode(errors="replace").splitlines():
+            parts = line.split(",")
+            try:
+                rows.append((int(parts[1]), int(parts[2])))
+            except (IndexError, ValueError):
+                continue  # the header, a torn line
+        self.stream.add(rows)
+        return bool(rows)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunFollower:
+    """One run directory's files, read incrementally into a :class:`model.RunFiles`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.lock = threading.Lock()
+        self.tail = eventlog.Tail(run_dir / eventlog.PER_PROCESS)
+        self.events: list[dict[str, Any]] = []
+        self.merged = False
+        self.state_mtimes: dict[Path, float] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.probes: dict[str, model.ProbeStream] = {}
+        self.probe_files: dict[str, ProbeFile] = {}
+        self.summary: dict[str, Any] | None = None
+        self.plan: dict[str, Any] = _read_json(run_dir / "plan.json") or {}
+        self.scenario: dict[str, Any] | None = _read_json(run_dir / "scenario.json")
+        self.service_nodes: dict[str, str] = {}
+        self.files = self._files()
+        self.mobile, _ = model.mobile_of(self.files)
+        self.geometry = model.layout(self.plan, self.mobile)
+
+    def _files(self) -> model.RunFiles:
+        return model.RunFiles(
+            plan=self.plan,
+            events=self.events,
+            states=self.states,
+            probes=self.probes,
+            summary=self.summary,
+            scenario=self.scenario,
+            service_nodes=self.service_nodes,
+        )
+
+    def poll(self) -> bool:
+        """Read what is new; True when anything changed."""
+        changed = False
+        with self.lock:
+            if not self.plan:
+                self.plan = _read_json(self.run_dir / "plan.json") or {}
+                if self.plan:
+                    self.mobile, _ = model.mobile_of(self._files())
+                    self.geometry = model.layout(self.plan, self.mobile)
+                    changed = True
+            if self.scenario is None:
+                self.scenario = _read_json(self.run_dir / "scenario.json")
+            summary_path = self.run_dir / "summary.json"
+            if self.summary is None and summary_path.exists():
+                self.summary = _read_json(summary_path)
+                changed = True
+            if not self.merged and self.summary is not None:
+                # the run is over: its merged log is the one record (late writers included)
+                merged = eventlog.read_run(self.run_dir)
+                if merged:
+                    self.events[:] = merged
+                    self.merged = True
+                    changed = True
+            if not self.merged:
+                fresh = self.tail.poll()
+                for event in fresh:
+                    if self.events and event["t_ns"] < self.events[-1]["t_ns"]:
+                        bisect.insort(self.events, event, key=lambda e: e["t_ns"])
+                    else:
+                        self.events.append(event)
+                    if event.get("event") == "service_started" and event.get("service"):
+                        self.service_nodes[str(event["service"])] = str(
+                            event.get("target", event["service"])
+                        )
+                changed = changed or bool(fresh)
+            for path in sorted((self.run_dir / "state").glob("*.json")):
+                try:
+                    mtime = path.stat().st_mtime
+                except OSError:
+                    continue
+                if self.state_mtimes.get(path) == mtime:
+                    continue
+                data = _read_json(path)
+                if isinstance(data, dict):
+                    self.state_mtimes[path] = mtime
+                    self.states[path.stem] = data
+                    changed = True
+            for name in ("down", "up"):
+                if name not in self.probe_files:
+                    path = self.run_dir / "probes" / f"{name}.csv"
+                    if not path.exists():
+                        continue
+                    stream = self.probes.setdefault(name, model.ProbeStream(name))
+                    sent = _read_json(self.run_dir / "probes" / f"{name}.sent.json") or {}
+                    interval = self._interval_ms(sent)
+                    stream.interval_ns = int(interval * 1e6)
+                    self.probe_files[name] = ProbeFile(path, stream)
+                changed = self.probe_files[name].poll() or changed
+            self.files = self._files()
+        return changed
+
+    def _interval_ms(self, sent: dict[str, Any]) -> float:
+        if sent.get("interval_ms"):
+            return float(sent["interval_ms"])
+        spec = (self.scenario or {}).get("spec") or {}
+        text = str((spec.get("probes") or {}).get("interval", "2ms"))
+        try:
+            return float(text.removesuffix("ms")) if text.endswith("ms") else float(text) * 1e3
+        except ValueError:
+            return 2.0
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    def view(self, at_ns: int | None = None) -> dict[str, Any]:
+        with self.lock:
+            view = model.build_view(self.files, at_ns=at_ns, now_ns=time.monotonic_ns())
+            view["paths"] = model.tunnel_paths(self.geometry, self.plan, view)
+            view["run_dir"] = str(self.run_dir)
+            return view
+
+    def plan_payload(self) -> dict[str, Any]:
+        with self.lock:
+            spec = (self.scenario or {}).get("spec") or {}
+            return {
+                "run_dir": str(self.run_dir),
+                "scenario": spec.get("name") or self.run_dir.parent.name,
+                "description": spec.get("description"),
+                "plan": self.plan,
+                "geometry": self.geometry,
+                "mobile": self.mobile,
+            }
+
+
+class Watch:
+    """The run being watched and the latest view, shared by the connections."""
+
+    def __init__(self, target: Path, resolve: Callable[[Path], Path]) -> None:
+        self.target = target
+        self.resolve = resolve
+        self.follower: RunFollower | None = None  # until the run is found
+        self.cond = threading.Condition()
+        self.version = 0
+        self.plan_version = 0
+        self.payload = json.dumps({"waiting": str(target)})
+        self.stopped = threading.Event()
+        self.error: str | None = None
+
+    def plan_payload(self) -> dict[str, Any]:
+        follower = self.follower
+        if follower is None:
+            return {"waiting": str(self.target), "error": self.error}
+        return follower.plan_payload()
+
+    def _publish(self) -> None:
+        assert self.follower is not None
+        text = json.dumps(self.follower.view(), default=str, separators=(",", ":"))
+        with self.cond:
+            self.payload = text
+            self.version += 1
+            self.cond.notify_all()
+
+    def _switch(self, run_dir: Path) -> None:
+        follower = RunFollower(run_dir)
+        follower.poll()
+        self.follower = follower
+        with self.cond:
+            self.plan_version += 1
+
+    def _newer_run(self) -> Path | None:
+        """A run started in the watched results directory after the one followed."""
+        assert self.follower is not None
+        if not self.target.is_dir() or inspect._is_run_dir(self.target):
+            return None
+        current = self.follower.run_dir
+        if current.name.startswith("rep-"):
+            current = current.parent
+        newer = [r for r in inspect._runs_in(self.target) if r.name > current.name]
+        return inspect.resolve_run_dir(newer[-1]) if newer else None
+
+    def follow(self) -> None:
+        try:
+            self._switch(self.resolve(self.target))
+        except LookupError as exc:
+            self.error = str(exc.args[0] if exc.args else exc)
+            with self.cond:
+                self.plan_version += 1
+            return
+        assert self.follower is not None
+        self._publish()
+        last_build = time.monotonic()
+        last_check = 0.0
+        while not self.stopped.is_set():
+            changed = self.follower.poll()
+            now = time.monotonic()
+            if now - last_check > 1.0:
+                last_check = now
+                newer = self._newer_run()
+                if newer is not None and newer != self.follower.run_dir:
+                    self._switch(newer)
+                    changed = True
+            live = not self.follower.finished
+            if changed or (live and now - last_build > LIVE_REFRESH_S):
+                self._publish()
+                last_build = now
+            self.stopped.wait(POLL_S)
+
+
+def _quiet_await(target: Path) -> Path:
+    """The run to follow: ``target`` if it is one, else the run going on in a scenario's
+    results directory, or the next to start there."""
+    return inspect.await_run(target)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "testbed-watch"
+    watch: Watch  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the terminal shows the URL, not every request
+
+    def _send(self, body: bytes, kind: str, status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, data: Any, status: int = 200) -> None:
+        self._send(json.dumps(data, default=str).encode(), "application/json", status)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        try:
+            if url.path in ("/", "/index.html"):
+                body = (STATIC / "index.html").read_bytes()
+                self._send(body, "text/html; charset=utf-8")
+            elif url.path == "/api/plan":
+                self._json(self.watch.plan_payload())
+            elif url.path == "/api/view":
+                query = parse_qs(url.query)
+                follower = self.watch.follower
+                if follower is None:
+                    self._json({"waiting": str(self.watch.target)})
+                    return
+                at_ns = None
+                if "at_ms" in query:
+                    with follower.lock:
+                        t0 = follower.events[0]["t_ns"] if follower.events else 0
+                    at_ns = t0 + int(float(query["at_ms"][0]) * 1e6)
+                self._json(follower.view(at_ns))
+            elif url.path == "/api/stream":
+                self._stream()
+            else:
+                self._send(b"not found\n", "text/plain", 404)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except ValueError as exc:
+            self._send(f"bad request: {exc}\n".encode(), "text/plain", 400)
+
+    def _stream(self) -> None:
+        """Server-sent events: ``plan`` when the run changes, ``view`` on every change."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "keep-alive")
+        self.end_headers()
+        watch = self.watch
+        seen = -1
+        seen_plan = watch.plan_version
+        while not watch.stopped.is_set():
+            with watch.cond:
+                if watch.version == seen and watch.plan_version == seen_plan:
+                    watch.cond.wait(KEEPALIVE_S)
+                version, plan_version, payload = watch.version, watch.plan_version, watch.payload
+            if plan_version != seen_plan:
+                seen_plan = plan_version
+                plan = json.dumps(watch.plan_payload(), default=str)
+                self.wfile.write(f"event: plan\ndata: {plan}\n\n".encode())
+            if version != seen:
+                seen = version
+                self.wfile.write(f"event: view\ndata: {payload}\n\n".encode())
+            else:
+                self.wfile.write(b": keepalive\n\n")
+            self.wfile.flush()
+
+
+def serve(
+    target: Path,
+    port: int = 0,
+    *,
+    resolve: Callable[[Path], Path] | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the page for ``target`` on 127.0.0.1 until Ctrl-C (the address is printed at
+    once; the run is looked for, or waited for, in the background)."""
+    watch = Watch(target, resolve or _quiet_await)
+    handler = type("WatchHandler", (Handler,), {"watch": watch})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    follower = threading.Thread(target=watch.follow, name="watch-follow", daemon=True)
+    follower.start()
+    host, bound = server.server_address[:2]
+    announce(f"watching {target} at http://{host}:{bound}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watch.stopped.set()
+        with watch.cond:
+            watch.cond.notify_all()
+        server.server_close()
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def resolve_target(arg: str, results: str = "results") -> Path:
+    """What ``testbed watch`` follows: a run directory, a scenario's results directory (its
+    newest run, or the next one), or a scenario file or a teaching lab's folder (the results
+    directory of the scenario it names)."""
+    from mipbase.specfile import SpecError, load_spec
+
+    path = Path(arg)
+    scenario = None
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        scenario = path
+    elif path.is_dir() and (path / "scenario.yaml").is_file() and not inspect._is_run_dir(path):
+        scenario = path / "scenario.yaml"
+    if scenario is not None:
+        try:
+            data = load_spec(scenario).data
+        except SpecError as exc:
+            raise LookupError(str(exc)) from exc
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str) or not name:
+            raise LookupError(f"{scenario}: no scenario name")
+        return Path(results) / name
+    if path.is_dir() or path.parent.is_dir():
+        return path
+    raise LookupError(
+        f"{arg}: not a run directory, a scenario's results directory, a scenario file or a "
+        "lab's folder"
+    )
+
+
+def cmd_watch(args: Any) -> int:
+    target = resolve_target(args.target, args.results)
+    serve(target, args.port, announce=lambda line: print(line, flush=True))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``watch`` to a ``testbed`` subparsers object."""
+    p = subparsers.add_parser(
+        "watch",
+        help="a live web page of a run (topology, mode, tunnels, signalling, outages)",
+        description="Serve a page on 127.0.0.1 that follows a run as it goes (or replays one "
+        "that is over, with a time slider): the topology with the mobile node where it is "
+        "attached, its mode and care-of address, the bindings and visitors, the tunnels, the "
+        "signalling of the current handoff, the probe streams' delay and outages. TARGET: a "
+        "run directory, results/SCENARIO (the run going on there, or the next to start), a "
+        "scenario file or a lab's folder (its scenario's results).",
+    )
+    p.add_argument("target", metavar="RUN_DIR|LAB", help="what to watch")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument(
+        "--results", default="results", metavar="DIR", help="results root (default results)"
+    )
+    p.set_defaults(func=cmd_watch)
