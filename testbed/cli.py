@@ -674,13 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="bring the enterprise up, show it, tear it down")
     p.set_defaults(func=cmd_demo)
 
+    from testbed import answers, mip_cli  # testbed labcheck (expected blocks, answers)
     from testbed import inspect as run_inspect  # testbed state / testbed events
-    from testbed import mip_cli
     from testbed.watch import server as watch_server  # testbed watch
 
     run_inspect.register(sub)
     watch_server.register(sub)
     mip_cli.register(sub)
+    answers.register(sub)
     return parser
 
 

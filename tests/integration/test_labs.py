@@ -264,3 +264,40 @@ def test_by_hand_vpn_script_starts_the_services_as_the_runner(
             proc.wait()
         run_testbed("down", name)
     assert not lab_leftovers(name)
+
+
+@pytest.mark.netns
+def test_answers_are_graded_against_a_real_run(run_scenario, tmp_path: Path, capsys) -> None:
+    """Lab 01 for real: an answers file with what the run produced passes
+    ``testbed labcheck --answers``, one with wrong numbers and letters is reported."""
+    from testbed import answers
+
+    scenario = LABS_DIR / "01-home-and-agent-discovery" / "scenario.yaml"
+    outcome = run_scenario(scenario, pcap="none")
+    assert outcome.summary["error"] is None, outcome.summary["error"]
+    key = answers.load_key(scenario.parent / "answers.yaml")
+    run = answers.load_run(outcome.run_dir)
+    right: dict[str, Any] = {}
+    wrong: dict[str, Any] = {}
+    for qid, question in key.questions.items():
+        if question.kind == "numeric":
+            assert question.term is not None
+            value = question.term.value(run)
+            assert isinstance(value, int | float), (qid, value)
+            right[qid], wrong[qid] = value, value + 100
+        else:
+            holding, _ = answers._holding(question, run)
+            assert isinstance(holding, list) and holding, (qid, holding)
+            right[qid] = holding[0]
+            wrong[qid] = next(c for c, _ in question.choices if c not in holding)
+    mine = tmp_path / "answers.txt"
+    mine.write_text(yaml.safe_dump(right))
+    assert answers.main(["--answers", str(mine), str(outcome.run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(right)}/{len(right)} answers right" in out, out
+    mine.write_text(yaml.safe_dump(wrong))
+    assert answers.main(["--answers", str(mine), str(outcome.run_dir)]) == 1
+    out = capsys.readouterr().out
+    assert f"0/{len(wrong)} answers right" in out, out
+    assert "WRONG   q2" in out and "your run says" in out and "tolerance 1" in out
+    assert "WRONG   q4" in out and "you chose" in out
