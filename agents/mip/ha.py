@@ -380,7 +380,19 @@ class HomeAgent:
         except MalformedMessage as exc:
             return self._drop(exc.reason, src)
         else:
-            out = self._process(req, payload, src, src_port, now)
+            # recorded on arrival, before any of its work (ladders draw it where it landed)
+            received = Event(
+                "registration_received",
+                {
+                    "src": src,
+                    "home_address": req.home_address,
+                    "care_of": req.care_of_address,
+                    "identification": req.identification,
+                    "lifetime": req.lifetime,
+                    "bytes": len(payload),
+                },
+            )
+            out = [received, *self._process(req, payload, src, src_port, now)]
         self._maybe_compact()  # (deregistrations leave entries behind)
         return self._answer_on_home_link(out, src, iface)
 
@@ -630,8 +642,19 @@ class HomeAgent:
         out = append_auth(body, ExtType.MN_HA_AUTH, sa)
         if fa_sa is not None:
             out = append_auth(out, ExtType.FA_HA_AUTH, fa_sa)
-        actions.append(Send(out, src, src_port, cfg.address, MIP_PORT))
+        actions += self._reply(out, code, mn.home_address, src, src_port, ident)
         return actions
+
+    def _reply(
+        self, out: bytes, code: int, home: str, src: str, src_port: int, ident: int
+    ) -> list[Action]:
+        """Send a reply (RFC 5944 3.8.3: to the request's source address and port, from
+        port 434) and record that it went, with what pairs it with the MN's reception."""
+        sent = {"to": src, "code": code, "home_address": home, "identification": ident}
+        return [
+            Event("registration_reply_sent", {**sent, "bytes": len(out)}),
+            Send(out, src, src_port, self.config.address, MIP_PORT),
+        ]
 
     def _register(
         self,
@@ -853,7 +876,9 @@ class HomeAgent:
             return [Event("registration_denied", {**data, "limited": True})]
         return [
             Event("registration_denied", data),
-            Send(out, src, src_port, self.config.address, MIP_PORT),
+            *self._reply(
+                out, code, home, src, src_port, req.identification if ident is None else ident
+            ),
         ]
 
     def _poorly_formed(

@@ -1027,6 +1027,7 @@ class MobileNode:
                     "agent": att.agent,
                     "lifetime": granted,
                     "code": rep.code,
+                    "identification": rep.identification,
                     "udp": udp,
                     "latency": latency,
                     "attempts": p.attempt,

@@ -31,6 +31,8 @@ __all__ = ["NOISY", "Aggregator"]
 NOISY: dict[str, tuple[str, ...]] = {
     "message_dropped": ("reason",),
     "registration_denied": ("code", "reason"),
+    "registration_received": (),
+    "registration_reply_sent": ("code",),
     "request_relayed": (),
     "reply_relayed": ("code",),
     "request_superseded": (),

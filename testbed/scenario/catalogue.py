@@ -106,6 +106,10 @@ AGENT_EVENTS: dict[str, str] = {
     "vpn_terminate_failed": "closing the IPsec tunnel failed",
     "external_registration": "dual MIP: the registration with the external HA was accepted",
     # home agent (agents/mip/ha.py)
+    "registration_received": "a registration request arrived at the HA, before its work "
+    "(src, home_address, care_of, identification, lifetime)",
+    "registration_reply_sent": "the HA sent a registration reply (to, code, identification; "
+    "not a rate-limited denial)",
     "binding_added": "the HA accepted a first registration (a new binding)",
     "binding_updated": "the HA accepted a registration from a new care-of address",
     "binding_renewed": "the HA accepted a renewal from the same care-of address",
@@ -243,21 +247,20 @@ DHCP_SENT = {
 }
 DHCP_RECEIVED = {"dhcp_offer": "DHCPOFFER", "dhcp_ack": "DHCPACK", "dhcp_nak": "DHCPNAK"}
 # Mobile IP registrations: event -> (message, the field naming the peer's address). A home
-# agent (or the MIP proxy's front) logs the request it accepted as its binding event; a
-# foreign agent logs what it relays; the agents' replies are seen where they arrive.
+# agent (or the MIP proxy's front, the same core) logs each request on arrival and each
+# reply it sends; a foreign agent logs what it relays.
 MIP_SENT = {
     "registration_sent": ("RRQ", "to"),
     "registration_retransmitted": ("RRQ", "to"),
     "request_relayed": ("RRQ", "home_agent"),
     "proxy_upstream_sent": ("RRQ", "to"),
     "reply_relayed": ("RRP", "home_address"),
+    "registration_reply_sent": ("RRP", "to"),
 }
 MIP_RECEIVED = {
     "registration_accepted": ("RRP", "from"),
     "proxy_upstream_accepted": ("RRP", "from"),
-    "binding_added": ("RRQ", "src"),
-    "binding_updated": ("RRQ", "src"),
-    "binding_renewed": ("RRQ", "src"),
+    "registration_received": ("RRQ", "src"),
 }
 
 # events that say an agent is up, and (for an MN) that it knows where it is

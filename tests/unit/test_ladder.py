@@ -57,7 +57,7 @@ def test_annotation_adds_keys_and_keeps_what_was_recorded(lab04) -> None:  # typ
             dir="rx",
             **{"from": "198.51.100.3"},
         ),
-        ev(6, "ha", "binding_added", src="10.10.0.1", care_of="10.10.0.1"),
+        ev(6, "ha", "registration_received", src="10.10.0.1", care_of="10.10.0.1"),
         ev(7, "mn", "registration_accepted", **{"from": "10.1.0.1"}, mode="mc"),
         ev(8, "mn", "movement_detected", **{"from": "c", "to": "mc"}),
     ]

@@ -122,6 +122,36 @@ def test_first_registration() -> None:
     assert (b.care_of, b.expires, b.lifetime, b.encapsulation) == (COA, 605.0, 600, "ipip")
 
 
+def test_the_ha_records_each_request_on_arrival_and_each_reply_it_sends() -> None:
+    """For ladders: the request where it landed, before the tunnel work it causes, and the
+    reply with the Identification that pairs it with the MN's reception."""
+    ha = make_ha()
+    req = rrq(lifetime=600)
+    ident = decode_udp(req).identification
+    out = ha.handle_datagram(req, COA, 434, now=5.0)
+    names = [a.name for a in out if isinstance(a, Event)]
+    assert names[0] == "registration_received"
+    assert out.index(events(out, "registration_received")[0]) < out.index(
+        next(a for a in out if isinstance(a, TunnelUp))
+    )
+    (received,) = events(out, "registration_received")
+    assert (received.data["src"], received.data["identification"]) == (COA, ident)
+    (sent,) = events(out, "registration_reply_sent")
+    assert (sent.data["to"], sent.data["code"], sent.data["identification"]) == (COA, 0, ident)
+    assert out.index(sent) == out.index(sends(out)[0]) - 1  # just before the send itself
+    # a denial that is sent is recorded too; one the rate limit holds back is not
+    denied = ha.handle_datagram(rrq(sa=SecurityAssociation(1000, b"wrong")), COA, 434, now=6.0)
+    (sent,) = events(denied, "registration_reply_sent")
+    assert sent.data["code"] == 131 and sends(denied)
+    for i in range(40):
+        held = ha.handle_datagram(rrq(sa=SecurityAssociation(1000, b"x")), COA, 434, now=6.0)
+        if not sends(held):
+            assert not events(held, "registration_reply_sent"), i
+            break
+    else:
+        raise AssertionError("the reply rate limit never held a denial back")
+
+
 def test_lifetime_is_capped() -> None:
     ha = make_ha(max_lifetime=300)
     rep = reply_of(ha.handle_datagram(rrq(lifetime=9000), COA, 434, now=0.0))
