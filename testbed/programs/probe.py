@@ -28,6 +28,7 @@ from mipbase.stopping import StopFlag
 
 MAGIC = b"TBPR"
 HEADER = struct.Struct("!4sIQ")  # magic, seq, t_send_ns
+FLUSH_NS = 100_000_000  # received records reach the file at least this often
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     interval_ns = int(args.interval_ms * 1e6)
     next_send = max(time.monotonic_ns(), args.start_ns)
     seq = sent = send_errors = foreign = 0
+    flushed_ns = 0
     rx_list = [rx] if rx else []
     try:
         while not stop:
@@ -119,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     _, rseq, t_send = HEADER.unpack_from(data)
                     record.write(f"{rseq},{t_send},{t_recv},{src[0]},{src[1]}\n")
+            if record is not None and now - flushed_ns >= FLUSH_NS:
+                # readers follow the records live (testbed watch): on disk within 0.1 s
+                record.flush()
+                flushed_ns = now
     finally:
         if record is not None:
             record.close()

@@ -39,7 +39,7 @@ MOBILE_SLOT = 100  # the mobile node's place right of a bar's last node (< COL -
 LADDER_MAX = 80  # messages kept on the ladder
 PAIR_WINDOW_NS = 3_000_000_000  # a received message pairs with a send this recent
 PROBE_WINDOW_NS = 10_000_000_000  # the delay chart's width
-PROBE_POINTS = 600  # points per stream on the chart at most
+PROBE_POINTS = 400  # points per stream on the chart at most
 OUTAGE_MIN_NS = 20_000_000  # a gap between received packets counted as an outage
 LIVE_LAG_NS = 250_000_000  # probe records reach the disk this late (the probe's flush)
 
@@ -539,7 +539,9 @@ def fold(
         elif name in ("visitor_removed", "visitor_expired"):
             out.visitors.setdefault(node, {}).pop(str(event.get("home_address")), None)
             out.changed_ns[node] = t
-        found = message_of(event, peers, plan, out.network)
+        # the MN may speak on the new link before the runner records it there
+        heading = out.network or (out.moves[-1].get("to") if out.moves else None)
+        found = message_of(event, peers, plan, heading)
         if found is not None:
             _add_message(out.messages, t, *found, nats=nats)
     return out

@@ -31,6 +31,7 @@ from testbed.watch import model
 
 STATIC = Path(__file__).with_name("static")
 POLL_S = 0.05  # how often the follower looks at the files
+MIN_PUSH_S = 0.1  # views pushed at most this often (probe records alone change every 0.1 s)
 LIVE_REFRESH_S = 0.5  # a live view is rebuilt at least this often (outages going on)
 KEEPALIVE_S = 15.0
 
@@ -180,10 +181,13 @@ class RunFollower:
         return self.summary is not None
 
     def view(self, at_ns: int | None = None) -> dict[str, Any]:
+        started = time.monotonic_ns()
         with self.lock:
             view = model.build_view(self.files, at_ns=at_ns, now_ns=time.monotonic_ns())
             view["paths"] = model.tunnel_paths(self.geometry, self.plan, view)
             view["run_dir"] = str(self.run_dir)
+            view["built_ns"] = time.monotonic_ns()  # when, on the run's clock
+            view["build_ms"] = round((view["built_ns"] - started) / 1e6, 2)
             return view
 
     def plan_payload(self) -> dict[str, Any]:
@@ -228,7 +232,7 @@ class Watch:
             self.cond.notify_all()
 
     def _switch(self, run_dir: Path) -> None:
-        follower = RunFollower(run_dir)
+        follower = RunFollower(run_dir.resolve())
         follower.poll()
         self.follower = follower
         with self.cond:
@@ -242,7 +246,8 @@ class Watch:
         current = self.follower.run_dir
         if current.name.startswith("rep-"):
             current = current.parent
-        newer = [r for r in inspect._runs_in(self.target) if r.name > current.name]
+        runs = {r.resolve() for r in inspect._runs_in(self.target)}  # "latest" is a link
+        newer = sorted(r for r in runs if r.name > current.name)
         return inspect.resolve_run_dir(newer[-1]) if newer else None
 
     def follow(self) -> None:
@@ -257,19 +262,24 @@ class Watch:
         self._publish()
         last_build = time.monotonic()
         last_check = 0.0
+        dirty = False
         while not self.stopped.is_set():
             changed = self.follower.poll()
             now = time.monotonic()
             if now - last_check > 1.0:
                 last_check = now
                 newer = self._newer_run()
-                if newer is not None and newer != self.follower.run_dir:
+                if newer is not None and newer.resolve() != self.follower.run_dir:
                     self._switch(newer)
                     changed = True
             live = not self.follower.finished
-            if changed or (live and now - last_build > LIVE_REFRESH_S):
+            if changed:
+                dirty = True
+            if (dirty and now - last_build >= MIN_PUSH_S) or (
+                live and now - last_build > LIVE_REFRESH_S
+            ):
                 self._publish()
-                last_build = now
+                last_build, dirty = now, False
             self.stopped.wait(POLL_S)
 
 
@@ -405,12 +415,9 @@ def resolve_target(arg: str, results: str = "results") -> Path:
         if not isinstance(name, str) or not name:
             raise LookupError(f"{scenario}: no scenario name")
         return Path(results) / name
-    if path.is_dir() or path.parent.is_dir():
-        return path
-    raise LookupError(
-        f"{arg}: not a run directory, a scenario's results directory, a scenario file or a "
-        "lab's folder"
-    )
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        raise LookupError(f"{arg}: no such scenario file")
+    return path  # a run directory, or a scenario's results directory (perhaps not yet made)
 
 
 def cmd_watch(args: Any) -> int:
