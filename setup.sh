@@ -13,6 +13,7 @@ APT_PACKAGES=(
   strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-extra-plugins
   nftables iptables conntrack dnsmasq-base tcpdump tshark iproute2 iputils-ping iperf3 openssl
   python3 python3-venv python3-dev procps
+  chromium                     # headless, for the test of testbed watch's page (no X needed)
 )
 
 missing_packages() {

@@ -37,6 +37,7 @@ SYSTEM_PACKAGES: list[tuple[str, str, str]] = [
         "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so",
         "userspace ESP",
     ),
+    ("chromium", "/usr/bin/chromium", "headless browser: the test of 'testbed watch'"),
 ]
 
 

@@ -395,7 +395,7 @@ def _add_message(
         messages.append(Message(t, node, peer, msg))
         return
     # a received message: the send of the same message between the same nodes, if recorded
-    # (through a NAT it arrives from the NAT's address: any sender to this node will do)
+    # (through a NAT it arrives from the NAT's address, or was sent to the NAT's address)
     for m in reversed(messages):
         if t - m.t_ns > PAIR_WINDOW_NS:
             break
@@ -403,10 +403,11 @@ def _add_message(
             m.seen == "tx"
             and m.msg == msg
             and (m.sender == peer or peer in nats)
-            and m.receiver == node
+            and (m.receiver == node or m.receiver in nats)
             and m.t_ns <= t
         ):
-            m.t_rx_ns, m.seen = t, "both"
+            # sent to a NAT's public address: it reached this node behind it
+            m.t_rx_ns, m.seen, m.receiver = t, "both", node
             return
     messages.append(Message(t, peer, node, msg, t_rx_ns=t, seen="rx"))
 

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -102,68 +103,14 @@ class WebSocket:
         self.sock.close()
 
 
-class Browser:
-    def __init__(self, width: int = 1400, height: int = 1000) -> None:
-        self.profile = tempfile.mkdtemp(prefix="watch-chromium-")
-        self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless=new",
-                "--no-sandbox",  # root on a test machine
-                "--disable-gpu",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--hide-scrollbars",
-                f"--user-data-dir={self.profile}",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group: closed as one
-        )
-        self.ws: WebSocket | None = None
+class Page:
+    """One tab, over its own websocket (used by one thread at a time)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
         self.next_id = 0
-        deadline = time.monotonic() + 60
-        assert self.proc.stderr is not None
-        port = None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-                break
-        if port is None:
-            self.close()
-            raise RuntimeError("chromium did not start its DevTools endpoint")
-        # drain stderr so the browser never blocks on a full pipe
-        import threading
-
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.port = port
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for _ in self.proc.stderr:
-            pass
-
-    def open(self, url: str) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/json/new?{url}", method="PUT"
-        )
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            target = json.loads(reply.read())
-        self.ws = WebSocket(target["webSocketDebuggerUrl"])
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
-        assert self.ws is not None
         self.next_id += 1
         ident = self.next_id
         self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
@@ -192,10 +139,83 @@ class Browser:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         Path(path).write_bytes(base64.b64decode(data))
 
+
+class Browser:
+    def __init__(self, width: int = 1400, height: int = 1000) -> None:
+        self.profile = tempfile.mkdtemp(prefix="watch-chromium-")
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",  # root on a test machine
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--hide-scrollbars",
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: closed as one
+        )
+        self.pages: list[Page] = []
+        deadline = time.monotonic() + 60
+        assert self.proc.stderr is not None
+        port = None
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = int(m.group(1))
+                break
+        if port is None:
+            self.close()
+            raise RuntimeError("chromium did not start its DevTools endpoint")
+        # drain stderr so the browser never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.port = port
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for _ in self.proc.stderr:
+            pass
+
+    def open(self, url: str) -> Page:
+        """A new tab on ``url``; the first one is the one ``call``, ``evaluate`` and
+        ``screenshot`` of the browser itself use."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/json/new?{url}", method="PUT"
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            target = json.loads(reply.read())
+        page = Page(WebSocket(target["webSocketDebuggerUrl"]))
+        self.pages.append(page)
+        return page
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        return self.pages[0].call(method, **params)
+
+    def evaluate(self, expression: str) -> Any:
+        return self.pages[0].evaluate(expression)
+
+    def screenshot(self, path: Path, width: int | None = None, height: int | None = None) -> None:
+        self.pages[0].screenshot(path, width, height)
+
     def close(self) -> None:
-        if self.ws is not None:
+        for page in getattr(self, "pages", []):
             with contextlib.suppress(OSError):
-                self.ws.close()
+                page.ws.close()
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)

@@ -207,6 +207,8 @@ def test_ipsec_tunnel_with_its_outer_addresses_follows_mobike():
         ev(1060, "mn", "address_acquired", address="192.168.1.50"),
         ev(1100, "mn", "ike_message", msg="IKE_SA_INIT", dir="tx", to="192.0.2.10"),
         ev(1130, "gw", "ike_message", msg="IKE_SA_INIT", dir="rx", **{"from": "192.0.2.1"}),
+        ev(1131, "gw", "ike_message", msg="IKE_SA_INIT", dir="tx", to="192.0.2.1"),
+        ev(1160, "mn", "ike_message", msg="IKE_SA_INIT", dir="rx", **{"from": "192.0.2.10"}),
         ev(1200, "mn", "ike_updown", up=True, ike_id=1, local="192.168.1.50", local_port=4500,
            remote="192.0.2.10", remote_port=4500, nat_local=True),
         ev(1210, "mn", "child_updown", up=True, ike_id=1, encap=True,
@@ -227,9 +229,11 @@ def test_ipsec_tunnel_with_its_outer_addresses_follows_mobike():
     assert ipsec["outer"] == "192.168.1.50:4500 <-> 192.0.2.10:4500 NAT-T"
     # the HA's tunnel to the VPN inner address ends at the mobile node
     assert any(t["kind"] == "ipip" and {t["a"], t["b"]} == {"ha", "mn"} for t in view["tunnels"])
-    # IKE through the NAT: the gateway hears it from the NAT's address, still one arrow
-    assert [(m["msg"], m["from"], m["to"], m["seen"]) for m in view["ladder"]][:1] == [
-        ("IKE_SA_INIT", "mn", "gw", "both")
+    # IKE through the NAT: the gateway hears it from the NAT's address and answers to it,
+    # still one arrow each way between the mobile node and the gateway
+    assert [(m["msg"], m["from"], m["to"], m["seen"]) for m in view["ladder"]][:2] == [
+        ("IKE_SA_INIT", "mn", "gw", "both"),
+        ("IKE_SA_INIT", "gw", "mn", "both"),
     ]
     moved = [
         *events,
