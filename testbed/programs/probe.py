@@ -31,6 +31,9 @@ HEADER = struct.Struct("!4sIQ")  # magic, seq, t_send_ns
 FLUSH_NS = 100_000_000  # received records reach the file at least this often
 
 
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # linux/in.h
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="testbed.programs.probe")
     p.add_argument("--dir", required=True, type=Path)
@@ -76,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.source:
             # Sent from the home address as a mobile node's applications do; while the
             # address is on no interface (mid-move) the kernel refuses the send, which is
-            # counted like a lost packet, rather than leaking it untunnelled
+            # counted like a lost packet, rather than leaking it untunnelled. Bound with
+            # IP_FREEBIND: a probe that starts while the address is away (a slow start, a
+            # move) runs on instead of dying at bind() and leaving no stream at all.
+            tx.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
             tx.bind((args.source, 0))
         tx.setblocking(False)
     padding = bytes(max(0, args.size - HEADER.size))

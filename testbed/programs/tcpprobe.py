@@ -68,12 +68,20 @@ def server(args: argparse.Namespace, events: EventWriter) -> int:
     return 0
 
 
+def _client_socket(bind: str | None) -> socket.socket:
+    """From the home address even while it is away (IP_FREEBIND, as the UDP probe): the
+    connection attempts fail until it is back, the client does not die at bind()."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if bind:
+        sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+        sock.bind((bind, 0))
+    return sock
+
+
 def client(args: argparse.Namespace, events: EventWriter) -> int:
     stop = _stop_flag()
     host, port = args.to.rsplit(":", 1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if args.bind:
-        sock.bind((args.bind, 0))
+    sock = _client_socket(args.bind)
     deadline = time.monotonic() + 10
     while not stop:
         try:
@@ -84,9 +92,7 @@ def client(args: argparse.Namespace, events: EventWriter) -> int:
                 events.emit("tcp_error", role="client", error=f"connect: {exc}")
                 return 1
             sock.close()
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            if args.bind:
-                sock.bind((args.bind, 0))
+            sock = _client_socket(args.bind)
             time.sleep(0.1)
     events.emit("tcp_connected", role="client", local=f"{sock.getsockname()}")
     chunk = bytes(1024)

@@ -214,3 +214,26 @@ def test_interrupted_runs_handoff_is_cut_short_not_never_recovered(tmp_path: Pat
     first, second = evaluate([spec], runs)
     assert first["passed"] is True
     assert second["passed"] is False and "cut short" in second["detail"]
+
+
+def test_a_probe_that_ended_during_the_run_is_an_infrastructure_error(tmp_path: Path) -> None:
+    """A UDP probe that exits before teardown leaves its stream without data, which the
+    metrics would read as an outage that never ended: the run says the probe died (exit 2)
+    instead of failing its expectations."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from testbed.lab.state import ProcessRecord
+    from testbed.scenario.runner import ServiceDied, _Run
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    run = object.__new__(_Run)
+    run._watched, run.vpn_nodes = {}, {}
+    records = [ProcessRecord(ended.pid, None, "mn", "probe:tcp-client", [], None)]
+    run.lab = SimpleNamespace(state=SimpleNamespace(processes=records))
+    run.check_alive()  # the TCP client ends on its own on an error: that is measured
+    records.append(ProcessRecord(ended.pid, None, "mn", "probe:mn", [], str(tmp_path / "p.log")))
+    with pytest.raises(ServiceDied, match="probe:mn in mn"):
+        run.check_alive()
