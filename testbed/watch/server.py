@@ -203,12 +203,76 @@ class RunFollower:
             }
 
 
+class LabFollower(RunFollower):
+    """A lab built by ``testbed up``: its topology, the network its mobile node is attached
+    to (the lab's state file, which ``testbed move`` rewrites: each change becomes a move on
+    the page) and what agents started by hand write under the lab's directory
+    (``--events /run/testbed/LAB/events/NAME.jsonl --state /run/testbed/LAB/state/NAME.json``)."""
+
+    def __init__(self, name: str, mobile: str = "mn") -> None:
+        from testbed.lab.state import LabState
+        from testbed.results.topology import plan_like
+        from testbed.topology import load_topology
+
+        self.lab_name = name
+        lab = LabState.load(name)
+        plan = plan_like(load_topology(lab.topology, lab.overrides or None))
+        super().__init__(lab.dir)
+        self.plan = plan
+        self.scenario = {"spec": {"name": f"lab {name}", "probes": {"mobile": mobile}}}
+        self.files = self._files()
+        self.mobile = mobile
+        self.geometry = model.layout(self.plan, mobile)
+        links = (plan.get("nodes", {}).get(mobile) or {}).get("links") or [None]
+        self.attached_to: str | None = links[0]
+        self.moves = 0
+
+    def poll(self) -> bool:
+        from testbed.lab.state import LabState
+
+        changed = super().poll()
+        try:
+            attachments = LabState.load(self.lab_name).attachments.get(self.mobile) or {}
+        except (LookupError, ValueError, TypeError):
+            return changed  # removed (testbed down), or being rewritten
+        network = next(iter(attachments.values()), None) if attachments else self.attached_to
+        if network == self.attached_to:
+            return changed
+        now = time.monotonic_ns()
+        synthetic = [
+            {
+                "t_ns": now,
+                "node": "runner",
+                "event": "move_start",
+                "index": self.moves,
+                "target": self.mobile,
+                "from": self.attached_to,
+                "to": network,
+            }
+        ]
+        if network is not None:
+            synthetic.append(
+                {"t_ns": now, "node": "runner", "event": "link_up", "target": self.mobile,
+                 "network": network}
+            )  # fmt: skip
+        with self.lock:
+            for event in synthetic:
+                bisect.insort(self.events, event, key=lambda e: e["t_ns"])
+            self.files = self._files()
+        self.attached_to = network
+        self.moves += 1
+        return True
+
+
 class Watch:
     """The run being watched and the latest view, shared by the connections."""
 
-    def __init__(self, target: Path, resolve: Callable[[Path], Path]) -> None:
+    def __init__(
+        self, target: Path, resolve: Callable[[Path], Path], lab: str | None = None
+    ) -> None:
         self.target = target
         self.resolve = resolve
+        self.lab = lab
         self.follower: RunFollower | None = None  # until the run is found
         self.cond = threading.Condition()
         self.version = 0
@@ -241,7 +305,7 @@ class Watch:
     def _newer_run(self) -> Path | None:
         """A run started in the watched results directory after the one followed."""
         assert self.follower is not None
-        if not self.target.is_dir() or inspect._is_run_dir(self.target):
+        if self.lab is not None or not self.target.is_dir() or inspect._is_run_dir(self.target):
             return None
         current = self.follower.run_dir
         if current.name.startswith("rep-"):
@@ -252,7 +316,13 @@ class Watch:
 
     def follow(self) -> None:
         try:
-            self._switch(self.resolve(self.target))
+            if self.lab is not None:
+                self.follower = LabFollower(self.lab)
+                self.follower.poll()
+                with self.cond:
+                    self.plan_version += 1
+            else:
+                self._switch(self.resolve(self.target))
         except LookupError as exc:
             self.error = str(exc.args[0] if exc.args else exc)
             with self.cond:
@@ -363,44 +433,75 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
 
+class WatchServer(ThreadingHTTPServer):
+    """The HTTP server and the run it watches; ``close`` stops both."""
+
+    daemon_threads = True
+
+    def __init__(self, watch: Watch, port: int = 0) -> None:
+        handler = type("WatchHandler", (Handler,), {"watch": watch})
+        super().__init__(("127.0.0.1", port), handler)
+        self.watch = watch
+        self.follower = threading.Thread(target=watch.follow, name="watch-follow", daemon=True)
+        self.follower.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def close(self) -> None:
+        self.watch.stopped.set()
+        with self.watch.cond:
+            self.watch.cond.notify_all()  # streams end
+        self.server_close()
+
+
+def start(
+    target: Path,
+    port: int = 0,
+    *,
+    resolve: Callable[[Path], Path] | None = None,
+    lab: str | None = None,
+) -> WatchServer:
+    """A server for ``target`` on 127.0.0.1, bound, its follower started; the run is looked
+    for, or waited for, in the background. Serve with ``serve_forever``."""
+    return WatchServer(Watch(target, resolve or _quiet_await, lab), port)
+
+
 def serve(
     target: Path,
     port: int = 0,
     *,
     resolve: Callable[[Path], Path] | None = None,
     announce: Callable[[str], None] = print,
+    lab: str | None = None,
 ) -> None:
-    """Serve the page for ``target`` on 127.0.0.1 until Ctrl-C (the address is printed at
-    once; the run is looked for, or waited for, in the background)."""
-    watch = Watch(target, resolve or _quiet_await)
-    handler = type("WatchHandler", (Handler,), {"watch": watch})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
-    follower = threading.Thread(target=watch.follow, name="watch-follow", daemon=True)
-    follower.start()
-    host, bound = server.server_address[:2]
-    announce(f"watching {target} at http://{host}:{bound}/ (Ctrl-C to stop)")
+    """Serve the page for ``target`` until Ctrl-C (the address is printed at once)."""
+    server = start(target, port, resolve=resolve, lab=lab)
+    announce(f"watching {target} at {server.url} (Ctrl-C to stop)")
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        watch.stopped.set()
-        with watch.cond:
-            watch.cond.notify_all()
-        server.server_close()
+        server.close()
 
 
 # --- the command line ---------------------------------------------------------------------
 
 
-def resolve_target(arg: str, results: str = "results") -> Path:
+def resolve_target(arg: str, results: str = "results") -> tuple[Path, str | None]:
     """What ``testbed watch`` follows: a run directory, a scenario's results directory (its
-    newest run, or the next one), or a scenario file or a teaching lab's folder (the results
-    directory of the scenario it names)."""
+    newest run, or the next one), a scenario file or a teaching lab's folder (the results
+    directory of the scenario it names), or the name of a lab built by ``testbed up``.
+    Returns (the path, the lab's name or None)."""
     from mipbase.specfile import SpecError, load_spec
+    from testbed.lab.state import LAB_NAME, STATE_ROOT
 
     path = Path(arg)
+    if not path.exists() and LAB_NAME.match(arg) and (STATE_ROOT / arg / "state.json").is_file():
+        return STATE_ROOT / arg, arg
     scenario = None
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         scenario = path
@@ -414,15 +515,16 @@ def resolve_target(arg: str, results: str = "results") -> Path:
         name = data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str) or not name:
             raise LookupError(f"{scenario}: no scenario name")
-        return Path(results) / name
+        return Path(results) / name, None
     if path.suffix in (".yaml", ".yml") or path.is_file():
         raise LookupError(f"{arg}: no such scenario file")
-    return path  # a run directory, or a scenario's results directory (perhaps not yet made)
+    # a run directory, or a scenario's results directory (perhaps not made yet)
+    return path, None
 
 
 def cmd_watch(args: Any) -> int:
-    target = resolve_target(args.target, args.results)
-    serve(target, args.port, announce=lambda line: print(line, flush=True))
+    target, lab = resolve_target(args.target, args.results)
+    serve(target, args.port, announce=lambda line: print(line, flush=True), lab=lab)
     return 0
 
 
@@ -436,7 +538,9 @@ def register(subparsers: Any) -> None:
         "attached, its mode and care-of address, the bindings and visitors, the tunnels, the "
         "signalling of the current handoff, the probe streams' delay and outages. TARGET: a "
         "run directory, results/SCENARIO (the run going on there, or the next to start), a "
-        "scenario file or a lab's folder (its scenario's results).",
+        "scenario file or a lab's folder (its scenario's results), or a lab built by "
+        "'testbed up' (its topology and where its mobile node is attached; agents started "
+        "by hand with --events/--state under /run/testbed/LAB/).",
     )
     p.add_argument("target", metavar="RUN_DIR|LAB", help="what to watch")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
