@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from mipbase import rtnl
+
 RTMGRP_LINK = 0x1
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
@@ -65,55 +67,49 @@ class LinkWatcher:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((0, RTMGRP_LINK))
         self.sock.setblocking(False)
-        self.carrier = self._read_carrier()
         # A down-up faster than the kernel's link watch may arrive as one message with the
         # final state only: the carrier change counter still tells that a move happened.
-        self.changes = self._read_changes()
+        # ``changes`` is also how far we have followed the link: the kernel counts each
+        # change as it happens, before we are told (agents.runtime.arpgate relies on it).
+        self.carrier, self.changes = self._read_state()
 
-    def _read_changes(self) -> int | None:
-        try:
-            with open(f"/sys/class/net/{self.ifname}/carrier_changes") as handle:
-                return int(handle.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    def _read_carrier(self) -> bool:
-        try:
-            with open(f"/sys/class/net/{self.ifname}/carrier") as handle:
-                return handle.read().strip() == "1"
-        except OSError:  # reading carrier of an admin-down link fails with EINVAL
-            return False
+    def _read_state(self) -> tuple[bool, int | None]:
+        """Carrier and change count from the kernel, over netlink: /sys/class/net is the
+        network namespace of whoever mounted /sys, not necessarily ours (an agent started
+        with setns sees the host's interfaces there, and may find one of the same name)."""
+        with rtnl.Rtnl() as link:
+            info = link.link_info(self.index)
+        return info.carrier, info.carrier_changes
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def read(self) -> list[bool]:
         """Carrier transitions of our interface since the last call, oldest first."""
-        changes = []
+        changes: list[bool] = []
         while True:
             try:
                 data = self.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
                 return changes
-            except OSError:  # ENOBUFS: we missed notifications; resynchronise from sysfs
-                now = self._read_carrier()
-                if now != self.carrier:
-                    self.carrier = now
-                    changes.append(now)
+            except OSError:  # ENOBUFS: we missed notifications; resynchronise
+                changes += self._follow(*self._read_state())
                 continue
             for index, _up, carrier, counter in parse_link_messages(data):
-                if index != self.index:
-                    continue
-                missed = 0
-                if counter is not None and self.changes is not None:
-                    missed = counter - self.changes - (carrier != self.carrier)
-                if counter is not None:
-                    self.changes = counter
-                if missed >= 2 and carrier == self.carrier:
-                    changes += [not carrier, carrier]  # a whole off/on we did not see
-                elif carrier != self.carrier:
-                    changes.append(carrier)
-                self.carrier = carrier
+                if index == self.index:
+                    changes += self._follow(carrier, counter)
+
+    def _follow(self, carrier: bool, counter: int | None) -> list[bool]:
+        """The transitions that lead from what we knew to ``carrier`` at ``counter``."""
+        missed = 0
+        if counter is not None and self.changes is not None:
+            missed = counter - self.changes - (carrier != self.carrier)
+        if counter is not None:
+            self.changes = counter
+        before, self.carrier = self.carrier, carrier
+        if missed >= 2 and carrier == before:
+            return [not carrier, carrier]  # a whole off/on we did not see
+        return [carrier] if carrier != before else []
 
     def close(self) -> None:
         self.sock.close()

@@ -38,13 +38,13 @@ NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 
-RTM_NEWLINK = 16
+RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_NEWRULE, RTM_DELRULE = 32, 33
 
-IFLA_MASTER = 10
+IFLA_MASTER, IFLA_CARRIER_CHANGES = 10, 35
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 4, 6, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 NDA_DST, NDA_LLADDR = 1, 2
@@ -56,10 +56,14 @@ RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNSPEC, RTN_UNICAST = 0, 1
 RTNH_F_ONLINK = 4
 FR_ACT_TO_TBL = 1
-NUD_PERMANENT, NUD_STALE = 0x80, 0x04
+NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE = 0x01, 0x02, 0x04, 0x08, 0x10
+NUD_FAILED, NUD_NOARP, NUD_PERMANENT = 0x20, 0x40, 0x80
+# a usable link-layer address (include/net/neighbour.h); INCOMPLETE and FAILED have none
+NUD_VALID = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY
+RTNLGRP_NEIGH = 3  # neighbour changes, and the kernel's requests to resolve (app_solicit)
 NTF_PROXY = 0x08
 IFA_F_PERMANENT = 0x80
-IFF_UP = 0x1
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 INFINITY_LIFE_TIME = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
@@ -254,6 +258,17 @@ def get_addresses() -> Request:
     return Request(RTM_GETADDR, NLM_F_DUMP, body)
 
 
+def get_link(index: int) -> Request:
+    """One interface's state (``ip link show dev INDEX``)."""
+    return Request(RTM_GETLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+
+
+def get_neigh(dst: str | IPv4Address, ifindex: int) -> Request:
+    """One neighbour entry (``ip neigh get DST dev IFINDEX``)."""
+    body = _NDMSG.pack(socket.AF_INET, ifindex, 0, 0, 0) + _attr(NDA_DST, _ip(dst))
+    return Request(RTM_GETNEIGH, 0, body)
+
+
 @dataclass(frozen=True)
 class AddressInfo:
     index: int
@@ -298,6 +313,66 @@ def parse_address(body: memoryview) -> AddressInfo | None:
         elif kind == IFA_FLAGS and len(value) == 4:
             flags = struct.unpack("=I", value)[0]
     return None if local is None else AddressInfo(index, local, prefixlen, flags)
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    flags: int  # IFF_*: IFF_LOWER_UP is the carrier
+    carrier_changes: int | None  # IFLA_CARRIER_CHANGES: the kernel counts each as it happens
+
+    @property
+    def carrier(self) -> bool:
+        return bool(self.flags & IFF_LOWER_UP)
+
+
+def parse_link(body: memoryview) -> LinkInfo | None:
+    """One RTM_NEWLINK body; None when it is too short."""
+    if len(body) < _IFINFOMSG.size:
+        return None
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
+    changes = None
+    for kind, value in _attrs(body, _IFINFOMSG.size):
+        if kind == IFLA_CARRIER_CHANGES and len(value) == 4:
+            changes = struct.unpack("=I", value)[0]
+    return LinkInfo(index, flags, changes)
+
+
+@dataclass(frozen=True)
+class NeighbourInfo:
+    index: int
+    address: IPv4Address
+    state: int  # NUD_*
+    lladdr: str | None
+
+
+def parse_neigh(body: memoryview) -> NeighbourInfo | None:
+    """One RTM_NEWNEIGH or RTM_GETNEIGH body (the kernel's request to resolve is the latter);
+    None for anything but an IPv4 neighbour with NDA_DST."""
+    if len(body) < _NDMSG.size:
+        return None
+    family, index, state, _flags, _type = _NDMSG.unpack_from(body)
+    if family != socket.AF_INET:
+        return None
+    dst = lladdr = None
+    for kind, value in _attrs(body, _NDMSG.size):
+        if kind == NDA_DST and len(value) == 4:
+            dst = IPv4Address(bytes(value))
+        elif kind == NDA_LLADDR:
+            lladdr = ":".join(f"{b:02x}" for b in bytes(value))
+    return None if dst is None else NeighbourInfo(index, dst, state, lladdr)
+
+
+def neighbour_requests(data: bytes) -> list[NeighbourInfo]:
+    """The kernel's requests to resolve an address (``RTM_GETNEIGH`` on RTNLGRP_NEIGH, sent
+    instead of a broadcast ARP request while ``app_solicit`` allows; ``ip monitor`` prints
+    them as "miss") in ``data`` from a socket of that group; its other messages are skipped."""
+    out = []
+    for kind, _flags, _seq, body in _messages(data):
+        info = parse_neigh(body) if kind == RTM_GETNEIGH else None
+        if info is not None:
+            out.append(info)
+    return out
 
 
 class NetlinkError(OSError):
@@ -373,6 +448,45 @@ class Rtnl:
             return False
         raise NetlinkError(code, f"rtnetlink: {os.strerror(code)}")
 
+    def _get(self, request: Request) -> tuple[int, list[tuple[int, bytes]]]:
+        """One get request: its error code (0: found) and the (type, body) it answered."""
+        with self._lock:
+            (seq,) = self._send([request])
+            answer: list[tuple[int, bytes]] = []
+            while True:
+                data = self.sock.recv(65536)
+                for kind, _flags, got, body in _messages(data):
+                    if got != seq:
+                        continue
+                    if kind == NLMSG_ERROR:  # the ack (0) after the answer, or the refusal
+                        code = -_ERRNO.unpack_from(body)[0] if len(body) >= 4 else errno.EPROTO
+                        return code, answer
+                    answer.append((kind, bytes(body)))
+
+    def link_info(self, index: int) -> LinkInfo:
+        """Interface ``index`` as the kernel has it now (carrier, carrier change count)."""
+        code, answer = self._get(get_link(index))
+        if code:
+            raise NetlinkError(code, f"rtnetlink get link {index}: {os.strerror(code)}")
+        for kind, body in answer:
+            info = parse_link(memoryview(body)) if kind == RTM_NEWLINK else None
+            if info is not None and info.index == index:
+                return info
+        raise NetlinkError(errno.EPROTO, f"rtnetlink get link {index}: no answer")
+
+    def neighbour(self, dst: str | IPv4Address, ifindex: int) -> NeighbourInfo | None:
+        """The kernel's entry for ``dst`` on ``ifindex``; None when it has none."""
+        code, answer = self._get(get_neigh(dst, ifindex))
+        if code == errno.ENOENT:
+            return None
+        if code:
+            raise NetlinkError(code, f"rtnetlink get neighbour {dst}: {os.strerror(code)}")
+        for kind, body in answer:
+            info = parse_neigh(memoryview(body)) if kind == RTM_NEWNEIGH else None
+            if info is not None:
+                return info
+        return None
+
     def addresses(self, index: int | None = None) -> list[AddressInfo]:
         """The IPv4 addresses of interface ``index`` (of all with None)."""
         with self._lock:
@@ -400,15 +514,22 @@ class Rtnl:
 
 __all__ = [
     "AddressInfo",
+    "LinkInfo",
+    "NeighbourInfo",
     "NetlinkError",
     "Request",
     "Rtnl",
     "addr",
     "get_addresses",
+    "get_link",
+    "get_neigh",
     "link",
     "link_up",
     "neigh",
+    "neighbour_requests",
     "parse_address",
+    "parse_link",
+    "parse_neigh",
     "route",
     "rule",
 ]

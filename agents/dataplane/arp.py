@@ -133,6 +133,18 @@ def _write_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+def neigh_param(ifname: str, name: str) -> int:
+    """``net.ipv4.neigh.IF.NAME`` (e.g. ``mcast_solicit``)."""
+    with open(f"/proc/sys/net/ipv4/neigh/{ifname}/{name}") as f:
+        return int(f.read())
+
+
+def set_neigh_param(ifname: str, name: str, value: int) -> None:
+    """Set ``net.ipv4.neigh.IF.NAME``: ``mcast_solicit`` (broadcast requests the kernel sends
+    to resolve an address), ``app_solicit`` (requests it makes to user space instead)."""
+    _write_sysctl(f"/proc/sys/net/ipv4/neigh/{ifname}/{name}", str(value))
+
+
 def set_proxy_delay(ifname: str, centiseconds: int = 0) -> None:
     """``net.ipv4.neigh.IF.proxy_delay`` (in jiffies as USER_HZ, i.e. 1/100 s); 0 = answer
     proxied ARP requests at once instead of after up to 0.8 s."""
@@ -143,6 +155,17 @@ def set_forwarding(ifname: str = "all", on: bool = True) -> None:
     """``net.ipv4.conf.IF.forwarding``: a home agent forwards, and Linux proxies ARP only on
     interfaces with forwarding on."""
     _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/forwarding", "1" if on else "0")
+
+
+def arp_request_frame(mac: bytes, sender: Address, target: Address) -> bytes:
+    """A broadcast ARP request: who has ``target``? Tell ``sender`` (at ``mac``)."""
+    if len(mac) != 6:
+        raise ValueError("mac must be 6 bytes")
+    spa, tpa = IPv4Address(sender).packed, IPv4Address(target).packed
+    zero = b"\0" * 6
+    return _ARP.pack(
+        BROADCAST_MAC, mac, ETH_P_ARP, 1, ETH_P_IP, 6, 4, ARP_REQUEST, mac, spa, zero, tpa
+    )
 
 
 # --- netlink ----------------------------------------------------------------------------
@@ -192,18 +215,23 @@ class Plumbing:
     ) -> bool:
         """Enter ``address`` at ``mac`` as a stale (usable, verified on use) neighbour.
 
-        Without ``replace`` only if the kernel has no entry yet (False then): replacing
-        would demote a confirmed entry and start needless probes whenever an advertisement
-        comes.
+        Without ``replace`` only if the kernel has no usable entry yet (False when it has
+        one): replacing would demote a confirmed entry and start needless probes whenever an
+        advertisement comes. An entry without an address (INCOMPLETE or FAILED: something
+        was routed to ``address`` before we learnt it) is replaced: "add" fails on it as on
+        any entry, and on the MN's link the kernel never resolves it by broadcast
+        (agents.runtime.arpgate), so it would stay unusable.
         """
-        request = rtnl.neigh(
-            "replace" if replace else "add",
-            address,
-            self.ifindex(ifname),
-            lladdr=mac,
-            state=NUD_STALE,
-        )
-        return self.rtnl.call(request, ignore=(errno.EEXIST,))
+        index = self.ifindex(ifname)
+        op: rtnl.Op = "replace" if replace else "add"
+        request = rtnl.neigh(op, address, index, lladdr=mac, state=NUD_STALE)
+        if self.rtnl.call(request, ignore=(errno.EEXIST,)):
+            return True
+        entry = self.rtnl.neighbour(address, index)
+        if entry is not None and entry.state & rtnl.NUD_VALID:
+            return False
+        request = rtnl.neigh("replace", address, index, lladdr=mac, state=NUD_STALE)
+        return self.rtnl.call(request)
 
     def del_proxy_arp(self, address: Address, ifname: str) -> bool:
         request = rtnl.neigh("del", address, self.ifindex(ifname), proxy=True)

@@ -48,10 +48,14 @@ class LinkConfigurator:
         self, lease: Lease, previous: Lease | None, now: float, router_mac: str | None = None
     ) -> None:
         """Configure ``lease``; drop ``previous`` and stale dynamic addresses of this link.
-        With ``router_mac``, the router also becomes a (stale, verified on use) neighbour.
+        With ``router_mac``, the router also becomes a (stale, verified on use) neighbour,
+        replacing what the kernel has: the ACK came from that address just now, and an
+        entry there may be an unresolved one (INCOMPLETE or FAILED, left by a packet routed
+        to the router before the lease, e.g. on the last visit), on which "add" fails and
+        which only a broadcast ARP request would resolve.
 
         One batch; only the address and the default route must succeed (removals find
-        nothing when converged, and a neighbour entry the kernel has already is better)."""
+        nothing when converged)."""
         keep = (lease.address, lease.prefix_len)
         batch: list[rtnl.Request] = []  # in order: the old out, the new in
         if previous is not None and previous.router and previous.router != lease.router:
@@ -79,7 +83,9 @@ class LinkConfigurator:
         if lease.router is not None:
             if router_mac is not None:  # before the route that sends to it
                 batch.append(
-                    rtnl.neigh("add", lease.router, self.index, lladdr=router_mac, state=NUD_STALE)
+                    rtnl.neigh(
+                        "replace", lease.router, self.index, lladdr=router_mac, state=NUD_STALE
+                    )
                 )
             batch.append(
                 rtnl.route(

@@ -8,10 +8,12 @@ foreign agent was heard within ``sequential_dhcp_wait``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from typing import Any
 
 from agents.dhcp.driver import DhcpDriver
+from agents.runtime.arpgate import ArpGate
 from mipbase.events import EventWriter
 from mipbase.linkwatch import LinkWatcher
 from mipbase.modes import Mode
@@ -25,6 +27,9 @@ class MovementDetector:
         self.events = events
         self.iface = config.interface
         self.links = LinkWatcher(self.iface)
+        # RFC 5944 4.6: the kernel asks us before it broadcasts ARP on the link, and we do
+        # only where we know we are (home, a lease's subnet): see agents.runtime.arpgate
+        self.arp = ArpGate(self.iface, self.links, events)
         self.dhcp: DhcpDriver | None = None
         self._pending: asyncio.TimerHandle | None = None
         self.boundary = None
@@ -48,6 +53,7 @@ class MovementDetector:
     def start(self) -> None:
         loop = asyncio.get_event_loop()
         loop.add_reader(self.links.fileno(), self.driver._guard(self._on_link))
+        loop.add_reader(self.arp.fileno(), self.driver._guard(self.arp.on_readable))
         if self.dhcp is not None:
             self.dhcp.attach(loop)
         # Where we are is unknown until an advertisement or a lease says so: do not trust the
@@ -69,8 +75,10 @@ class MovementDetector:
                     self.boundary.moved()
             else:
                 self.events.emit("carrier_down", iface=self.iface, phase="carrier_down")
+                self.arp.revoke()  # wherever we are next, we do not know it yet
                 # First the old router's default route: a move can bring carrier back within
-                # 2 ms, and until it is gone the kernel ARPs for that router on the new link
+                # 2 ms, and until it is gone the kernel tries to reach that router on the new
+                # link (it asks the ARP gate, which withholds that request)
                 mode = self.machine.mode
                 self.driver.dataplane.left_link(mode in (Mode.HOME, Mode.F), mode)
                 if self._pending is not None:
@@ -80,13 +88,19 @@ class MovementDetector:
                 self.driver.feed(self.machine.link_down(self.iface, now))
 
     def _on_core_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "movement_detected" and data.get("to") != Mode.HOME:
+            self.arp.revoke("home")
         if name == "movement_detected" and data.get("to") == Mode.F:
             self.driver.dataplane.home_for_fa(data.get("agent"))
-        elif name == "returned_home" and self.dhcp is not None:
-            # Home, the home address is ours: a co-located care-of address is of no use, and
-            # DHCP started in parallel on carrier would go on DISCOVERing on a link with no
-            # server for us (issue 15 c). The next carrier starts it again.
-            self.dhcp.stop()
+        elif name == "returned_home":
+            # in the same loop callback as the routes back home (GratuitousArp): the kernel's
+            # first request for a home neighbour is read after this
+            self.arp.allow("home", self.config.home_network, self.config.home_address)
+            if self.dhcp is not None:
+                # Home, the home address is ours: a co-located care-of address is of no use,
+                # and DHCP started in parallel on carrier would go on DISCOVERing on a link
+                # with no server for us (issue 15 c). The next carrier starts it again.
+                self.dhcp.stop()
 
     def _start_dhcp(self) -> None:
         if self.dhcp is None:
@@ -112,6 +126,8 @@ class MovementDetector:
             self.driver.dataplane.home_off_link()
         if record.get("event") == "dhcp_bound":
             self.driver.dataplane.coa_router = record.get("router")
+            lease = ipaddress.IPv4Interface(f"{record['address']}/{record['prefix_len']}")
+            self.arp.allow("lease", lease.network, lease.ip)
             # a foreign address: the home address must not be a source candidate on the link
             # (charon would start IKE/MOBIKE from it); an FA puts it back for mode f
             if self.boundary is not None:  # an address of our own: we may be outside
@@ -127,6 +143,7 @@ class MovementDetector:
                 )
             )
         elif record.get("event") == "dhcp_unbound" and record.get("address"):
+            self.arp.revoke("lease")
             self.driver.feed(self.machine.address_lost(record["address"], time.monotonic()))
 
     def close(self) -> None:
@@ -135,4 +152,5 @@ class MovementDetector:
         if self.dhcp is not None:
             self.dhcp.detach()
             self.dhcp.close()
+        self.arp.close()
         self.links.close()

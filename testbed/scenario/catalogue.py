@@ -73,6 +73,10 @@ AGENT_EVENTS: dict[str, str] = {
     "mn_started": "the MN's protocol core started",
     "carrier_down": "the MN's (or a DHCP watcher's) interface lost carrier",
     "carrier_up": "the MN's (or a DHCP watcher's) interface has carrier again",
+    "arp_request_sent": "the kernel asked the MN to resolve an address and it broadcast the "
+    "ARP request: home, or on its lease's subnet (target, sender)",
+    "arp_withheld": "the kernel asked the MN to resolve an address and it did not broadcast: "
+    "away from home (RFC 5944 4.6), or a carrier change not yet read of (target, reason)",
     "movement_detected": "the MN decided it may have moved (trigger)",
     "agent_solicitation_sent": "the MN solicited agents (count)",
     "agent_discovered": "the MN heard a new agent's advertisement",

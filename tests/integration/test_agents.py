@@ -3,8 +3,10 @@ malformed input, and traffic that survives moves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -341,6 +343,60 @@ def test_roam_inside_keeps_udp_and_tcp(run_scenario) -> None:
     # ... and no broadcast ARP
     for network in ("visited", "office"):
         assert broadcast_arp_requests(pcaps / f"{network}.pcap") == [], network
+
+
+def test_no_broadcast_arp_on_a_new_network_before_the_mn_has_read_of_the_move(
+    lab: Lab, tmp_path: Path, ha: Agent
+) -> None:
+    """Issue 15, item 6: the kernel forgets the link's neighbours when the carrier goes, and the
+    MN's routes stay until its agent has read of the loss; a packet from the home address sent
+    in between made the kernel broadcast on the new network for a neighbour of the old one
+    (roam-inside failed in CI on 'who-has 10.2.0.254 tell 10.1.0.100' on office: the lab moves
+    in ~0.4 ms, the agent reacted 1.3 ms after the new carrier). Here the agent is stopped
+    across each move, so that moment lasts as long as we like: home -> visited (the home
+    subnet on-link: 'who-has 10.1.0.10') and visited (mode f) -> office (the FA as router:
+    'who-has 10.2.0.254'). The kernel now asks the agent, which withholds both."""
+    fa = Agent(lab, "fa", "fa", {"address": "10.2.0.254", "interface": "eth0"}, tmp_path)
+    mn = Agent(lab, "mn", "mn", MN_CONFIG, tmp_path)
+    pcaps = {net: tmp_path / f"{net}.pcap" for net in ("visited", "office")}
+    captures = [lab.capture(net, path, bpf="arp") for net, path in pcaps.items()]
+    moves = []
+    try:
+        with netns.entered(lab.ns("mn")):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        mn.wait_event("returned_home")
+        udp.bind((HOME, 0))
+        udp.sendto(b"home", ("10.1.0.10", 9))  # at home the MN resolves cn itself
+        time.sleep(0.1)
+        for network, mode in (("visited", "f"), ("office", "c")):
+            moves.append(time.monotonic_ns())
+            os.kill(mn.proc.pid, signal.SIGSTOP)
+            try:
+                lab.move("mn", network)
+                for _ in range(10):
+                    with contextlib.suppress(OSError):  # no route: nothing to resolve either
+                        udp.sendto(b"moved", ("10.1.0.10", 9))
+                    time.sleep(0.005)
+            finally:
+                os.kill(mn.proc.pid, signal.SIGCONT)
+            accepted = mn.wait_event("registration_accepted", after=moves[-1])
+            assert accepted["mode"] == mode, accepted
+        udp.close()
+        time.sleep(0.1)  # the capture's last frames (it writes in immediate mode)
+    finally:
+        for capture in captures:
+            capture.terminate()
+            capture.wait(timeout=5)
+        assert mn.stop() == 0
+        assert fa.stop() == 0
+    for network, pcap in pcaps.items():
+        assert broadcast_arp_requests(pcap) == [], network
+    events = mn.events()
+    home = [e for e in events if e["t_ns"] < moves[0] and e["event"] == "arp_request_sent"]
+    assert "10.1.0.10" in [e["target"] for e in home], home
+    for start, end in zip(moves, [*moves[1:], time.monotonic_ns()], strict=True):
+        withheld = [e for e in events if e["event"] == "arp_withheld" and start < e["t_ns"] < end]
+        assert withheld, (start, [e["event"] for e in events if e["t_ns"] > start])
 
 
 def test_frames_in_flight_do_not_follow_a_move(run_scenario) -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
@@ -103,6 +104,47 @@ def test_a_refused_request_does_not_stop_the_batch(ns: str, sock: tuple[rtnl.Rtn
     )
     assert codes == [0, errno.ESRCH, 0]
     assert ip_json(ns, "route", "show", "10.124.0.0/24")
+
+
+def test_a_learnt_mac_fills_an_unresolved_entry(ns: str) -> None:
+    """Issue 15, item 6: a packet routed to a neighbour before we learnt its MAC leaves an entry
+    without one (INCOMPLETE, then FAILED), on which "add" fails. The MN's kernel never resolves
+    it by broadcast (agents.runtime.arpgate), so the MAC from an advertisement or a DHCP ACK
+    must fill it in; a usable entry still stays as it is (no needless probes)."""
+    from agents.dhcp.client import Lease
+    from agents.dhcp.netconf import LinkConfigurator
+
+    agent, router = "10.82.0.2", "10.82.0.254"
+    lease = Lease(
+        IPv4Address("10.82.0.7"), 24, IPv4Address(router), IPv4Address(router), 0.0,
+        None, None, None,
+    )  # fmt: skip
+    # Plumbing and the configurator look interfaces up by name: in the namespace
+    with netns.entered(ns):
+        plumbing, net = Plumbing(), LinkConfigurator("va")
+        index = plumbing.ifindex("va")
+        try:
+            for state in ("failed", "incomplete"):
+                for address in (agent, router):
+                    ip_args = ["neigh", "replace", address, "dev", "va", "nud", state]
+                    subprocess.run([IP, "-n", ns, *ip_args], check=True)
+                entry = plumbing.rtnl.neighbour(agent, index)
+                assert entry is not None and not entry.state & rtnl.NUD_VALID, entry
+                assert plumbing.learn_neighbour(agent, PEER_MAC, "va")
+                (shown,) = ip_json(ns, "neigh", "show", agent, "dev", "va")
+                assert shown["lladdr"] == PEER_MAC and shown["state"] == ["STALE"], shown
+                net.apply(lease, None, 0.0, router_mac=PEER_MAC)
+                (shown,) = ip_json(ns, "neigh", "show", router, "dev", "va")
+                assert shown["lladdr"] == PEER_MAC and shown["state"] == ["STALE"], shown
+            # a usable entry is left alone (False), whatever the MAC offered
+            assert not plumbing.learn_neighbour(agent, "02:00:5e:00:01:09", "va")
+            (shown,) = ip_json(ns, "neigh", "show", agent, "dev", "va")
+            assert shown["lladdr"] == PEER_MAC
+            assert plumbing.rtnl.neighbour("10.82.0.99", index) is None
+        finally:
+            net.remove(lease)
+            net.close()
+            plumbing.close()
 
 
 def test_plumbing_neighbours_proxy_entries_and_rules(ns: str) -> None:
