@@ -109,10 +109,13 @@ def probe_argv(
     source: str | None = None,
     in_stream: str | None = None,
     listen: int | None = None,
+    ready: Path | None = None,
+    start_file: Path | None = None,
 ) -> list[str]:
     """One end of the UDP probe streams: it sends ``out_stream`` ``to`` ADDR:PORT (from
     ``source``, a mobile node's home address) and receives ``in_stream`` on port ``listen``;
-    both ends start sending at ``start_ns`` (CLOCK_MONOTONIC)."""
+    both ends start sending at ``start_ns`` (CLOCK_MONOTONIC), or, with ``start_file``, at the
+    time written there; ``ready`` is created once its sockets are bound."""
     argv = python_module(PROBE, "--dir", str(out_dir), "--interval-ms", str(interval_ms))
     argv += ["--size", str(size), "--start-ns", str(start_ns)]
     if out_stream is not None:
@@ -121,6 +124,10 @@ def probe_argv(
             argv += ["--source", source]
     if in_stream is not None:
         argv += ["--in-stream", in_stream, "--listen", str(listen)]
+    if ready is not None:
+        argv += ["--ready", str(ready)]
+    if start_file is not None:
+        argv += ["--start-file", str(start_file)]
     return argv
 
 

@@ -45,7 +45,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--interval-ms", type=float, default=2.0)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--start-ns", type=int, default=0, help="CLOCK_MONOTONIC time to start")
+    p.add_argument("--ready", type=Path, help="created once the sockets are bound")
+    p.add_argument(
+        "--start-file",
+        type=Path,
+        help="send from the CLOCK_MONOTONIC time written here (waits for it; --start-ns ignored)",
+    )
     return p.parse_args(argv)
+
+
+def _start_time(path: Path, now: int) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return max(now, int(text)) if text.isdigit() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             tx.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
             tx.bind((args.source, 0))
         tx.setblocking(False)
+    if args.ready is not None:
+        args.ready.touch()
     padding = bytes(max(0, args.size - HEADER.size))
     interval_ns = int(args.interval_ms * 1e6)
-    next_send = max(time.monotonic_ns(), args.start_ns)
+    # with --start-file: not before the runner has seen both ends bound and says when
+    next_send: int | None = None if args.start_file else max(time.monotonic_ns(), args.start_ns)
     seq = sent = send_errors = foreign = 0
     flushed_ns = 0
     rx_list = [rx] if rx else []
@@ -97,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             if not sending and tx is not None:
                 tx.close()
                 tx = None
-            if tx is not None and now >= next_send:
+            if next_send is None and tx is not None:
+                next_send = _start_time(args.start_file, now)
+            if tx is not None and next_send is not None and now >= next_send:
                 try:
                     tx.sendto(HEADER.pack(MAGIC, seq, now) + padding, target)
                     sent += 1
@@ -110,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                 if next_send < now:  # fell behind (e.g. stopped): do not burst
                     next_send = now + interval_ns
                 continue
-            wait = (next_send - now) / 1e9 if tx is not None else 0.05
+            if tx is None:
+                wait = 0.05
+            elif next_send is None:
+                wait = 0.005  # looking for the start time
+            else:
+                wait = (next_send - now) / 1e9
             try:
                 readable, _, _ = select.select(rx_list, [], [], max(wait, 0))
             except InterruptedError:

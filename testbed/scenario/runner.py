@@ -38,7 +38,8 @@ from testbed.scenario.model import ServiceSpec
 from testbed.scenario.record import PROBE_DOWN, PROBE_UP, RunDir, RunRecord
 from testbed.scenario.steps import carry_out, describe
 
-PROBE_STARTUP_NS = 400_000_000  # Python start-up in a namespace is ~0.1 s, more under load
+PROBE_READY_S = 30.0  # both probe ends bound their sockets (Python start-up, loaded)
+PROBE_STARTUP_NS = 50_000_000  # start file written -> both ends send (they look every 5 ms)
 DRAIN_S = 0.3  # longer than any one-way delay a scenario configures in practice
 
 
@@ -378,14 +379,31 @@ class _Run:
             raise StepFailed(f"agents not ready within {timeout_s:g} s: {', '.join(waiting)}")
         self.events.emit("services_ready")
 
+    def _start_probe_streams(self, start_file: Path) -> int:
+        """Both ends start sending together once both have bound their sockets (a fixed
+        head start was not enough for a Python start-up in a loaded or emulated machine):
+        wait for their ready files, then write the start time they wait for."""
+        ready = [self.paths.probes / f".{role}.ready" for role in ("probe-cn", "probe-mn")]
+        deadline = time.monotonic() + scaled(PROBE_READY_S)
+        while not all(path.exists() for path in ready):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                missing = ", ".join(p.name for p in ready if not p.exists())
+                limit = scaled(PROBE_READY_S)
+                raise ServiceDied(f"probes not ready within {limit:g} s ({missing})")
+            time.sleep(0.01)
+        start_ns = time.monotonic_ns() + PROBE_STARTUP_NS
+        tmp = start_file.with_name(start_file.name + ".tmp")
+        tmp.write_text(str(start_ns))
+        os.replace(tmp, start_file)  # read whole or not at all
+        return start_ns
+
     def _start_probes(self) -> None:
         probe = self.spec.probes
         if probe is None:
             return
         home = str(probe.address or self.sc.plan.address(probe.mobile))
         cn = str(self.sc.plan.address(probe.correspondent))
-        # both ends start sending together, once both have surely bound their receivers
-        start_ns = time.monotonic_ns() + PROBE_STARTUP_NS
         cn_end: dict[str, Any] = {}
         mn_end: dict[str, Any] = {}
         if probe.directions in ("both", "down"):
@@ -396,12 +414,22 @@ class _Run:
             if self.spec.mobility == "mip":  # a mobile node's applications use its home address
                 mn_end.update(source=home)
             cn_end.update(in_stream=PROBE_UP, listen=probe.port)
+        start_file = self.paths.probes / ".start_ns"
         for node, role, end in (
             (probe.correspondent, "probe:cn", cn_end),
             (probe.mobile, "probe:mn", mn_end),
         ):
-            argv = launch.probe_argv(self.paths.probes, probe.interval, probe.size, start_ns, **end)
+            argv = launch.probe_argv(
+                self.paths.probes,
+                probe.interval,
+                probe.size,
+                0,
+                ready=self.paths.probes / f".{role.replace(':', '-')}.ready",
+                start_file=start_file,
+                **end,
+            )
             self._spawn(node, role, argv, f"{role.replace(':', '-')}.log")
+        start_ns = self._start_probe_streams(start_file)
         if probe.tcp:
             port = probe.port + 1
             server = launch.tcpprobe_argv(

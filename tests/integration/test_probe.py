@@ -47,3 +47,40 @@ def test_a_probe_started_while_its_home_address_is_away_runs_on(tmp_path: Path) 
         received = (tmp_path / "up.csv").read_text().splitlines()[1:]
     assert info["send_errors"] > 50  # ~0.6 s at 2 ms, refused while the address was away
     assert len(received) > 50 and all(",10.9.9.1," in row for row in received)
+
+
+def test_a_probe_says_when_it_is_bound_and_sends_from_the_time_it_is_given(
+    tmp_path: Path,
+) -> None:
+    """The runner starts both ends together once both are bound (a fixed head start was
+    too short for a Python start-up in a loaded or emulated machine)."""
+    with veth_namespace("probe") as ns:
+        ip(ns, "link", "set", "lo", "up")
+        ip(ns, "addr", "add", "10.9.9.2/24", "dev", "vb")
+        ready, start = tmp_path / ".ready", tmp_path / ".start_ns"
+        argv = probe_argv(
+            tmp_path,
+            2.0,
+            64,
+            0,
+            out_stream="up",
+            to="10.9.9.2:9100",
+            in_stream="up",
+            listen=9100,
+            ready=ready,
+            start_file=start,
+        )
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 10
+            while not ready.exists():
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)
+            time.sleep(0.3)
+            assert (tmp_path / "up.csv").read_text().count("\n") == 1  # nothing sent yet
+            start.write_text(str(time.monotonic_ns()))
+            time.sleep(0.4)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+    assert (tmp_path / "up.csv").read_text().count("\n") > 100
