@@ -171,7 +171,7 @@ def test_outside_mn_moves_bulk_tcp_both_ways(run_scenario, tmp_path: Path) -> No
                     "--bind",
                     "10.1.0.100",
                     "--events",
-                    str(results / "mc-bulk-tcp/*/events"),
+                    str(results / "mc-bulk-tcp/latest/events/bulk-tcp.jsonl"),  # from its start
                 ],
             },
         ],
