@@ -32,14 +32,16 @@ def _lab(name: str):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from testbed import student as students
     from testbed.lab.builder import build
     from testbed.lab.show import describe
     from testbed.topology import load_topology
 
     plan = load_topology(args.topology)
-    name = args.name or plan.name.replace("_", "-")
+    student = students.current(args.student)
+    name = students.lab_name(args.name, student, plan.name.replace("_", "-"))
     started = time.perf_counter()
-    state = build(plan, name)
+    state = build(plan, name, student=student)
     took = time.perf_counter() - started
     if not args.quiet:
         print(describe(plan))
@@ -75,6 +77,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     {
                         "name": x.name,
                         "kind": x.kind,
+                        "student": x.student,
                         "ready": x.ready,
                         "topology": x.topology,
                         "namespaces": x.namespaces,
@@ -146,9 +149,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    from testbed import student
     from testbed.lab.clean import clean
 
-    cleaned = clean(include_idle_labs=args.all)
+    cleaned = clean(
+        include_idle_labs=args.all, student=student.current(args.student), any_student=args.any
+    )
     print("\n".join(f"removed {what}" for what in cleaned.removed) or "nothing to clean")
     for why in cleaned.skipped:  # never a lab whose owner is alive, unless named to 'down'
         print(f"skipped {why}")
@@ -231,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Every scenario file and option is checked before the first lab is built: bad options
     stop everything, a bad file is reported (and is a JUnit error) while the good ones run.
     """
+    from testbed import student
     from testbed.scenario import execute
     from testbed.scenario.runner import RunOptions
 
@@ -239,8 +246,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.pcap is None
         else (args.pcap if args.pcap in ("all", "none") else args.pcap.split(","))
     )
+    try:  # a student's runs go to RESULTS/STUDENT/SCENARIO/RUN_ID
+        results = student.results_root(args.results, student.current(args.student))
+    except ValueError as exc:
+        _complain(exc)
+        return EXIT_USAGE
     options = RunOptions(
-        results=Path(args.results),
+        results=Path(results),
         pcap=pcap,
         pause_on_error=args.pause_on_error,
         interactive=args.cli,
@@ -525,6 +537,15 @@ def _gate_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _student_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--student",
+        metavar="NAME",
+        help=f"{what} (default $TESTBED_STUDENT; empty: no student). A class on one server: "
+        "see labs/TEACHERS.md",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="testbed", description="Mobile IPv4 across enterprise security boundaries"
@@ -533,7 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="build a topology into a persistent lab")
     p.add_argument("topology")
-    p.add_argument("--name", help="lab name (default: the topology's name)")
+    p.add_argument(
+        "--name",
+        help="lab name (default: the topology's name; for a student, TOPOLOGY-STUDENT, and a "
+        "name must end in -STUDENT)",
+    )
+    _student_option(p, "whose lab it is")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_up)
 
@@ -582,7 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--all",
         action="store_true",
         help="also remove labs made by 'testbed up' (never a lab whose owner process is alive: "
-        "those are skipped; 'testbed down NAME' removes one)",
+        "those are skipped; 'testbed down NAME' removes one), of this student only: another "
+        "student's are skipped",
+    )
+    _student_option(p, "who is cleaning: --all removes this student's idle labs")
+    p.add_argument(
+        "--any-student",
+        dest="any",
+        action="store_true",
+        help="with --all: every student's idle labs too (the teacher, after class)",
     )
     p.set_defaults(func=cmd_clean)
 
@@ -607,7 +641,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cli", action="store_true", help="pause steps open the interactive shell")
     p.add_argument("--pause-on-error", action="store_true")
     p.add_argument("--pcap", metavar="none|all|NET,...", help="networks to capture")
-    p.add_argument("--results", default="results", metavar="DIR")
+    p.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="results root: DIR/SCENARIO/RUN_ID, for a student DIR/STUDENT/SCENARIO/RUN_ID "
+        "(default results)",
+    )
+    _student_option(p, "whose runs these are (results in RESULTS/STUDENT)")
     p.add_argument(
         "--no-figures",
         action="store_true",

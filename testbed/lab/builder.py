@@ -123,8 +123,10 @@ def build(
     kind: str = "lab",
     overrides: dict | None = None,
     impairment_path: str | None = None,
+    student: str | None = None,
 ) -> LabState:
-    """Create the lab; on any failure remove everything created and re-raise."""
+    """Create the lab; on any failure remove everything created and re-raise. ``student``:
+    whose lab it is (``testbed.student``; ``testbed clean --all`` of another student skips it)."""
     feat.ensure_root()
     validate_lab_name(name)
     state_file = LabState(name, plan.source).file
@@ -142,6 +144,7 @@ def build(
         kind=kind,
         overrides=overrides or {},
         impairment_path=impairment_path,
+        student=student,
     )
     # Whoever builds a lab owns it while it runs: a run's lab is stale once its owner is
     # gone, and no lab is removed by 'testbed clean --all' while its owner is alive ('testbed

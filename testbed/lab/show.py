@@ -50,7 +50,7 @@ def describe(plan: TopologyPlan, attachments: dict | None = None) -> str:
 def lab_table(labs: list[LabState]) -> str:
     if not labs:
         return "no labs"
-    rows = [("NAME", "KIND", "STATUS", "AGE", "NAMESPACES", "TOPOLOGY")]
+    rows = [("NAME", "KIND", "STUDENT", "STATUS", "AGE", "NAMESPACES", "TOPOLOGY")]
     now = time.time()
     for lab in labs:
         status = "ready" if lab.ready else "building"
@@ -60,6 +60,7 @@ def lab_table(labs: list[LabState]) -> str:
             (
                 lab.name,
                 lab.kind,
+                lab.student or "-",
                 status,
                 f"{now - lab.created:.0f}s",
                 str(len(lab.namespaces)),

@@ -65,6 +65,7 @@ class LabState:
     # node -> iface -> network it is attached to now (moves change it)
     attachments: dict[str, dict[str, str | None]] = field(default_factory=dict)
     ready: bool = False
+    student: str | None = None  # whose lab (testbed.student); None: nobody's in particular
 
     @property
     def dir(self) -> Path:

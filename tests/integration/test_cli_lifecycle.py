@@ -182,3 +182,69 @@ def test_clean_all_skips_a_lab_whose_owner_is_alive(tmp_path: Path) -> None:
             if lab_leftovers(name):
                 run_testbed("down", name, env=env)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def test_two_students_labs_coexist_and_clean_apart(tmp_path: Path) -> None:
+    """Issue 18, item 5: a class on one server. Alice's and Bob's labs of the same topology
+    exist side by side (names ending in -STUDENT, each works); Alice's 'clean --all' removes
+    her idle lab and leaves Bob's alone: his idle 'testbed up' lab (skipped, named: it is
+    another student's) and his running lab (its owner is alive; its relay still answers
+    afterwards). Bob's own clean removes his idle lab. A state directory of its own."""
+    import os
+    import shutil
+    import tempfile
+
+    topology = tmp_path / "pair.yaml"
+    topology.write_text(PAIR)
+    state_dir = Path(tempfile.mkdtemp(prefix="tbclass", dir="/tmp"))
+    base = {**os.environ, "TESTBED_STATE_DIR": str(state_dir)}
+    alice = {**base, "TESTBED_STUDENT": "alice"}
+    bob = {**base, "TESTBED_STUDENT": "bob"}
+    tag = unique_name("c")
+    mine, his, his_run = f"{tag}-alice", f"{tag}-bob", f"{tag}-r-bob"
+    running = None
+    try:
+        wrong = run_testbed("up", str(topology), "--name", tag, "--quiet", env=alice)
+        assert wrong.returncode == 2 and f"name it {tag}-alice" in wrong.stderr, wrong.stderr
+        for name, env in ((mine, alice), (his, bob)):
+            up = run_testbed("up", str(topology), "--name", name, "--quiet", env=env)
+            assert up.returncode == 0, up.stderr
+        running = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(topology), his_run],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=bob,
+        )  # fmt: skip
+        assert running.stdout is not None and running.stdout.readline().strip() == "up"
+        listing = run_testbed("ls", env=base).stdout
+        for name, who in ((mine, "alice"), (his, "bob")):
+            assert any(line.split()[:2] == [name, "lab"] and who in line.split() for line in
+                       listing.splitlines()), listing  # fmt: skip
+        for name in (mine, his, his_run):  # same addresses, apart
+            ping = run_testbed("exec", name, "b", "--", "ping", "-c1", "-W1", "10.78.0.1", env=base)
+            assert ping.returncode == 0 and "1 received" in ping.stdout, (name, ping.stdout)
+
+        cleaned = run_testbed("clean", "--all", env=alice)
+        assert cleaned.returncode == 0, cleaned.stderr
+        out = cleaned.stdout
+        assert f"removed lab {mine} (3 namespaces)" in out and not lab_leftovers(mine), out
+        assert f"removed lab {his}" not in out and len(lab_leftovers(his)) == 3, out
+        assert f"removed lab {his_run}" not in out and len(lab_leftovers(his_run)) == 3, out
+        assert f"skipped lab {his} (lab): student bob's, you are alice" in out, out
+        assert f"skipped lab {his_run} (run): in use by PID {running.pid}" in out, out
+
+        assert running.stdin is not None and running.stdout is not None
+        running.stdin.write("use\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == "still ok"  # its relay still answers
+        assert running.wait(timeout=30) == 0 and not lab_leftovers(his_run)
+
+        cleaned = run_testbed("clean", "--all", "--student", "bob", env=base)
+        assert f"removed lab {his} (3 namespaces)" in cleaned.stdout, cleaned.stdout
+        assert not lab_leftovers(his)
+    finally:
+        if running is not None and running.poll() is None:  # only the process started here
+            running.kill()
+            running.wait()
+        for name in (mine, his, his_run):
+            if lab_leftovers(name):
+                run_testbed("down", name, env=base)
+        shutil.rmtree(state_dir, ignore_errors=True)
