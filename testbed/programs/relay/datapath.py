@@ -283,12 +283,18 @@ def open_packet_socket(ifname: str) -> tuple[Any, int, bool]:
     return s, ifindex, ignores_outgoing
 
 
+_DISCARD_BYTES = 64  # > sizeof(struct virtio_net_hdr_mrg_rxbuf), 12
+
+
 def _discard_unread(sock: Any) -> int:
     """Read and drop every frame waiting in ``sock``; returns how many there were."""
     n = 0
     for _ in range(1_000_000):  # bounded: a busy link cannot keep us here for ever
         try:
-            sock.recv(1, MSG_TRUNC)
+            # room for the virtio_net_hdr at least: with PACKET_VNET_HDR a read shorter
+            # than it fails with EINVAL whenever a frame is waiting (MSG_TRUNC: the rest of
+            # the frame is dropped all the same)
+            sock.recv(_DISCARD_BYTES, MSG_TRUNC)
         except (BlockingIOError, InterruptedError):
             break
         except OSError as e:
