@@ -30,6 +30,14 @@ advertisement whose frame arrived (``received``: the driver's kernel timestamp) 
 link last went down was heard on the old link, however late it is read: it is dropped, not
 taken as news of the link we are on now.
 
+Forged input (issue 20, item 4; docs/hostile-input.md says what each input may change): an
+advertisement not sent to 224.0.0.1 or 255.255.255.255 (``dst``, where the driver knows it)
+is dropped; a new agent enters the table (at most ``MAX_AGENTS``) only if it is our home agent
+or a foreign agent with a care-of address, and is used only with a Registration Lifetime above
+0; a reboot (sequence number) makes at most one registration per ``REBOOT_HOLDOFF`` s; a
+foreign agent's unauthenticated denial counts only from the FA the request went through, and
+the lifetime cap of its 69 only while that FA is known.
+
 Solicitations (RFC 5944 2.4.1): up to ``solicit_burst`` at ``solicit_interval``, then binary
 exponential backoff up to ``solicit_max_interval``; never closer than ``solicit_interval``.
 
@@ -78,7 +86,9 @@ from agents.mip.actions import (
 from agents.mip.auth import SecurityAssociation, append_auth
 from agents.mip.constants import (
     ALL_ROUTERS,
+    ALL_SYSTEMS,
     INFINITE_LIFETIME,
+    LIMITED_BROADCAST,
     MIP_PORT,
     AdvFlag,
     ExtType,
@@ -118,6 +128,15 @@ T_EXPIRE = "mn.expire"
 T_KEEPALIVE = "mn.keepalive"
 T_RETRY = "mn.retry"
 T_AGENT = "mn.agent."  # + agent address
+
+# Hostile input (issue 20, item 4; docs/hostile-input.md): advertisements name no key, so what
+# a forged one may do is bounded instead. The agent table holds at most MAX_AGENTS entries; an
+# agent that offers us nothing (neither a foreign agent, busy or not, nor our home agent) is
+# not entered; and a sequence number that says "rebooted" makes at most one registration per
+# REBOOT_HOLDOFF seconds per agent (a forged advertisement per RTT made one each).
+MAX_AGENTS = 32
+REBOOT_HOLDOFF = 1.0
+LINK_DESTINATIONS = frozenset({ALL_SYSTEMS, LIMITED_BROADCAST})
 
 
 @dataclass(slots=True)
@@ -218,10 +237,13 @@ class AgentInfo:
 
     @property
     def usable_fa(self) -> bool:
+        # A Registration Lifetime of 0 accepts no registration (RFC 5944 2.1.1): a request
+        # capped to it would be a deregistration, accepted and repeated on expiry (issue 20).
         return (
             bool(self.flags & AdvFlag.F)
             and bool(self.care_of_addresses)
             and not (self.flags & AdvFlag.B)
+            and self.registration_lifetime > 0
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,7 +319,8 @@ class MobileNode:
         self._binding: _Binding | None = None
         self._tunnel: TunnelUp | None = None
         self._route: Route | None = None
-        self._lifetime_cap: dict[str, int] = {}
+        self._lifetime_cap: dict[str, int] = {}  # by FA: a 69 denial's lifetime
+        self._reboot_registered: dict[str, float] = {}  # by FA: the last such registration
         self._sol_count = 0
         self._sol_last = -math.inf
         self._ever_registered = False
@@ -388,9 +411,8 @@ class MobileNode:
         out: list[Action] = [Event("link_down", {"iface": iface})]
         for addr in [a for a, info in self.agents.items() if info.iface == iface]:
             del self.agents[addr]
+            self._forget_agent(addr)
             out.append(CancelTimer(T_AGENT + addr))
-            if self._fa == addr:
-                self._fa = None
         if self._colocated is not None and self._colocated.iface == iface:
             self._colocated = None
         return out + self._reselect(now, "link_down")
@@ -496,9 +518,11 @@ class MobileNode:
         iface: str | None = None,
         *,
         received: float | None = None,
+        dst: str | None = None,
     ) -> list[Action]:
         """An ICMP router discovery message; ``received``: when its frame arrived, if the
-        driver knows (it may have waited in a socket while the link changed), else ``now``."""
+        driver knows (it may have waited in a socket while the link changed), else ``now``;
+        ``dst``: its IP destination, if the driver knows it."""
         try:
             msg = decode_icmp(payload)
         except MalformedMessage as exc:
@@ -507,7 +531,7 @@ class MobileNode:
             return self._drop(exc.reason, src)
         if isinstance(msg, AgentSolicitation):
             return []
-        return self.handle_advertisement(msg, src, now, iface, received=received)
+        return self.handle_advertisement(msg, src, now, iface, received=received, dst=dst)
 
     def handle_advertisement(
         self,
@@ -517,9 +541,14 @@ class MobileNode:
         iface: str | None = None,
         *,
         received: float | None = None,
+        dst: str | None = None,
     ) -> list[Action]:
         if self._heard_before_link_went(iface, now if received is None else received):
             return self._drop("advertisement from before the link went down", src)
+        if dst is not None and dst not in LINK_DESTINATIONS:
+            # RFC 5944 2.1: sent to 224.0.0.1 or 255.255.255.255, which no router forwards;
+            # one to a unicast address may come from anywhere (issue 20)
+            return self._drop(f"advertisement to {dst}, not to the link", src)
         a = adv.agent
         if a is None:
             self.counters["plain_router_advertisements"] = (
@@ -541,6 +570,13 @@ class MobileNode:
         out: list[Action] = []
         rebooted = False
         if info is None:
+            if not (home or (a.flags & AdvFlag.F and a.care_of_addresses)):
+                # nothing for us: neither our home agent nor a foreign agent (RFC 5944 2.1.1:
+                # F needs a care-of address). Not entered: a table of every source heard
+                # is what a flood of forged ones would grow (issue 20).
+                return self._drop("advertisement offers no service to us", src)
+            if len(self.agents) >= MAX_AGENTS:
+                return self._drop("agent table full", src)
             info = AgentInfo(
                 src,
                 iface,
@@ -596,7 +632,14 @@ class MobileNode:
         if rebooted:
             out.append(Event("agent_rebooted", {"address": src, "sequence": a.sequence}))
             att = self._attachment
-            if att is not None and att.agent == src and not self._shutdown:
+            last = self._reboot_registered.get(src, -math.inf)
+            if (
+                att is not None
+                and att.agent == src
+                and not self._shutdown
+                and now - last >= REBOOT_HOLDOFF
+            ):
+                self._reboot_registered[src] = now
                 out += self._register(now, att, "agent_rebooted")
                 return out
         return out + self._reselect(now, reason)
@@ -689,12 +732,19 @@ class MobileNode:
 
     def _lose_agent(self, addr: str, reason: str) -> list[Action]:
         self.agents.pop(addr, None)
-        if self._fa == addr:
-            self._fa = None
+        self._forget_agent(addr)
         return [
             CancelTimer(T_AGENT + addr),
             Event("agent_lost", {"address": addr, "reason": reason}),
         ]
+
+    def _forget_agent(self, addr: str) -> None:
+        """What we learnt about an agent goes with it: a lifetime cap from its 69 denial (not
+        authenticated, so it must not outlive the visit) and when it last rebooted."""
+        if self._fa == addr:
+            self._fa = None
+        self._lifetime_cap.pop(addr, None)
+        self._reboot_registered.pop(addr, None)
 
     def _solicit(self, now: float, reset: bool = False) -> list[Action]:
         """Send a solicitation if the rate limit allows, and arm the next one."""
@@ -953,6 +1003,12 @@ class MobileNode:
         if rep.home_address != self.config.home_address:
             return self._drop(f"reply for home address {rep.home_address}", src)
         agent = p.context.agent
+        if denied_by_fa(rep.code) and rep.find(ExtType.MN_HA_AUTH) is None and src != agent:
+            # A foreign agent's denial cannot carry an MN-HA authenticator (RFC 5944 3.6.2.1),
+            # so it is believed only from the foreign agent the request went to: not on a
+            # registration with no FA at all, not from anyone else (issue 20).
+            why = "via no foreign agent" if agent is None else f"not from the foreign agent {agent}"
+            return self._drop(f"unauthenticated foreign agent denial {why}", src)
         mn_fa = self.config.mn_fa_sas.get(agent) if agent else None
         answer = self._reg.handle_reply(rep, payload, mn_fa=mn_fa)
         if isinstance(answer, Dropped):

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.mip.actions import Action, CancelTimer, Event, Neighbour, Send, SetTimer
-from agents.mip.constants import MIP_PORT
+from agents.mip.constants import ALL_SYSTEMS, LIMITED_BROADCAST, MIP_PORT
 from agents.runtime.eventlimit import Aggregator
 from mipbase.events import EventWriter
 
@@ -39,6 +39,8 @@ _PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr
 # offender's sockaddr_in (family, port, address)
 _EXTENDED_ERR = struct.Struct("=IBBBBII")
 SO_EE_ORIGIN_ICMP = 2
+# where agent advertisements are sent (RFC 5944 2.1): nothing a router forwards
+LINK_SCOPE = frozenset({ALL_SYSTEMS, LIMITED_BROADCAST})
 ICMP_ROUTER_ADVERTISEMENT, ICMP_ROUTER_SOLICITATION = 9, 10
 
 
@@ -149,6 +151,7 @@ class AgentDriver:
         from agents.runtime.linklayer import (
             ADVERTISEMENTS,
             advertises_itself,
+            destination_address,
             split_advertisement,
         )
 
@@ -159,10 +162,12 @@ class AgentDriver:
             if parsed is None:
                 return
             src, payload = parsed
+            dst = destination_address(packet)
             now = self.now()
-            if advertises_itself(payload, src, mac):  # (not any ICMP type 9: issue 20)
+            if dst in LINK_SCOPE and advertises_itself(payload, src, mac):  # (issue 20)
                 self._learn(learn_neighbour, src, mac, ifname)
-            self.feed(handle_icmp(payload, src, now, ifname, received=received), now)
+            actions = handle_icmp(payload, src, now, ifname, received=received, dst=dst)
+            self.feed(actions, now)
 
         self._watch_link_layer(ifname, ADVERTISEMENTS, on_frame, timestamps=True)
         self._adverts_from_link_layer = True

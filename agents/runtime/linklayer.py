@@ -103,6 +103,10 @@ def source_address(packet: bytes) -> str | None:
     return socket.inet_ntoa(packet[12:16]) if len(packet) >= 20 else None
 
 
+def destination_address(packet: bytes) -> str | None:
+    return socket.inet_ntoa(packet[16:20]) if len(packet) >= 20 else None
+
+
 def registration_datagram(packet: bytes) -> tuple[str, str, bytes] | None:
     """(source, destination, UDP payload) of an unfragmented IPv4 datagram to port 434,
     else None (the UDP checksum is not checked: see agents.dhcp.frames.udp_payload)."""
