@@ -12,6 +12,16 @@ them (all configurable in :class:`ClientConfig`):
 * the first DHCPOFFER is taken (section 4.4.1 allows collecting several);
 * no ARP probe/DHCPDECLINE of the offered address (section 4.4.1 "SHOULD").
 
+DHCP has no authentication (RFC 2131 section 7): anyone on the link who sees a broadcast
+DISCOVER or REQUEST can answer it first. What a reply must satisfy to change anything is kept
+as narrow as the RFC allows (issue 20, item 4; docs/hostile-input.md): a BOOTREPLY with our
+``xid`` (new for every exchange, so nothing from before a link change matches) and our
+``chaddr``; an OFFER or ACK whose ``yiaddr`` is a unicast address; an ACK or NAK with a server
+identifier (RFC 2131 table 3), which while REQUESTING is the chosen offer's and while
+RENEWING the lease's server's (the REQUEST went to it alone); an ACK that grants the address
+asked for (the offer's, or the lease's in INIT-REBOOT, RENEWING and REBINDING). A frame that is
+not a BOOTREPLY for this exchange is ignored before it is parsed, without an event.
+
 Rapid Commit (RFC 4039) is asked for by default: DHCPDISCOVER carries option 80, and a server
 that supports it answers with a DHCPACK (also carrying option 80) instead of a DHCPOFFER, so a
 co-located care-of address after a move costs one round trip instead of two. Servers that do
@@ -186,6 +196,12 @@ class ClientConfig:
             raise ValueError("jitter is a fraction in [0, 1)")
         if self.max_request_attempts < 1:
             raise ValueError("max_request_attempts must be >= 1")
+
+
+def _assignable(addr: IPv4Address) -> bool:
+    """A unicast address a server may give a client (not 0/8, loopback, multicast, 240/4 or
+    broadcast)."""
+    return not (addr.packed[0] == 0 or addr.is_loopback or addr.is_multicast or addr.is_reserved)
 
 
 def _classful_prefix(addr: IPv4Address) -> int:
@@ -458,6 +474,8 @@ class DhcpClient:
     def handle_packet(self, data: bytes, now: float) -> list[Action]:
         if self.state is State.INIT:
             return []
+        if len(data) < 8 or data[0] != BOOTREPLY or int.from_bytes(data[4:8], "big") != self.xid:
+            return []  # not for this exchange, whatever else it is: no parse, no event
         try:
             msg = decode(data)
         except DhcpMalformed as exc:
@@ -481,6 +499,8 @@ class DhcpClient:
         if msg.server_id is None or msg.yiaddr == ZERO:
             # RFC 2131 table 3: an OFFER MUST carry a server identifier and yiaddr.
             return [Event("dhcp_ignored", {"reason": "offer without server id or yiaddr"})]
+        if not _assignable(msg.yiaddr):
+            return [Event("dhcp_ignored", {"reason": f"offer of {msg.yiaddr}"})]
         self.offer = msg
         self.state = State.REQUESTING
         self.attempts = 0
@@ -502,17 +522,43 @@ class DhcpClient:
             return [Event("dhcp_ignored", {"reason": "rapid commit ack without server id"})]
         return self._on_ack(msg, now, rapid=True)
 
-    def _from_selected_server(self, msg: DhcpMessage) -> bool:
-        if self.state is not State.REQUESTING or msg.server_id is None:
-            return True
-        assert self.offer is not None
-        return msg.server_id == self.offer.server_id
+    def _wrong_server(self, msg: DhcpMessage) -> str | None:
+        """Why an ACK or NAK cannot be the answer to our REQUEST, None if it can: it must name
+        its server (RFC 2131 table 3), and in REQUESTING that is the offer's (our REQUEST named
+        it), in RENEWING the lease's (our REQUEST was unicast to it)."""
+        if msg.server_id is None:
+            return "without server id"
+        if self.state is State.REQUESTING:
+            assert self.offer is not None
+            expected = self.offer.server_id
+        elif self.state is State.RENEWING:
+            assert self.lease is not None
+            expected = self.lease.server_id
+        else:  # SELECTING (Rapid Commit), REBOOTING, REBINDING: any server may answer
+            return None
+        return None if msg.server_id == expected else "from another server"
+
+    def _asked_for(self) -> IPv4Address | None:
+        """The address our REQUEST asked for (None: any, a Rapid Commit DISCOVER)."""
+        if self.state is State.REQUESTING:
+            assert self.offer is not None
+            return self.offer.yiaddr
+        if self.state in (State.REBOOTING, State.RENEWING, State.REBINDING):
+            assert self.lease is not None
+            return self.lease.address
+        return None
 
     def _on_ack(self, msg: DhcpMessage, now: float, *, rapid: bool = False) -> list[Action]:
-        if not self._from_selected_server(msg):
-            return [Event("dhcp_ignored", {"reason": "ack from another server"})]
+        wrong = self._wrong_server(msg)
+        if wrong is not None:
+            return [Event("dhcp_ignored", {"reason": f"ack {wrong}"})]
         if msg.yiaddr == ZERO:
             return [Event("dhcp_ignored", {"reason": "ack without yiaddr"})]
+        if not _assignable(msg.yiaddr):
+            return [Event("dhcp_ignored", {"reason": f"ack of {msg.yiaddr}"})]
+        asked = self._asked_for()
+        if asked is not None and msg.yiaddr != asked:
+            return [Event("dhcp_ignored", {"reason": f"ack of {msg.yiaddr}, not {asked}"})]
         lease_time = msg.lease_time
         if lease_time is None and self.offer is not None:
             lease_time = self.offer.lease_time
@@ -520,14 +566,7 @@ class DhcpClient:
             # RFC 2131 table 3: an ACK to a REQUEST MUST carry the lease time.
             return [Event("dhcp_ignored", {"reason": "ack without lease time"})]
         server = msg.server_id
-        if server is None:
-            server = (
-                self.offer.server_id
-                if self.offer is not None and self.offer.server_id is not None
-                else self.lease.server_id
-                if self.lease is not None
-                else msg.siaddr
-            )
+        assert server is not None  # (_wrong_server)
         lease = self._make_lease(msg, lease_time, server)
         previous = self.lease
         self.lease = lease
@@ -582,8 +621,9 @@ class DhcpClient:
         )
 
     def _on_nak(self, msg: DhcpMessage, now: float) -> list[Action]:
-        if not self._from_selected_server(msg):
-            return [Event("dhcp_ignored", {"reason": "nak from another server"})]
+        wrong = self._wrong_server(msg)
+        if wrong is not None:
+            return [Event("dhcp_ignored", {"reason": f"nak {wrong}"})]
         # RFC 2131 3.1 step 5 / 4.4.5: on DHCPNAK drop the address and restart at INIT.
         event = Event(
             "dhcp_nak",

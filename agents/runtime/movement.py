@@ -14,6 +14,7 @@ from typing import Any
 
 from agents.dhcp.driver import DhcpDriver
 from agents.runtime.arpgate import ArpGate
+from agents.runtime.eventlimit import NOISY
 from mipbase.events import EventWriter
 from mipbase.linkwatch import LinkWatcher
 from mipbase.modes import Mode
@@ -118,6 +119,11 @@ class MovementDetector:
         self._pending = loop.call_later(self.config.sequential_dhcp_wait, maybe_start)
 
     def _on_dhcp_event(self, record: dict[str, Any]) -> None:
+        name = record.get("event")
+        if name in NOISY:  # (dhcp_ignored: a flood of forged replies becomes counts, issue 20)
+            data = {k: v for k, v in record.items() if k not in ("t_ns", "event")}
+            self.driver.emit(name, data)
+            return
         self.events.record(record)
         if record.get("event") == "dhcp_ack" and self.machine.mode != Mode.F:
             # Before the lease's default route exists (the driver applies it next): from

@@ -646,3 +646,114 @@ def test_early_renew_only_when_bound() -> None:
     assert h.sent[-1][1].dst == SERVER and h.last().ciaddr == ADDR
     h.packet(reply(h.last(), MessageType.ACK, lease=100))
     assert h.client.state is State.BOUND and h.timers[T_RENEW] == pytest.approx(55.0)
+
+
+# --- forged replies (issue 20, item 4; docs/hostile-input.md) -------------------------------
+# Those whose docstring says "Before:" failed before the rule they test.
+
+
+def _bound_and_renewing(h: Harness) -> Lease:
+    lease = h.bind(lease=100)
+    h.advance(50.0)
+    assert h.client.state is State.RENEWING
+    return lease
+
+
+def test_ack_or_nak_without_server_id_is_ignored() -> None:
+    """RFC 2131 table 3: ACK and NAK MUST carry a server identifier. Before: while requesting,
+    one without was taken as the chosen server's (a forged NAK restarted the exchange)."""
+    for mtype in (MessageType.ACK, MessageType.NAK):
+        h = make()
+        h.start()
+        h.packet(reply(h.last(), MessageType.OFFER))
+        xid = h.client.xid
+        h.packet(reply(h.last(), mtype, server=None))
+        assert h.client.state is State.REQUESTING and h.client.xid == xid and not h.applied
+        assert h.names()[-1] == "dhcp_ignored"
+
+
+def test_only_the_leases_server_answers_a_renewal() -> None:
+    """RENEWING: the REQUEST went to the lease's server alone (unicast). Before: an ACK or NAK
+    from any other server with the xid was taken (a NAK dropped the address)."""
+    h = make()
+    lease = _bound_and_renewing(h)
+    request = h.last()
+    h.packet(reply(request, MessageType.NAK, server=OTHER))
+    h.packet(reply(request, MessageType.ACK, server=OTHER, router=OTHER))
+    assert h.client.state is State.RENEWING and h.client.lease == lease
+    assert len(h.applied) == 1  # the first Bound only
+    h.packet(reply(request, MessageType.ACK))
+    assert h.client.state is State.BOUND and h.client.lease.server_id == SERVER
+
+
+def test_an_ack_must_grant_the_address_asked_for() -> None:
+    """Before: an ACK with our xid bound whatever address it carried, while requesting the
+    offered one or renewing and rebinding the lease's."""
+    other = IPv4Address("10.9.0.99")
+    h = make()
+    h.start()
+    h.packet(reply(h.last(), MessageType.OFFER))
+    h.packet(reply(h.last(), MessageType.ACK, yiaddr=other))
+    assert h.client.state is State.REQUESTING and not h.applied
+    h = make(renew_retransmit_min=5.0)
+    lease = _bound_and_renewing(h)
+    h.packet(reply(h.last(), MessageType.ACK, yiaddr=other))
+    assert h.client.state is State.RENEWING and h.client.lease == lease
+    h.advance(87.5)  # T2
+    assert h.client.state is State.REBINDING
+    h.packet(reply(h.last(), MessageType.ACK, server=OTHER, yiaddr=other))
+    assert h.client.state is State.REBINDING and h.client.lease == lease
+    h.packet(reply(h.last(), MessageType.ACK, server=OTHER))  # any server may rebind
+    assert h.client.state is State.BOUND and h.client.lease.server_id == OTHER
+
+
+@pytest.mark.parametrize(
+    "bad", ["255.255.255.255", "224.0.0.5", "127.0.0.1", "0.1.2.3", "240.0.0.1"]
+)
+def test_offers_and_acks_of_addresses_no_host_may_have_are_ignored(bad: str) -> None:
+    """Before: such an address was offered, requested and configured (a co-located care-of
+    address of 255.255.255.255 registered with the home agent)."""
+    h = make()
+    h.start()
+    h.packet(reply(h.last(), MessageType.OFFER, yiaddr=IPv4Address(bad)))
+    assert h.client.state is State.SELECTING and h.names()[-1] == "dhcp_ignored"
+    h.packet(reply(h.last(), MessageType.ACK, yiaddr=IPv4Address(bad), rapid=True))
+    assert h.client.state is State.SELECTING and not h.applied
+
+
+def test_frames_for_other_exchanges_are_ignored_without_an_event() -> None:
+    """Before: every malformed BOOTP-sized frame to port 68 was parsed and made a
+    dhcp_ignored event, whoever's it was (a flood of them, an event each)."""
+    h = make()
+    h.start()
+    rng = random.Random(11)
+    good = reply(h.last(), MessageType.OFFER)
+    for _ in range(2000):
+        junk = bytes([2]) + bytes(rng.randrange(256) for _ in range(rng.randrange(300)))
+        h.packet(junk)
+        h.packet(good[:4] + rng.randbytes(4) + good[8:])  # another xid
+    assert h.client.state is State.SELECTING and h.names() == ["dhcp_discover_sent"]
+
+
+def test_a_bound_client_takes_nothing_unasked() -> None:
+    """While bound nothing is asked: OFFER, ACK and NAK with the last xid, from any server,
+    other chaddrs in every state, and replies to the exchange before a link change."""
+    h = make()
+    lease = h.bind()
+    request = h.last()
+    n = len(h.events)
+    for mtype in (MessageType.OFFER, MessageType.ACK, MessageType.NAK):
+        for server in (SERVER, OTHER):
+            h.packet(reply(request, mtype, server=server, yiaddr=IPv4Address("10.9.0.9")))
+    assert h.client.state is State.BOUND and h.client.lease == lease and len(h.events) == n
+    # another client's replies (chaddr), in the states that take replies
+    h.advance(50.0)
+    foreign = DhcpMessage(op=BOOTREPLY, xid=h.client.xid, chaddr=bytes.fromhex("020000000001"))
+    h.packet(reply(foreign, MessageType.NAK))
+    assert h.client.state is State.RENEWING and h.client.lease == lease
+    # a move: what answers the old exchange (its xid) is the old link's
+    h.feed(h.client.link_down(h.now))
+    h.start()
+    for mtype in (MessageType.OFFER, MessageType.ACK, MessageType.NAK):
+        h.packet(reply(request, mtype, rapid=True))
+    assert h.client.state is State.SELECTING and len(h.applied) == 2  # Bound, Unbound(restart)
