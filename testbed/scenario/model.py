@@ -57,13 +57,41 @@ class ServiceSpec(Strict):
         return self.name or f"{self.kind}-{self.agent or self.node}"
 
 
+class CrowdSpec(Strict):
+    """Mobile nodes by the dozen: an MN agent service (labelled with the node's name) on
+    each node of ``nodes``, from one configuration. Each node's ``home_address`` is its
+    static address; its SPI ``spi`` + k (k-th node, from 0); its key 16 bytes of
+    HMAC-SHA256(``key_seed``, node name): generated, deterministic, one security association
+    per node. Every agent service in ``serve`` (a home agent, the MIP proxy) gets each
+    node's association appended to its ``mobile_nodes``."""
+
+    nodes: Name | list[Name] = Field(description="a group of the topology, or node names")
+    agent: dict[str, Any] = Field(
+        description="the MN agent's configuration, without home_address, spi and key "
+        "(home_network defaults to the subnet of the node's first link)"
+    )
+    serve: list[str] = Field(
+        default_factory=lambda: ["ha"], description="agent services given every association"
+    )
+    spi: int = Field(1000, ge=256, le=0xFFFFFFFF - 1000)
+    key_seed: str = Field("mip-testbed", min_length=1)
+    algorithm: Literal["hmac-md5", "keyed-md5"] = "hmac-md5"
+
+
 class ProbeSpec(Strict):
     """Sequence-numbered, timestamped UDP streams between a correspondent and the MN."""
 
     correspondent: Name = "cn"
-    mobile: Name = "mn"
+    mobile: Name | list[Name] = Field(
+        "mn",
+        description="the mobile node, or several: a group of the topology (nodes: mn: "
+        "{count: N}) or a list; each gets its own streams (port + 2k for the k-th)",
+    )
+    sample: int | None = Field(
+        None, ge=1, description="probe only this many of the mobile nodes, evenly spread"
+    )
     address: ipaddress.IPv4Address | None = Field(
-        None, description="the MN's home address (default: its static address)"
+        None, description="the MN's home address (default: its static address; one MN only)"
     )
     interval: Milliseconds = Field(2.0, gt=0, description="time between packets")
     port: int = Field(9000, ge=1024, le=65535)
@@ -76,10 +104,27 @@ class ProbeSpec(Strict):
 
 
 class MoveAction(Strict):
-    node: Name
+    """Move one node, or several (a group of the topology or a list) by a pattern:
+    ``together`` one right after the other, as fast as the lab can; ``staggered`` the k-th
+    ``every`` x k after the first; ``random`` each at a time drawn uniformly in ``within``,
+    from ``seed``. The step ends when the last node has moved."""
+
+    node: Name | list[Name]
     to: Name | None = Field(description="network to attach to (null: stay detached)")
     gap: Milliseconds = Field(0.0, description="time attached nowhere")
     iface: str | None = None
+    pattern: Literal["together", "staggered", "random"] = "together"
+    every: Milliseconds = Field(0.0, ge=0, description="staggered: between one node and the next")
+    within: Milliseconds = Field(0.0, ge=0, description="random: the moves fall in this time")
+    seed: int = Field(0, description="random: the seed of the draw (same seed, same times)")
+
+    @model_validator(mode="after")
+    def _pattern(self) -> MoveAction:
+        if self.pattern == "staggered" and not self.every:
+            raise ValueError("a staggered move needs every: the time between two nodes")
+        if self.pattern == "random" and not self.within:
+            raise ValueError("a random move needs within: the time the moves fall in")
+        return self
 
 
 class LinkAction(Strict):
@@ -117,7 +162,9 @@ class WaitAction(Strict):
         "run's events), not one of the catalogue's",
     )
     event: str = Field(description="an event name (testbed schema events lists them)")
-    node: Name | None = None
+    node: Name | list[Name] | None = Field(
+        None, description="the node, or a group or list of nodes: every one of them"
+    )
     timeout: Milliseconds = 5000.0
     match: dict[str, Any] = Field(default_factory=dict, description="fields the event must have")
 
@@ -176,20 +223,26 @@ class StepSpec(Strict):
 
 
 EXPECTATION_METRIC = re.compile(
-    r"^(handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_0-9]+)?"
+    r"^((node\[[a-z][a-z0-9_]*\]\.)?handoff\[(\d+|\*)\]\.[a-z_]+(\.[a-z_0-9]+)?"
+    r"|over_nodes\.[a-z_]+(\.[a-z_0-9]+)?|per_node\.[a-z][a-z0-9_]*\.[a-z_]+(\.[a-z_0-9]+)?"
     r"|interruption_ms\.(p50|p95|p99|max)"
     r"|loss_before_first_move|final_mode|handoffs|stream\.(down|up)\.(received|lost|owd_p95_ms)"
     r"|tcp\.(errors|bytes|max_stall_ms|bytes_after_last_move))$"
 )
 TEXT_METRICS = ("final_mode",)
+TEXT_SUFFIXES = (".final_mode",)  # per_node.NODE.final_mode
 
 
 def metric_kind(metric: str) -> str:
     """``number`` or ``text``, for a metric the pattern accepts; raises ValueError for a
     handoff field or phase that no handoff has."""
-    match = re.match(r"^handoff\[(?:\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$", metric)
+    match = re.match(
+        r"^(?:node\[[a-z][a-z0-9_]*\]\.)?handoff\[(?:\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$",
+        metric,
+    )
     if not match:
-        return "text" if metric in TEXT_METRICS else "number"
+        text = metric in TEXT_METRICS or metric.endswith(TEXT_SUFFIXES)
+        return "text" if text else "number"
     name, sub = match.groups()
     if name not in catalogue.HANDOFF_FIELDS:
         hint = catalogue.suggest(name, catalogue.HANDOFF_FIELDS)
@@ -222,7 +275,10 @@ class ExpectSpec(Strict):
     metric: str = Field(
         description="handoff[N].interruption_ms, handoff[*].mode, handoff[0].phases_ms.X, "
         "handoff[N].interruption_ms.p95 (over that move's repetitions), interruption_ms.p95 "
-        "(each move's), loss_before_first_move, final_mode, handoffs, stream.down.lost"
+        "(each move's), loss_before_first_move, final_mode, handoffs, stream.down.lost; "
+        "with several mobile nodes handoff[N] is each node's N-th (one value per node), "
+        "node[mn03].handoff[N]... one node's, handoff[N].F.p95 over nodes and repetitions, "
+        "over_nodes.interruption_ms.p95, over_nodes.unrecovered, per_node.mn03.recovered"
     )
     below: float | None = None
     at_most: float | None = None
@@ -267,6 +323,11 @@ class ScenarioSpec(Strict):
     description: str = ""
     topology: TopologyRef | str
     services: list[ServiceSpec] = Field(default_factory=list)
+    crowds: list[CrowdSpec] = Field(
+        default_factory=list,
+        description="many mobile nodes: one MN agent per node of a group, each with its own "
+        "MN-HA security association, and every association in the serving agents' configs",
+    )
     probes: ProbeSpec | None = Field(default_factory=ProbeSpec)
     settle: Milliseconds = Field(1000.0, description="probes run this long before the timeline")
     timeline: list[StepSpec] = Field(default_factory=list)

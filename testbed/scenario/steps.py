@@ -13,6 +13,7 @@ impairments and NAT go through the lab (``testbed.lab.lab.Lab``), services throu
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mipbase.clock import scaled
+from testbed.scenario.crowd import nodes_of
 from testbed.scenario.model import StepSpec
 from testbed.topology.plan import Impairment
 
@@ -36,19 +38,53 @@ class Step:
     describe: Callable[[Any], str]
 
 
+def _nodes(run: _Run, names: str | list[str]) -> list[str]:
+    """The nodes a step names: a node, a group of the topology, a list."""
+    scenario = getattr(run, "sc", None)
+    if scenario is None:  # a run put together by a test, without a scenario
+        return [names] if isinstance(names, str) else list(names)
+    return nodes_of(scenario.plan, names)
+
+
+def move_schedule(action: Any, nodes: list[str]) -> list[tuple[float, str]]:
+    """(ms after the step's start, node) of each node a move step moves, in time order:
+    ``together`` all at 0 (one after the other), ``staggered`` the k-th at k x ``every``,
+    ``random`` each uniformly in [0, ``within``) drawn from ``seed``."""
+    if action.pattern == "staggered":
+        return [(k * action.every, node) for k, node in enumerate(nodes)]
+    if action.pattern == "random":
+        draw = random.Random(action.seed)
+        return sorted((draw.uniform(0, action.within), node) for node in nodes)
+    return [(0.0, node) for node in nodes]
+
+
 def move(run: _Run, action: Any, index: int) -> None:
+    nodes = _nodes(run, action.node)
+    if len(nodes) == 1:
+        _move_one(run, action, nodes[0])
+        return
+    start = time.monotonic_ns()
+    for offset_ms, node in move_schedule(action, nodes):
+        delay = (start + int(scaled(offset_ms) * 1e6) - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            run.sleep(delay)
+        _move_one(run, action, node)
+
+
+def _move_one(run: _Run, action: Any, node: str) -> None:
     lab = run.lab
     assert lab is not None
-    plan_if = lab.interface(action.node, action.iface)
-    source = lab.network_of(action.node, plan_if.name)
-    handoff = len(run.record.move_events)
+    plan_if = lab.interface(node, action.iface)
+    source = lab.network_of(node, plan_if.name)
+    # the node's own handoff number: handoff[N] is each mobile node's N-th move
+    handoff = sum(1 for m in run.record.move_events if m["node"] == node)
     start = time.monotonic_ns()
-    times = lab.move(action.node, action.to, action.gap, action.iface)
+    times = lab.move(node, action.to, action.gap, action.iface)
     event = {
         "t_ns": times.link_down_ns,
         "t_up_ns": times.link_up_ns if action.to is not None else None,
         "index": handoff,
-        "node": action.node,
+        "node": node,
         "from": source,
         "to": action.to,
         "gap_ms": action.gap,
@@ -59,16 +95,16 @@ def move(run: _Run, action: Any, index: int) -> None:
         "move_start",
         t_ns=times.link_down_ns,
         index=handoff,
-        target=action.node,
+        target=node,
         **{"from": source, "to": action.to},
         gap_ms=action.gap,
     )
-    run.events.emit("link_down", t_ns=times.link_down_ns, target=action.node, phase="link_down")
+    run.events.emit("link_down", t_ns=times.link_down_ns, target=node, phase="link_down")
     if action.to is not None:
         run.events.emit(
             "link_up",
             t_ns=times.link_up_ns,
-            target=action.node,
+            target=node,
             network=action.to,
             phase="link_up",
         )
@@ -153,26 +189,33 @@ def wait(run: _Run, action: Any, index: int) -> None:
     since = run.step_starts[index - 1] if index > 0 else started
     # what an earlier wait read already, then what comes
     fresh = [e for e in run.events_read if e.get("t_ns", 0) >= since]
+    # several nodes (a group, a list): the event from every one of them
+    pending = set(_nodes(run, action.node)) if action.node else set()
+    many = len(pending) > 1
     while time.monotonic_ns() < deadline:
         fresh += run.new_events()
         for event in fresh:
             if event.get("t_ns", 0) < since or event.get("event") != action.event:
                 continue
-            if action.node and event.get("node") != action.node:
+            if pending and event.get("node") not in pending:
                 continue
             if all(event.get(k) == v for k, v in action.match.items()):
+                pending.discard(str(event.get("node")))
+                if pending:
+                    continue
                 waited = max(0, event["t_ns"] - started) / 1e6
                 run.events.emit("wait_done", awaited=action.event, waited_ms=waited)
                 return
         fresh = []
         run.check_alive()
         time.sleep(0.005)
+    missing = f" from {', '.join(sorted(pending))}" if many or len(pending) > 1 else ""
     failure = {
         "name": f"timeline[{index}] wait for {action.event}",
         "value": None,
         "limit": action.timeout,
         "passed": False,
-        "detail": f"no {action.event} within {action.timeout:g} ms",
+        "detail": f"no {action.event}{missing} within {action.timeout:g} ms",
     }
     run.record.failures.append(failure)
     run.events.emit("wait_timeout", awaited=action.event, timeout_ms=action.timeout)
@@ -193,13 +236,22 @@ def note(run: _Run, action: str, index: int) -> None:
     run.events.emit("note", text=action)
 
 
+def _names(node: str | list[str]) -> str:
+    return node if isinstance(node, str) else ",".join(node)
+
+
 def _describe_move(action: Any) -> str:
     gap = f" (gap {action.gap:g} ms)" if action.gap else ""
-    return f"move {action.node} -> {action.to}{gap}"
+    pattern = ""
+    if action.pattern == "staggered":
+        pattern = f", staggered every {action.every:g} ms"
+    elif action.pattern == "random":
+        pattern = f", random within {action.within:g} ms (seed {action.seed})"
+    return f"move {_names(action.node)} -> {action.to}{gap}{pattern}"
 
 
 def _describe_wait(action: Any) -> str:
-    return f"wait for {action.event}" + (f" on {action.node}" if action.node else "")
+    return f"wait for {action.event}" + (f" on {_names(action.node)}" if action.node else "")
 
 
 def _plain(name: str) -> Callable[[Any], str]:

@@ -87,14 +87,60 @@ def _impair_fields(spec: LinkImpairmentSpec | None, direction: str) -> dict[str,
     return both
 
 
+def member_names(template: str, count: int) -> list[str]:
+    """The nodes of a template with a count: NAME01 ... (three digits from 100 on)."""
+    width = max(2, len(str(count)))
+    return [f"{template}{k:0{width}d}" for k in range(1, count + 1)]
+
+
 class _Resolver:
     def __init__(self, source: SpecSource, spec: TopologySpec) -> None:
         self.src = source
-        self.spec = spec
         self.used: dict[ipaddress.IPv4Address, PathKey] = {}
         self.ports: set[str] = set()
+        self.groups: dict[str, list[str]] = {}
+        self.origin: dict[str, str] = {}  # a generated node -> its template
+        self.spec = spec.model_copy(update={"nodes": self._expand(spec)})
+
+    def _expand(self, spec: TopologySpec) -> dict[str, NodeSpec]:
+        """Every template with a count as its nodes, in its place: node k (from 0) gets the
+        template's static addresses plus k."""
+        nodes: dict[str, NodeSpec] = {}
+        for name, node in spec.nodes.items():
+            if node.count is None:
+                nodes[name] = node
+                continue
+            members = member_names(name, node.count)
+            if len(members[-1]) > 12:
+                raise self.err(
+                    ("nodes", name, "count"),
+                    f"{members[-1]} is longer than 12 characters: a shorter name for the group",
+                )
+            for k, member in enumerate(members):
+                if member in spec.nodes:
+                    raise self.err(
+                        ("nodes", member), f"{member} is also a node of the group {name}"
+                    )
+                links = []
+                for index, link in enumerate(node.links):
+                    if isinstance(link.address, ipaddress.IPv4Address):
+                        try:
+                            address = link.address + k
+                        except ipaddress.AddressValueError:
+                            raise self.err(
+                                ("nodes", name, "links", index, "address"),
+                                f"no address {k} past {link.address} for {member}",
+                            ) from None
+                        link = link.model_copy(update={"address": address})
+                    links.append(link)
+                nodes[member] = node.model_copy(update={"links": links, "count": None})
+                self.origin[member] = name
+            self.groups[name] = members
+        return nodes
 
     def err(self, path: PathKey, message: str) -> SpecError:
+        if len(path) > 1 and path[0] == "nodes" and path[1] in self.origin:
+            path = ("nodes", self.origin[str(path[1])], *path[2:])  # the template's line
         return self.src.error(path, message)
 
     def resolve(self) -> TopologyPlan:
@@ -122,7 +168,13 @@ class _Resolver:
             if net.dhcp is not None:
                 networks[name].dhcp = self._dhcp(name, nodes)
         return TopologyPlan(
-            spec.name, spec.description, self.src.file, networks, nodes, spec.neighbours
+            spec.name,
+            spec.description,
+            self.src.file,
+            networks,
+            nodes,
+            spec.neighbours,
+            groups=self.groups,
         )
 
     # -- interfaces and addresses -------------------------------------------------------
@@ -245,6 +297,10 @@ class _Resolver:
         for i, item in enumerate(items or ()):
             if isinstance(item, ipaddress.IPv4Network):
                 out.append(item)
+            elif item in self.groups:  # every node of a group
+                for member in self.groups[item]:
+                    ips = [x.ip for x in nodes[member].interfaces if x.ip]
+                    out.extend(ipaddress.IPv4Network(f"{ip}/32") for ip in ips)
             elif item in nodes:
                 ips = [x.ip for x in nodes[item].interfaces if x.ip]
                 out.extend(ipaddress.IPv4Network(f"{ip}/32") for ip in ips)

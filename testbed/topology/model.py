@@ -163,6 +163,16 @@ class NatSpec(Strict):
 class NodeSpec(Strict):
     role: Role | list[Role] = Role.HOST
     description: str = ""
+    count: int | None = Field(
+        None,
+        ge=1,
+        le=999,
+        description=(
+            "a template for COUNT nodes NAME01, NAME02, ... (a group that scenarios name as "
+            "NAME): node k's static addresses are the template's plus k-1, auto ones are "
+            "allocated per node; at most 12 characters with the number"
+        ),
+    )
     links: list[LinkSpec] = Field(min_length=1)
     routes: list[RouteSpec] = []
     nat: list[NatSpec] = []

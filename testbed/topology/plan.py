@@ -142,6 +142,12 @@ class TopologyPlan:
     networks: dict[str, NetworkPlan]
     nodes: dict[str, NodePlan]
     neighbours: Literal["warm", "cold"] = "warm"
+    # a template with a count (``nodes: mn: {count: 12}``) -> its nodes (mn01 ... mn12)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+
+    def members(self, name: str) -> list[str]:
+        """The nodes a name stands for: a group's, or the node itself."""
+        return list(self.groups.get(name, [name]))
 
     def impairment_on(self, iface: InterfacePlan, network: str) -> tuple[Impairment, Impairment]:
         """(egress, ingress) of ``iface`` when attached to ``network`` (after a move)."""
