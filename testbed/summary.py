@@ -38,6 +38,16 @@ class Handoff(_Open):
         description="the handoff's number in its repetition, from 0",
         json_schema_extra={"kind": "number"},
     )
+    node: str | None = Field(
+        None,
+        description="the mobile node that moved (index is its own N-th move)",
+        json_schema_extra={"kind": "text"},
+    )
+    probed: bool = Field(
+        True,
+        description="false: no probe stream served this node (probes.sample), no interruption",
+        json_schema_extra={"kind": "record"},
+    )
     t_s: float | None = Field(
         None,
         description="s from the repetition's start to the move",
@@ -141,6 +151,40 @@ class MovePercentiles(_Open):
     interruption_ms: dict[str, float | int | None]
 
 
+class NodeStats(_Open):
+    """One mobile node over the repetitions (several mobile nodes: ``per_node``)."""
+
+    handoffs: int = 0
+    recovered: int = Field(0, description="handoffs whose streams came back")
+    unrecovered: int = Field(0, description="probed handoffs whose streams never came back")
+    cut_short: int = 0
+    unprobed: int = Field(0, description="handoffs no probe stream measured")
+    interruption_ms: dict[str, float | int | None] = Field(
+        default_factory=dict, description="p50, p95, max, n (null while one never recovered)"
+    )
+    registration_ms: dict[str, float | int | None] = Field(
+        default_factory=dict, description="the move to registration_accepted: p50, p95, max"
+    )
+    final_mode: str | None = None
+    modes: list[str | None] = Field(default_factory=list)
+    streams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class OverNodes(NodeStats):
+    """Every mobile node together (``over_nodes``)."""
+
+    nodes: int = Field(0, description="mobile nodes in the scenario")
+    moving: int = Field(0, description="mobile nodes that moved")
+    nodes_recovered: int = Field(0, description="nodes all of whose probed handoffs recovered")
+    node_p50_ms: dict[str, float | int | None] = Field(
+        default_factory=dict, description="over the nodes, each node's median interruption"
+    )
+    node_max_ms: dict[str, float | int | None] = Field(
+        default_factory=dict, description="over the nodes, each node's worst interruption"
+    )
+    concurrent: int = Field(0, description="the most handoffs in progress at one moment")
+
+
 class Expectation(_Open):
     name: str
     passed: bool | None
@@ -166,6 +210,13 @@ class RunSummary(_Open):
     repeat: int = 1
     runs: int = 0
     mobile: str | None = Field(None, description="the node that moves (the probes' mobile end)")
+    mobiles: list[str] = Field(
+        default_factory=list, description="several mobile nodes: all of them (else empty)"
+    )
+    per_node: dict[str, NodeStats] | None = Field(
+        None, description="several mobile nodes: each one's handoffs over the repetitions"
+    )
+    over_nodes: OverNodes | None = Field(None, description="several mobile nodes: all together")
     handoffs: list[Handoff] = Field(default_factory=list)
     # per move since the percentiles stopped being pooled; one mapping in older summaries
     percentiles: list[MovePercentiles] | dict[str, Any] | None = None

@@ -74,12 +74,17 @@ def handoff_table(summary: Mapping[str, Any], phases: bool = True) -> Table:
     rows = handoffs(summary)
     streams = _streams_in(summary, rows)
     with_run = any(isinstance(h.get("run"), int) and h["run"] > 0 for h in rows)
-    headers = ["#", *(["run"] if with_run else []), "t (s)", "move", "mode"]
+    # several mobile nodes (issue 19): which one moved, # its own N-th move
+    with_node = len({h.get("node") for h in rows}) > 1
+    headers = [*(["node"] if with_node else []), "#", *(["run"] if with_run else [])]
+    headers += ["t (s)", "move", "mode"]
     headers += [f"{s} ms" for s in streams] + ["max ms", "lost"]
     headers += ["phases (ms from move)"] if phases else []
-    table = Table(headers, align=["r"] * (2 + with_run) + ["l", "l"] + ["r"] * (len(streams) + 1))
+    align = ["l"] * with_node + ["r"] * (2 + with_run) + ["l", "l"] + ["r"] * (len(streams) + 1)
+    table = Table(headers, align=align)
     for h in rows:
-        row = [fmt_num(h.get("index")), *([fmt_num(h.get("run"))] if with_run else [])]
+        row = [str(h.get("node"))] if with_node else []
+        row += [fmt_num(h.get("index")), *([fmt_num(h.get("run"))] if with_run else [])]
         row += [fmt_num(h.get("t_s"), 3), f"{h.get('from', '?')} → {h.get('to', '?')}"]
         row += [fmt_num(h.get("mode"))]
         row += [fmt_ms(h.get(f"interruption_{s}_ms"), f"interruption_{s}_ms" in h) for s in streams]

@@ -25,44 +25,7 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
     # a plain string in the summary, as the modes read from the events
     default_mode = (Mode.NONE if spec.mobility == "none" else Mode.HOME).value
     moves = record.move_events
-    handoffs = []
-    for i, move in enumerate(moves):
-        t_move = move["t_ns"]
-        t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
-        t_up = move.get("t_up_ns")
-        per_stream = {
-            name: metrics.interruption(s, t_move, t_next, t_up) for name, s in streams.items()
-        }
-        down = per_stream.get(PROBE_DOWN)
-        up = per_stream.get(PROBE_UP)
-        values = [x.ms for x in per_stream.values()]
-        interruption = None if not values or any(v is None for v in values) else max(values)
-        phases = metrics.phases(events, t_move, t_next, mobile)
-        for name, result in per_stream.items():
-            if result.first_after_ns is not None:
-                phases[f"first_packet_{name}"] = round((result.first_after_ns - t_move) / 1e6, 3)
-        handoffs.append(
-            {
-                "index": i,
-                "t_s": round((t_move - record.started_ns) / 1e9, 3),
-                "t_ns": t_move,
-                "from": move["from"],
-                "to": move["to"],
-                "gap_ms": move["gap_ms"],
-                "mode": metrics.mode_at(events, t_move, t_next, mobile, default_mode),
-                "tunnel": metrics.tunnel_at(events, t_move, t_next, mobile),
-                "interruption_ms": _round(interruption),
-                "interruption_down_ms": _round(down.ms) if down else None,
-                "interruption_up_ms": _round(up.ms) if up else None,
-                "lost_packets": sum(x.lost for x in per_stream.values()),
-                "lost_down": down.lost if down else None,
-                "lost_up": up.lost if up else None,
-                "phases_ms": dict(sorted(phases.items(), key=lambda kv: kv[1])),
-                # the bounds of each stream's outage, which the timeline draws
-                "outage": {name: metrics.outage_bounds(r) for name, r in per_stream.items()},
-                "run": record.index,
-            }
-        )
+    handoffs = handoffs_of(record, events, moves, streams, mobile, default_mode)
     _floors(scenario, record, events, handoffs, streams)
     if record.interrupted and handoffs and handoffs[-1]["interruption_ms"] is None:
         # interrupted before the last move's streams came back: perhaps still in progress,
@@ -106,6 +69,60 @@ def analyse(scenario: Scenario, record: RunRecord, events: list[dict[str, Any]])
             t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
             handoff["tcp_stall"] = metrics.tcp_stall(samples, handoff["t_ns"], t_next)
     return result
+
+
+def handoffs_of(
+    record: RunRecord,
+    events: list[dict[str, Any]],
+    moves: list[dict[str, Any]],
+    streams: dict[str, metrics.Stream],
+    mobile: str,
+    default_mode: str,
+    others: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The handoffs of ``mobile`` at ``moves`` (its own), from its ``streams`` and the events
+    (``others``: the other mobile nodes, whose events are not this one's phases)."""
+    handoffs = []
+    for i, move in enumerate(moves):
+        t_move = move["t_ns"]
+        t_next = moves[i + 1]["t_ns"] if i + 1 < len(moves) else None
+        t_up = move.get("t_up_ns")
+        per_stream = {
+            name: metrics.interruption(s, t_move, t_next, t_up) for name, s in streams.items()
+        }
+        down = per_stream.get(PROBE_DOWN)
+        up = per_stream.get(PROBE_UP)
+        values = [x.ms for x in per_stream.values()]
+        interruption = None if not values or any(v is None for v in values) else max(values)
+        phases = metrics.phases(events, t_move, t_next, mobile, others)
+        for name, result in per_stream.items():
+            if result.first_after_ns is not None:
+                phases[f"first_packet_{name}"] = round((result.first_after_ns - t_move) / 1e6, 3)
+        handoffs.append(
+            {
+                "index": i,
+                "node": move.get("node", mobile),
+                "probed": True,  # several mobile nodes: false for one no stream serves
+                "t_s": round((t_move - record.started_ns) / 1e9, 3),
+                "t_ns": t_move,
+                "from": move["from"],
+                "to": move["to"],
+                "gap_ms": move["gap_ms"],
+                "mode": metrics.mode_at(events, t_move, t_next, mobile, default_mode),
+                "tunnel": metrics.tunnel_at(events, t_move, t_next, mobile),
+                "interruption_ms": _round(interruption),
+                "interruption_down_ms": _round(down.ms) if down else None,
+                "interruption_up_ms": _round(up.ms) if up else None,
+                "lost_packets": sum(x.lost for x in per_stream.values()),
+                "lost_down": down.lost if down else None,
+                "lost_up": up.lost if up else None,
+                "phases_ms": dict(sorted(phases.items(), key=lambda kv: kv[1])),
+                # the bounds of each stream's outage, which the timeline draws
+                "outage": {name: metrics.outage_bounds(r) for name, r in per_stream.items()},
+                "run": record.index,
+            }
+        )
+    return handoffs
 
 
 def _floors(
@@ -177,7 +194,8 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
     plan = scenario.plan
     owner = {str(i.ip): i.node for i in plan.interfaces() if i.ip is not None}
     moves = sorted(record.move_events, key=lambda m: m["t_ns"])
-    mobile = scenario.spec.probes.mobile if scenario.spec.probes else "mn"
+    mobile = scenario.mobile
+    mobiles = scenario.mobiles if scenario.many else [mobile]
     pools = [(int(n.dhcp.first), int(n.dhcp.last)) for n in plan.networks.values() if n.dhcp]
 
     def leased(address: str) -> bool:
@@ -197,13 +215,13 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
     # addresses the mobile node held besides its home address (DHCP leases, the VPN tunnel's
     # inner address, care-of addresses) and what a NAT router shows of the hosts behind it:
     # a peer seen by such an address is the mobile node
-    aliases: set[str] = set()
+    aliases: dict[str, str] = {}  # address -> the mobile node that held it
     for event in events:
-        if event.get("node") == mobile:
+        if event.get("node") in mobiles:
             for key in ("address", "tia", "care_of", "local"):
                 value = event.get(key)
                 if isinstance(value, str) and value not in owner:
-                    aliases.add(value)
+                    aliases[value] = str(event["node"])
     natted = {
         str(i.ip)
         for node in plan.nodes.values()
@@ -215,13 +233,14 @@ def annotate(events: list[dict[str, Any]], scenario: Scenario, record: RunRecord
     def peer(address: str, msg: str, node: str) -> tuple[str | None, str | None]:
         """The node behind ``address`` as ``node`` saw it, and how (None: its own)."""
         if address in aliases or (msg.startswith("RR") and leased(address)):
-            return mobile, "alias"  # a care-of address from a DHCP pool, a TIA
+            return aliases.get(address, mobile), "alias"  # a leased care-of address, a TIA
         if (
             address in natted
-            and node not in (owner[address], mobile)
+            and node not in (owner[address], *mobiles)
             and not msg.startswith(("ICMP", "DHCP"))  # the router itself, not behind it
         ):
-            return mobile, "nat"  # behind the NAT (the only node that moves there)
+            # behind the NAT (the only node that moves there; one of several: not known)
+            return (mobile if len(mobiles) == 1 else None), "nat"
         return owner.get(address), None
 
     for event in events:

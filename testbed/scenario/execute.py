@@ -33,6 +33,7 @@ from testbed.scenario import metrics
 from testbed.scenario.analyse import analyse, annotate, signalling_nodes
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import Scenario, load_scenario
+from testbed.scenario.many import analyse_many
 from testbed.scenario.record import RunRecord, atomic_write, merge_events, new_run_id
 from testbed.scenario.runner import RunOptions, ensure_ready, run_once
 from testbed.summary import SummaryError, read_summary, write_summary
@@ -175,8 +176,9 @@ def run_scenario(
             infrastructure = infrastructure or record.infrastructure
             for handoff in result["handoffs"]:
                 shown = handoff["interruption_ms"]
+                who = f" {handoff['node']}" if scenario.many else ""
                 options.progress(
-                    f"  handoff {handoff['index']} {handoff['from']} -> {handoff['to']}: "
+                    f" {who} handoff {handoff['index']} {handoff['from']} -> {handoff['to']}: "
                     + (f"{shown:.1f} ms" if shown is not None else "never recovered")
                     + f", mode {handoff['mode']}"
                 )
@@ -226,7 +228,8 @@ def run_scenario(
 def _analysed(scenario: Scenario, record: RunRecord, rep_dir: Path) -> dict[str, Any]:
     """One repetition's metrics from its events and probe records (events.jsonl written)."""
     events = merge_events(rep_dir, lambda evs: annotate(evs, scenario, record))
-    result = analyse(scenario, record, events)
+    # several mobile nodes: each its own handoffs and streams (testbed.scenario.many)
+    result = (analyse_many if scenario.many else analyse)(scenario, record, events)
     result["signalling_nodes"] = signalling_nodes(events, scenario.mobile)
     return result
 
@@ -279,6 +282,12 @@ def _summary(
     percentiles = metrics.move_percentiles(handoffs) if handoffs else None
     first = runs[0] if runs else {}
     passed = error is None and bool(runs) and all(e["passed"] for e in expectations)
+    many: dict[str, Any] = {}
+    if scenario.many:  # several mobile nodes: each apart, and aggregates over them
+        from testbed.scenario.many import aggregate
+
+        per_node, over_nodes = aggregate(handoffs, scenario.mobiles, first.get("node_streams"))
+        many = {"mobiles": scenario.mobiles, "per_node": per_node, "over_nodes": over_nodes}
     return {
         "scenario": scenario.name,
         "description": scenario.spec.description,
@@ -303,6 +312,7 @@ def _summary(
         "nodes": list(scenario.plan.nodes),
         "events": "events.jsonl",
         "data_paths": _data_paths(),
+        **many,
     }
 
 
@@ -455,6 +465,7 @@ def _scenario_from(meta: dict[str, Any]) -> Scenario:
     from pydantic import ValidationError
 
     from mipbase.specfile import SpecSource
+    from testbed.scenario.crowd import expand
     from testbed.scenario.model import ScenarioSpec
     from testbed.topology import load_topology
 
@@ -465,6 +476,7 @@ def _scenario_from(meta: dict[str, Any]) -> Scenario:
         raise InvalidRun(f"{file}: the run's scenario.json no longer validates: {exc}") from None
     topology = Path(meta["topology"])
     plan = load_topology(topology, spec.topology_ref.overrides or None)
+    spec = expand(spec, plan).spec  # the crowds' services, as the run had them
     return Scenario(spec, SpecSource(file, meta["spec"]), Path(file), topology, plan)
 
 

@@ -4,6 +4,15 @@ refers to in summaries. One grammar for the scenario's expectations and the labs
 ``handoff[N|*].FIELD[.PHASE|.STAT]`` (STAT p50, p95, p99, max: over the repetitions of that
 move), ``interruption_ms.STAT`` (each move's), ``stream.NAME.FIELD``, ``tcp.FIELD``,
 ``handoffs`` (their number) and any other dotted path into the summary.
+
+Several mobile nodes (issue 19; each handoff names its ``node``, ``index`` is the node's own
+N-th move): ``handoff[N]`` is every node's N-th handoff, one value per node (labelled
+``node[mn03].handoff[N]...``); ``handoff[*]`` every handoff of every node;
+``node[mn03].handoff[N|*]...`` one node's; ``handoff[N].FIELD.STAT`` the statistic over the
+nodes and the repetitions of their N-th move (``node[mn03]...STAT`` over that node's
+repetitions); ``over_nodes.F...`` and ``per_node.NODE.F...`` the summary's aggregates. A
+handoff no probe stream measured (``probed: false``) has no probe fields: it is left out of
+what they resolve to. With one mobile node every path means what it always meant.
 """
 
 from __future__ import annotations
@@ -14,7 +23,22 @@ from typing import Any
 
 from testbed.scenario import catalogue, metrics
 
-_HANDOFF = re.compile(r"^handoff\[(\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$")
+_HANDOFF = re.compile(
+    r"^(?:node\[([a-z][a-z0-9_]*)\]\.)?handoff\[(\d+|\*)\]\.([a-z_]+)(?:\.([a-z_0-9]+))?$"
+)
+# what only a probe stream measures: a handoff of a node without one has none of it
+PROBE_FIELDS = frozenset(
+    {
+        "interruption_ms",
+        "interruption_down_ms",
+        "interruption_up_ms",
+        "lost_packets",
+        "lost_down",
+        "lost_up",
+        "floor_ms",
+        "overhead_ms",
+    }
+)
 _SEGMENT = re.compile(r"^([a-z0-9_]+)(?:\[(\d+|\*)\])?$")
 
 
@@ -25,28 +49,23 @@ def resolve(metric: str, runs: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     many = len(runs) > 1
     if match:
-        which, field, sub = match.groups()
+        node, which, field, sub = match.groups()
         if sub in catalogue.PERCENTILE_STATS and _is_number(field):  # over one move's repetitions
-            return over_repetitions(runs, which, field, sub)
+            return over_repetitions(runs, which, field, sub, node)
         for r, run in enumerate(runs):
-            handoffs = run["handoffs"]
-            indexes = range(len(handoffs)) if which == "*" else [int(which)]
-            for i in indexes:
-                prefix = f"run {r}: " if many else ""
-                label = f"{prefix}handoff[{i}].{field}" + (f".{sub}" if sub else "")
-                if i >= len(handoffs):
-                    out.append((label, Missing(f"there is no handoff {i}")))
-                    continue
-                value = handoffs[i].get(field, Missing(f"no field {field}"))
-                if value is None and handoffs[i].get("cut_short"):
-                    value = Missing("the run was cut short before this handoff recovered")
-                if sub is not None:
-                    value = (
-                        value.get(sub, Missing(f"handoff {i} has no phase {sub}"))
-                        if isinstance(value, dict)
-                        else Missing(f"{field} has no {sub}")
-                    )
-                out.append((label, value))
+            for who, handoffs in by_node(run["handoffs"], node):
+                indexes = range(len(handoffs)) if which == "*" else [int(which)]
+                for i in indexes:
+                    prefix = f"run {r}: " if many else ""
+                    prefix += f"node[{who}]." if who else ""
+                    label = f"{prefix}handoff[{i}].{field}" + (f".{sub}" if sub else "")
+                    if i >= len(handoffs):
+                        of = f" of {who}" if who else ""
+                        out.append((label, Missing(f"there is no handoff {i}{of}")))
+                        continue
+                    if field in PROBE_FIELDS and not handoffs[i].get("probed", True):
+                        continue  # no probe stream measured it
+                    out.append((label, _field(handoffs[i], i, field, sub)))
         return out
     if metric.startswith("interruption_ms."):  # each move's, never pooled over moves
         return over_repetitions(runs, "*", "interruption_ms", metric.split(".")[1])
@@ -112,21 +131,60 @@ def walk(path: str, summary: Mapping[str, Any]) -> Any:
     return value
 
 
+def _field(handoff: Mapping[str, Any], i: int, field: str, sub: str | None) -> Any:
+    value = handoff.get(field, Missing(f"no field {field}"))
+    if value is None and handoff.get("cut_short"):
+        value = Missing("the run was cut short before this handoff recovered")
+    if sub is not None:
+        value = (
+            value.get(sub, Missing(f"handoff {i} has no phase {sub}"))
+            if isinstance(value, dict)
+            else Missing(f"{field} has no {sub}")
+        )
+    return value
+
+
+def by_node(
+    handoffs: list[dict[str, Any]], node: str | None = None
+) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """A repetition's handoffs per mobile node, each node's in order: ``(None, all)`` when
+    they are one node's (or name none) and no ``node`` is asked for."""
+    if node is not None:
+        return [(node, [h for h in handoffs if h.get("node") == node])]
+    nodes = list(dict.fromkeys(h.get("node") for h in handoffs))
+    if len(nodes) <= 1:
+        return [(None, handoffs)]
+    return [(n, [h for h in handoffs if h.get("node") == n]) for n in nodes]
+
+
 def over_repetitions(
-    runs: list[dict[str, Any]], which: str, field: str, stat: str
+    runs: list[dict[str, Any]], which: str, field: str, stat: str, node: str | None = None
 ) -> list[tuple[str, Any]]:
     """``stat`` (p50, p95, p99, max) of ``field`` over every repetition of a move (``which``:
-    its index or ``*`` for each move): one value per move, labelled with its kind."""
-    moves = metrics.per_move(h for run in runs for h in run["handoffs"])
+    its index or ``*`` for each move): one value per move, labelled with its kind. Several
+    mobile nodes: over the nodes too (their N-th moves together), or ``node``'s alone."""
+    handoffs = [h for run in runs for h in run["handoffs"]]
+    if node is not None:
+        handoffs = [h for h in handoffs if h.get("node") == node]
+    if field in PROBE_FIELDS:
+        handoffs = [h for h in handoffs if h.get("probed", True)]
+    moves = metrics.per_move(handoffs)
+    prefix = f"node[{node}]." if node else ""
     if which != "*":
         moves = [m for m in moves if m[0].get("index", 0) == int(which)]
         if not moves:
-            return [(f"handoff[{which}].{field}.{stat}", Missing(f"there is no handoff {which}"))]
+            of = f" of {node}" if node else ""
+            return [
+                (
+                    f"{prefix}handoff[{which}].{field}.{stat}",
+                    Missing(f"there is no handoff {which}{of}"),
+                )
+            ]
     out: list[tuple[str, Any]] = []
     for move in moves:
         first = move[0]
         label = (
-            f"handoff[{first.get('index', 0)}].{field}.{stat}"
+            f"{prefix}handoff[{first.get('index', 0)}].{field}.{stat}"
             f" ({first.get('from', '?')}->{first.get('to', '?')}, n={len(move)})"
         )
         values = [h.get(field) for h in move]

@@ -249,13 +249,20 @@ def owd_stats(stream: Stream) -> dict[str, float | None]:
 
 
 def phases(
-    events: Iterable[dict[str, Any]], t_move: int, t_next: int | None, mobile: str
+    events: Iterable[dict[str, Any]],
+    t_move: int,
+    t_next: int | None,
+    mobile: str,
+    others: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, float]:
-    """ms from the move to the first event of each phase within the handoff window."""
+    """ms from the move to the first event of each phase within the handoff window (the
+    events of ``others``, the other mobile nodes, and the runner's about them, are theirs)."""
     found: dict[str, float] = {}
     for event in events:
         t = event.get("t_ns", 0)
         if t < t_move or (t_next is not None and t >= t_next):
+            continue
+        if others and (event.get("node") in others or event.get("target") in others):
             continue
         name = event.get("phase") or PHASE_EVENTS.get(event.get("event", ""))
         if not name or name in found:

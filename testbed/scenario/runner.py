@@ -208,7 +208,7 @@ class _Run:
         for p in self.lab.state.processes:
             # the UDP probes run until teardown: one that ended left the streams without
             # data, which the metrics would read as an outage that never ended
-            daemon = p.role in ("relay", "probe:cn", "probe:mn") or p.role.startswith("dhcp:")
+            daemon = p.role == "relay" or p.role.startswith(("dhcp:", "probe:cn", "probe:mn"))
             if daemon and not netns.process_running(p.pid, p.start_time):
                 raise ServiceDied(_died(f"{p.role} in {p.node}", None, p.log))
 
@@ -379,11 +379,11 @@ class _Run:
             raise StepFailed(f"agents not ready within {timeout_s:g} s: {', '.join(waiting)}")
         self.events.emit("services_ready")
 
-    def _start_probe_streams(self, start_file: Path) -> int:
+    def _start_probe_streams(self, start_file: Path, ready: list[Path]) -> int:
         """Both ends start sending together once both have bound their sockets (a fixed
         head start was not enough for a Python start-up in a loaded or emulated machine):
-        wait for their ready files, then write the start time they wait for."""
-        ready = [self.paths.probes / f".{role}.ready" for role in ("probe-cn", "probe-mn")]
+        wait for their ready files (every probe's, with several mobile nodes), then write
+        the start time they wait for."""
         deadline = time.monotonic() + scaled(PROBE_READY_S)
         while not all(path.exists() for path in ready):
             self.check_alive()
@@ -402,34 +402,43 @@ class _Run:
         probe = self.spec.probes
         if probe is None:
             return
-        home = str(probe.address or self.sc.plan.address(probe.mobile))
         cn = str(self.sc.plan.address(probe.correspondent))
-        cn_end: dict[str, Any] = {}
-        mn_end: dict[str, Any] = {}
-        if probe.directions in ("both", "down"):
-            cn_end.update(out_stream=PROBE_DOWN, to=f"{home}:{probe.port}")
-            mn_end.update(in_stream=PROBE_DOWN, listen=probe.port)
-        if probe.directions in ("both", "up"):
-            mn_end.update(out_stream=PROBE_UP, to=f"{cn}:{probe.port}")
-            if self.spec.mobility == "mip":  # a mobile node's applications use its home address
-                mn_end.update(source=home)
-            cn_end.update(in_stream=PROBE_UP, listen=probe.port)
         start_file = self.paths.probes / ".start_ns"
-        for node, role, end in (
-            (probe.correspondent, "probe:cn", cn_end),
-            (probe.mobile, "probe:mn", mn_end),
-        ):
-            argv = launch.probe_argv(
-                self.paths.probes,
-                probe.interval,
-                probe.size,
-                0,
-                ready=self.paths.probes / f".{role.replace(':', '-')}.ready",
-                start_file=start_file,
-                **end,
-            )
-            self._spawn(node, role, argv, f"{role.replace(':', '-')}.log")
-        start_ns = self._start_probe_streams(start_file)
+        homes: list[str] = []
+        ready: list[Path] = []
+        for mobile in self.sc.probed:  # one pair of streams per mobile node, its own port
+            home = str(probe.address or self.sc.plan.address(mobile))
+            homes.append(home)
+            port = self.sc.probe_port(mobile)
+            cn_end: dict[str, Any] = {}
+            mn_end: dict[str, Any] = {}
+            if probe.directions in ("both", "down"):
+                cn_end.update(out_stream=PROBE_DOWN, to=f"{home}:{port}")
+                mn_end.update(in_stream=PROBE_DOWN, listen=port)
+            if probe.directions in ("both", "up"):
+                mn_end.update(out_stream=PROBE_UP, to=f"{cn}:{port}")
+                if self.spec.mobility == "mip":  # applications use the home address
+                    mn_end.update(source=home)
+                cn_end.update(in_stream=PROBE_UP, listen=port)
+            # several mobile nodes: each node's records in probes/NODE/, roles probe:cn:NODE
+            suffix = f":{mobile}" if self.sc.many else ""
+            for node, role, end in (
+                (probe.correspondent, f"probe:cn{suffix}", cn_end),
+                (mobile, f"probe:mn{suffix}", mn_end),
+            ):
+                ready.append(self.paths.probes / f".{role.replace(':', '-')}.ready")
+                argv = launch.probe_argv(
+                    self.paths.probes / self.sc.probe_dir(mobile),
+                    probe.interval,
+                    probe.size,
+                    0,
+                    ready=ready[-1],
+                    start_file=start_file,
+                    **end,
+                )
+                self._spawn(node, role, argv, f"{role.replace(':', '-')}.log")
+        start_ns = self._start_probe_streams(start_file, ready)
+        home = homes[0]
         if probe.tcp:
             port = probe.port + 1
             server = launch.tcpprobe_argv(
@@ -452,18 +461,20 @@ class _Run:
             )
             self._spawn(probe.mobile, "probe:tcp-client", client, "tcp-client.log")
         if probe.icmp:
-            self._spawn(
-                probe.correspondent,
-                "probe:icmp",
-                launch.icmp_ping_argv(home),
-                "ping-home.log",
-            )
+            for mobile, address in zip(self.sc.probed, homes, strict=True):
+                self._spawn(
+                    probe.correspondent,
+                    f"probe:icmp:{mobile}" if self.sc.many else "probe:icmp",
+                    launch.icmp_ping_argv(address),
+                    f"ping-{mobile}.log" if self.sc.many else "ping-home.log",
+                )
         self.events.emit(
             "probes_started",
             home=home,
             correspondent=cn,
             interval_ms=probe.interval,
             start_ns=start_ns,
+            **({"nodes": list(self.sc.probed), "homes": homes} if self.sc.many else {}),
         )
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
 
