@@ -9,10 +9,11 @@ the gateway's pool of tunnel inner addresses and the two connections loaded thro
 It writes the IKE events of both into ``DIR/events/`` (so ``testbed events DIR`` shows
 them) and the mobile node's agent configuration, ``mn.yaml`` with the vici socket in place
 of the service name, into ``DIR/mn.yaml``. Then it waits; Ctrl-C or ``kill %N`` stops
-both daemons (``testbed down LAB`` does too).
+both daemons (``testbed down LAB`` does too). With ``LAB=lab04-$TESTBED_STUDENT`` (the
+lab's README):
 
-    sudo .venv/bin/python labs/04-leaving-the-enterprise-mobike/vpn.py lab04 /tmp/lab04
-    sudo .venv/bin/python labs/04-leaving-the-enterprise-mobike/vpn.py lab04 /tmp/lab04 --no-mobike
+    sudo .venv/bin/python labs/04-leaving-the-enterprise-mobike/vpn.py $LAB /tmp/$LAB
+    sudo .venv/bin/python labs/04-leaving-the-enterprise-mobike/vpn.py $LAB /tmp/$LAB --no-mobike
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lab", help="a lab built from topologies/enterprise.yaml (testbed up)")
-    parser.add_argument("dir", type=Path, help="where events/ and mn.yaml go, e.g. /tmp/lab04")
+    parser.add_argument("dir", type=Path, help="where events/ and mn.yaml go, e.g. /tmp/LAB")
     parser.add_argument(
         "--no-mobike", action="store_true", help="as scenario-nomobike.yaml: MOBIKE off"
     )

@@ -18,10 +18,11 @@ and the two connections loaded through vici.
 It writes the IKE events of both into ``DIR/events/`` (so ``testbed events DIR`` shows them)
 and the mobile node's agent configuration, ``mn.yaml`` (or ``mn-dual.yaml``) with the vici
 socket in place of the service name, into ``DIR/``. Then it waits; Ctrl-C or ``kill %N``
-stops both daemons (``testbed down LAB`` does too).
+stops both daemons (``testbed down LAB`` does too). With ``LAB=lab05-$TESTBED_STUDENT`` (the
+lab's README):
 
-    sudo .venv/bin/python labs/05-proxy-and-dual-mip/vpn.py lab05 /tmp/lab05
-    sudo .venv/bin/python labs/05-proxy-and-dual-mip/vpn.py lab05 /tmp/lab05 --dual
+    sudo .venv/bin/python labs/05-proxy-and-dual-mip/vpn.py $LAB /tmp/$LAB
+    sudo .venv/bin/python labs/05-proxy-and-dual-mip/vpn.py $LAB /tmp/$LAB --dual
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lab", help="a lab built from topologies/enterprise.yaml (testbed up)")
-    parser.add_argument("dir", type=Path, help="where events/ and mn.yaml go, e.g. /tmp/lab05")
+    parser.add_argument("dir", type=Path, help="where events/ and mn.yaml go, e.g. /tmp/LAB")
     parser.add_argument("--dual", action="store_true", help="scenario-dual.yaml: dual MIP")
     args = parser.parse_args(argv)
     scenario = HERE / ("scenario-dual.yaml" if args.dual else "scenario.yaml")

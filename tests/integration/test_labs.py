@@ -83,8 +83,9 @@ def test_readme_structure_and_pictures(lab: Path) -> None:
         assert (lab / image).is_file(), f"{lab.name}: picture {image} is missing"
     # the run's own picture, where the report puts it
     assert "figures/topology.png" in text
-    for scenario in _lab_scenarios(lab):
-        assert f"results/{scenario.name}" in text, f"{lab.name}: no results path of {scenario}"
+    for scenario in _lab_scenarios(lab):  # the student's own results (issue 18, item 5)
+        where = f"results/$TESTBED_STUDENT/{scenario.name}"
+        assert where in text, f"{lab.name}: no results path of {scenario.name} ({where})"
     # an ASCII picture of the network: a plain fenced block with network bars
     assert re.search(r"^```\n(?:.*\n)*?.*=\+=", text, flags=re.M), f"{lab.name}: no ASCII picture"
     for word in ("testbed run", "testbed events", "testbed state", "testbed up", "testbed move"):
@@ -185,6 +186,32 @@ def test_readme_commands_name_what_exists(lab: Path) -> None:
             assert name in AGENT_LOADERS, f"{lab.name}: 'testbed agent {name}': no such agent"
             path = ROOT / config.replace("$agent", name)
             assert path.is_file(), f"{lab.name}: {path.relative_to(ROOT)} does not exist"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=_id)
+def test_readme_commands_derive_every_name_from_the_student(lab: Path) -> None:
+    """Issue 18, item 5: a class on one server. Nothing a lab's commands name is shared by
+    two students: runs take --student, results are under results/$TESTBED_STUDENT/, the
+    by-hand lab is $LAB (labNN-$TESTBED_STUDENT, set in the text) and its files are in
+    /tmp/$LAB and /run/testbed/$LAB; RUN_LAB, RUN_DIR are placeholders."""
+    text = _readme(lab)
+    code = _code(text)
+    number = lab.name[:2]
+    assert f"LAB=lab{number}-$TESTBED_STUDENT" in code, f"{lab.name}: LAB is never set"
+    runs = re.findall(r"testbed run (?!--student=\$TESTBED_STUDENT )\S+", code)
+    assert not runs, f"{lab.name}: without --student=$TESTBED_STUDENT: {runs}"
+    shared = re.findall(r"\bresults/(?!\$TESTBED_STUDENT\b)\S*", code)
+    assert not shared, f"{lab.name}: not under results/$TESTBED_STUDENT/: {shared}"
+    shared = re.findall(
+        r"/tmp/(?!\$LAB\b|lab\d\d-\$TESTBED_STUDENT\b)\S*|/run/testbed/(?!\$LAB/|RUN_LAB/)\S*", code
+    )
+    assert not shared, f"{lab.name}: paths not the student's: {shared}"
+    verbs = "exec|move|capture|cli|down|show"
+    for verb, name in re.findall(rf"testbed ({verbs}) (\S+)", code):
+        assert name in ("$LAB", "RUN_LAB"), f"{lab.name}: 'testbed {verb} {name}': not $LAB"
+    for name in re.findall(r"testbed up \S+ --name (\S+)", code):
+        assert name == "$LAB", f"{lab.name}: 'testbed up ... --name {name}': not $LAB"
+    assert not re.search(r"\blab0\d\b(?!-)", code), f"{lab.name}: a hard-coded lab name"
 
 
 def _failed(expectations: list[dict[str, Any]]) -> list[str]:
