@@ -33,10 +33,11 @@ taken as news of the link we are on now.
 Forged input (issue 20, item 4; docs/hostile-input.md says what each input may change): an
 advertisement not sent to 224.0.0.1 or 255.255.255.255 (``dst``, where the driver knows it)
 is dropped; a new agent enters the table (at most ``MAX_AGENTS``) only if it is our home agent
-or a foreign agent with a care-of address, and is used only with a Registration Lifetime above
-0; a reboot (sequence number) makes at most one registration per ``REBOOT_HOLDOFF`` s; a
-foreign agent's unauthenticated denial counts only from the FA the request went through, and
-the lifetime cap of its 69 only while that FA is known.
+or a foreign agent that takes registrations (a care-of address, not busy, a Registration
+Lifetime above 0), and a known one is used only while it does; a reboot (sequence number)
+makes at most one registration per ``REBOOT_HOLDOFF`` s; a foreign agent's unauthenticated
+denial counts only from the FA the request went through, and the lifetime cap of its 69 only
+while that FA is known.
 
 Solicitations (RFC 5944 2.4.1): up to ``solicit_burst`` at ``solicit_interval``, then binary
 exponential backoff up to ``solicit_max_interval``; never closer than ``solicit_interval``.
@@ -570,10 +571,12 @@ class MobileNode:
         out: list[Action] = []
         rebooted = False
         if info is None:
-            if not (home or (a.flags & AdvFlag.F and a.care_of_addresses)):
-                # nothing for us: neither our home agent nor a foreign agent (RFC 5944 2.1.1:
-                # F needs a care-of address). Not entered: a table of every source heard
-                # is what a flood of forged ones would grow (issue 20).
+            fa = a.flags & AdvFlag.F and not a.flags & AdvFlag.B
+            if not (home or (fa and a.care_of_addresses and a.registration_lifetime > 0)):
+                # nothing for us now: neither our home agent nor a foreign agent that takes
+                # registrations (RFC 5944 2.1.1: F with a care-of address, not busy, a
+                # Registration Lifetime). Not entered: forged ones would fill the table and
+                # keep a real agent out (issue 20); one that was busy enters once it is not.
                 return self._drop("advertisement offers no service to us", src)
             if len(self.agents) >= MAX_AGENTS:
                 return self._drop("agent table full", src)

@@ -135,9 +135,19 @@ def test_many_sources_do_not_grow_the_agent_table() -> None:
     before = snapshot(mn)
     rng = random.Random(1)
     for i in range(5000):
-        src = f"10.2.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        flags = rng.choice((0, AdvFlag.R, AdvFlag.G | AdvFlag.M, AdvFlag.F))  # F without CoA
-        out = mn.handle_icmp(adv(src, flags, coas=[]), src, 0.2 + i * 1e-4, "wlan0")
+        src = f"10.2.{rng.randrange(1, 256)}.{rng.randrange(1, 255)}"  # (never FA1)
+        kind = rng.randrange(5)
+        if kind == 0:  # no service: not a foreign agent, or one without a care-of address
+            data = adv(src, rng.choice((0, AdvFlag.R, AdvFlag.G | AdvFlag.M, AdvFlag.F)), coas=[])
+        elif kind == 1:  # busy
+            data = adv(src, AdvFlag.F | AdvFlag.B)
+        elif kind == 2:  # takes no registration
+            data = adv(src, AdvFlag.F, reg_life=0)
+        elif kind == 3:  # an H one, not from our home agent nor on the home prefix
+            data = adv(src, AdvFlag.H)
+        else:  # R without F
+            data = adv(src, AdvFlag.R)
+        out = mn.handle_icmp(data, src, 0.2 + i * 1e-4, "wlan0")
         assert requests(out) == []
     assert snapshot(mn) == before and len(mn.agents) == 1
     assert mn.counters["dropped"] == 5000
