@@ -169,6 +169,9 @@ class HaConfig:
     address: str
     home_network: str
     mobile_nodes: list[MobileNodeConfig] = field(default_factory=list)
+    # more home networks whose mobile nodes it serves (the MIP proxy's front, in front of
+    # several home agents); the home link is home_network's
+    other_home_networks: tuple[str, ...] = ()
     max_lifetime: int = 1800
     replay_window: float = 7.0
     simultaneous_bindings: bool = False
@@ -257,6 +260,9 @@ class HomeAgent:
         self._rand32 = rand32
         self._addr_bytes = aton(config.address)
         self._home_net = ipaddress.IPv4Network(config.home_network, strict=False)
+        self._served_nets = [self._home_net] + [
+            ipaddress.IPv4Network(n, strict=False) for n in config.other_home_networks
+        ]
         self._mns: dict[str, _MobileNode] = {}
         self._by_nai: dict[str, _MobileNode] = {}
         for mn in config.mobile_nodes:
@@ -296,9 +302,10 @@ class HomeAgent:
     # -- configuration ---------------------------------------------------------------------
 
     def add_mobile_node(self, mn: MobileNodeConfig) -> None:
-        """Serve one more mobile node (its home address must be on the home network)."""
-        if ipaddress.IPv4Address(mn.home_address) not in self._home_net:
-            raise ValueError(f"home address {mn.home_address} not in {self._home_net}")
+        """Serve one more mobile node (its home address must be on a home network)."""
+        if not any(ipaddress.IPv4Address(mn.home_address) in n for n in self._served_nets):
+            served = ", ".join(map(str, self._served_nets))
+            raise ValueError(f"home address {mn.home_address} not in {served}")
         sa = mn.sa()
         entry = _MobileNode(
             mn.home_address,

@@ -12,7 +12,9 @@ all request validation (131, 133, 136, NAT detection and RFC 3519 UDP tunnels...
 is not on the home link, so its ``ProxyArp``/``GratuitousArp`` actions are dropped; its
 ``TunnelUp``/``TunnelDown`` get role ``"proxy"``. Timer ``ha.expire`` is the front's.
 
-Back (HA-facing, per mobile node): a registration at ``home_agent`` with the mobile node's home
+Back (HA-facing, per mobile node): a registration at the mobile node's home agent
+(``home_agent``, or of ``other_home_agents`` the one whose home network holds its home
+address: the proxy serves several HAs) with the mobile node's home
 address, care-of address ``internal_address`` and the D flag, sent by the mobile node's
 registration client (:mod:`agents.mip.regclient`: Identification per the SA's replay style, 133
 resynchronises at most ``max_resync`` times, exponential backoff). Its tunnel is
@@ -45,6 +47,7 @@ Events: ``proxy_started``, ``proxy_upstream_sent``, ``proxy_upstream_accepted``,
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -109,6 +112,9 @@ class ProxyConfig:
     home_agent: str
     home_network: str
     mobile_nodes: list[MobileNodeConfig] = field(default_factory=list)
+    # more (home agent, its home network): a mobile node whose home address is on one of
+    # these networks registers there (seed 003: the proxy serves several HAs)
+    other_home_agents: list[tuple[str, str]] = field(default_factory=list)
     max_lifetime: int = 600
     replay_window: float = 7.0
     udp_tunnelling: bool = True
@@ -118,6 +124,18 @@ class ProxyConfig:
     max_retransmissions: int = 4
     renew_fraction: float = 0.8
     max_resync: int = 3
+
+    def home_agent_of(self, home_address: str) -> str:
+        """The home agent of a mobile node: the one whose home network holds its address."""
+        address = ipaddress.IPv4Address(home_address)
+        for agent, network in self.other_home_agents:
+            if address in ipaddress.IPv4Network(network, strict=False):
+                return agent
+        return self.home_agent
+
+    @property
+    def home_agents(self) -> list[str]:
+        return [self.home_agent, *(agent for agent, _ in self.other_home_agents)]
 
     def __post_init__(self) -> None:
         if not 0 < self.renew_fraction < 1:
@@ -145,6 +163,7 @@ class _Upstream:
 
     home_address: str
     reg: RegistrationClient[None]  # its registrations in flight (timer T_RETX + home address)
+    home_agent: str = ""  # where they go: the mobile node's own home agent
     registered: bool = False
     expires: float = 0.0
     lifetime: int = 0
@@ -176,6 +195,7 @@ class MipProxy:
             HaConfig(
                 address=config.external_address,
                 home_network=config.home_network,
+                other_home_networks=tuple(n for _, n in config.other_home_agents),
                 mobile_nodes=list(config.mobile_nodes),
                 max_lifetime=config.max_lifetime,
                 replay_window=config.replay_window,
@@ -203,7 +223,7 @@ class MipProxy:
                 retransmit_max=config.retransmit_max,
                 max_resync=config.max_resync,
             )
-            self._up[home] = _Upstream(home, reg)
+            self._up[home] = _Upstream(home, reg, config.home_agent_of(home))
         self.counters: dict[str, int] = {
             "requests": 0,
             "upstream_sent": 0,
@@ -241,7 +261,7 @@ class MipProxy:
             "lifetime": up.lifetime if up.registered else 0,
             "accepted_at": up.accepted_at,
             "care_of": self.config.internal_address,
-            "home_agent": self.config.home_agent,
+            "home_agent": up.home_agent,
             "tunnel": up.tunnel,
             "held": up.held is not None,
             "pending": None
@@ -266,6 +286,7 @@ class MipProxy:
                     "external_address": cfg.external_address,
                     "internal_address": cfg.internal_address,
                     "home_agent": cfg.home_agent,
+                    **({"home_agents": cfg.home_agents} if cfg.other_home_agents else {}),
                 },
             )
         )
@@ -490,10 +511,10 @@ class MipProxy:
         return up.reg.start(
             now,
             None,
-            home_agent=cfg.home_agent,
+            home_agent=up.home_agent,
             lifetime=lifetime,
             reason=reason,
-            to=Send(b"", cfg.home_agent, MIP_PORT, cfg.internal_address, MIP_PORT),
+            to=Send(b"", up.home_agent, MIP_PORT, cfg.internal_address, MIP_PORT),
             max_retransmissions=_DEREG_ATTEMPTS - 1 if dereg else cfg.max_retransmissions,
             first_sent=first_sent,
         )
@@ -504,7 +525,7 @@ class MipProxy:
         # our tunnel, so the firewall sees both directions of the MN's traffic as one flow
         flags = 0 if p.dereg else int(RequestFlag.D | RequestFlag.T)
         req = RegistrationRequest(
-            home, cfg.home_agent, cfg.internal_address, p.identification, p.lifetime, flags
+            home, cfg.home_agent_of(home), cfg.internal_address, p.identification, p.lifetime, flags
         )
         return append_auth(encode(req), ExtType.MN_HA_AUTH, sa)
 
@@ -521,7 +542,7 @@ class MipProxy:
                 "identification": p.identification,
                 "resync": up.reg.resyncs,
                 "bytes": len(p.payload),
-                "to": self.config.home_agent,
+                "to": up.home_agent,
             },
         )
 
@@ -559,10 +580,10 @@ class MipProxy:
             return []
         up.tunnel = False
         cfg = self.config
-        return [TunnelDown(up.home_address, cfg.internal_address, cfg.home_agent, "proxy-back")]
+        return [TunnelDown(up.home_address, cfg.internal_address, up.home_agent, "proxy-back")]
 
     def _on_reply(self, payload: bytes, src: str, now: float) -> list[Action]:
-        if src != self.config.home_agent:
+        if src not in self.config.home_agents:
             return self._drop("reply not from the home agent", src)
         try:
             rep = decode_reply(payload)
@@ -571,6 +592,8 @@ class MipProxy:
         up = self._up.get(rep.home_address)
         if up is None:
             return self._drop(f"reply for unknown home address {rep.home_address}", src)
+        if src != up.home_agent:
+            return self._drop(f"reply for {rep.home_address} not from its home agent", src)
         if up.pending is None:
             return self._drop("no upstream registration pending", src)
         answer = up.reg.handle_reply(rep, payload)
@@ -639,7 +662,7 @@ class MipProxy:
                     "attempts": p.attempt,
                     "reason": p.reason,
                     "bytes": reply_bytes,
-                    "from": cfg.home_agent,
+                    "from": up.home_agent,
                 },
             )
         ]
@@ -662,7 +685,7 @@ class MipProxy:
                 TunnelUp(
                     home,
                     cfg.internal_address,
-                    cfg.home_agent,
+                    up.home_agent,
                     cfg.internal_address,
                     "ipip",
                     None,

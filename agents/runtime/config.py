@@ -65,6 +65,14 @@ class HaFile(_ReplyLimits):
     )
 
 
+class OtherHomeAgent(_Strict):
+    """One more home agent the MIP proxy serves mobile nodes of (seed 003: "can serve
+    multiple MNs and HAs"): those whose home address is on its home network."""
+
+    address: ipaddress.IPv4Address
+    home_network: ipaddress.IPv4Network
+
+
 class ProxyFile(_Strict):
     """The MIP proxy of seed 003: home agent toward mobile nodes outside, mobile node toward
     the real home agent, in the DMZ beside the VPN gateway (or on it: one box)."""
@@ -78,6 +86,11 @@ class ProxyFile(_Strict):
     interface: str = "eth0"
     home_agent: ipaddress.IPv4Address
     home_network: ipaddress.IPv4Network
+    home_agents: list[OtherHomeAgent] = Field(
+        default_factory=list,
+        description="more home agents, each with its home network: a mobile node registers "
+        "(through the proxy) with the one whose network holds its home address",
+    )
     gateway: ipaddress.IPv4Address | None = Field(
         None,
         description="the VPN gateway that encrypts what the HA tunnels to us (two boxes); "
@@ -96,6 +109,19 @@ class ProxyFile(_Strict):
     retransmit_initial: float = Field(0.5, gt=0)
     retransmit_max: float = Field(4.0, gt=0)
     mobile_nodes: list[MobileNodeEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _every_node_has_a_home_agent(self) -> ProxyFile:
+        networks = [self.home_network, *(h.home_network for h in self.home_agents)]
+        for mn in self.mobile_nodes:
+            if not any(mn.home_address in n for n in networks):
+                served = ", ".join(map(str, networks))
+                raise ValueError(f"{mn.home_address} is on no home network served ({served})")
+        return self
+
+    @property
+    def home_networks(self) -> list[str]:
+        return [str(self.home_network), *(str(h.home_network) for h in self.home_agents)]
 
 
 class FaFile(_ReplyLimits):
@@ -295,6 +321,7 @@ def load_proxy(path: str | Path) -> tuple[ProxyFile, Any]:
         home_agent=str(f.home_agent),
         home_network=str(f.home_network),
         mobile_nodes=_mobile_nodes(f.mobile_nodes),
+        other_home_agents=[(str(h.address), str(h.home_network)) for h in f.home_agents],
         max_lifetime=f.max_lifetime,
         replay_window=f.replay_window,
         udp_tunnelling=f.udp_tunnelling,

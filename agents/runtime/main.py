@@ -124,7 +124,7 @@ def _make_proxy(path: str, events: EventWriter):
     driver = AgentDriver(machine, events, None, interfaces=(f.interface,))
     gateway = str(f.gateway) if f.gateway is not None else None
     driver.dataplane = ProxyDataPlane(
-        events, driver.udp, gateway, str(f.home_network), f.interface, f.esp_in_userspace
+        events, driver.udp, gateway, f.home_networks, f.interface, f.esp_in_userspace
     )
     return driver, machine, None
 

@@ -72,13 +72,15 @@ class ProxyDataPlane:
         events: EventWriter,
         udp_socket: Any,
         gateway: str | None,
-        home_network: str,
+        home_network: str | list[str],
         interface: str = "eth0",
         esp_in_userspace: bool | None = None,
     ) -> None:
         self.events = events
         self.gateway = gateway
-        self.home_network = home_network
+        # the home networks of the home agents it serves (one, or several)
+        self.home_networks = [home_network] if isinstance(home_network, str) else home_network
+        self.home_network = self.home_networks[0]
         self.interface = interface
         self.esp_in_userspace = esp_in_userspace
         self.front = _Front(events, udp_socket)
@@ -119,8 +121,11 @@ class ProxyDataPlane:
         for argv in (
             ["ip", "route", "replace", "default", "dev", self.back.tun_name, "table", table],
             ["ip", "rule", "del", "priority", priority],
-            ["ip", "rule", "add", "iif", decrypted_from, "from", self.home_network,
-             "lookup", table, "priority", priority],
+            *(
+                ["ip", "rule", "add", "iif", decrypted_from, "from", network,
+                 "lookup", table, "priority", priority]
+                for network in self.home_networks
+            ),
         ):  # fmt: skip
             subprocess.run(argv, capture_output=True, check=False)
         if self.gateway is None:

@@ -7,7 +7,8 @@ generated and deterministic: SPI ``spi + k`` for the k-th node, key the first 16
 HMAC-SHA256(key_seed, node name). The agents that serve the crowd (a home agent, the MIP
 proxy: ``serve``) get every node's association appended to their ``mobile_nodes``. The MN
 services are labelled with the node's name, so their events files, logs, configurations and
-state files are apart (``events/mn03.jsonl``).
+state files are apart (``events/mn03.jsonl``). With ``vpn`` each node gets its own VPN
+client too (``mn03-vpn``, a charon of its own), which its agent's ``vpn`` section uses.
 
 Pure functions of the scenario and the plan; the loader calls :func:`expand` before it
 checks references and agent configurations, so a crowd's errors are the scenario's errors.
@@ -97,6 +98,18 @@ def expand(spec: ScenarioSpec, plan: TopologyPlan, source: SpecSource | None = N
                 raise err((*where, "nodes"), f"a service named {node!r} exists already")
             entry = _association(crowd, node, k)
             config = _mn_config(plan, crowd, node, entry, err, where)
+            if crowd.vpn is not None:  # its own VPN client, started before the agent
+                label = f"{node}-vpn"
+                if label in labels:
+                    raise err((*where, "vpn"), f"a service named {label!r} exists already")
+                vpn = dict(crowd.vpn)
+                vpn.setdefault("id", f"{node}@vpn.test")  # its own IKE identity
+                if vpn.get("binding") == "home":
+                    vpn.setdefault("home_address", config["home_address"])
+                services.append(ServiceSpec(name=label, node=node, kind="vpn", config=vpn))
+                labels.add(label)
+                if isinstance(config.get("vpn"), dict):
+                    config["vpn"] = {**config["vpn"], "service": label}
             for target in served:
                 target.config = dict(target.config or {})
                 target.config["mobile_nodes"] = [*target.config.get("mobile_nodes", []), entry]

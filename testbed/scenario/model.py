@@ -76,6 +76,12 @@ class CrowdSpec(Strict):
     spi: int = Field(1000, ge=256, le=0xFFFFFFFF - 1000)
     key_seed: str = Field("mip-testbed", min_length=1)
     algorithm: Literal["hmac-md5", "keyed-md5"] = "hmac-md5"
+    vpn: dict[str, Any] | None = Field(
+        None,
+        description="a VPN client (kind vpn) for each node too, labelled NODE-vpn, from this "
+        "configuration (binding home: the node's home address filled in); the agent's vpn "
+        "section, if any, names it as its service",
+    )
 
 
 class ProbeSpec(Strict):

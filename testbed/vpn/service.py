@@ -77,7 +77,10 @@ def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
     home_bound = _home_bound(cfg)
     mobike = _mobike(cfg)
     psk = str(cfg.get("psk", "testbed-psk"))
-    vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, profiles.CLIENT_ID])
+    # a client's IKE identity (several clients of one gateway each need their own: the
+    # gateway replaces an IKE SA of the same identity); the gateway's key matches by its own
+    ident = str(cfg.get("id", profiles.CLIENT_ID))
+    vc.load_shared_psk(vpn.vici, psk, [profiles.GATEWAY_ID, ident])
     if gateway and home_bound:
         route_home_bound_ike(lab, node, cfg, libipsec=vpn.charon.config.esp_in_userspace)
         conn = profiles.gateway_conn(
@@ -94,6 +97,7 @@ def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
         local = cfg.get("home_address") if home_bound else cfg.get("local_address")
         conn = profiles.client_conn(
             str(cfg["gateway"]),
+            local_id=ident,
             name="home",
             child="net",
             mobike=mobike,
@@ -140,7 +144,8 @@ def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any], *, libipsec: 
     that charon installs for the same address: a rule ahead of table 220. One box (no
     ``proxy``): the proxy's own routes in the main table; two boxes: via the proxy, which
     also gets what the gateway decrypts from a home address (back to the HA in its tunnel)."""
-    home_network = str(cfg["home_network"])
+    given = cfg["home_network"]  # one home network, or a list (a proxy serving several HAs)
+    networks = [str(n) for n in given] if isinstance(given, list) else [str(given)]
     proxy = cfg.get("proxy")
     table = "main"
     if proxy is not None:
@@ -148,17 +153,19 @@ def route_home_bound_ike(lab: Any, node: str, cfg: dict[str, Any], *, libipsec: 
         via = str(lab.plan.address(proxy)) if proxy in lab.plan.nodes else str(proxy)
         lab.run(node, ["ip", "route", "replace", "default", "via", via, "table", table])
         decrypted = decrypted_interface(lab, node, via, libipsec)
-        lab.run(
-            node,
-            ["ip", "rule", "add", "priority", "100", "iif", decrypted, "from", home_network,
-             "lookup", table],
-        )  # fmt: skip
-    for port in ("500", "4500"):
-        lab.run(
-            node,
-            ["ip", "rule", "add", "priority", "100", "to", home_network,
-             "ipproto", "udp", "sport", port, "lookup", table],
-        )  # fmt: skip
+        for home_network in networks:
+            lab.run(
+                node,
+                ["ip", "rule", "add", "priority", "100", "iif", decrypted, "from", home_network,
+                 "lookup", table],
+            )  # fmt: skip
+    for home_network in networks:
+        for port in ("500", "4500"):
+            lab.run(
+                node,
+                ["ip", "rule", "add", "priority", "100", "to", home_network,
+                 "ipproto", "udp", "sport", port, "lookup", table],
+            )  # fmt: skip
 
 
 def agent_vpn_config(

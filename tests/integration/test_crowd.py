@@ -72,3 +72,40 @@ def test_crowd_roams_and_every_handoff_recovers(tmp_path: Path) -> None:
     assert len(bound) == len(mobiles)
     accepted = {e["node"] for e in events if e["event"] == "registration_accepted"}
     assert accepted == set(mobiles)
+
+
+def test_one_proxy_serves_the_mobile_nodes_of_two_home_agents(tmp_path: Path) -> None:
+    """Issue 19, item 2 (seed 003): scenarios/proxy-two-has.yaml, two MNs of each of two home
+    networks, each with its own HA; outside, the one MIP proxy registers each at its own
+    HA; back home, each deregisters with its own."""
+    if os.geteuid() != 0:
+        pytest.skip("scenarios need root (network namespaces)")
+    from testbed.scenario.execute import run_scenario
+    from testbed.scenario.runner import RunOptions
+
+    options = RunOptions(results=tmp_path / "results", progress=lambda _: None, figures=False)
+    outcome = run_scenario(ROOT / "scenarios" / "proxy-two-has.yaml", options)
+    summary = outcome.summary
+    assert outcome.passed, summary["reasons"]
+    assert summary["mobiles"] == ["mn01", "mn02", "mb01", "mb02"]
+    for node, stats in summary["per_node"].items():
+        assert stats["modes"] == ["proxy", "home"] and stats["recovered"] == 2, node
+    events = [
+        json.loads(line) for line in (outcome.run_dir / "events.jsonl").read_text().splitlines()
+    ]
+    homes = {"ha": {"10.1.0.100", "10.1.0.101"}, "ha2": {"10.4.0.100", "10.4.0.101"}}
+    agents = {"ha": "10.1.0.1", "ha2": "10.4.0.1"}
+    for ha, mine in homes.items():
+        bound = [e for e in events if e["node"] == ha and e["event"] == "binding_added"]
+        # each HA bound its own mobile nodes only, at the proxy's address
+        assert {e["home_address"] for e in bound} == mine, (ha, bound)
+        assert {e["care_of"] for e in bound} == {"192.0.2.11"}, bound
+    accepted = {
+        e["home_address"]: e["from"]
+        for e in events
+        if e["node"] == "proxy" and e["event"] == "proxy_upstream_accepted"
+    }
+    assert accepted == {home: agents[ha] for ha, mine in homes.items() for home in mine}
+    # every MN's own IKE identity: four IKE SAs side by side at the gateway, none replaced
+    ups = {e["node"] for e in events if e["event"] == "ike_updown" and e.get("up")}
+    assert set(summary["mobiles"]) <= ups, ups

@@ -672,3 +672,90 @@ def test_deregistration_while_held_discards_the_reply_and_deregisters_upstream()
     out = proxy.handle_timer(f"proxy.retx.{HOME}", 2.0)
     assert not [a for a in out if isinstance(a, Send)]
     assert proxy.upstream(HOME)["state"] == "idle"
+
+
+# --- several home agents (issue 19, item 2) ------------------------------------------------
+
+HOME2, HA2, HOME_NET2 = "10.4.0.7", "10.4.0.1", "10.4.0.0/24"
+SPI2, KEY2 = 1001, bytes(range(16, 32))
+
+
+def test_one_proxy_serves_mobile_nodes_of_two_home_agents() -> None:
+    """Seed 003: the proxy "can serve multiple MNs and HAs". A mobile node of each home
+    network registers with the proxy; each registration goes upstream to its own HA, and a
+    reply from the other HA for it is dropped."""
+    net = SimNetwork(latency=0.002)
+    rnd = itertools.count(7)
+    r32 = lambda: next(rnd)  # noqa: E731
+    ha1 = HomeAgent(
+        HaConfig(HA, HOME_NET, [MobileNodeConfig(HOME, SPI, KEY)]),
+        wallclock=net.wallclock("ha1"),
+        rand32=r32,
+    )
+    ha2 = HomeAgent(
+        HaConfig(HA2, HOME_NET2, [MobileNodeConfig(HOME2, SPI2, KEY2)]),
+        wallclock=net.wallclock("ha2"),
+        rand32=r32,
+    )
+    config = ProxyConfig(
+        EXT,
+        INT,
+        HA,
+        HOME_NET,
+        [MobileNodeConfig(HOME, SPI, KEY), MobileNodeConfig(HOME2, SPI2, KEY2)],
+        other_home_agents=[(HA2, HOME_NET2)],
+    )
+    assert config.home_agent_of(HOME) == HA and config.home_agent_of(HOME2) == HA2
+    proxy = MipProxy(config, wallclock=net.wallclock("proxy"), rand32=r32)
+    mns = {}
+    for name, home, ha, net_, spi, key, coa in (
+        ("mn1", HOME, HA, HOME_NET, SPI, KEY, COA1),
+        ("mn2", HOME2, HA2, HOME_NET2, SPI2, KEY2, COA2),
+    ):
+        mns[name] = MobileNode(
+            MnConfig(home, ha, net_, spi, key, lifetime=LIFE, retransmit_initial=1.0),
+            wallclock=net.wallclock(name),
+            rand32=r32,
+        )
+        net.add_node(name, mns[name], {"wlan0": ("internet", coa)}, extra_addresses=[home])
+    net.add_node("ha1", ha1, {"eth0": ("home", HA)})
+    net.add_node("ha2", ha2, {"eth0": ("home", HA2)})
+    net.add_node("proxy", proxy, {"ext": ("internet", EXT), "int": ("dmz", INT)})
+    net.start()
+    net.call("mn1", "use_attachment", outside(COA1))
+    net.call("mn2", "use_attachment", outside(COA2))
+    net.run_for(1.0)
+    assert mns["mn1"].registered and mns["mn2"].registered
+    # each upstream registration at its own HA, with that HA in its Home Agent field
+    upstream = {
+        e.data["home_address"]: e.data["to"] for e in net.events("proxy", "proxy_upstream_sent")
+    }
+    assert upstream == {HOME: HA, HOME2: HA2}
+    for ha, home in ((ha1, HOME), (ha2, HOME2)):
+        (binding,) = ha.bindings(home)
+        assert binding.care_of == INT
+    assert not ha1.bindings(HOME2) and not ha2.bindings(HOME)
+    accepted = {
+        e.data["home_address"]: e.data["from"]
+        for e in net.events("proxy", "proxy_upstream_accepted")
+    }
+    assert accepted == {HOME: HA, HOME2: HA2}
+    back = {
+        (t.home_address, t.peer) for t in net.actions("proxy", TunnelUp) if t.role == "proxy-back"
+    }
+    assert back == {(HOME, HA), (HOME2, HA2)}
+    assert proxy.upstream(HOME2)["home_agent"] == HA2
+    # a reply for HOME2 from HA (not its home agent) is dropped, not taken
+    reply = RegistrationReply(0, LIFE, HOME2, HA, 1)
+    out = proxy.handle_datagram(
+        append_auth(encode(reply), 32, SecurityAssociation(SPI2, KEY2)), HA, 434, 5.0
+    )
+    assert [e.data["reason"] for e in out if isinstance(e, Event)] == [
+        f"reply for {HOME2} not from its home agent"
+    ]
+    # a mobile node on neither home network is refused by the configuration
+    with pytest.raises(ValueError):
+        MipProxy(
+            ProxyConfig(EXT, INT, HA, HOME_NET, [MobileNodeConfig("10.9.0.1", SPI, KEY)]),
+            wallclock=net.wallclock("x"),
+        )
