@@ -41,12 +41,14 @@ Timers: ``boundary.decide`` (the decision), ``boundary.poll.decision`` and
 initiation), ``boundary.watch`` (the tunnel check).
 
 Events: ``boundary_probe``, ``boundary_decision``, ``home_agent_unreachable``,
-``home_agent_probe``, ``external_registration``, ``tia_changed``, ``vpn_tunnel_lost``,
+``home_agent_probe``, ``external_registration``, ``tia_changed``, ``vpn_gateway_changed``,
+``vpn_tunnel_lost``,
 ``vpn_path_dead``, ``vpn_initiate_failed``, ``vpn_retry``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +75,7 @@ __all__ = [
     "BoundaryConfig",
     "BoundaryCore",
     "DeregisterFrom",
+    "GatewayChoice",
     "HomeAgentAnswered",
     "IcmpUnreachable",
     "InitiateDone",
@@ -168,10 +171,28 @@ def _unscaled(seconds: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayChoice:
+    """A VPN gateway for the visited networks inside ``networks`` (CIDRs): where the MN's
+    address is in one of them it uses this gateway, through charon's connection ``ike``."""
+
+    gateway: str
+    ike: str
+    networks: tuple[str, ...]
+
+    def serves(self, address: str) -> bool:
+        ip = ipaddress.IPv4Address(address)
+        return any(ip in ipaddress.IPv4Network(n, strict=False) for n in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
 class BoundaryConfig:
     """``link``: the MN's interface to the visited network (the direct probe, the x-MIP and
     proxy registrations). ``tia_iface``: the interface of the tunnel inner address (None: the
-    driver finds the one that holds it). ``scale`` stretches the waits (a slow machine)."""
+    driver finds the one that holds it). ``scale`` stretches the waits (a slow machine).
+    ``gateways``: other VPN gateways by visited network (``gateway``, through the default
+    connection, everywhere else); a move to a network of another gateway is a new IKE SA
+    there and, its TIA being new, a new registration (RFC 5266: "If the MN connects to a new
+    VPN GW, the MN must send a registration request")."""
 
     architecture: Architecture
     gateway: str
@@ -184,10 +205,19 @@ class BoundaryConfig:
     path_failures: int = 2
     backoff: Backoff = Backoff()
     scale: Callable[[float], float] = _unscaled
+    gateways: tuple[GatewayChoice, ...] = ()
 
     def __post_init__(self) -> None:
         if self.architecture.outer == "proxy" and self.proxy is None:
             raise ValueError("architecture proxy needs the MIP proxy's address")
+
+    def gateway_for(self, address: str | None) -> tuple[str, str | None]:
+        """The gateway for our address on the visited link, and its connection (None: the
+        default one)."""
+        for choice in self.gateways:
+            if address is not None and choice.serves(address):
+                return choice.gateway, choice.ike
+        return self.gateway, None
 
 
 class MnView(Protocol):
@@ -338,6 +368,7 @@ class InitiateVpn:
     timeout_s: float
     fresh: bool = False
     after_batch: bool = False
+    ike: str | None = None  # charon's connection to the gateway wanted (None: the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +490,8 @@ class _State:
     watching: bool = False
     path_misses: int = 0
     echo_seq: int = 1
+    gateway: str | None = None  # the VPN gateway of our latest address (None: not chosen yet)
+    ike: str | None = None  # its connection (None: the default)
 
 
 class BoundaryCore:
@@ -558,8 +591,19 @@ class BoundaryCore:
             return out + self._register_outer(address, now, moved_only=True) + self._probe()
         if arch.race_gateway:
             until = now + cfg.scale(cfg.decision_timeout) + cfg.scale(DECISION_WAIT_S)
+            gateway, ike = cfg.gateway_for(address)
+            if address is None and s.gateway is not None:  # no address: nothing to choose by
+                gateway, ike = s.gateway, s.ike
+            changed = s.gateway is not None and gateway != s.gateway
+            s.gateway, s.ike = gateway, ike
             if not outside:  # inside or unknown: the core's direct registration is the probe
-                out += self._keep_up(now, until=until)
+                out += self._keep_up(now, until=until, fresh=changed)
+            elif changed:
+                # another gateway here: MOBIKE cannot move the tunnel there; a new IKE SA
+                # with it, and its new TIA a new registration (RFC 5266 section 5)
+                out.append(_emit("vpn_gateway_changed", gateway=gateway, ike=ike))
+                s.outside = None
+                out += self._keep_up(now, until=until, fresh=True)
             elif not cfg.mobike:
                 # without MOBIKE the tunnel cannot follow us: a new IKE SA, then (a new TIA
                 # or not) a new registration through it
@@ -791,7 +835,8 @@ class BoundaryCore:
         self.state.keep = keep
         if purpose == "reconnect":
             self.state.reconnecting = True
-        out.append(InitiateVpn(keep.attempt, self._initiate_timeout(), fresh, after_batch))
+        timeout = self._initiate_timeout()
+        out.append(InitiateVpn(keep.attempt, timeout, fresh, after_batch, self.state.ike))
         return out
 
     def _initiate_timeout(self) -> float:
@@ -840,7 +885,7 @@ class BoundaryCore:
             return []
         if _past(keep.until, now):
             return self._kept(keep, now, up=False)
-        return [InitiateVpn(keep.attempt, self._initiate_timeout())]
+        return [InitiateVpn(keep.attempt, self._initiate_timeout(), ike=self.state.ike)]
 
     def _kept(self, keep: _Keep, now: float, *, up: bool) -> list[Action]:
         """The initiations in ``keep`` are over: the tunnel is up, or it is past the deadline."""

@@ -160,6 +160,15 @@ class ExternalMipFile(_Strict):
     )
 
 
+class VpnGatewayFile(_Strict):
+    """Another VPN gateway, for the visited networks listed (RFC 5266: a new gateway is a
+    new registration)."""
+
+    gateway: ipaddress.IPv4Address
+    networks: list[ipaddress.IPv4Network] = Field(min_length=1)
+    ike: str = Field(description="the MN's charon connection to it")
+
+
 class VpnFile(_Strict):
     """The MN's IPsec VPN, its own charon reached through vici: RFC 5266 (architecture
     ``mobike``, mode mc) or the MIP proxy of seed 003 (``proxy``)."""
@@ -196,6 +205,11 @@ class VpnFile(_Strict):
     )
     path_failures: int = Field(
         2, ge=1, description="unanswered tunnel echoes in a row before a new IKE SA"
+    )
+    gateways: list[VpnGatewayFile] = Field(
+        default_factory=list,
+        description="architecture mobike: other gateways by visited network (gateway, "
+        "through ike, everywhere else)",
     )
 
     @model_validator(mode="after")

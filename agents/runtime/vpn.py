@@ -116,6 +116,10 @@ def boundary_config(vpn: Any, link: str) -> core.BoundaryConfig:
         path_check=vpn.path_check,
         path_failures=vpn.path_failures,
         scale=scaled,
+        gateways=tuple(
+            core.GatewayChoice(str(g.gateway), g.ike, tuple(str(n) for n in g.networks))
+            for g in getattr(vpn, "gateways", ())  # (a config made by hand may have none)
+        ),
     )
 
 
@@ -230,7 +234,13 @@ class BoundaryController:
         turn (a move, inside, a newer one meanwhile) is not started at all."""
         if not self.core.initiation_wanted(action.attempt):
             return core.DOWN, None  # a stale outcome: the core ignores it
-        if action.fresh:
+        ike = action.ike or self.config.ike
+        if ike != getattr(self.vpn, "ike", ike):
+            # another gateway: its own connection, the old gateway's IKE SA closed first
+            with contextlib.suppress(Exception):
+                self.vpn.terminate(timeout_s=-1)
+            self.vpn.ike = ike
+        elif action.fresh:
             # the old SA's peer address is gone: do not wait for its DELETE to be answered,
             # nor for charon to finish closing it (that waited 50 ms before the IKE_SA_INIT)
             with contextlib.suppress(Exception):

@@ -103,6 +103,8 @@ AGENT_EVENTS: dict[str, str] = {
     "home_agent_probe": "the MN's probe of the home agent was answered or not",
     "home_agent_unreachable": "an ICMP unreachable for the direct registration: outside at once",
     "tia_changed": "outside, the VPN gave a new tunnel inner address",
+    "vpn_gateway_changed": "outside, a network another VPN gateway serves: a new IKE SA with "
+    "it, then its TIA registered (gateway, ike: the MN's charon connection)",
     "vpn_path_dead": "outside, echoes through the tunnel went unanswered: a new IKE SA",
     "vpn_tunnel_lost": "outside, the IPsec tunnel went without a move: it is brought back",
     "vpn_initiate_failed": "bringing up the IPsec tunnel failed",

@@ -95,19 +95,26 @@ def _configure(vpn: VpnNode, lab: Any, node: str, cfg: dict[str, Any]) -> None:
     else:
         # home-bound (proxy), or bound to an external home address (dual MIP)
         local = cfg.get("home_address") if home_bound else cfg.get("local_address")
-        conn = profiles.client_conn(
-            str(cfg["gateway"]),
-            local_id=ident,
-            name="home",
-            child="net",
-            mobike=mobike,
-            encap=home_bound,
-            vips=() if home_bound else ("0.0.0.0",),
-            local_addrs=(str(local),) if local else (),
-            dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
-        )
-        # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
-        conn["home"]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
+        # the gateway (connection home) and any more (gateways: home2, home3, ... in order),
+        # which the MN agent chooses by visited network (its vpn.gateways)
+        gateways = [cfg["gateway"], *cfg.get("gateways", [])]
+        for index, address in enumerate(gateways, start=1):
+            name = "home" if index == 1 else f"home{index}"
+            conn = profiles.client_conn(
+                str(address),
+                local_id=ident,
+                name=name,
+                child="net",
+                mobike=mobike,
+                encap=home_bound,
+                vips=() if home_bound else ("0.0.0.0",),
+                local_addrs=(str(local),) if local else (),
+                dpd_delay_s=float(cfg.get("dpd_delay", 10.0)),
+            )
+            # a client whose gateway closes the tunnel (e.g. on restart) brings it back up
+            conn[name]["children"]["net"]["close_action"] = cfg.get("close_action", "restart")
+            vc.load_conn(vpn.vici, conn)
+        return
     vc.load_conn(vpn.vici, conn)
 
 

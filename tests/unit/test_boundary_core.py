@@ -29,6 +29,7 @@ from agents.mip.boundary import (
     BoundaryConfig,
     BoundaryCore,
     DeregisterFrom,
+    GatewayChoice,
     HomeAgentAnswered,
     IcmpUnreachable,
     InitiateDone,
@@ -490,6 +491,31 @@ def test_without_mobike_each_outside_move_is_a_new_ike_sa() -> None:
     assert rig.actions(InitiateVpn)[-1].fresh and not rig.actions(ProbeHomeAgent)
     rig.run(rig.now + 1.0)
     assert [u.attachment.care_of for u in rig.actions(UseAttachment)] == [TIA, TIA2]
+
+
+def test_mobike_a_move_to_another_gateways_network_is_a_new_ike_sa_and_registration() -> None:
+    """Issue 19, item 2; RFC 5266 section 5: "If the MN connects to a new VPN GW, the MN
+    must send a registration request". MOBIKE cannot move an IKE SA to another gateway."""
+    gw2 = GatewayChoice("192.0.2.20", "home2", ("198.51.100.0/24",))
+    rig = Rig(MOBIKE, gateways=(gw2,))
+    _outside(rig)  # at ADDR: the default gateway, its connection
+    assert {a.ike for a in rig.actions(InitiateVpn)} == {None}
+    rig.feed(Moved())
+    rig.gw.tia = TIA2  # gw2's pool
+    acquire(rig, ADDR2)  # on gw2's network
+    assert rig.events("vpn_gateway_changed") == [{"gateway": "192.0.2.20", "ike": "home2"}]
+    last = rig.actions(InitiateVpn)[-1]
+    assert last.fresh and last.ike == "home2" and not rig.actions(ProbeHomeAgent)
+    rig.run(rig.now + 1.0)
+    assert [u.attachment.care_of for u in rig.actions(UseAttachment)] == [TIA, TIA2]
+    # back on the default gateway's network: its connection again, a new SA there too
+    rig.feed(Moved())
+    rig.gw.tia = TIA
+    acquire(rig, ADDR)
+    assert rig.events("vpn_gateway_changed")[-1] == {"gateway": GW, "ike": None}
+    assert rig.actions(InitiateVpn)[-1].ike is None
+    # one gateway only: a move outside stays MOBIKE, as always
+    assert BoundaryConfig(MOBIKE, GW, "wlan0").gateway_for(ADDR2) == (GW, None)
 
 
 # -- dual MIP (RFC 5265) -------------------------------------------------------------------------
