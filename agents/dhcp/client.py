@@ -237,6 +237,8 @@ class DhcpClient:
         self._began = 0.0  # start of the exchange, for 'secs' (RFC 2131 section 2)
         self._request_first_sent = 0.0
         self._timers: dict[str, float] = {}
+        # replies not taken: for no exchange of ours (no event), malformed, refused (events)
+        self.counters: dict[str, int] = {"not_ours": 0, "malformed": 0, "refused": 0}
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -475,15 +477,24 @@ class DhcpClient:
         if self.state is State.INIT:
             return []
         if len(data) < 8 or data[0] != BOOTREPLY or int.from_bytes(data[4:8], "big") != self.xid:
+            self.counters["not_ours"] += 1
             return []  # not for this exchange, whatever else it is: no parse, no event
         try:
             msg = decode(data)
         except DhcpMalformed as exc:
+            self.counters["malformed"] += 1
             return [Event("dhcp_ignored", {"reason": f"malformed: {exc.reason}"})]
         if msg.op != BOOTREPLY or msg.xid != self.xid:
             return []  # not for this exchange (RFC 2131 4.4.1: match on xid)
         if msg.chaddr[: len(self.config.chaddr)] != self.config.chaddr:
+            self.counters["not_ours"] += 1
             return []
+        out = self._on_reply(msg, now)
+        if not out or (isinstance(out[0], Event) and out[0].name == "dhcp_ignored"):
+            self.counters["refused"] += 1
+        return out
+
+    def _on_reply(self, msg: DhcpMessage, now: float) -> list[Action]:
         mtype = msg.message_type
         if mtype == MessageType.OFFER and self.state is State.SELECTING:
             return self._on_offer(msg, now)

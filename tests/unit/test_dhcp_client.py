@@ -733,6 +733,7 @@ def test_frames_for_other_exchanges_are_ignored_without_an_event() -> None:
         h.packet(junk)
         h.packet(good[:4] + rng.randbytes(4) + good[8:])  # another xid
     assert h.client.state is State.SELECTING and h.names() == ["dhcp_discover_sent"]
+    assert h.client.counters == {"not_ours": 4000, "malformed": 0, "refused": 0}
 
 
 def test_a_bound_client_takes_nothing_unasked() -> None:
@@ -746,6 +747,7 @@ def test_a_bound_client_takes_nothing_unasked() -> None:
         for server in (SERVER, OTHER):
             h.packet(reply(request, mtype, server=server, yiaddr=IPv4Address("10.9.0.9")))
     assert h.client.state is State.BOUND and h.client.lease == lease and len(h.events) == n
+    assert h.client.counters["refused"] == 6
     # another client's replies (chaddr), in the states that take replies
     h.advance(50.0)
     foreign = DhcpMessage(op=BOOTREPLY, xid=h.client.xid, chaddr=bytes.fromhex("020000000001"))
