@@ -39,6 +39,17 @@ def test_a_flood_of_drops_is_a_few_in_full_and_a_count() -> None:
     assert agg.offer("message_dropped", {"reason": "x", "src": "a"}, 2.5)
 
 
+def test_a_crowd_registering_at_once_is_written_in_full_a_flood_is_not() -> None:
+    """Twelve mobile nodes registering after one move made the HA's per-message events a
+    count (5 per second in full), and ladders lost them; a flood stays bounded."""
+    agg = Aggregator(interval=1.0, full=5)
+    crowd = [{"src": f"10.3.0.{i}", "identification": i} for i in range(50)]
+    assert all(agg.offer("registration_received", d, 0.01 * i) for i, d in enumerate(crowd))
+    flood = sum(agg.offer("registration_received", {"src": "x"}, 0.5) for _ in range(10_000))
+    assert flood == 100 - len(crowd)  # ~100 lines a second in all, whatever comes
+    assert agg.flush(1.0)[0]["suppressed"] == 10_000 - flood
+
+
 def test_kinds_are_counted_apart_and_other_events_always_pass() -> None:
     agg = Aggregator(full=2)
     for code in (131, 133):
