@@ -36,7 +36,8 @@ BUILT = {
     ],
 }
 # calls that pass along events made elsewhere (scanned where they are made)
-FORWARDED = {"action.name", "events", "pending", "ready", "eventlog.read_run(run_dir)"}
+# (name: the MN passes the DHCP driver's own events on, scanned in agents/dhcp)
+FORWARDED = {"action.name", "events", "pending", "ready", "eventlog.read_run(run_dir)", "name"}
 FORWARDED_PREFIXES = ("sorted(", "state_events(", "self.tracker.feed(")
 
 
