@@ -57,7 +57,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import socket
 import statistics
 import struct
@@ -82,6 +81,9 @@ from agents.mip.messages import RegistrationRequest, decode_reply, decode_reques
 from agents.mip.replay import ntp_from_unix  # noqa: E402
 from testbed import netns  # noqa: E402
 
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from labtools import agent_chain  # noqa: E402  (test helpers: one builder of this chain)
+
 HOME, HA, COA, KEY, SPI = "10.1.0.100", "10.1.0.1", "10.2.0.254", "6d6e2d6861", 256
 ATTACKER, EVIL = "10.2.0.50", "02:00:00:00:00:66"
 KINDS = (
@@ -103,30 +105,16 @@ def ip(ns: str, *argv: str) -> str:
 
 @contextlib.contextmanager
 def namespaces() -> Iterator[dict[str, str]]:
-    base = f"tbfz{secrets.token_hex(3)}"
-    names = {"m": f"{base}m", "f": f"{base}f", "h": f"{base}h"}
-    made: list[str] = []
-    try:
-        for name in names.values():
-            netns.create(name)
-            made.append(name)
-        m, f, h = names["m"], names["f"], names["h"]
-        ip(m, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", f)
-        ip(f, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", h)
-        for ns, ifaces in ((m, ["lo", "eth0"]), (f, ["lo", "eth0", "eth1"]), (h, ["lo", "eth0"])):
-            for iface in ifaces:
-                ip(ns, "link", "set", iface, "up")
+    """``m`` the attacker (and the MN's home address, which does not answer ARP) -- ``f``
+    the FA -- ``h`` the HA (labtools.agent_chain)."""
+    with agent_chain("fz", "m") as names:
+        m, f = names["m"], names["f"]
         ip(m, "addr", "add", f"{ATTACKER}/24", "dev", "eth0")
         ip(m, "addr", "add", f"{HOME}/32", "dev", "eth0")
         netns.write_sysctls(
             m, {"net.ipv4.conf.eth0.arp_ignore": 8, "net.ipv4.conf.all.arp_ignore": 8}
         )
-        ip(f, "addr", "add", f"{COA}/24", "dev", "eth0")
-        ip(f, "addr", "add", "10.1.0.254/24", "dev", "eth1")
-        ip(h, "addr", "add", f"{HA}/24", "dev", "eth0")
-        ip(h, "route", "add", "10.2.0.0/24", "via", "10.1.0.254")
         ip(m, "route", "add", "10.1.0.0/24", "via", COA)  # the attacker reaches the HA too
-        netns.write_sysctls(f, {"net.ipv4.ip_forward": 1})
         # the attacker's own address answers (its replies are counted); the MN's does not
         attacker_mac = json.loads(ip(m, "-j", "link", "show", "eth0"))[0]["address"]
         ip(
@@ -142,9 +130,6 @@ def namespaces() -> Iterator[dict[str, str]]:
             "permanent",
         )
         yield names
-    finally:
-        for name in made:
-            netns.delete(name)
 
 
 class Agent:
@@ -408,29 +393,9 @@ BCAST_MAC = b"\xff" * 6
 @contextlib.contextmanager
 def mn_namespaces() -> Iterator[dict[str, str]]:
     """``n`` the mobile node (eth0 only) -- ``f`` the FA, where the attacker sends from too
-    (10.2.0.254 / 10.1.0.254) -- ``h`` the HA (10.1.0.1)."""
-    base = f"tbfm{secrets.token_hex(3)}"
-    names = {"n": f"{base}n", "f": f"{base}f", "h": f"{base}h"}
-    made: list[str] = []
-    try:
-        for name in names.values():
-            netns.create(name)
-            made.append(name)
-        n, f, h = names["n"], names["f"], names["h"]
-        ip(n, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", f)
-        ip(f, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", h)
-        for ns, ifaces in ((n, ["lo", "eth0"]), (f, ["lo", "eth0", "eth1"]), (h, ["lo", "eth0"])):
-            for iface in ifaces:
-                ip(ns, "link", "set", iface, "up")
-        ip(f, "addr", "add", f"{COA}/24", "dev", "eth0")
-        ip(f, "addr", "add", "10.1.0.254/24", "dev", "eth1")
-        ip(h, "addr", "add", f"{HA}/24", "dev", "eth0")
-        ip(h, "route", "add", "10.2.0.0/24", "via", "10.1.0.254")
-        netns.write_sysctls(f, {"net.ipv4.ip_forward": 1})
+    (10.2.0.254 / 10.1.0.254) -- ``h`` the HA (10.1.0.1): labtools.agent_chain."""
+    with agent_chain("fm", "n") as names:
         yield names
-    finally:
-        for name in made:
-            netns.delete(name)
 
 
 def _advert(src: str, flags: int, reg_life: int = 1800, coas: list[str] | None = None) -> bytes:

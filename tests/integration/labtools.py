@@ -163,3 +163,35 @@ def veth_namespace(tag: str) -> Iterator[str]:
     finally:
         netns.delete(name)
     assert not netns.exists(name)
+
+
+@contextlib.contextmanager
+def agent_chain(tag: str, front: str, forward: bool = True) -> Iterator[dict[str, str]]:
+    """Three namespaces of our own in a line: ``front`` (its eth0 on the visited link) --
+    ``f``, a foreign agent's box (eth0 10.2.0.254/24 visited, eth1 10.1.0.254/24 home;
+    forwarding unless ``forward`` is false) -- ``h``, a home agent's (eth0 10.1.0.1/24,
+    the visited net via f). Names by key (``front``, ``f``, ``h``); removed after. For
+    the hostile-input tests and benchmarks/fuzz_agents.py, which flood from ``front``."""
+    base = f"tb{tag}{secrets.token_hex(3)}"
+    names = {key: f"{base}{key}" for key in (front, "f", "h")}
+    made: list[str] = []
+    try:
+        for name in names.values():
+            netns.create(name)
+            made.append(name)
+        m, f, h = names[front], names["f"], names["h"]
+        ip(m, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", f)
+        ip(f, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", h)
+        for ns, ifaces in ((m, ["lo", "eth0"]), (f, ["lo", "eth0", "eth1"]), (h, ["lo", "eth0"])):
+            for iface in ifaces:
+                ip(ns, "link", "set", iface, "up")
+        ip(f, "addr", "add", "10.2.0.254/24", "dev", "eth0")
+        ip(f, "addr", "add", "10.1.0.254/24", "dev", "eth1")
+        ip(h, "addr", "add", "10.1.0.1/24", "dev", "eth0")
+        ip(h, "route", "add", "10.2.0.0/24", "via", "10.1.0.254")
+        if forward:
+            netns.write_sysctls(f, {"net.ipv4.ip_forward": 1})
+        yield names
+    finally:
+        for name in reversed(made):
+            netns.delete(name)

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shutil
 import socket
 import struct
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labtools import ROOT
+from labtools import ROOT, agent_chain
 
 from agents.mip.auth import SecurityAssociation
 from agents.mip.constants import ExtType
@@ -54,32 +53,14 @@ def ip(ns: str, *argv: str) -> str:
 
 @contextlib.contextmanager
 def visited_link() -> Iterator[dict[str, str]]:
-    base = f"tbfh{secrets.token_hex(3)}"
-    names = {"m": f"{base}m", "f": f"{base}f", "h": f"{base}h"}
-    made: list[str] = []
-    try:
-        for name in names.values():
-            netns.create(name)
-            made.append(name)
-        m, f, h = names["m"], names["f"], names["h"]
-        ip(m, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", f)
-        ip(f, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", h)
-        for ns, ifaces in ((m, ["lo", "eth0"]), (f, ["lo", "eth0", "eth1"]), (h, ["lo", "eth0"])):
-            for iface in ifaces:
-                ip(ns, "link", "set", iface, "up")
+    with agent_chain("fh", "m", forward=False) as names:
+        m = names["m"]
         ip(m, "addr", "add", f"{ATTACKER}/24", "dev", "eth0")
         ip(m, "addr", "add", f"{HOME}/32", "dev", "eth0")
         netns.write_sysctls(
             m, {"net.ipv4.conf.eth0.arp_ignore": 8, "net.ipv4.conf.all.arp_ignore": 8}
         )
-        ip(f, "addr", "add", f"{COA}/24", "dev", "eth0")
-        ip(f, "addr", "add", "10.1.0.254/24", "dev", "eth1")
-        ip(h, "addr", "add", f"{HA}/24", "dev", "eth0")
-        ip(h, "route", "add", "10.2.0.0/24", "via", "10.1.0.254")
         yield names
-    finally:
-        for name in made:
-            netns.delete(name)
 
 
 class Agent:
