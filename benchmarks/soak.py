@@ -5,8 +5,11 @@ Two soaks, each printing a table and the first failure of every test that failed
   faults  every test that drives a fault scenario of tests/scenarios/ (gateway restarts, NAT
           rebinding, stale advertisements, the proxy twice, gaps, delays, every step kind),
           --repeat times in a row; one pytest process per round, all tests in each round.
-  suite   the whole suite --repeat times in a row on a fresh clone of --rev (its own .venv,
-          set up by ./setup.sh test on the first round, as CI does).
+  suite   the whole suite --repeat times in a row (./setup.sh test on the first round, as
+          CI does).
+
+Both run on a fresh clone of --rev with its own .venv (./setup.sh), never on the working
+tree: a soak takes half an hour or more, and files edited meanwhile must not leak into it.
 
 Run as root:  .venv/bin/python benchmarks/soak.py faults --repeat 20
               .venv/bin/python benchmarks/soak.py suite --repeat 5 [--rev HEAD]
@@ -90,16 +93,41 @@ def read_junit(path: Path) -> list[tuple[str, str, float, str]]:
     return cases
 
 
-def soak_faults(repeat: int, lock: Path | None, keep: Path) -> int:
+@contextlib.contextmanager
+def fresh_clone(rev: str) -> Iterator[Path]:
+    """A clone of ``rev`` with its own .venv, removed afterwards."""
+    clone = Path(tempfile.mkdtemp(prefix="tb-soak-clone-"))
+    try:
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", rev], check=True)
+        head = subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        print(f"fresh clone of {head} in {clone}", flush=True)
+        yield clone
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def soak_faults(repeat: int, rev: str, lock: Path | None, keep: Path) -> int:
+    with fresh_clone(rev) as clone:
+        subprocess.run(["./setup.sh"], cwd=clone, check=True)
+        return _soak_faults(clone, repeat, lock, keep)
+
+
+def _soak_faults(clone: Path, repeat: int, lock: Path | None, keep: Path) -> int:
     tallies = {test: Tally() for test in FAULT_TESTS}
-    python = ROOT / ".venv" / "bin" / "python"
+    python = clone / ".venv" / "bin" / "python"
     for round_ in range(1, repeat + 1):
         junit = keep / f"faults-{round_}.xml"
         with held(lock):
             started = time.monotonic()
             done = subprocess.run(
                 [str(python), "-m", "pytest", "-q", f"--junitxml={junit}", *FAULT_TESTS],
-                cwd=ROOT,
+                cwd=clone,
                 capture_output=True,
                 text=True,
             )
@@ -133,18 +161,8 @@ def soak_faults(repeat: int, lock: Path | None, keep: Path) -> int:
 
 
 def soak_suite(repeat: int, rev: str, lock: Path | None, keep: Path) -> int:
-    clone = Path(tempfile.mkdtemp(prefix="tb-soak-clone-"))
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    subprocess.run(["git", "-C", str(clone), "checkout", "-q", rev], check=True)
-    head = subprocess.run(
-        ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    print(f"fresh clone of {head} in {clone}", flush=True)
     outcomes = []
-    try:
+    with fresh_clone(rev) as clone:
         for round_ in range(1, repeat + 1):
             # round 1 is what CI runs (setup, then the suite); later rounds reuse that .venv
             junit = keep / f"suite-{round_}.xml"
@@ -167,10 +185,8 @@ def soak_suite(repeat: int, rev: str, lock: Path | None, keep: Path) -> int:
                 f"{len(failed)} failed, {seconds:.0f} s  {' '.join(failed)}",
                 flush=True,
             )
-    finally:
-        shutil.rmtree(clone, ignore_errors=True)
     clean = sum(1 for _, code, _, failed, _ in outcomes if code == 0 and not failed)
-    print(f"\n{clean} of {len(outcomes)} suite runs passed on a fresh clone of {head}")
+    print(f"\n{clean} of {len(outcomes)} suite runs passed on a fresh clone of {rev}")
     return 0 if clean == len(outcomes) else 1
 
 
@@ -178,7 +194,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("faults", "suite"))
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--rev", default="HEAD", help="suite: the revision to clone")
+    parser.add_argument("--rev", default="HEAD", help="the revision to clone")
     parser.add_argument("--lock", type=Path, help="a lock file to hold during each round")
     parser.add_argument("--keep", type=Path, help="where logs and JUnit files go")
     args = parser.parse_args()
@@ -189,7 +205,7 @@ def main() -> int:
     keep.mkdir(parents=True, exist_ok=True)
     print(f"logs and JUnit files in {keep}", flush=True)
     if args.what == "faults":
-        return soak_faults(args.repeat, args.lock, keep)
+        return soak_faults(args.repeat, args.rev, args.lock, keep)
     return soak_suite(args.repeat, args.rev, args.lock, keep)
 
 
