@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from testbed.results import stats  # noqa: E402
 from testbed.results.compare import Tolerance, compare, samples  # noqa: E402
+from testbed.summary import RunSummary  # noqa: E402
 
 SHIPPED = [
     "roam-inside",
@@ -246,12 +247,15 @@ def runs_of(summary: dict) -> list[int]:
     return sorted({int(h["run"]) for h in summary["handoffs"]})
 
 
-def subset(summary: dict, runs: Iterable[int]) -> dict:
+def subset(summary: dict, runs: Iterable[int]) -> RunSummary:
     chosen = set(runs)
-    return {
-        "scenario": summary["scenario"],
-        "handoffs": [h for h in summary["handoffs"] if h["run"] in chosen],
-    }
+    return typed({**summary, "handoffs": [h for h in summary["handoffs"] if h["run"] in chosen]})
+
+
+def typed(batch: dict) -> RunSummary:
+    """A batch as the summary the gate compares: its scenario and handoffs (its verdict
+    may be several runs' together, ``failed/passed``, which no run's summary has)."""
+    return RunSummary.model_validate({"scenario": batch["scenario"], "handoffs": batch["handoffs"]})
 
 
 # -- the figures ------------------------------------------------------------------------
@@ -295,7 +299,8 @@ def stability(
     """The table's rows for one scenario, the largest p50 difference over every metric,
     and the gate's verdict on the two real batches, both ways (defaults; and ``grid``)."""
     lines = []
-    moves_a, moves_b = samples(a), samples(b)
+    summary_a, summary_b = typed(a), typed(b)
+    moves_a, moves_b = samples(summary_a), samples(summary_b)
     worst: tuple[float, str] = (0.0, "-")
     for key, move in moves_a.items():
         other = moves_b.get(key)
@@ -323,7 +328,7 @@ def stability(
             )
         if not any(v is not None for v in move.values.get("interruption_ms", [])):
             lines.append(f"{name:<18} {move.label:<10} {move.kind:<17} never recovered (both)")
-    verdict, back = compare(a, b), compare(b, a)
+    verdict, back = compare(summary_a, summary_b), compare(summary_b, summary_a)
     lines.append(
         f"{name:<18} largest p50 difference over all metrics: {worst[0]:+.1f} ms ({worst[1]}); "
         f"gate A vs B, B vs A (defaults): {len(verdict.regressions)}, "
@@ -336,8 +341,8 @@ def stability(
         for pct, ms in grid:
             tol = Tolerance(pct=pct, ms=ms)
             counts.append(
-                f"{pct:g} %/{ms:g} ms {len(compare(a, b, tol).regressions)}, "
-                f"{len(compare(b, a, tol).regressions)}"
+                f"{pct:g} %/{ms:g} ms {len(compare(summary_a, summary_b, tol).regressions)}, "
+                f"{len(compare(summary_b, summary_a, tol).regressions)}"
             )
         lines.append(f"{'':<18}   regressions A vs B, B vs A at " + "; ".join(counts))
     return lines
@@ -406,8 +411,8 @@ def main() -> None:
         )
         a, b = batches[args.gate_scenario]
         sa, _ = batches[slow_name]
-        real_false = compare(a, b, tolerance)
-        real_detect = compare(a, sa, tolerance)
+        real_false = compare(typed(a), typed(b), tolerance)
+        real_detect = compare(typed(a), typed(sa), tolerance)
         print(
             f"  the real batches: A vs B {'ok' if real_false.ok else 'FLAGGED'}"
             f" ({len(real_false.regressions)} regressions), A vs slowed A "

@@ -449,7 +449,7 @@ def find_lab(run_dir: Path, labs: Path = ROOT / "labs") -> Path:
     for base in (Path.cwd(), ROOT):
         if file and (base / file).parent.joinpath(KEY_FILE).exists():
             return (base / file).parent
-    name = read_summary(run_dir / "summary.json").get("scenario")
+    name = read_summary(run_dir / "summary.json").scenario
     for path in sorted(labs.glob("*/scenario*.yaml")):
         try:
             if (yaml.safe_load(path.read_text()) or {}).get("name") == name:

@@ -14,9 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mipbase import clock
 from mipbase.specfile import SpecError
+
+if TYPE_CHECKING:  # types only: each command imports what it uses when it runs
+    from testbed.scenario.execute import Outcome
+    from testbed.summary import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -258,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         interactive=args.cli,
         figures=not args.no_figures,
     )
-    summaries: list[dict] = []
+    summaries: list[RunSummary] = []
     try:  # what applies to every file
         execute.check_repeat(args.repeat)
         execute.check_tolerance(args.tolerance, args.tolerance_ms, args.min_samples)
@@ -301,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             summaries.append(execute.invalid_summary(file, str(exc)))
             worst = max(worst, EXIT_USAGE)
             continue
-        summaries.append(outcome.summary)
+        summaries.append(outcome.run_summary)
         _print_outcome(outcome)
         if outcome.exit_code == execute.EXIT_INTERRUPTED:
             worst = execute.EXIT_INTERRUPTED
@@ -311,15 +316,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return worst
 
 
-def _write_junit(args: argparse.Namespace, summaries: list[dict]) -> None:
+def _write_junit(args: argparse.Namespace, summaries: list[RunSummary]) -> None:
     if args.junit:
         from testbed.results.junit import write_junit
 
         write_junit(summaries, Path(args.junit))
 
 
-def _print_outcome(outcome: object) -> None:
-    summary = outcome.summary  # type: ignore[attr-defined]
+def _print_outcome(outcome: Outcome) -> None:
+    summary = outcome.run_summary
     try:
         from testbed.results.report import text_summary
     except ImportError:
@@ -327,16 +332,16 @@ def _print_outcome(outcome: object) -> None:
     if text_summary is not None:
         print(text_summary(summary))
     else:
-        for exp in summary["expectations"]:
-            mark = "PASS" if exp["passed"] else "FAIL"
-            print(f"  {mark}  {exp['name']}: {exp.get('value')}")
-    for regression in outcome.regressions:  # type: ignore[attr-defined]
+        for exp in summary.expectations:
+            mark = "PASS" if exp.passed else "FAIL"
+            print(f"  {mark}  {exp.name}: {exp.value}")
+    for regression in outcome.regressions:
         print(f"  REGRESSION  {regression}")
-    verdict = str(summary.get("verdict") or ("passed" if summary["passed"] else "failed"))
+    verdict = summary.verdict or ("passed" if summary.passed else "failed")
     verdict = verdict if verdict == "passed" else verdict.upper()
-    if summary.get("error"):
-        verdict += f" ({summary['error']})"
-    print(f"{summary['scenario']}: {verdict}  ({outcome.run_dir})")  # type: ignore[attr-defined]
+    if summary.error:
+        verdict += f" ({summary.error})"
+    print(f"{summary.scenario}: {verdict}  ({outcome.run_dir})")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -384,6 +389,7 @@ def _cases() -> list[str]:
 def cmd_architectures(args: argparse.Namespace) -> int:
     """The same movement under each architecture: one table and one plot."""
     from testbed.results.architectures import collect, plot, plot_signalling, table
+    from testbed.summary import read_summary
 
     runs: list[Path] = [Path(r) for r in args.runs or []]
     worst = EXIT_OK
@@ -405,8 +411,7 @@ def cmd_architectures(args: argparse.Namespace) -> int:
             runs.append(outcome.run_dir)
     results = {}
     for run in runs:
-        name = json.loads((run / "summary.json").read_text())["scenario"]
-        results[name] = collect(run, inner=args.inner)
+        results[read_summary(run / "summary.json").scenario] = collect(run, inner=args.inner)
     out = Path(args.results) / "architectures" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     from testbed.features import data_paths
@@ -425,7 +430,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from testbed.results.compare import Tolerance, compare, format_table
     from testbed.summary import SummaryError, read_summary
 
-    def load(path: str) -> dict:
+    def load(path: str) -> RunSummary:
         file = Path(path)
         file = file / "summary.json" if file.is_dir() else file
         try:

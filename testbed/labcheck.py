@@ -42,14 +42,14 @@ import fnmatch
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mipbase import events as eventlog
 from testbed.scenario.metricpath import Missing, resolve_one
-from testbed.summary import read_summary
+from testbed.summary import RunSummary, read_summary
 
 DEFAULT_TARGET = "scenario.yaml"
 OPS = ("==", "!=", "<=", ">=", "=", "<", ">")
@@ -299,7 +299,7 @@ def parse_block(lines: Sequence[tuple[int, str]]) -> list[Assertion]:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def resolve_metric(path: str, summary: Mapping[str, Any]) -> Any:
+def resolve_metric(path: str, summary: RunSummary) -> Any:
     """A metric of summary.json, in the scenario expectations' grammar
     (``testbed.scenario.metricpath``), or any other dotted path into it."""
     return resolve_one(path, summary)
@@ -307,19 +307,18 @@ def resolve_metric(path: str, summary: Mapping[str, Any]) -> Any:
 
 @dataclass
 class RunData:
-    summary: Mapping[str, Any]
+    summary: RunSummary
     events: list[dict[str, Any]]
 
     def window(self, handoff: str | None) -> tuple[int | None, int | None] | Missing:
         if handoff is None:
             return (None, None)
-        moves = self.summary.get("handoffs") or []
+        moves = self.summary.handoffs
         i = int(handoff)
         if i >= len(moves):
             return Missing(f"there is no handoff {i}")
-        start = moves[i].get("t_ns")
-        end = moves[i + 1].get("t_ns") if i + 1 < len(moves) else None
-        return (start, end)
+        end = moves[i + 1].t_ns if i + 1 < len(moves) else None
+        return (moves[i].t_ns, end)
 
     def t0(self) -> int:
         return min((e["t_ns"] for e in self.events if "t_ns" in e), default=0)
@@ -430,7 +429,7 @@ def _describe(term: Term, value: Any) -> str:
 
 
 def check_assertion(assertion: Assertion, run: RunData) -> Check:
-    expanded = _expand(assertion, len(run.summary.get("handoffs") or []))
+    expanded = _expand(assertion, len(run.summary.handoffs))
     if expanded is not None:
         if not expanded:
             return Check(assertion.line, assertion.source, False, "there are no handoffs")
@@ -457,7 +456,7 @@ def load_events(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def check_lines(
-    lines: Sequence[tuple[int, str]], summary: Mapping[str, Any], events: list[dict[str, Any]]
+    lines: Sequence[tuple[int, str]], summary: RunSummary, events: list[dict[str, Any]]
 ) -> list[Check]:
     run = RunData(summary, events)
     return [check_assertion(a, run) for a in parse_block(lines)]

@@ -4,12 +4,13 @@ Enabled automatically when the package is installed (entry point ``pytest11``)::
 
     def test_roaming(run_scenario):
         outcome = run_scenario("scenarios/roam-inside.yaml", repeat=3)
-        assert outcome.passed, outcome.summary["reasons"]
-        assert outcome.summary["handoffs"][0]["interruption_ms"] < 200
+        assert outcome.passed, outcome.run_summary.reasons
+        assert outcome.run_summary.handoffs[0].interruption_ms < 200
 
 ``run_scenario(path, *, results=None, quiet=True, pcap=None, repeat=None, junit=None,
-baseline=None, tolerance_pct=10.0)`` returns an Outcome (``summary``, ``run_dir``,
-``exit_code``, ``passed``, ``verdict``, ``regressions``). Results go under pytest's
+baseline=None, tolerance_pct=10.0)`` returns an Outcome (``run_summary``, the typed
+``testbed.summary.RunSummary``; ``summary``, the same as summary.json's JSON data;
+``run_dir``, ``exit_code``, ``passed``, ``verdict``, ``regressions``). Results go under pytest's
 temporary directory unless ``results=`` is given. Bad input raises SpecError (or
 InvalidRun, a ValueError) before anything is built.
 

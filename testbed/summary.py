@@ -1,27 +1,47 @@
 """summary.json: the one definition of what a run's summary holds.
 
 The runner writes it (:func:`write_summary`, which validates it), and everything that reads a
-summary -- expectations, ``labcheck``, ``compare``, the report and its pictures -- reads it
-through :func:`read_summary`, which validates it and fills the defaults, so no reader has to
-guess what a field may be. ``testbed schema summary`` prints the JSON schema. A summary may
-carry more than is named here (``extra``): tools add their own keys.
+summary -- expectations, ``labcheck``, ``compare``, the report and its pictures, ``watch`` --
+reads it through :func:`read_summary` as a :class:`RunSummary`: typed, validated, every
+default filled, so no reader guesses what a key is called or what its absence means.
+``testbed schema summary`` prints the JSON schema. A summary may carry more than is named
+here (``extra``): tools add their own keys, which :meth:`value_of` reads by name.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-class _Open(BaseModel):
+@functools.cache
+def _attributes(model: type[BaseModel]) -> dict[str, str]:
+    """A model's field names as summary.json spells them (``from``) -> its attributes."""
+    return {info.alias or name: name for name, info in model.model_fields.items()}
+
+
+class SummaryRecord(BaseModel):
+    """A record of summary.json: open to keys tools add, fields by their names there."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    def value_of(self, name: str) -> Any:
+        """What summary.json holds under ``name``: a field by its name there (``from``, not
+        ``from_``) or a key a tool added. KeyError when there is neither: for readers that
+        take names from their input (metric paths), not for reading a known field."""
+        attribute = _attributes(type(self)).get(name)
+        if attribute is not None:
+            return getattr(self, attribute)
+        return (self.model_extra or {})[name]
 
-class Outage(_Open):
+
+class Outage(SummaryRecord):
     last_before_ns: int | None = Field(
         None, description="receive time of the last packet sent before the move"
     )
@@ -30,7 +50,25 @@ class Outage(_Open):
     )
 
 
-class Handoff(_Open):
+class TcpStall(SummaryRecord):
+    """The TCP connection's longest stretch without progress around a move."""
+
+    from_ns: int | None = Field(None, description="the last sample that showed progress")
+    to_ns: int | None = Field(None, description="the next one (null: it never progressed)")
+    ms: float | None = None
+
+
+class CriticalStep(SummaryRecord):
+    """One message of a handoff's critical path, at its path's one-way delay."""
+
+    msg: str | None = None
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+    t_ms: float | None = Field(None, description="ms from the move to its sending")
+    one_way_ms: float | None = None
+
+
+class Handoff(SummaryRecord):
     """One move of one repetition. The ``kind`` in a field's extra says how an expectation may
     check it: number, text, phases (each a number) or record (for pictures, not a metric)."""
 
@@ -117,7 +155,7 @@ class Handoff(_Open):
         description="interruption_ms - floor_ms: what the agents and timers added",
         json_schema_extra={"kind": "number"},
     )
-    critical_path: list[dict[str, Any]] = Field(
+    critical_path: list[CriticalStep] = Field(
         default_factory=list,
         description="the messages the floor is made of, with their paths' delays",
         json_schema_extra={"kind": "record"},
@@ -127,7 +165,7 @@ class Handoff(_Open):
         description="per stream, the last packet before the move and the first after",
         json_schema_extra={"kind": "record"},
     )
-    tcp_stall: dict[str, Any] | None = Field(
+    tcp_stall: TcpStall | None = Field(
         None,
         description="with probes.tcp: the stall around the move (from_ns, to_ns, ms)",
         json_schema_extra={"kind": "record"},
@@ -141,8 +179,52 @@ class Handoff(_Open):
         0, description="the repetition it belongs to", json_schema_extra={"kind": "number"}
     )
 
+    def interruptions(self) -> dict[str, float | None]:
+        """Each probe stream's outage by stream name (``interruption_down_ms``,
+        ``interruption_up_ms`` and any a tool added), in the summary's order."""
+        names = [*_attributes(type(self)), *(self.model_extra or {})]
+        prefix, suffix = "interruption_", "_ms"
+        return {
+            name[len(prefix) : -len(suffix)]: self.value_of(name)
+            for name in names
+            if name.startswith(prefix) and name.endswith(suffix) and name != "interruption_ms"
+        }
 
-class MovePercentiles(_Open):
+    def lost(self, stream: str) -> int | None:
+        """Packets of ``stream`` lost in the handoff (``lost_down``, ``lost_up``, or one a
+        tool added); None when not recorded."""
+        try:
+            return self.value_of(f"lost_{stream}")
+        except KeyError:
+            return None
+
+
+class StreamSummary(SummaryRecord):
+    """One probe stream over the run (``stream.NAME.FIELD``), or over one node's runs."""
+
+    from_: str | None = Field(None, alias="from", description="its sender")
+    to: str | None = Field(None, description="its receiver")
+    sent: int | None = None
+    received: int | None = None
+    lost: int | None = None
+    interval_ms: float | None = None
+    owd_ms: dict[str, float | None] = Field(
+        default_factory=dict, description="one-way delay: p50, p95"
+    )
+    nodes: int | None = Field(None, description="several mobile nodes: the streams pooled")
+
+
+class TcpSummary(SummaryRecord):
+    """With probes.tcp: the connection over the run (``tcp.FIELD``)."""
+
+    connected: bool | None = None
+    errors: int | None = None
+    bytes: int | None = Field(None, description="bytes delivered in the run")
+    max_stall_ms: float | None = None
+    bytes_after_last_move: int | None = None
+
+
+class MovePercentiles(SummaryRecord):
     """One move's interruption over its repetitions (null while one never recovered)."""
 
     handoff: int
@@ -151,7 +233,7 @@ class MovePercentiles(_Open):
     interruption_ms: dict[str, float | int | None]
 
 
-class NodeStats(_Open):
+class NodeStats(SummaryRecord):
     """One mobile node over the repetitions (several mobile nodes: ``per_node``)."""
 
     handoffs: int = 0
@@ -167,7 +249,7 @@ class NodeStats(_Open):
     )
     final_mode: str | None = None
     modes: list[str | None] = Field(default_factory=list)
-    streams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    streams: dict[str, StreamSummary] = Field(default_factory=dict)
 
 
 class OverNodes(NodeStats):
@@ -185,7 +267,7 @@ class OverNodes(NodeStats):
     concurrent: int = Field(0, description="the most handoffs in progress at one moment")
 
 
-class Expectation(_Open):
+class Expectation(SummaryRecord):
     name: str
     passed: bool | None
     value: Any = None
@@ -194,7 +276,22 @@ class Expectation(_Open):
     detail: str | None = None
 
 
-class RunSummary(_Open):
+class BaselineComparison(SummaryRecord):
+    """``--baseline``: what the run was compared with and what changed (one line each)."""
+
+    file: str | None = None
+    tolerance_pct: float | None = None
+    tolerance_ms: float | None = None
+    min_samples: int | None = None
+    confidence: float | None = None
+    method: str | None = None
+    compared: int | None = None
+    regressions: list[str] = Field(default_factory=list)
+    insufficient: list[str] = Field(default_factory=list)
+    improvements: list[str] = Field(default_factory=list)
+
+
+class RunSummary(SummaryRecord):
     """summary.json of a run (its repetitions' handoffs together) or of a repetition."""
 
     scenario: str
@@ -203,6 +300,7 @@ class RunSummary(_Open):
     verdict: Literal["passed", "failed", "error", "interrupted"] | None = None
     reasons: list[str] = Field(default_factory=list)
     description: str = ""
+    file: str | None = Field(None, description="a scenario file that could not be run")
     run_id: str | None = None
     started: str | None = None
     duration_s: float | None = None
@@ -220,18 +318,30 @@ class RunSummary(_Open):
     handoffs: list[Handoff] = Field(default_factory=list)
     # per move since the percentiles stopped being pooled; one mapping in older summaries
     percentiles: list[MovePercentiles] | dict[str, Any] | None = None
-    streams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    streams: dict[str, StreamSummary] = Field(default_factory=dict)
     loss_before_first_move: int | None = None
     final_mode: str | None = None
-    tcp: dict[str, Any] | None = None
+    tcp: TcpSummary | None = None
     move_times_ns: list[int] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)
     signalling_nodes: list[str] = Field(default_factory=list)
     nodes: list[str] = Field(default_factory=list)
     events: str = "events.jsonl"
     data_paths: dict[str, str] | None = None
-    baseline: dict[str, Any] | None = None
+    baseline: BaselineComparison | None = None
     rebuilt: bool = False
+
+    @property
+    def mobile_node(self) -> str:
+        """The node that moves: as recorded, or in a summary from before it was, the first
+        signalling node, else the down stream's receiver or the up stream's sender, else
+        ``mn`` (what readers of those summaries took)."""
+        if self.mobile:
+            return self.mobile
+        if self.signalling_nodes:
+            return self.signalling_nodes[0]
+        down, up = self.streams.get("down"), self.streams.get("up")
+        return (down and down.to) or (up and up.from_) or "mn"
 
 
 def handoff_fields() -> dict[str, tuple[str, str]]:
@@ -243,27 +353,22 @@ def handoff_fields() -> dict[str, tuple[str, str]]:
     return out
 
 
-def normalized(summary: dict[str, Any] | RunSummary) -> dict[str, Any]:
-    """The summary as JSON-ready data with every field present, validated (raises pydantic's
-    ValidationError)."""
+def write_summary(path: Path, summary: RunSummary | Mapping[str, Any]) -> RunSummary:
+    """Validate (a runner bug raises here, not in a reader) and write atomically what was
+    given, no default added (a reader sees the old file or the new); returns the model."""
     model = summary if isinstance(summary, RunSummary) else RunSummary.model_validate(summary)
-    return model.model_dump(mode="json", by_alias=True)
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    """Validate (a runner bug raises here, not in a reader) and write atomically, as given:
-    a reader sees the old file or the new."""
-    RunSummary.model_validate(summary)
+    data = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=1, default=str))
+    tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+    return model
 
 
 class SummaryError(ValueError):
     """A summary.json that cannot be read or is not a summary (one line, with the file)."""
 
 
-def read_summary(path: Path | str) -> dict[str, Any]:
+def read_summary(path: Path | str) -> RunSummary:
     """A summary.json, validated, with every field present (defaults filled)."""
     path = Path(path)
     try:
@@ -273,7 +378,7 @@ def read_summary(path: Path | str) -> dict[str, Any]:
     except ValueError as exc:
         raise SummaryError(f"{path}: not JSON: {exc}") from None
     try:
-        return normalized(data)
+        return RunSummary.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -11,15 +11,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testbed.summary import RunSummary
 
 
-def _summary(path: Path) -> dict:
-    from testbed.results.rundata import load_summary
+def _summary(path: Path) -> RunSummary:
+    """A summary file (which must be one), or a run directory's (an empty summary for one
+    without a readable summary: its report says what is missing)."""
+    from testbed.results.rundata import summary_or_empty
     from testbed.summary import read_summary
 
     if path.is_file():
         return read_summary(path)
-    return load_summary(path)
+    return summary_or_empty(path)
 
 
 def main(argv: list[str] | None = None) -> int:

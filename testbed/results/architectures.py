@@ -147,23 +147,24 @@ def _encapsulation(window: Iterable[dict[str, Any]], mobile: str, mode: str | No
     return outer if mode == Mode.DUAL else encapsulation
 
 
-def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict[str, MoveStats]:
-    """Per kind of move ("from -> to"), the figures of one architecture's run directory."""
+def collect(run_dir: Path, inner: int = PROBE_INNER) -> dict[str, MoveStats]:
+    """Per kind of move ("from -> to"), the figures of one architecture's run directory
+    (the signalling of the node its summary names as the mobile one)."""
     moves: dict[str, MoveStats] = defaultdict(MoveStats)
     overheads: dict[tuple[Path, str], int | None] = {}  # each capture is read once per address
     for rep in _repetitions(run_dir):  # each repetition has its own summary and events
         summary = read_summary(rep / "summary.json")
-        events = eventlog.read_file(rep / eventlog.MERGED)
-        times = summary.get("move_times_ns", [])
-        handoffs = summary["handoffs"]
-        for i, handoff in enumerate(handoffs):
-            kind = f"{handoff.get('from')} -> {handoff.get('to')}"
+        events = eventlog.read_file(rep / summary.events)
+        times = summary.move_times_ns
+        mobile = summary.mobile_node
+        for i, handoff in enumerate(summary.handoffs):
+            kind = f"{handoff.from_} -> {handoff.to}"
             stats = moves[kind]
-            value = handoff.get("interruption_ms")
+            value = handoff.interruption_ms
             if value is None:
                 stats.never += 1
             else:
-                stats.interruptions.append(float(value))
+                stats.interruptions.append(value)
             if i < len(times):
                 end = times[i + 1] if i + 1 < len(times) else float("inf")
                 window = _window(events, times[i], end)
@@ -173,11 +174,11 @@ def collect(run_dir: Path, mobile: str = "mn", inner: int = PROBE_INNER) -> dict
                 stats.ike_messages.append(sig["ike"])
                 stats.ike_bytes.append(sig["ike_bytes"])
                 stats.ike_exchanges.append(sig["exchanges"])
-                mode = handoff.get("mode")
+                mode = handoff.mode
                 stats.modes.add(str(mode))
                 encapsulation = _encapsulation(window, mobile, mode)
                 stats.overhead.add(overhead(mode, encapsulation, inner))
-                measured = _measured(rep, handoff.get("to"), window, mobile, mode, overheads)
+                measured = _measured(rep, handoff.to, window, mobile, mode, overheads)
                 if measured is not None:
                     stats.measured.add(measured)
     return dict(moves)

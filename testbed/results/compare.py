@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.results import stats
 from testbed.results.rundata import fmt_num
 from testbed.results.tables import Table, to_text
+from testbed.summary import Handoff, RunSummary
 
 DEFAULT_TOLERANCE_PCT = 10.0
 DEFAULT_TOLERANCE_MS = 2.0
@@ -125,37 +126,35 @@ def _metric_order(name: str) -> tuple[int, str]:
     return (2, name)
 
 
-def samples(summary: Mapping[str, Any]) -> dict[MoveKey, MoveSamples]:
+def _interruptions(handoff: Handoff) -> dict[str, float | None]:
+    """The handoff's outage, the worse direction's and each stream's, by metric name."""
+    streams = handoff.interruptions()
+    return {"interruption_ms": handoff.interruption_ms} | {
+        f"interruption_{stream}_ms": value for stream, value in streams.items()
+    }
+
+
+def samples(summary: RunSummary) -> dict[MoveKey, MoveSamples]:
     """The summary's handoffs grouped per move (every repetition's, in ``handoffs``).
     Handoffs cut short by an interrupted run are left out: not known to have failed."""
     moves: dict[MoveKey, MoveSamples] = {}
-    phases_seen: dict[MoveKey, dict[str, None]] = {}
-    rows: dict[MoveKey, list[Mapping[str, Any]]] = {}
-    for h in summary.get("handoffs") or []:
-        if not isinstance(h, Mapping) or h.get("cut_short"):
+    rows: dict[MoveKey, list[Handoff]] = {}
+    for h in summary.handoffs:
+        if h.cut_short:
             continue
-        index = h.get("index")
-        if isinstance(index, bool) or not isinstance(index, int):
-            continue
-        key = (index, str(h.get("from", "?")), str(h.get("to", "?")))
-        move = moves.setdefault(key, MoveSamples(index, key[1], key[2]))
+        key = (h.index, str(h.from_), str(h.to))
+        move = moves.setdefault(key, MoveSamples(h.index, key[1], key[2]))
         move.runs += 1
-        move.modes[str(h.get("mode", "?"))] += 1
+        move.modes[str(h.mode)] += 1
         rows.setdefault(key, []).append(h)
-        phases = h.get("phases_ms")
-        if isinstance(phases, Mapping):
-            phases_seen.setdefault(key, {}).update(dict.fromkeys(phases))
     for key, move in moves.items():
         handoffs = rows[key]
-        names = {
-            k for h in handoffs for k in h if k.startswith("interruption") and k.endswith("_ms")
-        }
+        measured = [_interruptions(h) for h in handoffs]
+        names = {name for values in measured for name in values}
         for name in sorted(names, key=_metric_order):
-            move.values[name] = [_number(h.get(name)) for h in handoffs]
-        for phase in sorted(phases_seen.get(key, {})):
-            move.values[f"phases_ms.{phase}"] = [
-                _number((h.get("phases_ms") or {}).get(phase)) for h in handoffs
-            ]
+            move.values[name] = [_number(values.get(name)) for values in measured]
+        for phase in sorted({phase for h in handoffs for phase in h.phases_ms}):
+            move.values[f"phases_ms.{phase}"] = [_number(h.phases_ms.get(phase)) for h in handoffs]
     return dict(sorted(moves.items()))
 
 
@@ -310,12 +309,12 @@ def _judge(
 
 
 def compare(
-    baseline: Mapping[str, Any],
-    current: Mapping[str, Any],
+    baseline: RunSummary,
+    current: RunSummary,
     tolerance: Tolerance | float | None = None,
 ) -> CompareResult:
-    """Compare ``current`` against ``baseline`` (both ``summary.json`` dicts, one run or a
-    batch). ``tolerance``: a Tolerance, or a percentage with the other defaults."""
+    """Compare ``current`` against ``baseline`` (both summaries, one run or a batch).
+    ``tolerance``: a Tolerance, or a percentage with the other defaults."""
     if tolerance is None:
         tolerance = Tolerance()
     elif not isinstance(tolerance, Tolerance):
@@ -432,7 +431,7 @@ def format_table(result: CompareResult, *, all_rows: bool = True) -> str:
     return "\n".join(lines)
 
 
-def per_move_figures(summary: Mapping[str, Any]) -> Iterable[tuple[MoveSamples, str, Figures]]:
+def per_move_figures(summary: RunSummary) -> Iterable[tuple[MoveSamples, str, Figures]]:
     """(move, metric, figures) for every metric of every move with values: the per-move
     percentiles (never pooled over moves of different kinds)."""
     for move in samples(summary).values():

@@ -69,18 +69,17 @@ def pick_handoff(run_dir: Path) -> int:
     """The handoff with the most to see: one with a stopped message first, then the one
     with the most arrows (the first of equals)."""
     from testbed.results.ladder import ladder_figure
-    from testbed.results.rundata import load_summary
+    from testbed.results.rundata import summary_or_empty
 
     best: tuple[int, int, int] | None = None
-    summary = load_summary(run_dir)
-    for h in summary.get("handoffs") or []:
-        if h.get("run"):
+    for h in summary_or_empty(run_dir).handoffs:
+        if h.run:
             continue
         try:
             _, lad = ladder_figure(run_dir, h)
         except Exception:  # nothing to draw in this handoff: not the one to show
             continue
-        score = (int(any(a.stopped for a in lad.arrows)), len(lad.arrows), -int(h["index"]))
+        score = (int(any(a.stopped for a in lad.arrows)), len(lad.arrows), -h.index)
         if best is None or score > best:
             best = score
     return -best[2] if best is not None else 0
@@ -95,24 +94,24 @@ def draw_lab(run_dir: Path, lab: str, out_dir: Path, handoff: int | None = None)
     from testbed.results.rundata import (
         LADDER_DEFAULT_SPAN_NS,
         load_events,
-        load_summary,
-        mobile_node,
+        move_text,
         resolve_handoff,
+        summary_or_empty,
     )
     from testbed.results.topology import topology_figure
 
-    summary = load_summary(run_dir)
+    summary = summary_or_empty(run_dir)
     events = load_events(run_dir, summary)
     index = pick_handoff(run_dir) if handoff is None else handoff
     ref = resolve_handoff(summary, events, index)
     info = ref.info
     entry = Entry(
         lab,
-        str(summary.get("scenario") or lab),
-        str(summary.get("description") or ""),
+        summary.scenario or lab,
+        summary.description,
         run_dir,
         index,
-        f"{info.get('from', '?')} → {info.get('to', '?')} (mode {info.get('mode', '?')})",
+        f"{move_text(info)} (mode {info.mode})",
     )
     fig, lad = ladder_figure(run_dir, index)
     t_move = ref.t_move_ns or 0
@@ -129,8 +128,8 @@ def draw_lab(run_dir: Path, lab: str, out_dir: Path, handoff: int | None = None)
     save_small(fig, out_dir / entry.pictures["timeline"])
 
     plan = json.loads((run_dir / "plan.json").read_text())
-    name = Path(str(summary.get("topology") or "topology")).stem
-    fig = topology_figure(plan, name, mobile_path(summary, events), mobile_node(summary))
+    name = Path(summary.topology or "topology").stem
+    fig = topology_figure(plan, name, mobile_path(summary, events), summary.mobile_node)
     if pairs := overlapping_texts(fig):
         entry.problems.append(f"topology: overlapping labels {pairs[:3]}")
     entry.pictures["topology"] = f"{lab}-topology.png"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from testbed.results.rundata import fmt_num
+from testbed.summary import Expectation, RunSummary
 
 # XML 1.0 forbids most control characters; runner error text may contain them.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -31,44 +31,46 @@ def _value(value: Any) -> str:
     return "null" if value is None else fmt_num(value, 3)
 
 
-def failure_message(expectation: Mapping[str, Any]) -> str:
-    return f"value {_value(expectation.get('value'))} vs limit {_value(expectation.get('limit'))}"
+def failure_message(expectation: Expectation) -> str:
+    return f"value {_value(expectation.value)} vs limit {_value(expectation.limit)}"
 
 
-def _suite(summary: Mapping[str, Any]) -> ET.Element:
-    scenario = _clean(summary.get("scenario") or "scenario")
+# the run's properties, each when the summary recorded it (a scenario file that could not
+# be run has no repeat or runs)
+_PROPERTIES = ("run_id", "file", "topology", "repeat", "runs", "passed", "verdict")
+
+
+def _suite(summary: RunSummary) -> ET.Element:
+    scenario = _clean(summary.scenario or "scenario")
     classname = f"scenario.{scenario}"
     suite = ET.Element("testsuite", name=scenario)
     props = ET.SubElement(suite, "properties")
-    for key in ("run_id", "file", "topology", "repeat", "runs", "passed", "verdict"):
-        if summary.get(key) is not None:
-            ET.SubElement(props, "property", name=key, value=_clean(summary[key]))
+    recorded = summary.model_dump(include=set(_PROPERTIES), exclude_unset=True, exclude_none=True)
+    for key in _PROPERTIES:
+        if key in recorded:
+            ET.SubElement(props, "property", name=key, value=_clean(recorded[key]))
 
     failures = errors = skipped = tests = 0
-    for e in summary.get("expectations") or []:
-        if not isinstance(e, Mapping):
-            continue
+    for e in summary.expectations:
         tests += 1
-        case = ET.SubElement(
-            suite, "testcase", classname=classname, name=_clean(e.get("name", "expectation"))
-        )
-        if e.get("passed") is False:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=_clean(e.name))
+        if e.passed is False:
             failures += 1
             failure = ET.SubElement(
                 case, "failure", message=_clean(failure_message(e)), type="expectation"
             )
-            if e.get("detail"):
-                failure.text = _clean(e["detail"])
-        elif e.get("passed") is not True:  # not evaluated (e.g. the run stopped early)
+            if e.detail:
+                failure.text = _clean(e.detail)
+        elif e.passed is not True:  # not evaluated (e.g. the run stopped early)
             skipped += 1
-            ET.SubElement(case, "skipped", message=_clean(e.get("detail") or "not evaluated"))
+            ET.SubElement(case, "skipped", message=_clean(e.detail or "not evaluated"))
 
-    baseline = summary.get("baseline")
-    if isinstance(baseline, Mapping):
-        regressions = baseline.get("regressions") or []
-        tolerance = baseline.get("tolerance_pct")
-        slack = baseline.get("tolerance_ms")
-        against = f"against {baseline.get('file')}" + (
+    baseline = summary.baseline
+    if baseline is not None:
+        regressions = baseline.regressions
+        tolerance = baseline.tolerance_pct
+        slack = baseline.tolerance_ms
+        against = f"against {baseline.file}" + (
             f" (tolerance {_value(tolerance)} %"
             + (f" or {_value(slack)} ms" if slack is not None else "")
             + ")"
@@ -96,14 +98,14 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
                 classname=f"{classname}.baseline",
                 name=_clean(f"no regression {against}"),
             )
-        insufficient = baseline.get("insufficient") or []
+        insufficient = baseline.insufficient
         if insufficient:  # too few runs to judge: reported, never a failure
             tests += 1
             skipped += 1
             case = ET.SubElement(
                 suite, "testcase", classname=f"{classname}.baseline", name="metrics not judged"
             )
-            fewer = baseline.get("min_samples")
+            fewer = baseline.min_samples
             message = f"{len(insufficient)} metric(s) with too few values a side" + (
                 f" (fewer than {fewer})" if fewer is not None else ""
             )
@@ -113,34 +115,34 @@ def _suite(summary: Mapping[str, Any]) -> ET.Element:
 
     tests += 1
     done = ET.SubElement(suite, "testcase", classname=classname, name="scenario completed")
-    if isinstance(summary.get("duration_s"), int | float):
-        done.set("time", f"{float(summary['duration_s']):.3f}")
-    if summary.get("error"):
-        message = _clean(summary["error"])
+    duration = summary.duration_s
+    if duration is not None:
+        done.set("time", f"{duration:.3f}")
+    if summary.error:
+        message = _clean(summary.error)
         # the testbed's fault (or a summary from before verdicts): an error; the system
         # under test's (it stopped the run): a failure
-        if summary.get("verdict", "error") in ("error", "interrupted"):
+        if summary.verdict in (None, "error", "interrupted"):
             errors += 1
             problem = ET.SubElement(done, "error", message=message, type="error")
         else:
             failures += 1
             problem = ET.SubElement(done, "failure", message=message, type="run")
-        problem.text = "\n".join(_clean(r) for r in summary.get("reasons") or []) or message
+        problem.text = "\n".join(_clean(r) for r in summary.reasons) or message
 
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
-    duration = summary.get("duration_s")
-    suite.set("time", f"{float(duration):.3f}" if isinstance(duration, int | float) else "0")
-    if summary.get("started"):
-        suite.set("timestamp", _clean(summary["started"]))
-    if summary.get("run_id"):
-        suite.set("id", _clean(summary["run_id"]))
+    suite.set("time", f"{duration:.3f}" if duration is not None else "0")
+    if summary.started:
+        suite.set("timestamp", _clean(summary.started))
+    if summary.run_id:
+        suite.set("id", _clean(summary.run_id))
     return suite
 
 
-def write_junit(summaries: list[dict], path: Path | str) -> Path:
+def write_junit(summaries: list[RunSummary], path: Path | str) -> Path:
     """Write one JUnit XML file covering all ``summaries``; returns its path."""
     root = ET.Element("testsuites", name="testbed")
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)

@@ -36,11 +36,11 @@ from testbed.results.rundata import (
     LADDER_DEFAULT_SPAN_NS,
     handoff_title,
     load_events,
-    load_summary,
-    mobile_node,
     resolve_handoff,
+    summary_or_empty,
 )
 from testbed.scenario.floor import Message, is_message, match_messages
+from testbed.summary import Handoff
 
 MAX_ITEMS = 60  # beyond this the picture stops being readable; the rest are counted
 PAGE_WIDTH_IN = 7.0  # one page's text width (A4 and Letter, with margins)
@@ -494,13 +494,13 @@ def node_roles(run_dir: Path | str) -> dict[str, str]:
 
 def ladder_figure(
     run_dir: Path | str,
-    handoff: int | Mapping[str, Any],
+    handoff: int | Handoff,
     time_scale: Literal["compressed", "linear"] = "compressed",
 ) -> tuple[Figure, Ladder]:
     """The ladder of one handoff as a figure (and what it draws); NoData when there is
     nothing to draw."""
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    summary = summary_or_empty(run_dir)
     events = load_events(run_dir, summary)
     ref = resolve_handoff(summary, events, handoff)
     title = handoff_title(summary, ref) + ": signalling"
@@ -508,9 +508,8 @@ def ladder_figure(
         raise NoData(title, "no data: the move time of this handoff is unknown")
     t_move = ref.t_move_ns
     t_end = ref.t_next_ns if ref.t_next_ns is not None else t_move + LADDER_DEFAULT_SPAN_NS
-    order = summary.get("signalling_nodes")
-    order = [str(n) for n in order] if isinstance(order, list) else None
-    lad = build_ladder(events, t_move, t_end, mobile_node(summary), order)
+    order = summary.signalling_nodes
+    lad = build_ladder(events, t_move, t_end, summary.mobile_node, order)
     if not lad.arrows and not lad.ticks:
         raise NoData(title, "no data: no signalling events in this handoff window")
     return draw_ladder(lad, t_move, title, time_scale, node_roles(run_dir)), lad
@@ -519,7 +518,7 @@ def ladder_figure(
 @never_raises("ladder diagram", out_arg=2)
 def ladder(
     run_dir: Path | str,
-    handoff: int | Mapping[str, Any],
+    handoff: int | Handoff,
     out_png: Path | str,
     time_scale: Literal["compressed", "linear"] = "compressed",
 ) -> Path:

@@ -1,12 +1,12 @@
 """Figures of one run: probe timeline per handoff, signalling ladder, topology picture.
 
-All three take plain files/dicts and write a PNG; none raises on empty or partial data
-(they draw "no data" instead), so a report can always be produced for a broken run.
+All three take a run's files (and a handoff of its summary) and write a PNG; none raises
+on empty or partial data (they draw "no data" instead), so a report can always be produced
+for a broken run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,14 @@ from testbed.results.rundata import (
     handoff_title,
     load_events,
     load_probe,
-    load_summary,
     outage,
     resolve_handoff,
     stream_names,
+    summary_or_empty,
 )
 from testbed.results.topology import topology_diagram
 from testbed.scenario.metrics import load_tcp
+from testbed.summary import Handoff, StreamSummary, TcpSummary
 
 __all__ = ["handoff_title", "ladder", "probe_timeline", "topology_diagram"]
 
@@ -61,18 +62,11 @@ class _Marker:
     style: str
 
 
-def _markers(info: Mapping[str, Any]) -> list[_Marker]:
+def _markers(info: Handoff) -> list[_Marker]:
     markers = [_Marker(0.0, "move", "black", "-")]
-    phases = info.get("phases_ms") or {}
-    if isinstance(phases, Mapping):
-        numeric = [
-            (float(v), str(k))
-            for k, v in phases.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        ]
-        for i, (ms, name) in enumerate(sorted(numeric)):
-            colour = PALETTE[i % len(PALETTE)]
-            markers.append(_Marker(ms / 1000.0, f"{name} +{fmt_num(ms)} ms", colour, "--"))
+    for i, (ms, name) in enumerate(sorted((v, k) for k, v in info.phases_ms.items())):
+        colour = PALETTE[i % len(PALETTE)]
+        markers.append(_Marker(ms / 1000.0, f"{name} +{fmt_num(ms)} ms", colour, "--"))
     return markers
 
 
@@ -100,7 +94,7 @@ def _stagger(xs_in: list[tuple[float, float]]) -> list[int]:
 @never_raises("probe timeline", out_arg=2)
 def probe_timeline(
     run_dir: Path | str,
-    handoff: int | Mapping[str, Any],
+    handoff: int | Handoff,
     out_png: Path | str,
     window_s: tuple[float, float] = (-0.5, 1.5),
 ) -> Path:
@@ -119,12 +113,12 @@ def probe_timeline(
 
 def timeline_figure(
     run_dir: Path | str,
-    handoff: int | Mapping[str, Any],
+    handoff: int | Handoff,
     window_s: tuple[float, float] = (-0.5, 1.5),
 ) -> Figure:
     """The figure of :func:`probe_timeline`, not saved (raises NoData)."""
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    summary = summary_or_empty(run_dir)
     events = load_events(run_dir, summary)
     ref = resolve_handoff(summary, events, handoff)
     title = handoff_title(summary, ref)
@@ -175,14 +169,13 @@ def timeline_figure(
     _key(fig, markers, lo, hi, (_WIDTH - _RIGHT + _KEY_X) / _WIDTH, 1 - _TITLE / height, height)
     top += band
 
-    summary_streams = summary.get("streams") or {}
     for i, name in enumerate(panels):
         ax = fig.add_axes(rect(top + _PANEL_GAP, _PANEL), sharex=label_ax)
         top += _PANEL_GAP + _PANEL
         if name == TCP_PROBE:
-            _tcp_panel(ax, tcp_file, summary.get("tcp") or {}, ref, lo, hi)
+            _tcp_panel(ax, tcp_file, summary.tcp, ref, lo, hi)
         else:
-            _stream_panel(ax, run_dir, name, summary_streams.get(name) or {}, ref, lo, hi, i)
+            _stream_panel(ax, run_dir, name, summary.streams.get(name), ref, lo, hi, i)
         for _, m in inside:
             ax.axvline(m.x, color=m.colour, ls=m.style, lw=0.9, zorder=1)
         ax.set_xlim(lo, hi)
@@ -215,7 +208,7 @@ def _stream_panel(
     ax: Any,
     run_dir: Path,
     name: str,
-    info: Mapping[str, Any],
+    info: StreamSummary | None,
     ref: HandoffRef,
     lo: float,
     hi: float,
@@ -224,9 +217,9 @@ def _stream_panel(
     assert ref.t_move_ns is not None
     t0 = ref.t_move_ns
     colour = STREAM_COLOURS.get(name, PALETTE[(position + 2) % len(PALETTE)])
-    ends = f" ({info.get('from')} → {info.get('to')})" if info.get("from") else ""
-    key = f"interruption_{name}_ms"
-    lost = ref.info.get(f"lost_{name}")
+    ends = f" ({info.from_} → {info.to})" if info is not None and info.from_ else ""
+    interruptions = ref.info.interruptions()
+    lost = ref.info.lost(name)
     ax.tick_params(labelsize=8)
     ax.set_ylabel("one-way delay (ms)", fontsize=9)
     ax.grid(True, axis="y", color="#dddddd", lw=0.6)
@@ -245,16 +238,16 @@ def _stream_panel(
             xs.append(x)
             ys.append((t_recv - t_send) / 1e6)
             delay_at[t_recv] = ys[-1]
-    value = ref.info.get(key)
+    value = interruptions.get(name)
     bounds = outage(ref.info, name)
     last, first = bounds if bounds is not None else (None, None)
     if value is not None:
         shown = f"interruption {fmt_num(value)} ms"
-    elif key in ref.info:
+    elif name in interruptions:
         shown = "never recovered"
     else:
         shown = "no interruption measured"
-    if bounds is None and key in ref.info:
+    if bounds is None and name in interruptions:
         shown += " (its bounds are not in this summary: not drawn)"
     lost_text = f", lost {fmt_num(lost)}" if lost is not None else ""
     ax.set_title(f"{name}{ends}: {shown}{lost_text}", fontsize=10, loc="left")
@@ -310,7 +303,7 @@ def _stream_panel(
 
 
 def _tcp_panel(
-    ax: Any, path: Path, info: Mapping[str, Any], ref: HandoffRef, lo: float, hi: float
+    ax: Any, path: Path, info: TcpSummary | None, ref: HandoffRef, lo: float, hi: float
 ) -> None:
     """Bytes the TCP connection delivered over time, and the summary's stall at this move."""
     assert ref.t_move_ns is not None
@@ -321,9 +314,9 @@ def _tcp_panel(
     samples = load_tcp(path)
     xs = [(t - t0) / 1e9 for t, _ in samples]
     inside = [i for i, x in enumerate(xs) if lo <= x <= hi]
-    stall = ref.info.get("tcp_stall")
-    total = info.get("bytes")
-    whole = f", {total:,} bytes in the run" if isinstance(total, int) else ""
+    stall = ref.info.tcp_stall
+    total = info.bytes if info is not None else None
+    whole = f", {total:,} bytes in the run" if total is not None else ""
     if not inside:
         ax.set_title(f"tcp: bytes delivered{whole}", fontsize=10, loc="left")
         why = "no samples" if not samples else "no sample in this window"
@@ -338,13 +331,11 @@ def _tcp_panel(
     low, high = min(py), max(py)
     pad = (high - low) * 0.4 or 1.0
     ax.set_ylim(low - pad * 0.1, high + pad)
-    if isinstance(stall, Mapping) and isinstance(stall.get("from_ns"), int):
-        x0 = (stall["from_ns"] - t0) / 1e9
-        x1 = (stall["to_ns"] - t0) / 1e9 if isinstance(stall.get("to_ns"), int) else hi
+    if stall is not None and stall.from_ns is not None:
+        x0 = (stall.from_ns - t0) / 1e9
+        x1 = (stall.to_ns - t0) / 1e9 if stall.to_ns is not None else hi
         ax.axvspan(x0, x1, color=_STALL, alpha=0.15, lw=0, zorder=0)
-        text = f"stall {fmt_num(stall.get('ms'))} ms" + (
-            "" if stall.get("to_ns") else ", no resume"
-        )
+        text = f"stall {fmt_num(stall.ms)} ms" + ("" if stall.to_ns else ", no resume")
         mid = (max(x0, lo) + min(x1, hi)) / 2
         ax.text(
             min(max(mid, lo), hi),
@@ -359,8 +350,8 @@ def _tcp_panel(
             zorder=5,
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": _STALL, "lw": 0.6},
         )
-        shown = f"stall {fmt_num(stall.get('ms'))} ms"
-    elif stall is None and "tcp_stall" in ref.info:
+        shown = f"stall {fmt_num(stall.ms)} ms"
+    elif stall is None:
         shown = "no stall measured"
     else:
         shown = "stall not in this summary"

@@ -17,16 +17,17 @@ from testbed.results.plots import ladder, probe_timeline, topology_diagram
 from testbed.results.rundata import (
     fmt_ms,
     fmt_num,
-    handoffs,
     load_events,
     load_summary,
-    mobile_node,
+    move_text,
+    or_unknown,
     resolve_handoff,
     stream_fields,
     stream_names,
 )
 from testbed.results.tables import Table, to_html, to_markdown, to_text
 from testbed.results.topology import Visit
+from testbed.summary import Expectation, Handoff, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -36,46 +37,46 @@ FIGURES = "figures"
 # --- tables ----------------------------------------------------------------------------
 
 
-def _status(summary: Mapping[str, Any]) -> str:
-    if isinstance(summary.get("verdict"), str):
-        return str(summary["verdict"]).upper()
-    if summary.get("error"):
+def _status(summary: RunSummary) -> str:
+    if summary.verdict is not None:
+        return summary.verdict.upper()
+    if summary.error:
         return "ERROR"
-    passed = summary.get("passed")
+    passed = summary.passed
     return "PASSED" if passed is True else "FAILED" if passed is False else "UNKNOWN"
 
 
-def _streams_in(summary: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[str]:
-    streams = [str(s) for s in summary.get("streams") or {}]
+def _streams_in(summary: RunSummary, rows: list[Handoff]) -> list[str]:
+    streams = list(summary.streams)
     found: list[str] = []
     for h in rows:
         found += [s for s in stream_fields(h, streams) if s not in found]
     return found
 
 
-def _lost(h: Mapping[str, Any], streams: list[str]) -> str:
-    parts = [f"{s} {fmt_num(h[f'lost_{s}'])}" for s in streams if h.get(f"lost_{s}") is not None]
+def _lost(h: Handoff, streams: list[str]) -> str:
+    parts = [f"{s} {fmt_num(lost)}" for s in streams if (lost := h.lost(s)) is not None]
     if parts:
         return ", ".join(parts)
-    return fmt_num(h.get("lost_packets"))
+    return fmt_num(h.lost_packets)
 
 
-def _phases(h: Mapping[str, Any]) -> str:
-    phases = h.get("phases_ms")
-    if not isinstance(phases, Mapping):
-        return "-"
-    numeric = sorted(
-        (v, str(k)) for k, v in phases.items() if isinstance(v, int | float) and v is not True
-    )
+def _phases(h: Handoff) -> str:
+    numeric = sorted((v, k) for k, v in h.phases_ms.items())
     return ", ".join(f"{k} {fmt_num(v)}" for v, k in numeric) or "-"
 
 
-def handoff_table(summary: Mapping[str, Any], phases: bool = True) -> Table:
-    rows = handoffs(summary)
+def _with_run(rows: list[Handoff]) -> bool:
+    """Whether the table needs a run column: some handoff is of a later repetition."""
+    return any(h.run > 0 for h in rows)
+
+
+def handoff_table(summary: RunSummary, phases: bool = True) -> Table:
+    rows = summary.handoffs
     streams = _streams_in(summary, rows)
-    with_run = any(isinstance(h.get("run"), int) and h["run"] > 0 for h in rows)
+    with_run = _with_run(rows)
     # several mobile nodes (issue 19): which one moved, # its own N-th move
-    with_node = len({h.get("node") for h in rows}) > 1
+    with_node = len({h.node for h in rows}) > 1
     headers = [*(["node"] if with_node else []), "#", *(["run"] if with_run else [])]
     headers += ["t (s)", "move", "mode"]
     headers += [f"{s} ms" for s in streams] + ["max ms", "lost"]
@@ -83,129 +84,112 @@ def handoff_table(summary: Mapping[str, Any], phases: bool = True) -> Table:
     align = ["l"] * with_node + ["r"] * (2 + with_run) + ["l", "l"] + ["r"] * (len(streams) + 1)
     table = Table(headers, align=align)
     for h in rows:
-        row = [str(h.get("node"))] if with_node else []
-        row += [fmt_num(h.get("index")), *([fmt_num(h.get("run"))] if with_run else [])]
-        row += [fmt_num(h.get("t_s"), 3), f"{h.get('from', '?')} → {h.get('to', '?')}"]
-        row += [fmt_num(h.get("mode"))]
-        row += [fmt_ms(h.get(f"interruption_{s}_ms"), f"interruption_{s}_ms" in h) for s in streams]
-        row += [fmt_ms(h.get("interruption_ms"), "interruption_ms" in h), _lost(h, streams)]
+        interruptions = h.interruptions()
+        row = [str(h.node)] if with_node else []
+        row += [fmt_num(h.index), *([fmt_num(h.run)] if with_run else [])]
+        row += [fmt_num(h.t_s, 3), move_text(h), fmt_num(h.mode)]
+        row += [fmt_ms(interruptions.get(s), s in interruptions) for s in streams]
+        row += [fmt_ms(h.interruption_ms), _lost(h, streams)]
         row += [_phases(h)] if phases else []
         table.rows.append(row)
     return table
 
 
-def _expectations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [dict(e) for e in summary.get("expectations") or [] if isinstance(e, Mapping)]
+def _verdict(e: Expectation) -> str:
+    return "pass" if e.passed is True else "FAIL" if e.passed is False else "n/a"
 
 
-def _verdict(e: Mapping[str, Any]) -> str:
-    return "pass" if e.get("passed") is True else "FAIL" if e.get("passed") is False else "n/a"
-
-
-def expectation_table(summary: Mapping[str, Any]) -> Table:
+def expectation_table(summary: RunSummary) -> Table:
     table = Table(["passed", "expectation", "value", "limit", "detail"], align=list("llrrl"))
-    for e in _expectations(summary):
+    for e in summary.expectations:
         table.rows.append(
             [
                 _verdict(e),
-                str(e.get("name", "?")),
-                fmt_num(e.get("value"), 3),
-                fmt_num(e.get("limit"), 3),
-                str(e.get("detail") or ""),
+                e.name,
+                fmt_num(e.value, 3),
+                fmt_num(e.limit, 3),
+                e.detail or "",
             ]
         )
     return table
 
 
-def stream_table(summary: Mapping[str, Any]) -> Table:
+def stream_table(summary: RunSummary) -> Table:
     headers = ["stream", "path", "sent", "received", "loss %", "interval ms", "owd p50", "owd p95"]
     table = Table(headers, align=list("llrrrrrr"))
-    for name, info in (summary.get("streams") or {}).items():
-        if not isinstance(info, Mapping):
-            continue
-        sent, received = info.get("sent"), info.get("received")
+    for name, info in summary.streams.items():
+        sent, received = info.sent, info.received
         loss = None
-        if isinstance(sent, int | float) and isinstance(received, int | float) and sent > 0:
+        if sent is not None and received is not None and sent > 0:
             loss = 100.0 * (sent - received) / sent
-        owd = info.get("owd_ms") if isinstance(info.get("owd_ms"), Mapping) else {}
         table.rows.append(
             [
-                str(name),
-                f"{info.get('from', '?')} → {info.get('to', '?')}",
+                name,
+                f"{or_unknown(info.from_)} → {or_unknown(info.to)}",
                 fmt_num(sent),
                 fmt_num(received),
                 fmt_num(loss, 2),
-                fmt_num(info.get("interval_ms")),
-                fmt_num(owd.get("p50"), 2),
-                fmt_num(owd.get("p95"), 2),
+                fmt_num(info.interval_ms),
+                fmt_num(info.owd_ms.get("p50"), 2),
+                fmt_num(info.owd_ms.get("p95"), 2),
             ]
         )
     return table
 
 
-def floor_table(summary: Mapping[str, Any]) -> Table:
+def floor_table(summary: RunSummary) -> Table:
     """Each handoff against its floor: measured, what the links impose on the exchanges
     that happened (the critical path, each message at its path's one-way delay), and the
     overhead on top."""
-    rows = [h for h in handoffs(summary) if "floor_ms" in h]
-    with_run = any(isinstance(h.get("run"), int) and h["run"] > 0 for h in rows)
+    rows = summary.handoffs
+    with_run = _with_run(rows)
     headers = ["#", *(["run"] if with_run else []), "move", "mode", "measured ms"]
     headers += ["floor ms", "overhead ms", "critical path (one-way ms)"]
     table = Table(headers, align=["r"] * (1 + with_run) + ["l", "l", "r", "r", "r", "l"])
     for h in rows:
         path = ", ".join(
-            f"{e.get('msg')}"
-            + (f" {e['from']}→{e['to']}" if e.get("from") else "")
-            + f" {fmt_num(e.get('one_way_ms'))}"
-            for e in h.get("critical_path") or []
-            if isinstance(e, Mapping)
+            f"{e.msg}" + (f" {e.from_}→{e.to}" if e.from_ else "") + f" {fmt_num(e.one_way_ms)}"
+            for e in h.critical_path
         )
-        row = [fmt_num(h.get("index")), *([fmt_num(h.get("run"))] if with_run else [])]
-        row += [f"{h.get('from', '?')} → {h.get('to', '?')}", fmt_num(h.get("mode"))]
-        row += [fmt_ms(h.get("interruption_ms"), "interruption_ms" in h)]
-        row += [fmt_num(h.get("floor_ms")), fmt_num(h.get("overhead_ms")), path or "-"]
+        row = [fmt_num(h.index), *([fmt_num(h.run)] if with_run else [])]
+        row += [move_text(h), fmt_num(h.mode), fmt_ms(h.interruption_ms)]
+        row += [fmt_num(h.floor_ms), fmt_num(h.overhead_ms), path or "-"]
         table.rows.append(row)
     return table
 
 
-def percentile_table(summary: Mapping[str, Any]) -> Table:
+def percentile_table(summary: RunSummary) -> Table:
     """Each move's interruption over the repetitions (summaries before per-move percentiles
     held one pooled mapping: shown as one row)."""
     table = Table(["move", "p50", "p95", "max", "n"], align=list("lrrrr"))
-    rows = summary.get("percentiles") or []
-    if isinstance(rows, Mapping):
-        rows = [{"interruption_ms": rows.get("interruption_ms")}]
-    for row in rows:
-        stats = row.get("interruption_ms") if isinstance(row, Mapping) else None
-        if not isinstance(stats, Mapping):
-            continue
-        move = (
-            f"handoff[{row['handoff']}] {row.get('from')}->{row.get('to')}"
-            if "handoff" in row
-            else "all moves"
-        )
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    if isinstance(summary.percentiles, dict):
+        pooled = summary.percentiles.get("interruption_ms")
+        rows += [("all moves", pooled)] if isinstance(pooled, Mapping) else []
+    else:
+        rows += [
+            (f"handoff[{row.handoff}] {row.from_}->{row.to}", row.interruption_ms)
+            for row in summary.percentiles or []
+        ]
+    for move, stats in rows:
         table.rows.append([move] + [fmt_num(stats.get(k)) for k in ("p50", "p95", "max", "n")])
     return table
 
 
-def text_summary(summary: dict) -> str:
+def text_summary(summary: RunSummary) -> str:
     """A compact terminal table of handoffs and expectations, for the end of a run."""
-    head = [
-        str(summary.get("scenario") or "?"),
-        str(summary.get("run_id") or ""),
-        _status(summary),
-    ]
-    if isinstance(summary.get("duration_s"), int | float):
-        head.append(f"{fmt_num(summary['duration_s'])} s")
+    head = [summary.scenario or "?", summary.run_id or "", _status(summary)]
+    if summary.duration_s is not None:
+        head.append(f"{fmt_num(summary.duration_s)} s")
     lines = ["  ".join(p for p in head if p)]
-    if summary.get("error"):
-        lines.append(f"  error: {summary['error']}")
+    if summary.error:
+        lines.append(f"  error: {summary.error}")
     hand = handoff_table(summary, phases=False)
     if hand.rows:
         lines += ["handoffs:", to_text(hand)]
-    exps = _expectations(summary)
+    exps = summary.expectations
     if exps:
-        passed = sum(1 for e in exps if e.get("passed") is True)
+        passed = sum(1 for e in exps if e.passed is True)
         lines.append(f"expectations: {passed}/{len(exps)} passed")
         table = expectation_table(summary)
         table.headers[0] = ""
@@ -224,7 +208,7 @@ class _Block:
     classes: list[str] | None = None
 
 
-def _find_topology(run_dir: Path, summary: Mapping[str, Any]) -> Any:
+def _find_topology(run_dir: Path, summary: RunSummary) -> Any:
     """A plan-like topology for the picture: a JSON dump in the run directory if the runner
     wrote one, else the topology file named in the summary (which does not include the
     scenario's overrides, but those change delays, not the shape)."""
@@ -237,10 +221,9 @@ def _find_topology(run_dir: Path, summary: Mapping[str, Any]) -> Any:
                 return json.loads(path.read_text())
             except ValueError:
                 pass
-    ref = summary.get("topology")
-    if not isinstance(ref, str) or not ref:
+    if not summary.topology:
         return None
-    path = Path(ref)
+    path = Path(summary.topology)
     candidates = [path] if path.is_absolute() else [d / path for d in [run_dir, *run_dir.parents]]
     candidates.append(Path.cwd() / path)
     for candidate in candidates:
@@ -255,23 +238,23 @@ def _find_topology(run_dir: Path, summary: Mapping[str, Any]) -> Any:
     return None
 
 
-def mobile_path(summary: Mapping[str, Any], events: list[dict]) -> list[Visit]:
+def mobile_path(summary: RunSummary, events: list[dict]) -> list[Visit]:
     """The mobile node's moves in the first repetition, each with the mode it ended in and
     the address it was given there (from the events: the DHCP server's answer)."""
-    mobile = mobile_node(summary)
-    moves = [h for h in handoffs(summary) if not h.get("run")]
+    mobile = summary.mobile_node
+    moves = [h for h in summary.handoffs if not h.run]
     visits = []
     for i, h in enumerate(moves):
-        t0 = h.get("t_ns")
-        t1 = moves[i + 1].get("t_ns") if i + 1 < len(moves) else None
+        t0 = h.t_ns
+        t1 = moves[i + 1].t_ns if i + 1 < len(moves) else None
         address = None
-        if isinstance(t0, int):
+        if t0 is not None:
             for e in events:
                 in_window = t0 <= e["t_ns"] and (t1 is None or e["t_ns"] < t1)
                 if in_window and e.get("node") == mobile and e.get("event") == "dhcp_ack":
                     address = e.get("address")
-        note = ", ".join(str(x) for x in (h.get("mode"), address) if x)
-        visits.append(Visit(i + 1, str(h.get("to")), note))
+        note = ", ".join(str(x) for x in (h.mode, address) if x)
+        visits.append(Visit(i + 1, str(h.to), note))
     return visits
 
 
@@ -286,21 +269,22 @@ def _figure(run_dir: Path, name: str, draw: Any, *args: Any) -> str | None:
     return f"{FIGURES}/{name}" if out.exists() else None
 
 
-def _blocks(run_dir: Path, summary: dict[str, Any], figures: bool) -> list[_Block]:
-    title = f"{summary.get('scenario') or run_dir.name}"
+def _blocks(run_dir: Path, summary: RunSummary, figures: bool) -> list[_Block]:
+    title = f"{summary.scenario or run_dir.name}"
     status = _status(summary)
     blocks = [_Block("h1", f"Scenario {title}"), _Block("status", status)]
+    duration = summary.duration_s
     facts = [
-        ("run", summary.get("run_id")),
-        ("started", summary.get("started")),
-        ("duration", f"{fmt_num(summary['duration_s'])} s" if "duration_s" in summary else None),
-        ("topology", summary.get("topology")),
-        ("runs", summary.get("runs")),
-        ("error", summary.get("error")),
+        ("run", summary.run_id),
+        ("started", summary.started),
+        ("duration", f"{fmt_num(duration)} s" if duration is not None else None),
+        ("topology", summary.topology),
+        ("runs", summary.runs),
+        ("error", summary.error),
     ]
     blocks.append(_Block("kv", "\n".join(f"{k}\t{v}" for k, v in facts if v not in (None, ""))))
 
-    rows = handoffs(summary)
+    rows = summary.handoffs
     blocks.append(_Block("h2", "Handoffs"))
     table = handoff_table(summary)
     blocks.append(_Block("table", table=table) if table.rows else _Block("p", "No handoffs."))
@@ -329,10 +313,10 @@ def _blocks(run_dir: Path, summary: dict[str, Any], figures: bool) -> list[_Bloc
     events = load_events(run_dir, summary)
     if topo:
         name = topo.get("name") if isinstance(topo, Mapping) else None
-        if not name and isinstance(summary.get("topology"), str):
-            name = Path(summary["topology"]).stem  # a plan.json from before it had the name
+        if not name and summary.topology:
+            name = Path(summary.topology).stem  # a plan.json from before it had the name
         path = mobile_path(summary, events)
-        mobile = mobile_node(summary)
+        mobile = summary.mobile_node
         draw = lambda out: topology_diagram(topo, out, name, path, mobile)  # noqa: E731
         img = _figure(run_dir, "topology.png", draw)
         if img:
@@ -340,8 +324,8 @@ def _blocks(run_dir: Path, summary: dict[str, Any], figures: bool) -> list[_Bloc
     has_streams = bool(stream_names(run_dir, summary))
     for h in rows:
         ref = resolve_handoff(summary, events, h)
-        run = f", run {h['run']}" if isinstance(h.get("run"), int) and h["run"] > 0 else ""
-        head = f"Handoff {ref.index}{run}: {h.get('from', '?')} → {h.get('to', '?')}"
+        run = f", run {h.run}" if h.run > 0 else ""
+        head = f"Handoff {ref.index}{run}: {move_text(h)}"
         blocks.append(_Block("h2", head))
         if has_streams:
             img = _figure(run_dir, f"{ref.label}-timeline.png", probe_timeline, run_dir, h)
@@ -422,12 +406,12 @@ def render_report(run_dir: Path | str, figures: bool = True) -> Path:
     Works on partial runs: a missing summary gives a report that says so.
     """
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    if not summary:
-        summary = {"scenario": run_dir.name, "error": "summary.json missing or unreadable"}
+    summary = load_summary(run_dir) or RunSummary(
+        scenario=run_dir.name, error="summary.json missing or unreadable"
+    )
     blocks = _blocks(run_dir, summary, figures)
     md = run_dir / "report.md"
     md.write_text(_markdown(blocks), encoding="utf-8")
-    title = f"{summary.get('scenario') or run_dir.name} {summary.get('run_id') or ''}".strip()
+    title = f"{summary.scenario or run_dir.name} {summary.run_id or ''}".strip()
     (run_dir / "report.html").write_text(_html(blocks, title), encoding="utf-8")
     return md

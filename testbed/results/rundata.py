@@ -9,47 +9,51 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mipbase import events as eventlog
 from testbed.scenario.metrics import Stream, load_stream
-from testbed.summary import SummaryError, read_summary
+from testbed.summary import Handoff, RunSummary, SummaryError, read_summary
 
 # Stream names in the order people expect them when a summary does not list any.
 _STREAM_ORDER = ("down", "up")
 LADDER_DEFAULT_SPAN_NS = 3_000_000_000
 
 
-def load_summary(run_dir: Path | str) -> dict[str, Any]:
-    """The run's summary, validated with every field present ({} without a readable one:
-    a report of a run still going on, or killed, draws what it can)."""
+def load_summary(run_dir: Path | str) -> RunSummary | None:
+    """The run's summary (None without a readable one: a run still going on, or killed)."""
     try:
         return read_summary(Path(run_dir) / "summary.json")
     except SummaryError:
-        return {}
+        return None
 
 
-def load_events(run_dir: Path | str, summary: Mapping[str, Any] | None = None) -> list[dict]:
+def summary_or_empty(run_dir: Path | str) -> RunSummary:
+    """The run's summary, or an empty one (no scenario name, nothing measured) when it has
+    no readable one: a picture of a run still going on, or killed, draws what it can."""
+    return load_summary(run_dir) or RunSummary(scenario="")
+
+
+def load_events(run_dir: Path | str, summary: RunSummary | None = None) -> list[dict]:
     """The run's merged events (the file its summary names) by ``t_ns``."""
-    name = (summary or {}).get("events") or eventlog.MERGED
-    return eventlog.read_files([Path(run_dir) / str(name)])
+    name = summary.events if summary is not None else eventlog.MERGED
+    return eventlog.read_files([Path(run_dir) / name])
 
 
 TCP_PROBE = "tcp"  # probes/tcp.csv: bytes delivered over time, not a packet stream
 
 
-def outage(handoff: Mapping[str, Any], stream: str) -> tuple[int | None, int | None] | None:
+def outage(handoff: Handoff, stream: str) -> tuple[int | None, int | None] | None:
     """The summary's own bounds of a stream's outage at a handoff: (receive time of the last
     packet before, of the first after; None: never recovered), or None when the summary
     does not record them (written before they were). The runner computes them
     (``testbed.scenario.metrics.interruption``, the one definition of an outage)."""
-    bounds = (handoff.get("outage") or {}).get(stream)
-    if not isinstance(bounds, Mapping):
+    bounds = handoff.outage.get(stream)
+    if bounds is None:
         return None
-    return _as_int(bounds.get("last_before_ns")), _as_int(bounds.get("first_after_ns"))
+    return bounds.last_before_ns, bounds.first_after_ns
 
 
 def load_probe(run_dir: Path | str, name: str) -> Stream | None:
@@ -73,9 +77,9 @@ def _load_probe(directory: str, name: str, _mtime_ns: int, _size: int) -> Stream
     return load_stream(Path(directory), name)
 
 
-def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
+def stream_names(run_dir: Path | str, summary: RunSummary) -> list[str]:
     """Streams named in the summary first (in its order), then any other probe files."""
-    names = [str(n) for n in (summary.get("streams") or {}) if n != TCP_PROBE]
+    names = [n for n in summary.streams if n != TCP_PROBE]
     probes = Path(run_dir) / "probes"
     extra = sorted(p.stem for p in probes.glob("*.csv")) if probes.is_dir() else []
     extra = [n for n in extra if n != TCP_PROBE]
@@ -83,104 +87,79 @@ def stream_names(run_dir: Path | str, summary: Mapping[str, Any]) -> list[str]:
     return names + [n for n in extra if n not in names]
 
 
-def mobile_node(summary: Mapping[str, Any]) -> str:
-    if isinstance(summary.get("mobile"), str):  # recorded since the summary says it
-        return str(summary["mobile"])
-    nodes = summary.get("signalling_nodes")
-    if isinstance(nodes, list) and nodes:
-        return str(nodes[0])
-    streams = summary.get("streams") or {}
-    for key, end in (("down", "to"), ("up", "from")):
-        info = streams.get(key)
-        if isinstance(info, Mapping) and info.get(end):
-            return str(info[end])
-    return str(summary.get("mobile") or "mn")
-
-
 @dataclass(frozen=True)
 class HandoffRef:
     """One handoff resolved against the events: its summary entry and time window."""
 
-    info: dict[str, Any]
-    index: int
+    info: Handoff
     t_move_ns: int | None
     t_next_ns: int | None  # the next move, if any
 
     @property
+    def index(self) -> int:
+        return self.info.index
+
+    @property
     def label(self) -> str:
-        run = self.info.get("run")
-        return f"h{self.index}" + (f"-r{run}" if isinstance(run, int) and run > 0 else "")
+        return f"h{self.index}" + (f"-r{self.info.run}" if self.info.run > 0 else "")
 
 
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value)
-
-
-def move_times(summary: Mapping[str, Any], events: list[dict]) -> list[int]:
+def move_times(summary: RunSummary, events: list[dict]) -> list[int]:
     times = {
         t
         for t in (e["t_ns"] for e in events if e.get("event") == "move_start")
         if isinstance(t, int)
     }
-    times.update(t for t in map(_as_int, summary.get("move_times_ns") or []) if t is not None)
-    for h in summary.get("handoffs") or []:
-        if isinstance(h, Mapping) and (t := _as_int(h.get("t_ns"))) is not None:
-            times.add(t)
+    times.update(summary.move_times_ns)
+    times.update(h.t_ns for h in summary.handoffs if h.t_ns is not None)
     return sorted(times)
 
 
-def resolve_handoff(
-    summary: Mapping[str, Any], events: list[dict], handoff: int | Mapping[str, Any]
-) -> HandoffRef:
-    """Accept a handoff index or a summary entry; find its move time and the next move."""
-    handoffs = [h for h in summary.get("handoffs") or [] if isinstance(h, Mapping)]
-    if isinstance(handoff, Mapping):
-        info = dict(handoff)
+def resolve_handoff(summary: RunSummary, events: list[dict], handoff: int | Handoff) -> HandoffRef:
+    """Accept a handoff index or a summary entry; find its move time and the next move.
+    An index the summary has no entry for (a run without a summary) is found in the
+    events, or in the summary's move times."""
+    if isinstance(handoff, Handoff):
+        info = handoff
     else:
-        info = next((dict(h) for h in handoffs if h.get("index") == handoff), {"index": handoff})
-    index = _as_int(info.get("index"))
-    index = 0 if index is None else index
-    t_move = _as_int(info.get("t_ns"))
+        info = next((h for h in summary.handoffs if h.index == handoff), Handoff(index=handoff))
+    t_move = info.t_ns
     if t_move is None:
-        starts = [e for e in events if e.get("event") == "move_start" and e.get("index") == index]
-        if "run" in info:
-            starts = [e for e in starts if e.get("run", info["run"]) == info["run"]] or starts
+        starts = [
+            e for e in events if e.get("event") == "move_start" and e.get("index") == info.index
+        ]
+        starts = [e for e in starts if e.get("run", info.run) == info.run] or starts
         if starts:
             t_move = starts[0]["t_ns"]
-    if t_move is None:
-        listed = summary.get("move_times_ns") or []
-        if 0 <= index < len(listed):
-            t_move = _as_int(listed[index])
+    if t_move is None and 0 <= info.index < len(summary.move_times_ns):
+        t_move = summary.move_times_ns[info.index]
     t_next = None
     if t_move is not None:
         t_next = next((t for t in move_times(summary, events) if t > t_move), None)
-    return HandoffRef(info, index, t_move, t_next)
+    return HandoffRef(info, t_move, t_next)
 
 
-def handoff_title(summary: Mapping[str, Any], ref: HandoffRef) -> str:
+def handoff_title(summary: RunSummary, ref: HandoffRef) -> str:
     info = ref.info
-    scenario = summary.get("scenario") or "run"
-    move = f"{info.get('from', '?')} → {info.get('to', '?')}"
-    mode = f" (mode {info['mode']})" if info.get("mode") else ""
-    run = f", run {info['run']}" if isinstance(info.get("run"), int) and info["run"] > 0 else ""
-    return f"{scenario}: handoff {ref.index}{run}, {move}{mode}"
+    mode = f" (mode {info.mode})" if info.mode else ""
+    run = f", run {info.run}" if info.run > 0 else ""
+    return f"{summary.scenario or 'run'}: handoff {ref.index}{run}, {move_text(info)}{mode}"
 
 
-def handoffs(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [dict(h) for h in summary.get("handoffs") or [] if isinstance(h, Mapping)]
+def or_unknown(value: str | None) -> str:
+    """A node or network the summary does not name (a handoff known only from the
+    events, a stream recorded without its ends): ``?``."""
+    return "?" if value is None else value
 
 
-def stream_fields(handoff: Mapping[str, Any], streams: list[str]) -> list[str]:
+def move_text(handoff: Handoff) -> str:
+    """``from → to`` of a handoff, for titles and tables."""
+    return f"{or_unknown(handoff.from_)} → {or_unknown(handoff.to)}"
+
+
+def stream_fields(handoff: Handoff, streams: list[str]) -> list[str]:
     """Stream names with a per-stream interruption field, summary streams first."""
-    found = [
-        k[len("interruption_") : -len("_ms")]
-        for k in handoff
-        if k.startswith("interruption_") and k.endswith("_ms") and k != "interruption_ms"
-    ]
+    found = list(handoff.interruptions())
     return [s for s in streams if s in found] + [s for s in found if s not in streams]
 
 

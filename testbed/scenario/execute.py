@@ -11,6 +11,7 @@ error: exit 2 and a JUnit ``<error>``); ``interrupted`` (exit 130).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -36,7 +37,13 @@ from testbed.scenario.load import Scenario, load_scenario
 from testbed.scenario.many import analyse_many
 from testbed.scenario.record import RunRecord, atomic_write, merge_events, new_run_id
 from testbed.scenario.runner import RunOptions, ensure_ready, run_once
-from testbed.summary import SummaryError, read_summary, write_summary
+from testbed.summary import (
+    BaselineComparison,
+    RunSummary,
+    SummaryError,
+    read_summary,
+    write_summary,
+)
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPEAT_RANGE = (1, 1000)
@@ -48,10 +55,16 @@ class InvalidRun(ValueError):
 
 @dataclass
 class Outcome:
-    summary: dict[str, Any]
+    run_summary: RunSummary
     run_dir: Path
     exit_code: int
     regressions: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as written, as JSON data: what the pytest plugin's tests index
+        (``outcome.summary["handoffs"][0]["interruption_ms"]``)."""
+        return self.run_summary.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     @property
     def passed(self) -> bool:
@@ -59,7 +72,7 @@ class Outcome:
 
     @property
     def verdict(self) -> str:
-        return str(self.summary.get("verdict", "passed" if self.passed else "failed"))
+        return self.run_summary.verdict or ("passed" if self.passed else "failed")
 
 
 def check_baseline(path: Path | str) -> Path:
@@ -147,7 +160,8 @@ def run_scenario(
     options.progress(f"scenario {scenario.name}: {scenario.spec.description or ''}".rstrip(": "))
     options.progress(f"  results in {run_dir}")
     started = time.time()
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []  # each repetition's analysis, which the summary is made of
+    repetitions: list[RunSummary] = []  # the same, typed: what the expectations check
     errors: list[str] = []
     failures: list[dict[str, Any]] = []
     interrupted = False
@@ -170,17 +184,18 @@ def run_scenario(
         if record is not None:
             result = _analysed(scenario, record, rep_dir)
             runs.append(result)
+            repetitions.append(_repetition(scenario, result))
             failures += record.failures
             if record.error:
                 errors.append(record.error)
             infrastructure = infrastructure or record.infrastructure
-            for handoff in result["handoffs"]:
-                shown = handoff["interruption_ms"]
-                who = f" {handoff['node']}" if scenario.many else ""
+            for handoff in repetitions[-1].handoffs:
+                shown = handoff.interruption_ms
+                who = f" {handoff.node}" if scenario.many else ""
                 options.progress(
-                    f" {who} handoff {handoff['index']} {handoff['from']} -> {handoff['to']}: "
+                    f" {who} handoff {handoff.index} {handoff.from_} -> {handoff.to}: "
                     + (f"{shown:.1f} ms" if shown is not None else "never recovered")
-                    + f", mode {handoff['mode']}"
+                    + f", mode {handoff.mode}"
                 )
             if repeat > 1:
                 rep_summary = _summary(scenario, run_id, [result], [], started, record.error, 1)
@@ -193,36 +208,37 @@ def run_scenario(
                 _write_summary(rep_dir, rep_summary)
         if interrupted:
             break
-    expectations = failures + evaluate(scenario.spec.expect, runs) if runs else failures
+    expectations = _expectations(scenario, repetitions, failures)
     summary = _summary(
         scenario, run_id, runs, expectations, started, "; ".join(errors) or None, repeat
     )
-    outcome = Outcome(summary, run_dir, EXIT_PASSED)
+    regressions: list[str] = []
     if baseline is not None:
         comparison = CompareResult(tolerance=tolerance)
         try:
-            comparison = _compare_baseline(baseline, summary, tolerance)
-            outcome.regressions = comparison.regressions
+            comparison = compare(read_summary(baseline), summary, tolerance)
+            regressions = comparison.regressions
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # a baseline that passed the checks but not the comparison: a set-up error
             errors.append(f"comparing with --baseline {baseline} failed: {exc!r}")
-            summary.update(error="; ".join(errors), passed=False)
+            summary.error, summary.passed = "; ".join(errors), False
             infrastructure = True
-        summary["baseline"] = {"file": str(baseline), **comparison.as_dict()}
-        if outcome.regressions:
-            summary["passed"] = False
+        summary.baseline = BaselineComparison(file=str(baseline), **comparison.as_dict())
+        if regressions:
+            summary.passed = False
     set_verdict(summary, errors, infrastructure=infrastructure, interrupted=interrupted)
     _write_summary(run_dir, summary)
     _render(run_dir, repeat, options)
     if junit is not None:
         _junit([summary], junit)
+    exit_code = EXIT_PASSED
     if interrupted:
-        outcome.exit_code = EXIT_INTERRUPTED
+        exit_code = EXIT_INTERRUPTED
     elif infrastructure:
-        outcome.exit_code = EXIT_INVALID  # a set-up error: nothing was measured to judge
-    elif not summary["passed"]:
-        outcome.exit_code = EXIT_FAILED
-    return outcome
+        exit_code = EXIT_INVALID  # a set-up error: nothing was measured to judge
+    elif not summary.passed:
+        exit_code = EXIT_FAILED
+    return Outcome(summary, run_dir, exit_code, regressions)
 
 
 def _analysed(scenario: Scenario, record: RunRecord, rep_dir: Path) -> dict[str, Any]:
@@ -234,8 +250,24 @@ def _analysed(scenario: Scenario, record: RunRecord, rep_dir: Path) -> dict[str,
     return result
 
 
+def _repetition(scenario: Scenario, result: dict[str, Any]) -> RunSummary:
+    """One repetition's analysis as a summary of that repetition alone, as its expectations
+    read it (``handoff[N]``, ``stream.X``, ``per_node``... in the summary's own terms)."""
+    return RunSummary.model_validate(
+        {"scenario": scenario.name, "mobile": scenario.mobile, **result}
+    )
+
+
+def _expectations(
+    scenario: Scenario, repetitions: list[RunSummary], failures: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The run's failed wait steps, then each expectation over every repetition (none
+    evaluated when no repetition finished)."""
+    return failures + evaluate(scenario.spec.expect, repetitions) if repetitions else failures
+
+
 def set_verdict(
-    summary: dict[str, Any],
+    summary: RunSummary,
     errors: list[str],
     *,
     infrastructure: bool,
@@ -248,24 +280,24 @@ def set_verdict(
         else f"error: {error}"
         for error in errors
     ]
-    for e in summary.get("expectations") or []:
-        if e.get("passed") is False:
-            detail = e.get("detail") or f"value {e.get('value')} vs limit {e.get('limit')}"
-            reasons.append(f"expectation failed: {e.get('name')}: {detail}")
-    for regression in (summary.get("baseline") or {}).get("regressions") or []:
-        reasons.append(f"regression: {regression}")
-    if not summary.get("runs") and not errors:
+    for e in summary.expectations:
+        if e.passed is False:
+            detail = e.detail or f"value {e.value} vs limit {e.limit}"
+            reasons.append(f"expectation failed: {e.name}: {detail}")
+    if summary.baseline is not None:
+        reasons += [f"regression: {regression}" for regression in summary.baseline.regressions]
+    if not summary.runs and not errors:
         reasons.append("no repetition finished")
     if interrupted:
         verdict = "interrupted"
     elif infrastructure:
         verdict = "error"
-    elif summary.get("passed"):
+    elif summary.passed:
         verdict = "passed"
     else:
         verdict = "failed"
-    summary["verdict"] = verdict
-    summary["reasons"] = reasons
+    summary.verdict = verdict
+    summary.reasons = reasons
 
 
 def _summary(
@@ -277,7 +309,9 @@ def _summary(
     error: str | None,
     repeat: int,
     duration_s: float | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
+    """The summary of ``runs`` (each repetition's analysis), validated: a runner bug raises
+    here, before anything reads it."""
     handoffs = [h for run in runs for h in run["handoffs"]]
     percentiles = metrics.move_percentiles(handoffs) if handoffs else None
     first = runs[0] if runs else {}
@@ -288,32 +322,34 @@ def _summary(
 
         per_node, over_nodes = aggregate(handoffs, scenario.mobiles, first.get("node_streams"))
         many = {"mobiles": scenario.mobiles, "per_node": per_node, "over_nodes": over_nodes}
-    return {
-        "scenario": scenario.name,
-        "description": scenario.spec.description,
-        "run_id": run_id,
-        "passed": passed,
-        "error": error,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-        "duration_s": round(time.time() - started if duration_s is None else duration_s, 3),
-        "topology": str(scenario.topology_path),
-        "repeat": repeat,
-        "runs": len(runs),
-        "handoffs": handoffs,
-        "percentiles": percentiles,
-        "streams": first.get("streams", {}),
-        "mobile": scenario.mobile,
-        "loss_before_first_move": first.get("loss_before_first_move"),
-        "final_mode": first.get("final_mode"),
-        "tcp": first.get("tcp"),
-        "move_times_ns": first.get("move_times_ns", []),
-        "expectations": expectations,
-        "signalling_nodes": first.get("signalling_nodes", []),
-        "nodes": list(scenario.plan.nodes),
-        "events": "events.jsonl",
-        "data_paths": _data_paths(),
-        **many,
-    }
+    return RunSummary.model_validate(
+        {
+            "scenario": scenario.name,
+            "description": scenario.spec.description,
+            "run_id": run_id,
+            "passed": passed,
+            "error": error,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "duration_s": round(time.time() - started if duration_s is None else duration_s, 3),
+            "topology": str(scenario.topology_path),
+            "repeat": repeat,
+            "runs": len(runs),
+            "handoffs": handoffs,
+            "percentiles": percentiles,
+            "streams": first.get("streams", {}),
+            "mobile": scenario.mobile,
+            "loss_before_first_move": first.get("loss_before_first_move"),
+            "final_mode": first.get("final_mode"),
+            "tcp": first.get("tcp"),
+            "move_times_ns": first.get("move_times_ns", []),
+            "expectations": expectations,
+            "signalling_nodes": first.get("signalling_nodes", []),
+            "nodes": list(scenario.plan.nodes),
+            "events": "events.jsonl",
+            "data_paths": _data_paths(),
+            **many,
+        }
+    )
 
 
 def _data_paths() -> dict[str, str] | None:
@@ -356,7 +392,7 @@ def _link_latest(run_dir: Path) -> None:
         os.replace(tmp, latest)
 
 
-def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+def _write_summary(run_dir: Path, summary: RunSummary) -> None:
     write_summary(run_dir / "summary.json", summary)
 
 
@@ -373,35 +409,29 @@ def _render(run_dir: Path, repeat: int, options: RunOptions) -> None:
             options.progress(f"  report of {target} failed: {exc}")
 
 
-def _junit(summaries: list[dict[str, Any]], path: Path) -> None:
+def _junit(summaries: list[RunSummary], path: Path) -> None:
     from testbed.results.junit import write_junit
 
     write_junit(summaries, path)
 
 
-def _compare_baseline(
-    baseline: Path, summary: dict[str, Any], tolerance: Tolerance
-) -> CompareResult:
-    return compare(json.loads(Path(baseline).read_text()), summary, tolerance)
-
-
-def invalid_summary(file: str, message: str) -> dict[str, Any]:
+def invalid_summary(file: str, message: str) -> RunSummary:
     """What JUnit and the caller get for a scenario file that could not be run."""
-    return {
-        "scenario": file,
-        "file": file,
-        "passed": False,
-        "error": message,
-        "verdict": "error",
-        "reasons": [f"error: {message}"],
-        "expectations": [],
-    }
+    return RunSummary(
+        scenario=file,
+        file=file,
+        passed=False,
+        error=message,
+        verdict="error",
+        reasons=[f"error: {message}"],
+        expectations=[],
+    )
 
 
 KILLED = "the run was killed: summary rebuilt from its events and probes (testbed report)"
 
 
-def rebuild_summary(run_dir: Path) -> dict[str, Any]:
+def rebuild_summary(run_dir: Path) -> RunSummary:
     """The summary of a run that was killed before it wrote one, from the files it left:
     events, probe records and the scenario as it was loaded. Written to summary.json (and to
     each repetition's); raises InvalidRun when the directory is not a run's."""
@@ -417,6 +447,7 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
     repeat = int(meta.get("repeat") or 1)
     reps = [run_dir] if repeat == 1 else sorted(run_dir.glob("rep-*"))
     runs: list[dict[str, Any]] = []
+    repetitions: list[RunSummary] = []
     failures: list[dict[str, Any]] = []
     errors: list[str] = []
     first_ns = last_ns = None
@@ -426,6 +457,7 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
         record = record_from_events(rep_dir, index)
         result = _analysed(scenario, record, rep_dir)
         runs.append(result)
+        repetitions.append(_repetition(scenario, result))
         failures += record.failures
         if record.error:
             errors.append(record.error)
@@ -443,7 +475,7 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
             )
             _write_summary(rep_dir, rep_summary)
     errors.append(KILLED)
-    expectations = failures + evaluate(scenario.spec.expect, runs) if runs else failures
+    expectations = _expectations(scenario, repetitions, failures)
     duration = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns else 0.0
     summary = _summary(
         scenario,
@@ -455,7 +487,7 @@ def rebuild_summary(run_dir: Path) -> dict[str, Any]:
         repeat,
         duration_s=duration,
     )
-    summary["rebuilt"] = True
+    summary.rebuilt = True
     set_verdict(summary, errors, infrastructure=True, interrupted=False)
     _write_summary(run_dir, summary)
     return summary

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from testbed.scenario.metricpath import Missing, resolve
 from testbed.scenario.model import ExpectSpec
+from testbed.summary import RunSummary
 
 _OPS = {
     "below": ("<", lambda v, x: v < x),
@@ -15,7 +17,9 @@ _OPS = {
 }
 
 
-def evaluate(expectations: list[ExpectSpec], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def evaluate(expectations: list[ExpectSpec], runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """Each expectation over every repetition (``runs``: each one's summary), as the
+    summary's ``expectations`` entries."""
     results = []
     for spec in expectations:
         check, limit = spec.check

@@ -16,10 +16,10 @@ import csv
 import json
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from testbed.scenario.catalogue import PHASE_EVENTS  # event -> phase, with the names
 
@@ -211,13 +211,18 @@ def stat(values: Sequence[float], name: str) -> float | None:
     return percentile(values, float(name[1:]))
 
 
-def per_move(handoffs: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+H = TypeVar("H")  # a handoff: as the runner writes it, or as a summary is read back
+
+
+def per_move(handoffs: Iterable[H], index: Callable[[H], int]) -> list[list[H]]:
     """Every repetition's handoffs grouped per move of the timeline (by ``index``, in order):
     percentiles are taken over the repetitions of one move, never pooled over moves of
-    different kinds (a return home and a move behind a NAT measure different things)."""
-    moves: dict[int, list[dict[str, Any]]] = {}
+    different kinds (a return home and a move behind a NAT measure different things).
+    ``index`` reads a handoff's: the runner groups the handoffs it is writing, the metric
+    paths those of a summary read back."""
+    moves: dict[int, list[H]] = {}
     for handoff in handoffs:
-        moves.setdefault(int(handoff.get("index", 0)), []).append(handoff)
+        moves.setdefault(index(handoff), []).append(handoff)
     return [moves[i] for i in sorted(moves)]
 
 
@@ -226,7 +231,7 @@ def move_percentiles(handoffs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
     max over the repetitions (null while any repetition never recovered: an outage without
     end has no percentile)."""
     out = []
-    for move in per_move(handoffs):
+    for move in per_move(handoffs, lambda h: int(h.get("index", 0))):
         values = [h.get("interruption_ms") for h in move]
         known = None if any(v is None for v in values) else values
         out.append(

@@ -28,6 +28,7 @@ from testbed.scenario.catalogue import (
     MIP_SENT,
     PHASE_EVENTS,
 )
+from testbed.summary import RunSummary
 
 ZONES = ("trusted", "dmz", "untrusted")
 ROW = 110  # px between network bars
@@ -779,7 +780,7 @@ class RunFiles:
     events: Sequence[Mapping[str, Any]]
     states: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     probes: Mapping[str, ProbeStream] = field(default_factory=dict)
-    summary: Mapping[str, Any] | None = None
+    summary: RunSummary | None = None  # the run is over once it has one
     scenario: Mapping[str, Any] | None = None
     service_nodes: Mapping[str, str] = field(default_factory=dict)
 
@@ -788,7 +789,7 @@ def mobile_of(files: RunFiles) -> tuple[str, str]:
     """(the mobile node, its mode before any registration) from the scenario."""
     spec = (files.scenario or {}).get("spec") or files.scenario or {}
     probes = spec.get("probes") or {}
-    mobile = probes.get("mobile") or (files.summary or {}).get("mobile")
+    mobile = probes.get("mobile") or (files.summary.mobile if files.summary else None)
     if not isinstance(mobile, str) or not mobile:
         nodes = files.plan.get("nodes") or {}
         mobile = "mn" if "mn" in nodes else next(iter(nodes), "mn")
@@ -826,12 +827,15 @@ def build_view(
             "phases": _phases(events, current["t_ns"], at_ns, mobile),
             "elapsed_ms": round((moment - current["t_ns"]) / 1e6, 1),
         }
-        summary_handoffs = (files.summary or {}).get("handoffs") or []
+        summary_handoffs = files.summary.handoffs if files.summary else []
         if at_ns is None or at_ns >= t_last:
             for h in summary_handoffs:
-                if h.get("t_ns") == current["t_ns"]:
+                if h.t_ns == current["t_ns"]:
                     handoff["summary"] = {
-                        k: h.get(k) for k in ("mode", "tunnel", "interruption_ms", "lost_packets")
+                        "mode": h.mode,
+                        "tunnel": h.tunnel,
+                        "interruption_ms": h.interruption_ms,
+                        "lost_packets": h.lost_packets,
                     }
     probes = {
         name: probe_view(stream, t0, moment, live=live) for name, stream in files.probes.items()
@@ -884,7 +888,7 @@ def build_view(
         "finished": finished,
         "paused": folded.paused and not folded.ended and not finished,
         "step": folded.step,
-        "verdict": (files.summary or {}).get("verdict"),
+        "verdict": files.summary.verdict if files.summary else None,
         "events": sum(1 for e in events if at_ns is None or int(e["t_ns"]) <= at_ns),
         "mn": mn,
         "bindings": _state_rows(

@@ -16,6 +16,7 @@ run going on there (or waits for the next one) and moves on to a newer run when 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 from mipbase import events as eventlog
 from testbed import inspect
+from testbed.summary import RunSummary, SummaryError, read_summary
 from testbed.watch import model
 
 STATIC = Path(__file__).with_name("static")
@@ -86,7 +88,7 @@ class RunFollower:
         self.states: dict[str, dict[str, Any]] = {}
         self.probes: dict[str, model.ProbeStream] = {}
         self.probe_files: dict[str, ProbeFile] = {}
-        self.summary: dict[str, Any] | None = None
+        self.summary: RunSummary | None = None
         self.plan: dict[str, Any] = _read_json(run_dir / "plan.json") or {}
         self.scenario: dict[str, Any] | None = _read_json(run_dir / "scenario.json")
         self.service_nodes: dict[str, str] = {}
@@ -119,7 +121,8 @@ class RunFollower:
                 self.scenario = _read_json(self.run_dir / "scenario.json")
             summary_path = self.run_dir / "summary.json"
             if self.summary is None and summary_path.exists():
-                self.summary = _read_json(summary_path)
+                with contextlib.suppress(SummaryError):  # not a summary (yet): read it again
+                    self.summary = read_summary(summary_path)
                 changed = True
             if not self.merged and self.summary is not None:
                 # the run is over: its merged log is the one record (late writers included)

@@ -17,14 +17,9 @@ from testbed.results.gallery import draw_lab
 from testbed.results.ladder import ladder_figure, readability_problems, recorded_messages
 from testbed.results.plots import timeline_figure
 from testbed.results.report import mobile_path
-from testbed.results.rundata import (
-    LADDER_DEFAULT_SPAN_NS,
-    load_events,
-    load_summary,
-    mobile_node,
-    resolve_handoff,
-)
+from testbed.results.rundata import LADDER_DEFAULT_SPAN_NS, load_events, resolve_handoff
 from testbed.results.topology import topology_figure
+from testbed.summary import read_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = {
@@ -39,25 +34,25 @@ def strict_plots(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _check_run(run_dir: Path) -> dict[int, object]:
-    summary = load_summary(run_dir)
+    summary = read_summary(run_dir / "summary.json")
     events = load_events(run_dir, summary)
     plan = json.loads((run_dir / "plan.json").read_text())
     ladders = {}
-    assert summary["handoffs"]
-    for h in summary["handoffs"]:
+    assert summary.handoffs
+    for h in summary.handoffs:
         ref = resolve_handoff(summary, events, h)
         t_end = (
             ref.t_next_ns if ref.t_next_ns is not None else ref.t_move_ns + LADDER_DEFAULT_SPAN_NS
         )
         fig, lad = ladder_figure(run_dir, h)
         recorded = recorded_messages(events, ref.t_move_ns, t_end)
-        assert readability_problems(fig, lad, recorded) == [], f"handoff {h['index']}"
+        assert readability_problems(fig, lad, recorded) == [], f"handoff {h.index}"
         assert set(lad.lifelines) <= set(plan["nodes"])  # columns are nodes, not addresses
-        ladders[h["index"]] = lad
+        ladders[h.index] = lad
         timeline = timeline_figure(run_dir, h)
-        assert not overlapping_texts(timeline), f"timeline of handoff {h['index']}"
-    name = Path(summary["topology"]).stem
-    topo = topology_figure(plan, name, mobile_path(summary, events), mobile_node(summary))
+        assert not overlapping_texts(timeline), f"timeline of handoff {h.index}"
+    name = Path(str(summary.topology)).stem
+    topo = topology_figure(plan, name, mobile_path(summary, events), summary.mobile_node)
     assert not overlapping_texts(topo)
     assert not lines_through_texts(topo)
     return ladders
@@ -69,7 +64,7 @@ def test_lab_04_pictures_read_clearly_and_show_the_boundary_test(
     run_scenario, tmp_path: Path
 ) -> None:
     outcome = run_scenario(LABS["04"], pcap="none")
-    assert outcome.summary["error"] is None, outcome.summary["error"]
+    assert outcome.run_summary.error is None, outcome.run_summary.error
     ladders = _check_run(outcome.run_dir)
     # visited -> public: the direct RRQ never reaches the HA; it ends at the router that
     # answered with an ICMP error, drawn back to the MN; the decision is a labelled mark
@@ -91,7 +86,7 @@ def test_lab_04_pictures_read_clearly_and_show_the_boundary_test(
 @pytest.mark.netns
 def test_lab_02_pictures_read_clearly(run_scenario) -> None:
     outcome = run_scenario(LABS["02"], pcap="none")
-    assert outcome.summary["error"] is None, outcome.summary["error"]
+    assert outcome.run_summary.error is None, outcome.run_summary.error
     ladders = _check_run(outcome.run_dir)
     dhcp = [a for a in ladders[0].arrows if a.label.startswith("DHCP")]  # type: ignore[attr-defined]
     assert dhcp and {a.dst for a in dhcp if a.src == "mn"} == {"core"}  # the office's server

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from testbed import answers, labcheck
+from testbed.summary import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 MOVE0, MOVE1 = 1_000_000_000, 5_000_000_000
@@ -16,14 +17,16 @@ MOVE0, MOVE1 = 1_000_000_000, 5_000_000_000
 
 def _run() -> labcheck.RunData:
     summary = {
+        "scenario": "lab-x",
         "handoffs": [
             {
+                "index": 0,
                 "t_ns": MOVE0,
                 "mode": "f",
                 "interruption_ms": 47.5,
                 "phases_ms": {"link_up": 3.0, "agent_discovered": 10.3},
             },
-            {"t_ns": MOVE1, "mode": "home", "interruption_ms": None, "phases_ms": {}},
+            {"index": 1, "t_ns": MOVE1, "mode": "home", "interruption_ms": None, "phases_ms": {}},
         ],
         "streams": {"down": {"sent": 100, "lost": 40}},
     }
@@ -40,7 +43,7 @@ def _run() -> labcheck.RunData:
         },
         {"t_ns": MOVE1 + 1_000_000, "node": "ha", "event": "registration_denied", "code": 131},
     ]
-    return labcheck.RunData(summary, events)
+    return labcheck.RunData(RunSummary.model_validate(summary), events)
 
 
 KEY = {
@@ -172,9 +175,7 @@ def test_cli_grades_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     run = tmp_path / "run"
     run.mkdir()
     data = _run()
-    summary = {"scenario": "lab-x", **data.summary}
-    summary["handoffs"] = [{"index": i, **h} for i, h in enumerate(summary["handoffs"])]
-    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "summary.json").write_text(data.summary.model_dump_json(by_alias=True))
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in data.events))
     (run / "scenario.json").write_text(json.dumps({"file": "labs/x/scenario.yaml"}))
     key = tmp_path / "lab" / "answers.yaml"

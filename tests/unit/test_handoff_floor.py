@@ -106,16 +106,13 @@ def test_no_floor_for_an_outage_without_end(plan) -> None:  # type: ignore[no-un
 
 def test_the_report_shows_measured_floor_and_overhead_side_by_side() -> None:
     from testbed.results.report import floor_table
+    from testbed.summary import RunSummary
 
     path = [{"msg": "RRQ", "from": "mn", "to": "ha", "one_way_ms": 4.0}]
     path.append({"msg": "probe interval", "one_way_ms": 2.0})
-    summary = {
-        "handoffs": [
-            {"index": 0, "from": "home", "to": "office", "mode": "c", "interruption_ms": 30.5}
-            | {"floor_ms": 6.0, "overhead_ms": 24.5, "critical_path": path}
-        ]
-    }
-    table = floor_table(summary)
+    handoff = {"index": 0, "from": "home", "to": "office", "mode": "c", "interruption_ms": 30.5}
+    handoff |= {"floor_ms": 6.0, "overhead_ms": 24.5, "critical_path": path}
+    table = floor_table(RunSummary.model_validate({"scenario": "s", "handoffs": [handoff]}))
     assert table.rows == [
         ["0", "home → office", "c", "30.5", "6", "24.5", "RRQ mn→ha 4, probe interval 2"]
     ]

@@ -15,6 +15,7 @@ import pytest
 
 from mipbase import events as eventlog
 from testbed import inspect, labcheck
+from testbed.summary import RunSummary
 
 T0 = 5_000_000_000_000  # a CLOCK_MONOTONIC-like origin, in ns
 MS = 1_000_000
@@ -560,7 +561,7 @@ EVENTS = sorted(RUNNER + MN + HA + FA, key=lambda e: e["t_ns"])
 
 
 def check(line: str) -> labcheck.Check:
-    return labcheck.check_lines([(1, line)], SUMMARY, EVENTS)[0]
+    return labcheck.check_lines([(1, line)], RunSummary.model_validate(SUMMARY), EVENTS)[0]
 
 
 @pytest.mark.parametrize(
@@ -631,7 +632,7 @@ def test_checks_that_fail_say_why(line: str, detail: str) -> None:
 
 
 def test_star_without_handoffs_fails() -> None:
-    result = labcheck.check_lines([(3, "handoff[*].mode = f")], {"handoffs": []}, [])[0]
+    result = labcheck.check_lines([(3, "handoff[*].mode = f")], RunSummary(scenario="s"), [])[0]
     assert not result.passed and result.detail == "there are no handoffs"
 
 

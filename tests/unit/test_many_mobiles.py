@@ -200,8 +200,13 @@ RUN = {
 }
 
 
+def summary_of(run: dict) -> RunSummary:
+    """A repetition as the metric paths read it: its summary."""
+    return RunSummary.model_validate({"scenario": "c", **run})
+
+
 def values(metric: str, runs: list[dict] | None = None) -> list[tuple[str, object]]:
-    return metricpath.resolve(metric, runs or [RUN])
+    return metricpath.resolve(metric, [summary_of(run) for run in runs or [RUN]])
 
 
 def test_metric_paths_per_node_and_over_nodes() -> None:
@@ -251,7 +256,7 @@ def test_aggregates_over_nodes() -> None:
         {"scenario": "c", "handoffs": RUN["handoffs"], "per_node": per_node, "over_nodes": over}
     )
     assert summary.handoffs[0].node == "mn1" and summary.over_nodes.unrecovered == 1
-    run = {**RUN, "over_nodes": over, "per_node": per_node}
+    run = summary_of({**RUN, "over_nodes": over, "per_node": per_node})
     checks = evaluate(
         [
             ExpectSpec(metric="over_nodes.unrecovered", equals=0),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from testbed.results.compare import Tolerance, compare, format_table, per_move_figures, samples
 from testbed.results.junit import write_junit
+from testbed.summary import RunSummary
 
 MOVES = [
     ("home", "visited", "f", 30.0),
@@ -31,7 +31,7 @@ def batch(
     null: set[tuple[int, int]] = frozenset(),  # (run, move): never recovered
     without_phase: set[tuple[int, int]] = frozenset(),  # (run, move): no registration
     modes: dict[tuple[int, int], str] | None = None,
-) -> dict:
+) -> RunSummary:
     """A summary of ``runs`` repetitions of a three-move scenario."""
     rng = random.Random(seed)
     handoffs = []
@@ -55,12 +55,14 @@ def batch(
                     "run": run,
                 }
             )
-    return {
-        "scenario": "s",
-        "handoffs": handoffs,
-        # pooled over moves of different kinds: never compared
-        "percentiles": {"interruption_ms": {"p50": 25.0, "p95": 30.0, "n": 3 * runs}},
-    }
+    return RunSummary.model_validate(
+        {
+            "scenario": "s",
+            "handoffs": handoffs,
+            # pooled over moves of different kinds: never compared
+            "percentiles": {"interruption_ms": {"p50": 25.0, "p95": 30.0, "n": 3 * runs}},
+        }
+    )
 
 
 def statuses(result) -> dict[str, str]:
@@ -166,7 +168,7 @@ def test_a_mode_the_baseline_never_took() -> None:
 
 def test_moves_are_matched_by_index_and_kind() -> None:
     base, cur = batch(seed=1), batch(seed=2)
-    cur["handoffs"] = [h for h in cur["handoffs"] if h["index"] != 2]
+    cur.handoffs = [h for h in cur.handoffs if h.index != 2]
     result = compare(base, cur)
     assert statuses(result)["handoff[2].move"] == "missing"
     assert "handoff[2].move: office->home in 20 baseline runs, in no current run" in (
@@ -178,7 +180,7 @@ def test_moves_are_matched_by_index_and_kind() -> None:
 
 def test_cut_short_handoffs_are_left_out() -> None:
     cur = batch(seed=2, null={(19, 2)})
-    cur["handoffs"][-1]["cut_short"] = True
+    cur.handoffs[-1].cut_short = True
     assert compare(batch(seed=1), cur).ok
     assert samples(cur)[(2, "office", "home")].runs == 19
 
@@ -207,11 +209,10 @@ def test_old_summaries_and_empty_ones() -> None:
         "handoffs": [{"index": 0, "from": "a", "to": "b", "mode": "f", "interruption_ms": 300}],
         "percentiles": {"interruption_ms": {"p50": 300, "p95": 300, "n": 1}},
     }
-    assert compare(old, old).ok
-    assert not compare(
-        old, {**old, "handoffs": [{**old["handoffs"][0], "interruption_ms": None}]}
-    ).ok
-    result = compare({}, {})
+    never = {**old, "handoffs": [{**old["handoffs"][0], "interruption_ms": None}]}
+    assert compare(RunSummary.model_validate(old), RunSummary.model_validate(old)).ok
+    assert not compare(RunSummary.model_validate(old), RunSummary.model_validate(never)).ok
+    result = compare(RunSummary(scenario="s"), RunSummary(scenario="s"))
     assert result.ok and result.rows == []
     assert "no comparable metrics" in format_table(result)
 
@@ -220,10 +221,9 @@ def test_old_summaries_and_empty_ones() -> None:
 @settings(max_examples=20, deadline=None)
 def test_the_order_of_the_runs_does_not_matter(seed: int) -> None:
     base, cur = batch(8, seed=1), batch(8, seed=2, slower={1: 4.0})
-    shuffled = {
-        **cur,
-        "handoffs": random.Random(seed).sample(cur["handoffs"], len(cur["handoffs"])),
-    }
+    shuffled = cur.model_copy(
+        update={"handoffs": random.Random(seed).sample(cur.handoffs, len(cur.handoffs))}
+    )
     assert compare(base, cur).regressions == compare(base, shuffled).regressions
 
 
@@ -246,11 +246,11 @@ def test_cli_exit_status_and_options(tmp_path: Path, capsys: pytest.CaptureFixtu
     from testbed.cli import main
 
     base, same, slow = (tmp_path / f"{n}.json" for n in ("base", "same", "slow"))
-    base.write_text(json.dumps(batch(seed=1)))
-    same.write_text(json.dumps(batch(seed=2)))
+    base.write_text(batch(seed=1).model_dump_json(by_alias=True))
+    same.write_text(batch(seed=2).model_dump_json(by_alias=True))
     (tmp_path / "run").mkdir()
     slow = tmp_path / "run" / "summary.json"
-    slow.write_text(json.dumps(batch(seed=2, slower={0: 10.0})))
+    slow.write_text(batch(seed=2, slower={0: 10.0}).model_dump_json(by_alias=True))
     assert main(["compare", str(base), str(same)]) == 0
     assert "phases_ms.link_up" in capsys.readouterr().out
     assert main(["compare", str(base), str(tmp_path / "run"), "--brief"]) == 1
@@ -264,11 +264,13 @@ def test_cli_exit_status_and_options(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_regressions_and_unjudged_metrics_in_junit(tmp_path: Path) -> None:
     result = compare(batch(3, seed=1), batch(3, seed=2, null={(1, 0)}))
-    summary = {
-        "scenario": "s",
-        "expectations": [],
-        "baseline": {"file": "old/summary.json", **result.as_dict()},
-    }
+    summary = RunSummary.model_validate(
+        {
+            "scenario": "s",
+            "expectations": [],
+            "baseline": {"file": "old/summary.json", **result.as_dict()},
+        }
+    )
     suite = ET.parse(write_junit([summary], tmp_path / "j.xml")).getroot().find("testsuite")
     case = suite.find("testcase[@name='no regression: handoff[0].interruption_ms']")
     failure = case.find("failure")

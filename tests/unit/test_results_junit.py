@@ -6,9 +6,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from testbed.results.junit import write_junit
+from testbed.summary import RunSummary
 
 
-def summary(scenario: str, **extra: object) -> dict:
+def summary(scenario: str, **extra: object) -> RunSummary:
     base: dict = {
         "scenario": scenario,
         "run_id": "r1",
@@ -33,7 +34,7 @@ def summary(scenario: str, **extra: object) -> dict:
         ],
     }
     base.update(extra)
-    return base
+    return RunSummary.model_validate(base)
 
 
 def test_failures_and_messages(tmp_path: Path) -> None:

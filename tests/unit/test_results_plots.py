@@ -20,6 +20,7 @@ from testbed.results.rundata import load_events, resolve_handoff
 from testbed.results.sample import MS, T0, write_sample_run
 from testbed.results.topology import Visit, plan_like, topology_figure
 from testbed.scenario import metrics
+from testbed.summary import RunSummary, read_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,8 +55,8 @@ def test_timeline_and_ladder_for_each_handoff(run: Path, tmp_path: Path, index: 
 
 
 def test_handoff_can_be_given_as_summary_entry(run: Path, tmp_path: Path) -> None:
-    summary = json.loads((run / "summary.json").read_text())
-    out = probe_timeline(run, summary["handoffs"][1], tmp_path / "sub" / "t.png", (-1.0, 3.0))
+    summary = read_summary(run / "summary.json")
+    out = probe_timeline(run, summary.handoffs[1], tmp_path / "sub" / "t.png", (-1.0, 3.0))
     png_size(out)
 
 
@@ -101,9 +102,10 @@ def test_torn_event_lines_are_skipped(run: Path) -> None:
 def test_move_time_falls_back_to_events(tmp_path: Path) -> None:
     events = [{"t_ns": 50, "node": "runner", "event": "move_start", "index": 0}]
     events.append({"t_ns": 90, "node": "runner", "event": "move_start", "index": 1})
-    ref = resolve_handoff({}, events, 0)
+    nothing = RunSummary(scenario="")  # a run without a summary
+    ref = resolve_handoff(nothing, events, 0)
     assert (ref.t_move_ns, ref.t_next_ns) == (50, 90)
-    assert resolve_handoff({}, [], 0).t_move_ns is None
+    assert resolve_handoff(nothing, [], 0).t_move_ns is None
 
 
 def test_timeline_draws_the_summarys_own_outage(run: Path) -> None:

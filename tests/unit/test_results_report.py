@@ -13,6 +13,7 @@ import pytest
 from testbed.results import figure
 from testbed.results.report import render_report, text_summary
 from testbed.results.sample import write_sample_run
+from testbed.summary import RunSummary, read_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,8 +31,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return write_sample_run(tmp_path / "results" / "sample" / "20261123-201500-ab12")
 
 
-def summary_of(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
+def summary_of(run: Path) -> RunSummary:
+    return read_summary(run / "summary.json")
 
 
 def test_report_mentions_every_handoff_and_expectation(run: Path) -> None:
@@ -41,12 +42,12 @@ def test_report_mentions_every_handoff_and_expectation(run: Path) -> None:
     assert md_path == run / "report.md"
     md = md_path.read_text()
     summary = summary_of(run)
-    assert summary["scenario"] in md and "FAILED" in md
-    for h in summary["handoffs"]:
-        assert f"Handoff {h['index']}: {h['from']} → {h['to']}" in md
-        assert f"| {h['index']} | {h['t_s']:g} | {h['from']} → {h['to']} |" in md
-    for e in summary["expectations"]:
-        assert e["name"] in md
+    assert summary.scenario in md and "FAILED" in md
+    for h in summary.handoffs:
+        assert f"Handoff {h.index}: {h.from_} → {h.to}" in md
+        assert f"| {h.index} | {h.t_s:g} | {h.from_} → {h.to} |" in md
+    for e in summary.expectations:
+        assert e.name in md
     assert "never" in md  # the downlink of handoff 0 never recovered
     assert "address_acquired 25.3" in md
     assert "| down | cn → mn | 3000 |" in md
@@ -93,8 +94,8 @@ def test_html_has_the_same_content(run: Path) -> None:
     parser.feed(page)
     assert not parser.stack
     text = "".join(parser.text)
-    for e in summary_of(run)["expectations"]:
-        assert e["name"] in text
+    for e in summary_of(run).expectations:
+        assert e.name in text
     assert len(parser.images) == 4  # 2 x (timeline, ladder); no topology file here
     for src in parser.images:
         assert (run / src).is_file()
@@ -107,7 +108,7 @@ def test_topology_picture_found_from_summary_path(run: Path, tmp_path: Path) -> 
         "networks: {lan: {subnet: 10.0.0.0/24, trust: trusted}}\n"
         "nodes: {mn: {role: host, links: [{network: lan}]}}\n"
     )
-    summary = summary_of(run)
+    summary = json.loads((run / "summary.json").read_text())
     summary["topology"] = "topologies/t.yaml"  # relative to an ancestor of the run
     (run / "summary.json").write_text(json.dumps(summary))
     md = render_report(run).read_text()
@@ -144,7 +145,7 @@ def test_never_recovered_and_nulls_everywhere(tmp_path: Path) -> None:
     (tmp_path / "probes" / "down.csv").write_text("seq,t_send_ns,t_recv_ns,src\n")
     md = render_report(tmp_path).read_text()
     assert "| 0 |" in md and "| 1 |" in md and "n/a" in md
-    assert text_summary(summary)
+    assert text_summary(RunSummary.model_validate(summary))
 
 
 def test_text_summary(run: Path) -> None:
@@ -152,13 +153,13 @@ def test_text_summary(run: Path) -> None:
     text = text_summary(summary)
     assert text.splitlines()[0].startswith("sample-home-office  20261123-201500-ab12  FAILED")
     assert "1/3 passed" in text
-    for e in summary["expectations"]:
-        assert e["name"] in text
+    for e in summary.expectations:
+        assert e.name in text
     assert "home → office" in text and "office → home" in text
     assert max(len(line) for line in text.splitlines()) < 120  # fits a terminal
 
 
 def test_text_summary_error_and_minimal() -> None:
-    text = text_summary({"scenario": "s", "error": "agent mn exited with 1"})
+    text = text_summary(RunSummary(scenario="s", error="agent mn exited with 1"))
     assert "ERROR" in text and "agent mn exited with 1" in text
-    assert text_summary({}).startswith("?")
+    assert text_summary(RunSummary(scenario="")).startswith("?")

@@ -14,12 +14,13 @@ import yaml
 from testbed import cli
 from testbed.results.junit import write_junit
 from testbed.scenario import catalogue, execute
+from testbed.summary import BaselineComparison, RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 MS = 1_000_000
 
 
-def summary(**extra: object) -> dict:
+def summary(**extra: object) -> RunSummary:
     base: dict = {
         "scenario": "s",
         "run_id": "r1",
@@ -30,7 +31,7 @@ def summary(**extra: object) -> dict:
         "expectations": [{"name": "lost below 10", "value": 3, "limit": 10, "passed": True}],
     }
     base.update(extra)
-    return base
+    return RunSummary.model_validate(base)
 
 
 # -- verdict ------------------------------------------------------------------------------
@@ -39,43 +40,47 @@ def summary(**extra: object) -> dict:
 def test_verdict_passed_failed_error_interrupted() -> None:
     s = summary()
     execute.set_verdict(s, [], infrastructure=False, interrupted=False)
-    assert (s["verdict"], s["reasons"]) == ("passed", [])
+    assert (s.verdict, s.reasons) == ("passed", [])
 
     failed = {"name": "gap under 100 ms", "value": 312.5, "limit": 100, "passed": False}
     s = summary(passed=False, expectations=[failed])
-    s["baseline"] = {"file": "b.json", "regressions": ["handoff[0].interruption_ms: 10 → 30 ms"]}
+    s.baseline = BaselineComparison(
+        file="b.json", regressions=["handoff[0].interruption_ms: 10 → 30 ms"]
+    )
     execute.set_verdict(s, [], infrastructure=False, interrupted=False)
-    assert s["verdict"] == "failed"
-    assert s["reasons"] == [
+    assert s.verdict == "failed"
+    assert s.reasons == [
         "expectation failed: gap under 100 ms: value 312.5 vs limit 100",
         "regression: handoff[0].interruption_ms: 10 → 30 ms",
     ]
 
     s = summary(passed=False, error="ServiceDied: service fa on fa exited with status 1")
-    execute.set_verdict(s, [s["error"]], infrastructure=True, interrupted=False)
-    assert s["verdict"] == "error"
-    assert s["reasons"] == ["error: ServiceDied: service fa on fa exited with status 1"]
+    execute.set_verdict(s, [s.error], infrastructure=True, interrupted=False)
+    assert s.verdict == "error"
+    assert s.reasons == ["error: ServiceDied: service fa on fa exited with status 1"]
 
     s = summary(passed=False, error="StepFailed: agents not ready within 10 s: mn")
-    execute.set_verdict(s, [s["error"]], infrastructure=False, interrupted=False)
-    assert s["verdict"] == "failed"  # the system under test never came up
+    execute.set_verdict(s, [s.error], infrastructure=False, interrupted=False)
+    assert s.verdict == "failed"  # the system under test never came up
 
     s = summary(passed=False, error="interrupted")
     execute.set_verdict(s, ["interrupted"], infrastructure=False, interrupted=True)
-    assert s["verdict"] == "interrupted" and "handoffs finished before are kept" in s["reasons"][0]
+    assert s.verdict == "interrupted" and "handoffs finished before are kept" in s.reasons[0]
 
 
 # -- JUnit ----------------------------------------------------------------------------------
 
 
-def suites(tmp_path: Path, *summaries: dict) -> list[ET.Element]:
+def suites(tmp_path: Path, *summaries: RunSummary) -> list[ET.Element]:
     return ET.parse(write_junit(list(summaries), tmp_path / "j.xml")).getroot().findall("testsuite")
 
 
 def test_regressions_are_failing_testcases_with_the_numbers(tmp_path: Path) -> None:
     regression = "handoff[0].interruption_ms: 30 → 45 ms (+50.0%), limit 34 ms"
     s = summary(passed=False, verdict="failed")
-    s["baseline"] = {"file": "old/summary.json", "tolerance_pct": 10.0, "regressions": [regression]}
+    s.baseline = BaselineComparison(
+        file="old/summary.json", tolerance_pct=10.0, regressions=[regression]
+    )
     (suite,) = suites(tmp_path, s)
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "0")
     case = suite.find("testcase[@name='no regression: handoff[0].interruption_ms']")
@@ -85,7 +90,7 @@ def test_regressions_are_failing_testcases_with_the_numbers(tmp_path: Path) -> N
     assert failure.get("type") == "regression"
     assert "against old/summary.json (tolerance 10 %)" in (failure.text or "")
 
-    s["baseline"]["regressions"] = []
+    s.baseline.regressions = []
     (suite,) = suites(tmp_path, s)
     names = [c.get("name") for c in suite.findall("testcase")]
     assert "no regression against old/summary.json (tolerance 10 %)" in names
@@ -94,7 +99,7 @@ def test_regressions_are_failing_testcases_with_the_numbers(tmp_path: Path) -> N
 
 def test_infrastructure_is_an_error_and_the_system_under_test_a_failure(tmp_path: Path) -> None:
     died = summary(passed=False, error="ServiceDied: relay exited", verdict="error")
-    died["reasons"] = ["error: ServiceDied: relay exited"]
+    died.reasons = ["error: ServiceDied: relay exited"]
     stuck = summary(
         scenario="t", passed=False, error="StepFailed: agents not ready", verdict="failed"
     )
@@ -209,7 +214,11 @@ def test_interrupted_runs_handoff_is_cut_short_not_never_recovered(tmp_path: Pat
     from testbed.scenario.expect import evaluate
     from testbed.scenario.model import ExpectSpec
 
-    runs = [{"handoffs": [{"interruption_ms": 12.0}, {"interruption_ms": None, "cut_short": True}]}]
+    handoffs = [
+        {"index": 0, "interruption_ms": 12.0},
+        {"index": 1, "interruption_ms": None, "cut_short": True},
+    ]
+    runs = [RunSummary.model_validate({"scenario": "s", "handoffs": handoffs})]
     spec = ExpectSpec(metric="handoff[*].interruption_ms", below=100)
     first, second = evaluate([spec], runs)
     assert first["passed"] is True

@@ -19,6 +19,7 @@ from testbed.scenario import execute
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import load_scenario
 from testbed.scenario.model import ExpectSpec
+from testbed.summary import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 ROAM_NAT = (ROOT / "scenarios" / "roam-nat.yaml").read_text()
@@ -164,7 +165,8 @@ def test_numeric_check_on_a_text_metric(tmp_path: Path) -> None:
 def test_evaluate_never_compares_text_with_a_number() -> None:
     """A safety net behind validation: a numeric check on a text value fails, no TypeError."""
     spec = ExpectSpec.model_construct(metric="handoff[0].mode", below=5.0)
-    (result,) = evaluate([spec], [{"handoffs": [{"mode": "f"}]}])
+    run = RunSummary.model_validate({"scenario": "s", "handoffs": [{"index": 0, "mode": "f"}]})
+    (result,) = evaluate([spec], [run])
     assert result["passed"] is False and result["detail"] == "'f' is not a number"
 
 

@@ -12,6 +12,7 @@ from testbed.scenario import metrics
 from testbed.scenario.expect import evaluate
 from testbed.scenario.load import load_scenario
 from testbed.scenario.model import ExpectSpec
+from testbed.summary import RunSummary
 
 MS = 1_000_000
 
@@ -99,14 +100,18 @@ def test_phases_take_the_first_event_of_each_phase_in_the_window() -> None:
     assert metrics.mode_at(events, t, t + 8 * MS, "mn", "none") == "none"
 
 
-def run(handoffs: list[dict], **extra) -> dict:
-    return {
-        "handoffs": handoffs,
-        "streams": {},
-        "loss_before_first_move": 0,
-        "final_mode": handoffs[-1]["mode"] if handoffs else "home",
-        **extra,
-    }
+def run(handoffs: list[dict], **extra) -> RunSummary:
+    """One repetition's summary, each handoff numbered by its place unless it says."""
+    return RunSummary.model_validate(
+        {
+            "scenario": "s",
+            "handoffs": [{"index": i, **h} for i, h in enumerate(handoffs)],
+            "streams": {},
+            "loss_before_first_move": 0,
+            "final_mode": handoffs[-1]["mode"] if handoffs else "home",
+            **extra,
+        }
+    )
 
 
 def expect(**kwargs) -> ExpectSpec:
@@ -156,7 +161,7 @@ def test_percentile_expectation_across_repetitions() -> None:
     assert result["passed"] and result["value"] == 110
 
 
-def two_kinds_of_move(away: list[float | None], back: list[float]) -> list[dict]:
+def two_kinds_of_move(away: list[float | None], back: list[float]) -> list[RunSummary]:
     """Repetitions of home -> visited then visited -> home, the returns much shorter."""
     return [
         run(
@@ -187,7 +192,9 @@ def test_a_move_that_never_recovered_has_no_percentile() -> None:
     away, back = evaluate([expect(metric="interruption_ms.p95", below=1000)], runs)
     assert not away["passed"] and "never recovered" in away["detail"]
     assert back["passed"]
-    summary = metrics.move_percentiles(h for r in runs for h in r["handoffs"])
+    summary = metrics.move_percentiles(
+        h.model_dump(by_alias=True) for r in runs for h in r.handoffs
+    )
     assert [m["handoff"] for m in summary] == [0, 1]
     assert summary[0]["interruption_ms"] == {"p50": None, "p95": None, "max": None, "n": 3}
     assert summary[1]["interruption_ms"]["max"] == 12.0

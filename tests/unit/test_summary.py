@@ -17,12 +17,12 @@ from testbed.summary import SummaryError, read_summary, write_summary
 def test_a_written_summary_reads_back_with_every_field(tmp_path: Path) -> None:
     run = write_sample_run(tmp_path / "run")
     summary = read_summary(run / "summary.json")
-    handoff = summary["handoffs"][0]
-    # defaults filled: a reader never has to ask whether a field may be absent
-    assert set(catalogue.HANDOFF_FIELDS) <= set(handoff)
-    assert handoff["cut_short"] is False and handoff["from"] == "home"
-    assert summary["verdict"] is None or summary["verdict"] in ("passed", "failed")
-    assert isinstance(summary["percentiles"], list)
+    handoff = summary.handoffs[0]
+    # typed, defaults filled: a reader never has to ask whether a field may be absent
+    assert set(catalogue.HANDOFF_FIELDS) <= set(handoff.model_dump(by_alias=True))
+    assert handoff.cut_short is False and handoff.from_ == "home"
+    assert summary.verdict is None and summary.mobile == "mn"
+    assert isinstance(summary.percentiles, list)
 
 
 def test_the_runner_cannot_write_what_readers_could_not_read(tmp_path: Path) -> None:

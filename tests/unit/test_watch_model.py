@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 from testbed.scenario.catalogue import MIP_RECEIVED
+from testbed.summary import RunSummary
 from testbed.watch import model
 
 MS = 1_000_000
@@ -303,12 +304,10 @@ def test_out_of_order_probe_rows_are_kept_in_arrival_order():
 def test_handoff_first_packets_and_summary_figures_once_over():
     events = START + TO_VISITED
     s = stream(999, 1080, 2000)
-    summary = {
-        "verdict": "passed",
-        "handoffs": [
-            {"t_ns": T0 + 1000 * MS, "mode": "f", "tunnel": "ipip", "interruption_ms": 84}
-        ],
-    }
+    handoff = {"index": 0, "t_ns": T0 + 1000 * MS, "mode": "f", "tunnel": "ipip"}
+    summary = RunSummary.model_validate(
+        {"scenario": "s", "verdict": "passed", "handoffs": [{**handoff, "interruption_ms": 84}]}
+    )
     view = model.build_view(files(events, probes={"down": s}, summary=summary))
     assert view["finished"] and not view["live"] and view["verdict"] == "passed"
     assert 80 <= view["handoff"]["first_packet_ms"]["down"] <= 85

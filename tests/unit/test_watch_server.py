@@ -135,7 +135,8 @@ def test_a_run_followed_live_then_replayed(run_dir: Path, serve) -> None:
     # the run ends: summary.json (and the merged log) make the view final
     merged = sorted(START + TO_VISITED, key=lambda e: e["t_ns"])
     _write_events(run_dir / "events.jsonl", merged)
-    (run_dir / "summary.json").write_text(json.dumps({"verdict": "passed", "handoffs": []}))
+    summary = {"scenario": "s", "verdict": "passed", "handoffs": []}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
     view = stream.wait_for(lambda v: v["finished"])
     assert view["verdict"] == "passed" and not view["live"]
     assert view["mn"]["mode"] == "f"
