@@ -225,7 +225,10 @@ class FaConfig:
 
 
 @dataclass(slots=True)
-class _Pending:
+class _RelayedRequest:
+    """A Registration Request relayed to the home agent and waiting for its reply (a
+    "pending request" above): what relaying the reply, or 78 at ``expires``, needs."""
+
     home_address: str
     home_agent: str
     low_ident: int
@@ -280,7 +283,7 @@ class ForeignAgent:
         self.config = config
         self._ifaces = {i.name: i for i in config.interfaces}
         # (home address, low 32 bits of the Identification) -> request, oldest first
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._pending: dict[tuple[str, int], _RelayedRequest] = {}
         self._pending_per_home: dict[str, int] = {}
         self._pending_timer: float | None = None  # when fa.pending is armed for
         self.visitors: dict[str, Visitor] = {}
@@ -542,7 +545,7 @@ class ForeignAgent:
         ha_sa = cfg.ha_sas.get(req.home_agent)
         if ha_sa is not None:
             out = append_auth(out, ExtType.FA_HA_AUTH, ha_sa)
-        p = _Pending(
+        p = _RelayedRequest(
             req.home_address,
             req.home_agent,
             req.identification & _M32,
@@ -640,7 +643,7 @@ class ForeignAgent:
         actions.append(Event("reply_relayed", data))
         return actions
 
-    def _add_visitor(self, p: _Pending, rep: RegistrationReply, now: float) -> list[Action]:
+    def _add_visitor(self, p: _RelayedRequest, rep: RegistrationReply, now: float) -> list[Action]:
         lifetime = min(rep.lifetime, p.lifetime)
         expires = now + lifetime if lifetime != INFINITE_LIFETIME else float("inf")
         old = self.visitors.get(p.home_address)
@@ -724,7 +727,7 @@ class ForeignAgent:
 
     # -- pending requests ------------------------------------------------------------------
 
-    def _forget(self, p: _Pending) -> list[Action]:
+    def _forget(self, p: _RelayedRequest) -> list[Action]:
         """Take ``p`` off the pending requests; the timer goes when the last one does."""
         if self._pending.pop(p.key, None) is None:
             return []
@@ -753,7 +756,7 @@ class ForeignAgent:
             actions += self._timeout(p, now)
         return actions
 
-    def _timeout(self, p: _Pending, now: float) -> list[Action]:
+    def _timeout(self, p: _RelayedRequest, now: float) -> list[Action]:
         self._forget(p)
         if p.home_address in self._pending_per_home:
             # Superseded by a retransmission (timestamps give each one a new Identification):
@@ -836,7 +839,7 @@ class ForeignAgent:
             lifetime,
         )
 
-    def _deny_pending(self, p: _Pending, code: int, reason: str) -> list[Action]:
+    def _deny_pending(self, p: _RelayedRequest, code: int, reason: str) -> list[Action]:
         return self._forget(p) + self._reply_to_mn(
             code,
             p.home_address,
