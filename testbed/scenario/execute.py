@@ -424,7 +424,6 @@ def invalid_summary(file: str, message: str) -> RunSummary:
         error=message,
         verdict="error",
         reasons=[f"error: {message}"],
-        expectations=[],
     )
 
 

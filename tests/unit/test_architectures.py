@@ -125,3 +125,13 @@ def test_both_plots_draw_every_architecture(tmp_path: Path) -> None:
     for fn, name in ((plot, "interruption.png"), (plot_signalling, "signalling.png")):
         fn(results, tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_collect_counts_the_signalling_of_the_node_the_summary_names(tmp_path: Path) -> None:
+    write_run(tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "mobile": "mb"}))
+    moves = collect(tmp_path / "run")
+    # the events are mn's: of them, another mobile node's count has only the proxy's upstream
+    into = moves["visited -> hotspot"]
+    assert into.mip_messages == [2] and into.ike_messages == [0]

@@ -74,3 +74,24 @@ def test_unevaluated_expectation_is_skipped(tmp_path: Path) -> None:
 def test_empty_list(tmp_path: Path) -> None:
     root = ET.parse(write_junit([], tmp_path / "j.xml")).getroot()
     assert root.get("tests") == "0" and not list(root)
+
+
+def test_properties_are_what_the_summary_recorded(tmp_path: Path) -> None:
+    from testbed.scenario.execute import invalid_summary
+
+    invalid = invalid_summary("bad.yaml", "bad.yaml:3: unknown")
+    ran = summary("ran", repeat=3, runs=3, verdict="failed")
+    root = ET.parse(write_junit([invalid, ran], tmp_path / "j.xml")).getroot()
+    props = [
+        {p.get("name"): p.get("value") for p in suite.iter("property")}
+        for suite in root.findall("testsuite")
+    ]
+    # a file that could not be run has no repeat or runs (not the models' defaults)
+    assert props[0] == {"file": "bad.yaml", "passed": "False", "verdict": "error"}
+    assert props[1] == {
+        "run_id": "r1",
+        "repeat": "3",
+        "runs": "3",
+        "passed": "False",
+        "verdict": "failed",
+    }

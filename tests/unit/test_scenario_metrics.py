@@ -266,3 +266,27 @@ def test_packets_through_the_old_link_before_it_went_down_are_not_recovery() -> 
     assert naive.ms == pytest.approx(2.0)  # what counting from the move stamp alone says
     result = metrics.interruption(s, t_move, None, t_up)
     assert result.ms == pytest.approx(302.0) and result.lost == 150
+
+
+def test_metric_paths_read_the_summary_by_its_names() -> None:
+    """The paths walk the typed summary: a record comes back as summary.json has it, a key a
+    tool added is reachable, a field the file did not record reads as its default (null)
+    and a name the summary has no field for says so."""
+    from testbed.scenario.metricpath import Missing, resolve_one
+
+    summary = run(
+        [{"mode": "f", "outage": {"down": {"last_before_ns": 5, "first_after_ns": 9}}}],
+        streams={"down": {"lost": 3}},
+        tool_note={"k": 1},
+    )
+    assert resolve_one("handoff[0].outage.down", summary) == {
+        "last_before_ns": 5,
+        "first_after_ns": 9,
+    }
+    assert resolve_one("handoff[0].from", summary) is None
+    assert resolve_one("tool_note.k", summary) == 1
+    assert resolve_one("stream.down.lost", summary) == 3
+    assert resolve_one("stream.down.sent", summary) is None  # not recorded: the default
+    nothing = resolve_one("stream.down.jitter", summary)
+    assert isinstance(nothing, Missing) and nothing.why == "stream down has no jitter"
+    assert isinstance(resolve_one("handoff[0].from_", summary), Missing)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from testbed import cli
 from testbed.results.sample import write_sample_run
 from testbed.scenario import catalogue
-from testbed.summary import SummaryError, read_summary, write_summary
+from testbed.summary import Handoff, RunSummary, SummaryError, read_summary, write_summary
 
 
 def test_a_written_summary_reads_back_with_every_field(tmp_path: Path) -> None:
@@ -65,3 +65,63 @@ def test_schema_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["schema", "summary"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "handoffs" in schema["properties"] and "Handoff" in schema["$defs"]
+
+
+def test_older_summaries_read_with_the_models_defaults() -> None:
+    """What a summary does not record reads as its field's default through the model: no
+    reader asks whether a key is there."""
+    summary = RunSummary.model_validate(
+        {
+            "scenario": "old",
+            "handoffs": [{"index": 0, "interruption_ms": 40.0}],
+            "streams": {"down": {"lost": 3, "received": 900}},
+            "tcp": {"errors": 0},
+        }
+    )
+    (handoff,) = summary.handoffs
+    assert (handoff.probed, handoff.cut_short, handoff.run, handoff.phases_ms) == (
+        True,
+        False,
+        0,
+        {},
+    )
+    assert handoff.interruptions() == {"down": None, "up": None} and handoff.lost("down") is None
+    assert summary.streams["down"].sent is None and summary.streams["down"].owd_ms == {}
+    assert summary.tcp is not None and summary.tcp.bytes is None
+    assert (summary.verdict, summary.baseline, summary.repeat, summary.runs) == (None, None, 1, 0)
+
+
+def test_the_mobile_node_as_recorded_or_as_older_summaries_say() -> None:
+    def mobile(**data: object) -> str:
+        return RunSummary.model_validate({"scenario": "s", **data}).mobile_node
+
+    assert mobile(mobile="mn03", signalling_nodes=["mn"]) == "mn03"
+    # from before it was recorded: the first signalling node, else the probes' mobile end
+    assert mobile(signalling_nodes=["mb", "ha"]) == "mb"
+    assert mobile(streams={"down": {"from": "cn", "to": "m2"}}) == "m2"
+    assert mobile(streams={"up": {"from": "m3", "to": "cn"}}) == "m3"
+    assert mobile() == "mn"
+
+
+def test_fields_by_their_summary_names_and_keys_tools_added() -> None:
+    handoff = Handoff.model_validate(
+        {"index": 1, "from": "home", "interruption_x_ms": 7.5, "lost_x": 2, "note": "n"}
+    )
+    assert handoff.value_of("from") == "home" and handoff.value_of("note") == "n"
+    with pytest.raises(KeyError):
+        handoff.value_of("from_")  # the attribute's name is not the file's
+    # a stream a tool added is one more stream, after down and up
+    assert handoff.interruptions() == {"down": None, "up": None, "x": 7.5}
+    assert handoff.lost("x") == 2 and handoff.lost("y") is None
+
+
+def test_the_runner_writes_what_it_set_and_gets_the_model_back(tmp_path: Path) -> None:
+    model = RunSummary.model_validate({"scenario": "s", "handoffs": [{"index": 0, "to": "x"}]})
+    model.verdict = "passed"
+    written = write_summary(tmp_path / "summary.json", model)
+    assert written is model
+    assert json.loads((tmp_path / "summary.json").read_text()) == {
+        "scenario": "s",
+        "handoffs": [{"index": 0, "to": "x"}],
+        "verdict": "passed",
+    }
