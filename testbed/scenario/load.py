@@ -168,6 +168,10 @@ def _check_references(source: SpecSource, spec: ScenarioSpec, plan: TopologyPlan
             raise source.error((*where, "service"), f"no service {action.service!r}")
         if step.action == "wait":
             node(action.node, (*where, "node"))
+            if action.since_step is not None and action.since_step >= i:
+                raise source.error(
+                    (*where, "since_step"), f"must name an earlier step (this is step {i})"
+                )
         if step.action in ("link", "impair", "nat") and action.node in plan.groups:
             raise source.error((*where, "node"), f"{step.action} acts on one node, not a group")
         if step.action == "nat" and not plan.nodes[action.node].nat:

@@ -173,6 +173,13 @@ class WaitAction(Strict):
     )
     timeout: Milliseconds = 5000.0
     match: dict[str, Any] = Field(default_factory=dict, description="fields the event must have")
+    since_step: int | None = Field(
+        None,
+        ge=0,
+        description="count events from the start of this earlier timeline step (default: "
+        "the previous one): groups moved one step after another to different networks, "
+        "then waited for together, may be done before the last of those moves",
+    )
 
     @field_validator("event")
     @classmethod

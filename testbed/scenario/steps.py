@@ -185,8 +185,10 @@ def process(run: _Run, action: Any, index: int) -> None:
 def wait(run: _Run, action: Any, index: int) -> None:
     started = time.monotonic_ns()
     deadline = started + int(scaled(action.timeout) * 1e6)
-    # from the previous step's start: a handoff can be over before its move step returns
-    since = run.step_starts[index - 1] if index > 0 else started
+    # from the previous step's start (a handoff can be over before its move step returns),
+    # or an earlier one's: several groups moved by consecutive steps, waited for together
+    first = action.since_step if action.since_step is not None else index - 1
+    since = run.step_starts[first] if index > 0 else started
     # what an earlier wait read already, then what comes
     fresh = [e for e in run.events_read if e.get("t_ns", 0) >= since]
     # several nodes (a group, a list): the event from every one of them

@@ -66,3 +66,34 @@ def test_a_later_wait_sees_what_an_earlier_one_read(tmp_path: Path) -> None:
     run.step_starts.append(time.monotonic_ns())
     wait(run, WaitAction(event="registration_accepted", match={"mode": "f"}, timeout=30), 2)
     assert run.record.failures == []
+
+
+def test_since_step_counts_events_from_an_earlier_step(tmp_path: Path) -> None:
+    """move A; move B; wait for A and B (since_step: 0): A was done while B was moving,
+    before the step right before the wait began; counted from step 0, it is found."""
+    t_first = time.monotonic_ns() - 30_000_000
+    t_second = t_first + 20_000_000
+    write(tmp_path, {"t_ns": t_first + 4_000_000, "event": "registration_accepted"})
+    run = runner(tmp_path, [t_first, t_second])
+    wait(run, WaitAction(event="registration_accepted", node="mn", timeout=30), 2)
+    assert len(run.record.failures) == 1  # from the previous step (1) only: missed
+    run.record.failures = []
+    since = WaitAction(event="registration_accepted", node="mn", timeout=30, since_step=0)
+    wait(run, since, 2)
+    assert run.record.failures == []
+
+
+def test_since_step_must_name_an_earlier_step(tmp_path: Path) -> None:
+    import pytest
+
+    from mipbase.specfile import SpecError
+    from testbed.scenario.load import load_scenario
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: s\ntopology: topologies/enterprise.yaml\ntimeline:\n"
+        "  - {move: {node: mn, to: visited}}\n"
+        "  - {wait: {event: dhcp_bound, node: mn, since_step: 1}}\n"
+    )
+    with pytest.raises(SpecError, match="since_step"):
+        load_scenario(scenario)
