@@ -196,9 +196,10 @@ class Lab:
         changed = (egress, ingress) != (plan_if.egress, plan_if.ingress)
         if not changed:
             return
-        for cmd in impair.tc_commands(plan_if, egress, ingress, path):
+        before = (plan_if.egress, plan_if.ingress)
+        for cmd in impair.tc_changes(plan_if, before, egress, ingress, path):
             ns = self.ns(plan_if.node) if cmd.where == "node" else self.ns(SW)
-            netns.run(ns, cmd.argv, check=False)  # "del" of an absent qdisc fails: fine
+            netns.run(ns, cmd.argv, check=False)
         if path == "relay":
             if self.state.relayed and self.state.relay_control:
                 from testbed.programs.relay.control import relay_command

@@ -94,6 +94,28 @@ def test_tc_commands_per_path() -> None:
     assert "tbf" in relay[0].argv and "netem" not in relay[0].argv
 
 
+def test_tc_changes_run_nothing_a_move_does_not_need() -> None:
+    """Issue 19, item 3: on the relay path a move between networks without a rate ran two
+    failing ``tc qdisc del`` (~70 ms a move with 100 mobile nodes on a loaded machine)."""
+    plan = load_topology(ROOT / "topologies" / "enterprise.yaml")
+    iface = plan.nodes["mn"].interfaces[0]
+    home, public = Impairment(delay_ms=1), Impairment(delay_ms=5)
+    assert impair.tc_changes(iface, (home, home), public, public, "relay") == []
+    # a rate is a tbf: put in place, changed, and removed when it goes
+    rated = Impairment(delay_ms=5, rate_bps=1_000_000)
+    put = impair.tc_changes(iface, (home, home), rated, public, "relay")
+    assert [c.argv[2] for c in put] == ["replace"] and "tbf" in put[0].argv
+    gone = impair.tc_changes(iface, (rated, home), public, public, "relay")
+    assert [(c.where, c.argv[2]) for c in gone] == [("node", "del")]
+    # the kernel path: netem for any impairment; a direction that keeps its own is left
+    netem = impair.tc_changes(iface, (home, home), public, home, "netem")
+    assert [(c.where, c.argv[2]) for c in netem] == [("node", "replace")]
+    null = Impairment()
+    assert impair.tc_changes(iface, (null, null), null, null, "netem") == []
+    cleared = impair.tc_changes(iface, (home, null), null, null, "netem")
+    assert [(c.where, c.argv[2]) for c in cleared] == [("node", "del")]
+
+
 @pytest.mark.parametrize(
     ("delay_ms", "rate_bps"), [(0, 1_000_000), (10, 10_000_000), (20, 100_000_000), (5, 64_000)]
 )
