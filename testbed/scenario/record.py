@@ -10,6 +10,7 @@ A run directory holds::
     state/           the agents' state files
     configs/         the agents' configuration, as given to them
     vpn/LABEL/       a charon's log and configuration, kept when it stops
+    resources.json   CPU time and memory of each process the run started, by kind
     summary.json     written atomically, last
 """
 

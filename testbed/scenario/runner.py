@@ -95,6 +95,10 @@ class _Run:
         self._events_tail = eventlog.Tail(self.events_dir)
         self.events_read: list[dict[str, Any]] = []  # by wait steps, for later ones too
         self.step_starts: list[int] = []
+        # for resources.json: the runner's own CPU time at the start and when the timeline
+        # began, and each process's then
+        self._cpu_start = os.times()
+        self._cpu_timeline: tuple[os.times_result, dict[int, int]] | None = None
 
     # -- the run --------------------------------------------------------------------------
 
@@ -162,6 +166,7 @@ class _Run:
             from testbed import netns
             from testbed.lab.teardown import stop_processes
 
+            self._write_resources()  # while every process is still there to be read
             probes = [p for p in self.lab.state.processes if p.role.startswith("probe")]
             for probe in probes:  # drain: stop sending, let what is in flight arrive
                 netns.kill_process(probe.pid, probe.start_time, signal.SIGUSR1)
@@ -175,6 +180,43 @@ class _Run:
             self.events.emit("run_end")
             self.lab.down()
         self.events.close()
+
+    def _write_resources(self) -> None:
+        """``resources.json`` (``testbed.scenario.resources``): CPU time and memory of each
+        process the run started, by kind, and the runner's own. A measurement, never the
+        run's failure: a process that is gone is left out."""
+        from testbed.scenario import resources
+
+        assert self.lab is not None
+        agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
+        at_timeline, before = self._cpu_timeline or (None, {})
+        usages = []
+        for p in self.lab.state.processes:
+            kind = resources.kind_of(p.role, p.node, agents, self.sc.mobiles)
+            started = before.get(p.pid, 0) if at_timeline is not None else None
+            usage = resources.usage_of(p.pid, p.role, p.node, kind, ticks_before=started)
+            if usage is not None:
+                usages.append(usage)
+        now = os.times()
+        # this process and the short-lived commands it ran and reaped (ip, nft, tc)
+        runner = sum(now[:4]) - sum(self._cpu_start[:4])
+        runner_timeline = None if at_timeline is None else sum(now[:4]) - sum(at_timeline[:4])
+        wall = (time.monotonic_ns() - self.record.started_ns) / 1e9
+        timeline = (time.monotonic_ns() - self.t0_ns) / 1e9 if self.t0_ns else None
+        try:
+            resources.write(
+                self.dir / resources.FILE, usages, runner, wall, runner_timeline, timeline
+            )
+        except OSError as exc:
+            self.options.progress(f"  resources.json not written: {exc}")
+
+    def _cpu_ticks(self) -> dict[int, int]:
+        """Each running process's CPU time so far (clock ticks), by PID."""
+        from testbed.scenario import resources
+
+        assert self.lab is not None
+        ticks = {p.pid: resources.ticks_of(p.pid) for p in self.lab.state.processes}
+        return {pid: t for pid, t in ticks.items() if t is not None}
 
     # -- things that run ------------------------------------------------------------------
 
@@ -481,6 +523,7 @@ class _Run:
     # -- the timeline ---------------------------------------------------------------------
 
     def _timeline(self) -> None:
+        self._cpu_timeline = (os.times(), self._cpu_ticks())
         self.t0_ns = time.monotonic_ns()
         self.events.emit("timeline_start")
         previous_end = self.t0_ns
