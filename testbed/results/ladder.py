@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +118,8 @@ class Ladder:
     ticks: list[Tick]
     rules: list[Rule]
     dropped: int = 0
+    # message ends recorded in the window that are other mobile nodes' (a crowd): not drawn
+    theirs: int = 0
 
 
 # runner events that are part of the handoff (the rest, step, wait_done, pause_skipped,
@@ -189,10 +191,21 @@ def _runner_label(event: Mapping[str, Any]) -> str:
 
 
 def build_ladder(
-    events: list[dict], t_move: int, t_end: int, mobile: str, order: list[str] | None = None
+    events: list[dict],
+    t_move: int,
+    t_end: int,
+    mobile: str,
+    order: list[str] | None = None,
+    others: Collection[str] = (),
 ) -> Ladder:
-    """The arrows, marks and rules of the window ``[t_move, t_end)`` (pure; for tests)."""
+    """The arrows, marks and rules of the window ``[t_move, t_end)`` (pure; for tests).
+
+    ``others``: the other mobile nodes of a crowd, whose signalling in the same window is
+    theirs, not this handoff's (:func:`own_events`); none, and every event is drawn."""
     window = [_one_column(e) for e in events if t_move <= e["t_ns"] < t_end]
+    mine: set[int] | None = None  # with others: ids of the events known to be mobile's
+    if others:
+        window, mine = own_events(window, mobile, others, mobile_addresses(events, mobile, others))
     messages: list[dict] = []
     marks: list[Tick] = []
     rules: list[Rule] = []
@@ -206,6 +219,8 @@ def build_ladder(
                 rules.append(Rule(e["t_ns"], _runner_label(e)))
         elif _bookkeeping(name):
             continue
+        elif mine is not None and id(e) not in mine and name not in _PROBLEMS:
+            continue  # an agent's event about nobody known: a crowd's, not this node's
         else:
             part = f"[{node}.{e['_part']}] " if e.get("_part") else ""
             if (label := _decision(e)) is not None:
@@ -223,7 +238,15 @@ def build_ladder(
         merged.setdefault(r.t, []).append(r.label)
     rules = [Rule(t, ", ".join(labels)) for t, labels in merged.items()]
 
-    arrows = arrows_of(match_messages(messages))
+    paired = match_messages(messages)
+    theirs = 0
+    if mine is not None:
+        # an agent's message naming no mobile node (the gateway's IKE behind a NAT): shown
+        # when it pairs with one of this node's own
+        paired = [m for m in paired if id(m.send_event) in mine or id(m.recv_event) in mine]
+        kept = sum((m.send_event is not None) + (m.recv_event is not None) for m in paired)
+        theirs = sum(1 for e in events if t_move <= e["t_ns"] < t_end and is_message(e)) - kept
+    arrows = arrows_of(paired)
     arrows.sort(key=lambda a: (a.t_src, a.t_dst))
     arrows = _merge_repeats(arrows)
 
@@ -244,7 +267,86 @@ def build_ladder(
         [t for t in ticks if id(t) in keep],
         [r for r in rules if id(r) in keep],
         dropped,
+        theirs,
     )
+
+
+# the fields of an agent's event that name an address, most telling first
+_ADDRESS_FIELDS = ("src", "dst", "to", "from", "remote", "peer", "care_of")
+# a mobile node's own events that name an address it held: its home address, a lease, the
+# VPN's inner address, its IKE end (a care-of address may be an FA's, shared: not these)
+_HELD = {
+    "mn_started": ("home_address",),
+    "address_acquired": ("address",),
+    "dhcp_bound": ("address",),
+    "dhcp_ack": ("address",),
+    "tia_changed": ("tia", "address"),
+    "boundary_decision": ("tia",),
+    "ike_updown": ("local",),
+    "ike_update": ("local",),
+}
+
+
+def mobile_addresses(events: list[dict], mobile: str, others: Collection[str]) -> dict[str, str]:
+    """Address -> the mobile node (``mobile`` or one of ``others``) that held it during the
+    run; an address two of them held (a lease handed on) is nobody's."""
+    mobiles = {mobile, *others}
+    held: dict[str, set[str]] = {}
+    for e in events:
+        node = str(e.get("node", "")).split(".")[0]
+        if node not in mobiles:
+            continue
+        for key in _HELD.get(str(e.get("event")), ()):
+            value = e.get(key)
+            if isinstance(value, str) and value:
+                held.setdefault(value.split("/")[0], set()).add(node)
+    return {address: next(iter(nodes)) for address, nodes in held.items() if len(nodes) == 1}
+
+
+def whose(
+    event: Mapping[str, Any], mobiles: Collection[str], held: Mapping[str, str]
+) -> str | None:
+    """The mobile node an event is about, of ``mobiles`` (None: none known): its own
+    events; the runner's about it (``target``); an agent's per-message and binding events
+    by the home address they name (the HA, FA and proxy record it with each request and
+    reply); else by the peer the runner annotated, else by an address it held."""
+    node = str(event.get("node", "")).split(".")[0]
+    if node in mobiles:
+        return node
+    if node == _RUNNER:
+        target = event.get("target")
+        return str(target) if target in mobiles else None
+    home = event.get("home_address")
+    if isinstance(home, str) and home:
+        return held.get(home)
+    for key in ("to_node", "from_node"):
+        peer = str(event.get(key) or "").split(".")[0]
+        if peer in mobiles:
+            return peer
+    for key in _ADDRESS_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str) and value.split("/")[0] in held:
+            return held[value.split("/")[0]]
+    return None
+
+
+def own_events(
+    window: list[dict], mobile: str, others: Collection[str], held: Mapping[str, str]
+) -> tuple[list[dict], set[int]]:
+    """A crowd handoff's events: ``window`` without the other mobile nodes' (theirs, the
+    runner's about them, the agents' about them), and the ids of those known to be
+    ``mobile``'s; the rest (no node known) the caller keeps only where they pair."""
+    mobiles = {mobile, *others}
+    kept: list[dict] = []
+    mine: set[int] = set()
+    for e in window:
+        who = whose(e, mobiles, held)
+        if who is None:
+            kept.append(e)
+        elif who == mobile:
+            kept.append(e)
+            mine.add(id(e))
+    return kept, mine
 
 
 def _one_column(event: dict) -> dict:
@@ -509,7 +611,10 @@ def ladder_figure(
     t_move = ref.t_move_ns
     t_end = ref.t_next_ns if ref.t_next_ns is not None else t_move + LADDER_DEFAULT_SPAN_NS
     order = summary.signalling_nodes
-    lad = build_ladder(events, t_move, t_end, summary.mobile_node, order)
+    # a crowd's handoff centres on its own node, the others' signalling left out
+    mobile = ref.node or summary.mobile_node
+    others = [n for n in summary.mobiles if n != mobile] if ref.node else []
+    lad = build_ladder(events, t_move, t_end, mobile, order, others)
     if not lad.arrows and not lad.ticks:
         raise NoData(title, "no data: no signalling events in this handoff window")
     return draw_ladder(lad, t_move, title, time_scale, node_roles(run_dir)), lad
@@ -921,6 +1026,7 @@ def readability_problems(fig: Figure, lad: Ladder, recorded: int | None = None) 
     used = {a.src for a in lad.arrows} | {a.dst for a in lad.arrows} | {t.node for t in lad.ticks}
     if empty := [n for n in lad.lifelines if n not in used]:
         problems.append(f"empty columns: {empty}")
-    if recorded is not None and not lad.dropped and drawn_ends(lad) != recorded:
-        problems.append(f"arrows stand for {drawn_ends(lad)} recorded message ends, not {recorded}")
+    if recorded is not None and not lad.dropped and drawn_ends(lad) + lad.theirs != recorded:
+        drawn = drawn_ends(lad) + lad.theirs
+        problems.append(f"arrows stand for {drawn} recorded message ends, not {recorded}")
     return problems

@@ -93,7 +93,9 @@ class HandoffRef:
 
     info: Handoff
     t_move_ns: int | None
-    t_next_ns: int | None  # the next move, if any
+    t_next_ns: int | None  # the next move, if any (of this node, when several move)
+    # several mobile nodes (issue 19): the node that moved, whose pictures these are
+    node: str | None = None
 
     @property
     def index(self) -> int:
@@ -101,7 +103,10 @@ class HandoffRef:
 
     @property
     def label(self) -> str:
-        return f"h{self.index}" + (f"-r{self.info.run}" if self.info.run > 0 else "")
+        # a crowd's indexes are per node (mn01's and mn02's first move are both 0): the
+        # node keeps their figures' file names apart
+        node = f"{self.node}-" if self.node else ""
+        return f"{node}h{self.index}" + (f"-r{self.info.run}" if self.info.run > 0 else "")
 
 
 def move_times(summary: RunSummary, events: list[dict]) -> list[int]:
@@ -115,18 +120,31 @@ def move_times(summary: RunSummary, events: list[dict]) -> list[int]:
     return sorted(times)
 
 
+def crowd_node(summary: RunSummary, handoff: Handoff) -> str | None:
+    """The node a handoff's pictures are about when several mobile nodes move (None with
+    one: its pictures are drawn as they always were)."""
+    return handoff.node if summary.mobiles and handoff.node else None
+
+
 def resolve_handoff(summary: RunSummary, events: list[dict], handoff: int | Handoff) -> HandoffRef:
     """Accept a handoff index or a summary entry; find its move time and the next move.
     An index the summary has no entry for (a run without a summary) is found in the
-    events, or in the summary's move times."""
+    events, or in the summary's move times. With several mobile nodes the window is the
+    handoff's node's own: up to that node's next move (the others' moves, moments apart
+    when a group moves together, would cut it short)."""
     if isinstance(handoff, Handoff):
         info = handoff
     else:
         info = next((h for h in summary.handoffs if h.index == handoff), Handoff(index=handoff))
+    node = crowd_node(summary, info)
     t_move = info.t_ns
     if t_move is None:
         starts = [
-            e for e in events if e.get("event") == "move_start" and e.get("index") == info.index
+            e
+            for e in events
+            if e.get("event") == "move_start"
+            and e.get("index") == info.index
+            and (node is None or e.get("target") == node)
         ]
         starts = [e for e in starts if e.get("run", info.run) == info.run] or starts
         if starts:
@@ -135,15 +153,30 @@ def resolve_handoff(summary: RunSummary, events: list[dict], handoff: int | Hand
         t_move = summary.move_times_ns[info.index]
     t_next = None
     if t_move is not None:
-        t_next = next((t for t in move_times(summary, events) if t > t_move), None)
-    return HandoffRef(info, t_move, t_next)
+        times = (
+            move_times(summary, events) if node is None else node_move_times(summary, events, node)
+        )
+        t_next = next((t for t in times if t > t_move), None)
+    return HandoffRef(info, t_move, t_next, node)
+
+
+def node_move_times(summary: RunSummary, events: list[dict], node: str) -> list[int]:
+    """The moves of one of several mobile nodes (its handoffs', the runner's events for it)."""
+    times = {
+        e["t_ns"]
+        for e in events
+        if e.get("event") == "move_start" and e.get("target") == node and isinstance(e["t_ns"], int)
+    }
+    times.update(h.t_ns for h in summary.handoffs if h.node == node and h.t_ns is not None)
+    return sorted(times)
 
 
 def handoff_title(summary: RunSummary, ref: HandoffRef) -> str:
     info = ref.info
     mode = f" (mode {info.mode})" if info.mode else ""
     run = f", run {info.run}" if info.run > 0 else ""
-    return f"{summary.scenario or 'run'}: handoff {ref.index}{run}, {move_text(info)}{mode}"
+    who = f"{ref.node} " if ref.node else ""
+    return f"{summary.scenario or 'run'}: {who}handoff {ref.index}{run}, {move_text(info)}{mode}"
 
 
 def or_unknown(value: str | None) -> str:
