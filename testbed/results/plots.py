@@ -36,7 +36,7 @@ from testbed.results.rundata import (
 )
 from testbed.results.topology import topology_diagram
 from testbed.scenario.metrics import load_tcp
-from testbed.summary import Handoff, StreamSummary, TcpSummary
+from testbed.summary import Handoff, RunSummary, StreamSummary, TcpSummary
 
 __all__ = ["handoff_title", "ladder", "probe_timeline", "topology_diagram"]
 
@@ -126,6 +126,16 @@ def timeline_figure(
         raise NoData(title, "no data: the move time of this handoff is unknown")
     names = stream_names(run_dir, summary)
     tcp_file = run_dir / "probes" / f"{TCP_PROBE}.csv"
+    infos: dict[str, StreamSummary | None] = {n: summary.streams.get(n) for n in names}
+    files = {n: n for n in names}
+    if ref.node is not None:
+        # a crowd: this node's own streams (probes/NODE/NAME.csv), its own figures
+        names = [n for n in names if (run_dir / "probes" / ref.node / f"{n}.csv").is_file()]
+        files = {n: f"{ref.node}/{n}" for n in names}
+        infos = {n: _node_stream(summary, ref.node, n) for n in names}
+        tcp_file = run_dir / "probes" / ref.node / f"{TCP_PROBE}.csv"
+        if not names:
+            raise NoData(title, f"no data: no probe streams served {ref.node}")
     panels = names + ([TCP_PROBE] if tcp_file.is_file() else [])
     if not panels:
         raise NoData(title, "no data: no probe streams in this run")
@@ -175,7 +185,7 @@ def timeline_figure(
         if name == TCP_PROBE:
             _tcp_panel(ax, tcp_file, summary.tcp, ref, lo, hi)
         else:
-            _stream_panel(ax, run_dir, name, summary.streams.get(name), ref, lo, hi, i)
+            _stream_panel(ax, run_dir, name, infos.get(name), ref, lo, hi, i, files[name])
         for _, m in inside:
             ax.axvline(m.x, color=m.colour, ls=m.style, lw=0.9, zorder=1)
         ax.set_xlim(lo, hi)
@@ -183,6 +193,21 @@ def timeline_figure(
             ax.tick_params(labelbottom=False)
     ax.set_xlabel("receive time (s from the move)", fontsize=9)
     return fig
+
+
+def _node_stream(summary: RunSummary, node: str, name: str) -> StreamSummary | None:
+    """One crowd node's stream as the panel's title names it: its ends (the pooled
+    stream's correspondent, the node) and counts."""
+    pooled = summary.streams.get(name)
+    stats = summary.per_node.get(node) if summary.per_node else None
+    own = stats.streams.get(name) if stats is not None else None
+    if pooled is None and own is None:
+        return None
+    ends = {"from": node, "to": pooled.to} if name == "up" else {"to": node}
+    if name != "up" and pooled is not None:
+        ends["from"] = pooled.from_
+    base = own.model_dump(by_alias=True) if own is not None else {}
+    return StreamSummary.model_validate({**base, **ends})
 
 
 def _key(
@@ -213,7 +238,9 @@ def _stream_panel(
     lo: float,
     hi: float,
     position: int,
+    file: str | None = None,
 ) -> None:
+    """``file``: the probe file's name under ``probes/`` (a crowd node's: ``NODE/NAME``)."""
     assert ref.t_move_ns is not None
     t0 = ref.t_move_ns
     colour = STREAM_COLOURS.get(name, PALETTE[(position + 2) % len(PALETTE)])
@@ -223,7 +250,7 @@ def _stream_panel(
     ax.tick_params(labelsize=8)
     ax.set_ylabel("one-way delay (ms)", fontsize=9)
     ax.grid(True, axis="y", color="#dddddd", lw=0.6)
-    probe = load_probe(run_dir, name)
+    probe = load_probe(run_dir, file or name)
     if probe is None or not len(probe):
         why = "no probe file" if probe is None else "no packet received in the whole run"
         ax.set_title(f"{name}{ends}", fontsize=10, loc="left")

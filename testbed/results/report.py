@@ -238,11 +238,14 @@ def _find_topology(run_dir: Path, summary: RunSummary) -> Any:
     return None
 
 
-def mobile_path(summary: RunSummary, events: list[dict]) -> list[Visit]:
+def mobile_path(
+    summary: RunSummary, events: list[dict], node: str | None = None, addresses: bool = True
+) -> list[Visit]:
     """The mobile node's moves in the first repetition, each with the mode it ended in and
-    the address it was given there (from the events: the DHCP server's answer)."""
-    mobile = summary.mobile_node
-    moves = [h for h in summary.handoffs if not h.run]
+    the address it was given there (from the events: the DHCP server's answer). ``node``:
+    one of several mobile nodes (its own moves)."""
+    mobile = node or summary.mobile_node
+    moves = [h for h in summary.handoffs if not h.run and (node is None or h.node == node)]
     visits = []
     for i, h in enumerate(moves):
         t0 = h.t_ns
@@ -253,9 +256,38 @@ def mobile_path(summary: RunSummary, events: list[dict]) -> list[Visit]:
                 in_window = t0 <= e["t_ns"] and (t1 is None or e["t_ns"] < t1)
                 if in_window and e.get("node") == mobile and e.get("event") == "dhcp_ack":
                     address = e.get("address")
-        note = ", ".join(str(x) for x in (h.mode, address) if x)
+        note = ", ".join(str(x) for x in (h.mode, address if addresses else None) if x)
         visits.append(Visit(i + 1, str(h.to), note))
     return visits
+
+
+def crowd_path(summary: RunSummary, events: list[dict]) -> tuple[list[Visit], str]:
+    """Several mobile nodes on one picture: the moves most of them made (networks and
+    modes, in order; their addresses differ, so none is noted), and who made them
+    (``mn01-mn12``, or ``mn01, mn05 (2 of 12)``). Twelve paths over one topology would
+    hide it; the nodes that went elsewhere are counted in the name."""
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    paths: dict[str, list[Visit]] = {}
+    for node in summary.mobiles:
+        path = mobile_path(summary, events, node, addresses=False)
+        if path:
+            paths[node] = path
+            groups.setdefault(tuple((v.network, v.note) for v in path), []).append(node)
+    if not groups:
+        return [], summary.mobile_node
+    nodes = max(groups.values(), key=len)
+    who = _node_names(nodes, summary.mobiles)
+    if len(nodes) < len(summary.mobiles):
+        who += f" ({len(nodes)} of {len(summary.mobiles)})"
+    return paths[nodes[0]], who
+
+
+def _node_names(nodes: list[str], mobiles: list[str]) -> str:
+    """``mn01-mn12`` for a run of consecutive nodes, else the first few, named."""
+    at = [mobiles.index(n) for n in nodes]
+    if len(nodes) > 2 and at == list(range(at[0], at[0] + len(at))):
+        return f"{nodes[0]}-{nodes[-1]}"
+    return ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
 
 
 def _figure(run_dir: Path, name: str, draw: Any, *args: Any) -> str | None:
@@ -315,8 +347,10 @@ def _blocks(run_dir: Path, summary: RunSummary, figures: bool) -> list[_Block]:
         name = topo.get("name") if isinstance(topo, Mapping) else None
         if not name and summary.topology:
             name = Path(summary.topology).stem  # a plan.json from before it had the name
-        path = mobile_path(summary, events)
-        mobile = summary.mobile_node
+        if summary.mobiles:
+            path, mobile = crowd_path(summary, events)
+        else:
+            path, mobile = mobile_path(summary, events), summary.mobile_node
         draw = lambda out: topology_diagram(topo, out, name, path, mobile)  # noqa: E731
         img = _figure(run_dir, "topology.png", draw)
         if img:
@@ -325,9 +359,10 @@ def _blocks(run_dir: Path, summary: RunSummary, figures: bool) -> list[_Block]:
     for h in rows:
         ref = resolve_handoff(summary, events, h)
         run = f", run {h.run}" if h.run > 0 else ""
-        head = f"Handoff {ref.index}{run}: {move_text(h)}"
+        who = f" of {ref.node}" if ref.node else ""
+        head = f"Handoff {ref.index}{run}{who}: {move_text(h)}"
         blocks.append(_Block("h2", head))
-        if has_streams:
+        if has_streams and h.probed:  # a crowd node without streams (probes.sample): none
             img = _figure(run_dir, f"{ref.label}-timeline.png", probe_timeline, run_dir, h)
             if img:
                 blocks.append(_Block("img", img))

@@ -58,7 +58,7 @@ def outage(handoff: Handoff, stream: str) -> tuple[int | None, int | None] | Non
 
 def load_probe(run_dir: Path | str, name: str) -> Stream | None:
     """The stream's received packets (``testbed.scenario.metrics.load_stream``), or None
-    without a probe file.
+    without a probe file (``name``: ``probes/NAME.csv``; a crowd node's ``NODE/NAME``).
 
     Cached on the file's identity and modification: a report draws one timeline per
     handoff, and re-parsing a minute of 2 ms probes for each would dominate its time.
@@ -69,7 +69,8 @@ def load_probe(run_dir: Path | str, name: str) -> Stream | None:
         stat = path.stat()
     except OSError:
         return None
-    return _load_probe(str(path.parent), name, stat.st_mtime_ns, stat.st_size)
+    # a crowd node's stream is NODE/NAME: its directory is the node's
+    return _load_probe(str(path.parent), Path(name).name, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
