@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -109,6 +109,67 @@ def match_messages(events: Iterable[Mapping[str, Any]]) -> list[Message]:
             out.append(Message(str(s["msg"]), str(s.get("node", "?")), dst, s["t_ns"], None, s))
     out.sort(key=lambda m: m.t)
     return _stopped(out)
+
+
+# -- whose is it: several mobile nodes (issue 19) -------------------------------------------
+
+# the fields of an agent's event that name an address, most telling first
+_ADDRESS_FIELDS = ("src", "dst", "to", "from", "remote", "peer", "care_of")
+# a mobile node's own events that name an address it held: its home address, a lease, the
+# VPN's inner address, its IKE end (a care-of address may be an FA's, shared: not these)
+_HELD = {
+    "mn_started": ("home_address",),
+    "address_acquired": ("address",),
+    "dhcp_bound": ("address",),
+    "dhcp_ack": ("address",),
+    "tia_changed": ("tia", "address"),
+    "boundary_decision": ("tia",),
+    "ike_updown": ("local",),
+    "ike_update": ("local",),
+}
+
+
+def mobile_addresses(events: list[dict], mobile: str, others: Collection[str]) -> dict[str, str]:
+    """Address -> the mobile node (``mobile`` or one of ``others``) that held it during the
+    run; an address two of them held (a lease handed on) is nobody's."""
+    mobiles = {mobile, *others}
+    held: dict[str, set[str]] = {}
+    for e in events:
+        node = str(e.get("node", "")).split(".")[0]
+        if node not in mobiles:
+            continue
+        for key in _HELD.get(str(e.get("event")), ()):
+            value = e.get(key)
+            if isinstance(value, str) and value:
+                held.setdefault(value.split("/")[0], set()).add(node)
+    return {address: next(iter(nodes)) for address, nodes in held.items() if len(nodes) == 1}
+
+
+def whose(
+    event: Mapping[str, Any], mobiles: Collection[str], held: Mapping[str, str]
+) -> str | None:
+    """The mobile node an event is about, of ``mobiles`` (None: none known): its own
+    events; the runner's about it (``target``); an agent's per-message and binding events
+    by the home address they name (the HA, FA and proxy record it with each request and
+    reply); else by the peer the runner annotated, else by an address it held."""
+    node = str(event.get("node", "")).split(".")[0]
+    if node in mobiles:
+        return node
+    if node == "runner":
+        target = event.get("target")
+        return str(target) if target in mobiles else None
+    home = event.get("home_address")
+    if isinstance(home, str) and home:
+        return held.get(home)
+    for key in ("to_node", "from_node"):
+        peer = str(event.get(key) or "").split(".")[0]
+        if peer in mobiles:
+            return peer
+    for key in _ADDRESS_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str) and value.split("/")[0] in held:
+            return held[value.split("/")[0]]
+    return None
 
 
 def _stopped(messages: list[Message]) -> list[Message]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.scenario import floor
 from testbed.scenario.catalogue import (
     DHCP_RECEIVED,
     DHCP_SENT,
@@ -78,11 +79,14 @@ def _zone_rank(trust: str) -> int:
     return ZONES.index(trust) if trust in ZONES else len(ZONES)
 
 
-def layout(plan: Mapping[str, Any], mobile: str | None) -> dict[str, Any]:
+def layout(
+    plan: Mapping[str, Any], mobile: str | None, crowd: Sequence[str] = ()
+) -> dict[str, Any]:
     """Networks as horizontal bars (trusted, DMZ, untrusted, in file order), one column per
     node (sorted by the bars it joins, so routers make a staircase), the mobile node off
     the columns: it is drawn on whichever bar it is attached to, right of that bar's nodes.
-    Coordinates in SVG pixels."""
+    ``crowd``: the other mobile nodes of a run with several, off the columns too (counted
+    on the bar they are attached to). Coordinates in SVG pixels."""
     networks: dict[str, Mapping[str, Any]] = dict(plan.get("networks") or {})
     nodes: dict[str, Mapping[str, Any]] = dict(plan.get("nodes") or {})
     for node in nodes.values():
@@ -92,7 +96,7 @@ def layout(plan: Mapping[str, Any], mobile: str | None) -> dict[str, Any]:
     rows = sorted(order, key=lambda n: (_zone_rank(str(networks[n].get("trust"))), order.index(n)))
     row = {n: i for i, n in enumerate(rows)}
     names = list(nodes)
-    fixed = [n for n in names if n != mobile]
+    fixed = [n for n in names if n != mobile and n not in crowd]
 
     def column_key(name: str) -> tuple[int, int, int]:
         r = [row[n] for n in nodes[name].get("links") or []] or [len(row)]
@@ -147,6 +151,7 @@ def layout(plan: Mapping[str, Any], mobile: str | None) -> dict[str, Any]:
         "networks": out_networks,
         "nodes": out_nodes,
         "mobile": mobile,
+        "crowd": list(crowd),
         "width": width,
         "height": height,
     }
@@ -420,8 +425,13 @@ def fold(
     *,
     mode: str = "home",
     at_ns: int | None = None,
+    others: Sequence[str] = (),
 ) -> Folded:
-    """The run's state after its events up to ``at_ns`` (all of them when None)."""
+    """The run's state after its events up to ``at_ns`` (all of them when None).
+    ``others``: the other mobile nodes of a crowd, whose signalling is left off the
+    ladder (``floor.whose``: their events, the agents' naming their home addresses)."""
+    mobiles = {mobile, *others}
+    held = floor.mobile_addresses(list(events), mobile, others) if others else {}
     links = list(((plan.get("nodes") or {}).get(mobile) or {}).get("links") or [])
     out = Folded(mobile=mobile, network=links[0] if links else None, mode=mode)
     peers = Peers(plan, mobile)
@@ -543,6 +553,8 @@ def fold(
             out.changed_ns[node] = t
         # the MN may speak on the new link before the runner records it there
         heading = out.network or (out.moves[-1].get("to") if out.moves else None)
+        if others and floor.whose(event, mobiles, held) not in (mobile, None):
+            continue  # another mobile node's message
         found = message_of(event, peers, plan, heading)
         if found is not None:
             _add_message(out.messages, t, *found, nats=nats)
@@ -785,16 +797,93 @@ class RunFiles:
     service_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
+def _group(plan: Mapping[str, Any], name: Any) -> list[str]:
+    """The plan's nodes a scenario's name stands for: the node, or a group's (``mn`` with
+    ``count: 12``: mn01 ... mn12; the plan keeps the nodes, not the template)."""
+    names = [name] if isinstance(name, str) else list(name or [])
+    nodes = list(plan.get("nodes") or {})
+    out: list[str] = []
+    for n in names:
+        n = str(n)
+        found = [n] if n in nodes else []
+        found = found or [
+            m for m in nodes if m.startswith(n) and m[len(n) :].isdigit() and len(m) - len(n) >= 2
+        ]
+        out += [m for m in found if m not in out]
+    return out
+
+
+def mobiles_of(files: RunFiles) -> list[str]:
+    """Every mobile node of the run, in order (the summary's, else the scenario's crowds,
+    probed and moved nodes, as the runner counts them); one for most runs."""
+    if files.summary is not None and files.summary.mobiles:
+        return list(files.summary.mobiles)
+    spec = (files.scenario or {}).get("spec") or files.scenario or {}
+    names: list[Any] = [c.get("nodes") for c in spec.get("crowds") or [] if isinstance(c, dict)]
+    names.append((spec.get("probes") or {}).get("mobile"))
+    for step in spec.get("timeline") or []:
+        if isinstance(step, dict) and isinstance(step.get("move"), dict):
+            names.append(step["move"].get("node"))
+    out: list[str] = []
+    for name in names:
+        out += [m for m in _group(files.plan, name) if m not in out]
+    return out
+
+
 def mobile_of(files: RunFiles) -> tuple[str, str]:
-    """(the mobile node, its mode before any registration) from the scenario."""
+    """(the mobile node, its mode before any registration) from the scenario: with several,
+    the first (the one the page details, as the summary's ``mobile``)."""
     spec = (files.scenario or {}).get("spec") or files.scenario or {}
     probes = spec.get("probes") or {}
     mobile = probes.get("mobile") or (files.summary.mobile if files.summary else None)
+    if isinstance(mobile, str) and mobile and files.plan.get("nodes"):
+        mobile = (_group(files.plan, mobile) or [mobile])[0]  # a group: its first node
     if not isinstance(mobile, str) or not mobile:
         nodes = files.plan.get("nodes") or {}
         mobile = "mn" if "mn" in nodes else next(iter(nodes), "mn")
     mode = "none" if spec.get("mobility") == "none" else "home"
     return mobile, mode
+
+
+def crowd_view(
+    events: Iterable[Mapping[str, Any]],
+    plan: Mapping[str, Any],
+    mobiles: Sequence[str],
+    at_ns: int | None = None,
+) -> list[dict[str, Any]]:
+    """Where each of several mobile nodes is at ``at_ns`` (one pass over the events: a
+    fold per node would be that many passes, at every push): its network (None while a
+    move has it detached), mode and care-of address."""
+    nodes = plan.get("nodes") or {}
+    state: dict[str, dict[str, Any]] = {}
+    for m in mobiles:
+        links = list((nodes.get(m) or {}).get("links") or [])
+        state[m] = {"node": m, "network": links[0] if links else None, "attached": True,
+                    "mode": "home", "care_of": None}  # fmt: skip
+    for event in events:
+        if at_ns is not None and int(event.get("t_ns", 0)) > at_ns:
+            break
+        name = event.get("event")
+        if event.get("node") == "runner":
+            node = state.get(str(event.get("target")))
+            if node is None:
+                continue
+            if name in ("move_start", "link_down"):
+                node["attached"] = False
+                if name == "move_start":
+                    node["network"] = None
+            elif name == "link_up":
+                node["network"] = event.get("network") or node["network"]
+                node["attached"] = True
+            continue
+        node = state.get(str(event.get("node")))
+        if node is None:
+            continue
+        if name == "registration_accepted":
+            node["mode"], node["care_of"] = event.get("mode") or node["mode"], event.get("care_of")
+        elif name in ("returned_home", "deregistered"):
+            node["mode"], node["care_of"] = "home", None
+    return list(state.values())
 
 
 def build_view(
@@ -803,6 +892,8 @@ def build_view(
     """The page's state: live (``at_ns`` None: everything so far, state files preferred
     where newer, ``now_ns`` for outages going on) or replayed at ``at_ns`` (events only)."""
     mobile, mode = mobile_of(files)
+    mobiles = mobiles_of(files)
+    others = [m for m in mobiles if m != mobile] if len(mobiles) > 1 else []
     events = files.events
     t0 = int(events[0]["t_ns"]) if events else (now_ns or 0)
     t_last = int(events[-1]["t_ns"]) if events else t0
@@ -810,7 +901,7 @@ def build_view(
     finished = files.summary is not None
     live = at_ns is None and not finished
     moment = at_ns if at_ns is not None else (now_ns if live and now_ns else t_last)
-    folded = fold(events, files.plan, mobile, mode=mode, at_ns=at_ns)
+    folded = fold(events, files.plan, mobile, mode=mode, at_ns=at_ns, others=others)
     current = folded.moves[-1] if folded.moves else None
     messages = folded.messages
     if current is not None:
@@ -891,6 +982,9 @@ def build_view(
         "verdict": files.summary.verdict if files.summary else None,
         "events": sum(1 for e in events if at_ns is None or int(e["t_ns"]) <= at_ns),
         "mn": mn,
+        # several mobile nodes: each one's network, mode, care-of address (the page counts
+        # them on the bars); [] with one, whose page is as it always was
+        "crowd": crowd_view(events, files.plan, mobiles, at_ns) if others else [],
         "bindings": _state_rows(
             states, "bindings", folded.bindings, folded.changed_ns, files.service_nodes
         ),

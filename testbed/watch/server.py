@@ -94,7 +94,7 @@ class RunFollower:
         self.service_nodes: dict[str, str] = {}
         self.files = self._files()
         self.mobile, _ = model.mobile_of(self.files)
-        self.geometry = model.layout(self.plan, self.mobile)
+        self.geometry = self._layout()
 
     def _files(self) -> model.RunFiles:
         return model.RunFiles(
@@ -115,10 +115,14 @@ class RunFollower:
                 self.plan = _read_json(self.run_dir / "plan.json") or {}
                 if self.plan:
                     self.mobile, _ = model.mobile_of(self._files())
-                    self.geometry = model.layout(self.plan, self.mobile)
+                    self.geometry = self._layout()
                     changed = True
             if self.scenario is None:
                 self.scenario = _read_json(self.run_dir / "scenario.json")
+                if self.scenario is not None and self.plan:  # it names the crowd
+                    self.mobile, _ = model.mobile_of(self._files())
+                    self.geometry = self._layout()
+                    changed = True
             summary_path = self.run_dir / "summary.json"
             if self.summary is None and summary_path.exists():
                 with contextlib.suppress(SummaryError):  # not a summary (yet): read it again
@@ -157,17 +161,26 @@ class RunFollower:
                     changed = True
             for name in ("down", "up"):
                 if name not in self.probe_files:
-                    path = self.run_dir / "probes" / f"{name}.csv"
+                    probes = self.run_dir / "probes"
+                    if (probes / self.mobile).is_dir():  # a crowd: the detailed node's own
+                        probes = probes / self.mobile
+                    path = probes / f"{name}.csv"
                     if not path.exists():
                         continue
                     stream = self.probes.setdefault(name, model.ProbeStream(name))
-                    sent = _read_json(self.run_dir / "probes" / f"{name}.sent.json") or {}
+                    sent = _read_json(probes / f"{name}.sent.json") or {}
                     interval = self._interval_ms(sent)
                     stream.interval_ns = int(interval * 1e6)
                     self.probe_files[name] = ProbeFile(path, stream)
                 changed = self.probe_files[name].poll() or changed
             self.files = self._files()
         return changed
+
+    def _layout(self) -> dict[str, Any]:
+        """The page's geometry: several mobile nodes all off the columns (one column each
+        would be a hundred)."""
+        crowd = [m for m in model.mobiles_of(self._files()) if m != self.mobile]
+        return model.layout(self.plan, self.mobile, crowd if crowd else ())
 
     def _interval_ms(self, sent: dict[str, Any]) -> float:
         if sent.get("interval_ms"):
