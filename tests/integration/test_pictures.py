@@ -90,3 +90,45 @@ def test_lab_02_pictures_read_clearly(run_scenario) -> None:
     ladders = _check_run(outcome.run_dir)
     dhcp = [a for a in ladders[0].arrows if a.label.startswith("DHCP")]  # type: ignore[attr-defined]
     assert dhcp and {a.dst for a in dhcp if a.src == "mn"} == {"core"}  # the office's server
+
+
+@pytest.mark.netns
+def test_a_crowd_handoffs_pictures_are_its_own_nodes(run_scenario) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19, item 1: scenarios/crowd.yaml with two mobile nodes (their moves 2 ms apart,
+    then 100 ms, then at random): the report draws each handoff's ladder and timeline for
+    its own node (figures named by node, none overwritten), and the later node's ladders
+    have its column first and no column of the other, every recorded message end drawn or
+    counted as the other's."""
+    outcome = run_scenario(
+        ROOT / "scenarios" / "crowd.yaml",
+        pcap="none",
+        overrides=[
+            "topology.overrides.nodes.mn.count=2",
+            "expect=[{metric: over_nodes.unrecovered, equals: 0}]",
+        ],
+    )
+    summary = outcome.run_summary
+    assert outcome.passed, summary.reasons
+    assert summary.mobiles == ["mn01", "mn02"]
+    run_dir = outcome.run_dir
+    figures = {p.name for p in (run_dir / "figures").glob("*.png")}
+    for h in summary.handoffs:
+        assert f"{h.node}-h{h.index}-ladder.png" in figures, figures
+        assert f"{h.node}-h{h.index}-timeline.png" in figures, figures
+    report = (run_dir / "report.md").read_text()
+    assert "Handoff 1 of mn02: visited → office" in report
+    events = load_events(run_dir, summary)
+    later = [h for h in summary.handoffs if h.node == "mn02"]
+    assert len(later) == 3
+    for h in later:
+        ref = resolve_handoff(summary, events, h)
+        assert ref.node == "mn02"
+        fig, lad = ladder_figure(run_dir, h)
+        assert lad.lifelines[0] == "mn02" and "mn01" not in lad.lifelines, lad.lifelines
+        assert any("mn02" in (a.src, a.dst) for a in lad.arrows)  # its own registration
+        t_end = ref.t_next_ns or ref.t_move_ns + LADDER_DEFAULT_SPAN_NS
+        recorded = recorded_messages(events, ref.t_move_ns, t_end)
+        assert readability_problems(fig, lad, recorded) == [], f"mn02 handoff {h.index}"
+    # the first move was both at once: mn01's messages were in mn02's window, left out
+    first = ladder_figure(run_dir, later[0])[1]
+    assert first.theirs > 0
