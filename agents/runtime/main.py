@@ -71,14 +71,17 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _write_state(args: argparse.Namespace, machine: object, driver: object) -> None:
-    from agents.runtime.state import snapshot
+    from agents.runtime.state import snapshot, state_interval
 
     path = Path(args.state)
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(snapshot(args.role, machine, driver), default=str))
         tmp.replace(path)
-        await asyncio.sleep(1.0)
+        # (the loop stands still while a dump is made: a large one is made less often)
+        await asyncio.sleep(state_interval(loop.time() - started))
 
 
 def _make_ha(path: str, events: EventWriter):
