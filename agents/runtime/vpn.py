@@ -266,12 +266,21 @@ class BoundaryController:
 
     def _probe(self, action: core.ProbeHomeAgent) -> None:
         executor = self.pool if action.path == "direct" else self.watchdog
-        future = executor.submit(
-            lambda: icmp_echo(
+
+        def echo() -> tuple[bool, float]:
+            started = time.monotonic()
+            answered = icmp_echo(
                 action.home_agent, action.iface, action.timeout_s, action.seq, action.source
             )
+            return answered, time.monotonic() - started
+
+        # the round trip of an answered echo: the core's tunnel echo timeout follows it
+        self._then(
+            executor.submit(echo),
+            lambda result: core.HomeAgentAnswered(
+                action.path, result[0], result[1] if result[0] else None
+            ),
         )
-        self._then(future, lambda answered: core.HomeAgentAnswered(action.path, answered))
 
     def _terminate(self, timeout_s: float) -> None:
         try:
