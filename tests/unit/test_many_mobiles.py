@@ -307,3 +307,19 @@ def test_the_shipped_crowd_scenario() -> None:
     ha = next(s for s in scenario.spec.services if s.label == "ha")
     assert len(ha.config["mobile_nodes"]) == len(scenario.mobiles)
     assert isinstance(scenario.spec, ScenarioSpec)
+
+
+def test_progress_line_of_an_unprobed_handoff() -> None:
+    """Issue 19, item 3: a sampled crowd's unprobed handoffs were "never recovered" in the
+    progress lines (264 of 300 at 100 MNs); they show where their signalling ended."""
+    from testbed.scenario.execute import _outage_text
+
+    assert _outage_text(None, False, {"registration_accepted": 103.0}) == (
+        "not probed, registration_accepted at 103.0 ms"
+    )
+    assert _outage_text(None, False, {"link_up": 9.0, "mobike_update": 553.5}) == (
+        "not probed, mobike_update at 553.5 ms"
+    )
+    assert _outage_text(None, False, {"link_up": 9.0}) == "not probed"
+    assert _outage_text(52.25, True, {}) == "52.2 ms"
+    assert _outage_text(None, True, {"returned_home": 4.0}) == "never recovered"
