@@ -566,19 +566,26 @@ class _Run:
 
 
 def run_once(scenario: Scenario, options: RunOptions, run_dir: Path, index: int) -> RunRecord:
-    """One repetition, with SIGTERM turned into the same clean exit as Ctrl-C."""
-    previous = signal.getsignal(signal.SIGTERM)
+    """One repetition, with SIGTERM turned into the same clean exit as Ctrl-C.
+
+    SIGINT is set to raise KeyboardInterrupt even where the process inherited it ignored:
+    a shell without job control (a CI script's ``testbed run ... &``, ``nohup``) starts
+    background commands with SIGINT ignored, and Python then leaves it so; a SIGINT sent to
+    such a run would be lost and the run would go on to its end."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     if threading_is_main():
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _Run(scenario, options, run_dir, index).execute()
     finally:
         if threading_is_main():
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def threading_is_main() -> bool:

@@ -132,7 +132,11 @@ def test_bad_scenario_exit_2_builds_nothing(tmp_path: Path) -> None:
 
 
 def long_run_at_its_second_step(tmp_path: Path, *options: str) -> subprocess.Popen:
-    """``testbed run long.yaml`` in the background, once it reports its second step."""
+    """``testbed run long.yaml`` in the background, once it reports its second step.
+
+    It starts with SIGINT ignored, as a shell without job control starts a background
+    command (a CI script's ``testbed run ... &``): Ctrl-C must stop it cleanly all the same.
+    (A soak of the suite started with ``nohup ... &`` found a run that ignored it.)"""
     argv = [sys.executable, "-m", "testbed.cli", "run", str(SCENARIOS / "long.yaml")]
     proc = subprocess.Popen(
         [*argv, "--results", str(tmp_path / "results"), *options],
@@ -140,6 +144,7 @@ def long_run_at_its_second_step(tmp_path: Path, *options: str) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
