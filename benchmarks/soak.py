@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,10 @@ def main() -> int:
     parser.add_argument("--lock", type=Path, help="a lock file to hold during each round")
     parser.add_argument("--keep", type=Path, help="where logs and JUnit files go")
     args = parser.parse_args()
+    # Started in the background (nohup ... &), this process inherits SIGINT ignored and would
+    # pass that on to every test; CI runs the suite in the foreground. A handled signal is
+    # reset to the default in the programs it starts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.geteuid() != 0:
         print("soak: run as root (the tests build network namespaces)", file=sys.stderr)
         return 2
