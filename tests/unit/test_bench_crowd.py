@@ -61,3 +61,13 @@ def test_one_node_is_inside_only(bench: ModuleType, tmp_path: Path) -> None:
 def test_the_inside_scenario(bench: ModuleType, tmp_path: Path) -> None:
     scenario = load_scenario(bench.scenario_for("inside", 20, tmp_path, 5))
     assert len(scenario.mobiles) == 20 and len(scenario.probed) == 5
+
+
+def test_the_shipped_hundred() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "crowd-100.yaml")
+    assert len(scenario.mobiles) == 100 and len(scenario.probed) == 12
+    assert {m[:2] for m in scenario.probed} == {"mn", "mk", "mp"}  # spread over the groups
+    services = {s.label: s for s in scenario.spec.services}
+    assert len(services["ha"].config["mobile_nodes"]) == 100
+    assert len(services["proxy"].config["mobile_nodes"]) == 25
+    assert sum(1 for s in services.values() if s.kind == "vpn") == 2 + 50  # gateways, clients
