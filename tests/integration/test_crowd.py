@@ -112,7 +112,7 @@ def test_one_proxy_serves_the_mobile_nodes_of_two_home_agents(tmp_path: Path) ->
 
 
 # crowd-100.yaml at 12 mobile nodes: 6 inside, 3 with MOBIKE, 3 through the MIP proxy, all
-# probed (~30 s here; the 100-node run takes ~45 s more than the suite can give it)
+# probed (~12 s here; the 100-node run takes ~45 s and saturates both cores: not for the suite)
 MIXED_COUNTS = {"mn": 6, "mk": 3, "mp": 3}
 MIXED_MODES = {
     "mn": ["f", "c", "home"],
