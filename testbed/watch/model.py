@@ -830,10 +830,14 @@ def mobiles_of(files: RunFiles) -> list[str]:
     return out
 
 
-def mobile_of(files: RunFiles) -> tuple[str, str]:
-    """(the mobile node, its mode before any registration) from the scenario: with several,
-    the first (the one the page details, as the summary's ``mobile``)."""
+def mobile_of(files: RunFiles, focus: str | None = None) -> tuple[str, str]:
+    """(the mobile node the page details, its mode before any registration): ``focus`` when
+    it is one of the run's mobile nodes, else the scenario's: with several, the first (as
+    the summary's ``mobile``)."""
     spec = (files.scenario or {}).get("spec") or files.scenario or {}
+    mode = "none" if spec.get("mobility") == "none" else "home"
+    if focus is not None and focus in mobiles_of(files):
+        return focus, mode
     probes = spec.get("probes") or {}
     mobile = probes.get("mobile") or (files.summary.mobile if files.summary else None)
     if isinstance(mobile, str) and mobile and files.plan.get("nodes"):
@@ -841,7 +845,6 @@ def mobile_of(files: RunFiles) -> tuple[str, str]:
     if not isinstance(mobile, str) or not mobile:
         nodes = files.plan.get("nodes") or {}
         mobile = "mn" if "mn" in nodes else next(iter(nodes), "mn")
-    mode = "none" if spec.get("mobility") == "none" else "home"
     return mobile, mode
 
 
@@ -887,11 +890,16 @@ def crowd_view(
 
 
 def build_view(
-    files: RunFiles, *, at_ns: int | None = None, now_ns: int | None = None
+    files: RunFiles,
+    *,
+    at_ns: int | None = None,
+    now_ns: int | None = None,
+    focus: str | None = None,
 ) -> dict[str, Any]:
     """The page's state: live (``at_ns`` None: everything so far, state files preferred
-    where newer, ``now_ns`` for outages going on) or replayed at ``at_ns`` (events only)."""
-    mobile, mode = mobile_of(files)
+    where newer, ``now_ns`` for outages going on) or replayed at ``at_ns`` (events only);
+    with several mobile nodes, ``focus`` is the one detailed (default: the first)."""
+    mobile, mode = mobile_of(files, focus)
     mobiles = mobiles_of(files)
     others = [m for m in mobiles if m != mobile] if len(mobiles) > 1 else []
     events = files.events
@@ -921,7 +929,8 @@ def build_view(
         summary_handoffs = files.summary.handoffs if files.summary else []
         if at_ns is None or at_ns >= t_last:
             for h in summary_handoffs:
-                if h.t_ns == current["t_ns"]:
+                # a group moved together: each node's handoff starts at the same moment
+                if h.t_ns == current["t_ns"] and h.node in (None, mobile):
                     handoff["summary"] = {
                         "mode": h.mode,
                         "tunnel": h.tunnel,

@@ -78,8 +78,9 @@ def _read_json(path: Path) -> Any:
 class RunFollower:
     """One run directory's files, read incrementally into a :class:`model.RunFiles`."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, focus: str | None = None) -> None:
         self.run_dir = run_dir
+        self.focus = focus  # several mobile nodes: the one to detail (None: the first)
         self.lock = threading.Lock()
         self.tail = eventlog.Tail(run_dir / eventlog.PER_PROCESS)
         self.events: list[dict[str, Any]] = []
@@ -93,7 +94,7 @@ class RunFollower:
         self.scenario: dict[str, Any] | None = _read_json(run_dir / "scenario.json")
         self.service_nodes: dict[str, str] = {}
         self.files = self._files()
-        self.mobile, _ = model.mobile_of(self.files)
+        self.mobile, _ = model.mobile_of(self.files, focus)
         self.geometry = self._layout()
 
     def _files(self) -> model.RunFiles:
@@ -114,13 +115,13 @@ class RunFollower:
             if not self.plan:
                 self.plan = _read_json(self.run_dir / "plan.json") or {}
                 if self.plan:
-                    self.mobile, _ = model.mobile_of(self._files())
+                    self.mobile, _ = model.mobile_of(self._files(), self.focus)
                     self.geometry = self._layout()
                     changed = True
             if self.scenario is None:
                 self.scenario = _read_json(self.run_dir / "scenario.json")
                 if self.scenario is not None and self.plan:  # it names the crowd
-                    self.mobile, _ = model.mobile_of(self._files())
+                    self.mobile, _ = model.mobile_of(self._files(), self.focus)
                     self.geometry = self._layout()
                     changed = True
             summary_path = self.run_dir / "summary.json"
@@ -176,6 +177,20 @@ class RunFollower:
             self.files = self._files()
         return changed
 
+    def detail(self, node: str) -> bool:
+        """Detail ``node``, another of the run's mobile nodes (False: not one of them): its
+        mark, mode, handoff, ladder and its own probe streams, read again from the start."""
+        with self.lock:
+            if node not in model.mobiles_of(self._files()):
+                return False
+            self.focus = self.mobile = node
+            self.probes.clear()
+            self.probe_files.clear()
+            self.geometry = self._layout()
+            self.files = self._files()
+        self.poll()
+        return True
+
     def _layout(self) -> dict[str, Any]:
         """The page's geometry: several mobile nodes all off the columns (one column each
         would be a hundred)."""
@@ -199,7 +214,9 @@ class RunFollower:
     def view(self, at_ns: int | None = None) -> dict[str, Any]:
         started = time.monotonic_ns()
         with self.lock:
-            view = model.build_view(self.files, at_ns=at_ns, now_ns=time.monotonic_ns())
+            view = model.build_view(
+                self.files, at_ns=at_ns, now_ns=time.monotonic_ns(), focus=self.mobile
+            )
             view["paths"] = model.tunnel_paths(self.geometry, self.plan, view)
             view["run_dir"] = str(self.run_dir)
             view["built_ns"] = time.monotonic_ns()  # when, on the run's clock
@@ -216,6 +233,7 @@ class RunFollower:
                 "plan": self.plan,
                 "geometry": self.geometry,
                 "mobile": self.mobile,
+                "mobiles": model.mobiles_of(self.files),
             }
 
 
@@ -284,11 +302,16 @@ class Watch:
     """The run being watched and the latest view, shared by the connections."""
 
     def __init__(
-        self, target: Path, resolve: Callable[[Path], Path], lab: str | None = None
+        self,
+        target: Path,
+        resolve: Callable[[Path], Path],
+        lab: str | None = None,
+        focus: str | None = None,
     ) -> None:
         self.target = target
         self.resolve = resolve
         self.lab = lab
+        self.focus = focus  # kept for the next run followed
         self.follower: RunFollower | None = None  # until the run is found
         self.cond = threading.Condition()
         self.version = 0
@@ -311,8 +334,19 @@ class Watch:
             self.version += 1
             self.cond.notify_all()
 
+    def detail(self, node: str) -> bool:
+        """Detail another mobile node of the run (a page's choice, for every page open)."""
+        follower = self.follower
+        if follower is None or not follower.detail(node):
+            return False
+        self.focus = node
+        with self.cond:
+            self.plan_version += 1
+        self._publish()
+        return True
+
     def _switch(self, run_dir: Path) -> None:
-        follower = RunFollower(run_dir.resolve())
+        follower = RunFollower(run_dir.resolve(), self.focus)
         follower.poll()
         self.follower = follower
         with self.cond:
@@ -422,6 +456,21 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(f"bad request: {exc}\n".encode(), "text/plain", 400)
 
+    def do_POST(self) -> None:
+        """``/api/detail?node=NAME``: detail another of the run's mobile nodes."""
+        url = urlparse(self.path)
+        try:
+            if url.path != "/api/detail":
+                self._send(b"not found\n", "text/plain", 404)
+                return
+            node = (parse_qs(url.query).get("node") or [""])[0]
+            if self.watch.detail(node):
+                self._json({"mobile": node})
+            else:
+                self._json({"error": f"{node!r} is not a mobile node of this run"}, 404)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def _stream(self) -> None:
         """Server-sent events: ``plan`` when the run changes, ``view`` on every change."""
         self.send_response(200)
@@ -479,10 +528,12 @@ def start(
     *,
     resolve: Callable[[Path], Path] | None = None,
     lab: str | None = None,
+    focus: str | None = None,
 ) -> WatchServer:
     """A server for ``target`` on 127.0.0.1, bound, its follower started; the run is looked
-    for, or waited for, in the background. Serve with ``serve_forever``."""
-    return WatchServer(Watch(target, resolve or _quiet_await, lab), port)
+    for, or waited for, in the background. Serve with ``serve_forever``. ``focus``: with
+    several mobile nodes, the one detailed (default: the first)."""
+    return WatchServer(Watch(target, resolve or _quiet_await, lab, focus), port)
 
 
 def serve(
@@ -492,9 +543,10 @@ def serve(
     resolve: Callable[[Path], Path] | None = None,
     announce: Callable[[str], None] = print,
     lab: str | None = None,
+    focus: str | None = None,
 ) -> None:
     """Serve the page for ``target`` until Ctrl-C (the address is printed at once)."""
-    server = start(target, port, resolve=resolve, lab=lab)
+    server = start(target, port, resolve=resolve, lab=lab, focus=focus)
     announce(f"watching {target} at {server.url} (Ctrl-C to stop)")
     try:
         server.serve_forever(poll_interval=0.2)
@@ -540,7 +592,13 @@ def resolve_target(arg: str, results: str = "results") -> tuple[Path, str | None
 
 def cmd_watch(args: Any) -> int:
     target, lab = resolve_target(args.target, args.results)
-    serve(target, args.port, announce=lambda line: print(line, flush=True), lab=lab)
+    serve(
+        target,
+        args.port,
+        announce=lambda line: print(line, flush=True),
+        lab=lab,
+        focus=args.node,
+    )
     return 0
 
 
@@ -560,6 +618,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("target", metavar="RUN_DIR|LAB", help="what to watch")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument(
+        "--node",
+        metavar="NAME",
+        help="several mobile nodes (a crowd): the one detailed (default: the first; the "
+        "page's 'detail' list switches it)",
+    )
     p.add_argument(
         "--results", default="results", metavar="DIR", help="results root (default results)"
     )

@@ -170,3 +170,30 @@ def test_a_single_mobile_node_page_has_no_crowd() -> None:
         plan=plan, events=events, scenario={"spec": {"probes": {"mobile": "mn01"}}}
     )
     assert model.build_view(run)["crowd"] == []
+
+
+def test_watch_details_the_node_asked_for() -> None:
+    # both nodes moved by one step: their handoffs start at the same moment
+    events = sorted(
+        START + registration("mn01", 0, 11) + registration("mn02", 0, 22),
+        key=lambda e: e["t_ns"],
+    )
+    summary = RunSummary(
+        scenario="crowd",
+        mobiles=["mn01", "mn02"],
+        handoffs=[
+            Handoff(index=0, node="mn01", t_ns=T0, mode="f", interruption_ms=10.0),
+            Handoff(index=0, node="mn02", t_ns=T0, mode="f", interruption_ms=20.0),
+        ],
+    )
+    run = model.RunFiles(plan=PLAN, events=events, scenario=CROWD, summary=summary)
+    assert model.mobile_of(run, "mn02")[0] == "mn02"
+    assert model.mobile_of(run, "ha")[0] == "mn01"  # not a mobile node: the first
+    for node, other, interruption in (("mn01", "mn02", 10.0), ("mn02", "mn01", 20.0)):
+        view = model.build_view(run, focus=node)
+        assert view["mn"]["node"] == node and view["mn"]["mode"] == "f"
+        assert view["mn"]["home_address"] == HOMES[node]
+        assert all(other not in (m["from"], m["to"]) for m in view["ladder"]), view["ladder"]
+        assert any(node in (m["from"], m["to"]) for m in view["ladder"])
+        # the summary's handoff of this node, not the other's that began with it
+        assert view["handoff"]["summary"]["interruption_ms"] == interruption

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -162,3 +163,63 @@ def test_targets_a_lab_folder_or_a_scenario_file_means_its_results(tmp_path: Pat
     assert server.resolve_target(str(tmp_path / "nothing-yet"))[0] == tmp_path / "nothing-yet"
     with pytest.raises(LookupError):
         server.resolve_target(str(tmp_path / "missing.yaml"))
+
+
+def test_a_crowd_page_details_the_node_chosen(tmp_path: Path) -> None:
+    """``testbed watch --node`` and the page's 'detail' list: another mobile node's mode,
+    ladder and its own probe streams (probes/NODE/), for every page open."""
+    from test_crowd_pictures import CROWD, interleaved
+    from test_crowd_pictures import PLAN as CROWD_PLAN
+
+    run = tmp_path / "results" / "crowd" / "20260101-120000-abcd"
+    (run / "events").mkdir(parents=True)
+    (run / "plan.json").write_text(json.dumps(CROWD_PLAN))
+    (run / "scenario.json").write_text(json.dumps(CROWD))
+    events = interleaved()
+    _write_events(run / "events" / "runner.jsonl", [e for e in events if e["node"] == "runner"])
+    _write_events(run / "events" / "agents.jsonl", [e for e in events if e["node"] != "runner"])
+    for node, rows in (("mn01", 100), ("mn02", 250)):
+        (run / "probes" / node).mkdir(parents=True)
+        lines = "".join(
+            f"{i},{T0 + i * 2 * MS},{T0 + (i * 2 + 3) * MS},10.1.0.10,1\n" for i in range(rows)
+        )
+        (run / "probes" / node / "down.csv").write_text(
+            "seq,t_send_ns,t_recv_ns,src,sport\n" + lines
+        )
+
+    watching = server.start(run, focus="mn02")
+    threading.Thread(target=watching.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = watching.url
+        stream = Stream(url)  # the run is found in the background: its first view, then
+        view = stream.wait_for(lambda v: v["mn"]["node"] == "mn02")
+        plan = json.loads(_get(url + "api/plan"))
+        assert plan["mobile"] == "mn02" and plan["mobiles"] == ["mn01", "mn02", "mn03"]
+        assert view["probes"]["down"]["received"] == 250
+        assert {m["node"] for m in view["crowd"]} == {"mn01", "mn02", "mn03"}
+
+        def post(node: str) -> tuple[int, dict]:
+            request = urllib.request.Request(f"{url}api/detail?node={node}", method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    return reply.status, json.loads(reply.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        plans = stream.plans
+        assert post("mn01") == (200, {"mobile": "mn01"})
+        view = stream.wait_for(lambda v: v["mn"]["node"] == "mn01")
+        assert view["probes"]["down"]["received"] == 100  # its own streams, read anew
+        assert all("mn02" not in (m["from"], m["to"]) for m in view["ladder"])
+        assert json.loads(_get(url + "api/plan"))["mobile"] == "mn01"
+        deadline = time.monotonic() + 5
+        while stream.plans == plans and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stream.plans > plans, "the page is told to load the plan again"
+
+        status, reply = post("ha")  # not a mobile node: nothing changes
+        assert status == 404 and "not a mobile node" in reply["error"]
+        assert json.loads(_get(url + "api/view"))["mn"]["node"] == "mn01"
+    finally:
+        watching.shutdown()
+        watching.close()
