@@ -6,8 +6,9 @@ charons, probes, the delay relay, dnsmasq, captures) and its own CPU time since 
 began; and, read when the timeline begins, how much of each was spent before it (start-up,
 configuration, settling): ``timeline_cpu_s`` is the rest, what the moves cost. Each
 process's CPU time is its whole life's (user + system, its reaped children's too): every one
-of them was started by this run. A process that ended before (a service a timeline step
-stopped) is not there; one started during the timeline counts whole.
+of them was started by this run. A process a timeline step stopped (a fault scenario's HA,
+a restarted gateway's charon) is read just before the step stops it (``stopped_by_step``);
+one started during the timeline counts whole.
 
 ``kind_of`` sorts a process into the kinds the load benchmark adds up: ``mn``, ``ha``,
 ``fa``, ``proxy`` (agents), ``charon-mn`` and ``charon-gw`` (a mobile node's IKE client, a
@@ -53,6 +54,8 @@ class Usage:
     # of it, since the timeline began (start-up, configuration and settling excluded);
     # None: not running then
     timeline_cpu_s: float | None = None
+    # read just before a timeline step stopped it (its last moments are not counted)
+    stopped_by_step: bool = False
 
 
 def cpu_ticks(stat: str) -> int:

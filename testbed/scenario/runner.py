@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -99,6 +99,8 @@ class _Run:
         # began, and each process's then
         self._cpu_start = os.times()
         self._cpu_timeline: tuple[os.times_result, dict[int, int]] | None = None
+        # processes a timeline step stopped, read just before: (pid, start time) -> usage
+        self._stopped_usage: dict[tuple[int, int | None], Any] = {}
 
     # -- the run --------------------------------------------------------------------------
 
@@ -189,14 +191,14 @@ class _Run:
 
         assert self.lab is not None
         agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
-        at_timeline, before = self._cpu_timeline or (None, {})
+        at_timeline, _ = self._cpu_timeline or (None, {})
+        stopped = dict(self._stopped_usage)  # a stopped charon has left the lab's record
         usages = []
         for p in self.lab.state.processes:
-            kind = resources.kind_of(p.role, p.node, agents, self.sc.mobiles)
-            started = before.get(p.pid, 0) if at_timeline is not None else None
-            usage = resources.usage_of(p.pid, p.role, p.node, kind, ticks_before=started)
+            usage = stopped.pop((p.pid, p.start_time), None) or self._usage(p, agents)
             if usage is not None:
                 usages.append(usage)
+        usages += stopped.values()
         now = os.times()
         # this process and the short-lived commands it ran and reaped (ip, nft, tc)
         runner = sum(now[:4]) - sum(self._cpu_start[:4])
@@ -209,6 +211,29 @@ class _Run:
             )
         except OSError as exc:
             self.options.progress(f"  resources.json not written: {exc}")
+
+    def _usage(self, p: ProcessRecord, agents: dict[str, str] | None = None) -> Any:
+        """A process's ``resources.Usage`` now (None: it is gone)."""
+        from testbed.scenario import resources
+
+        if agents is None:
+            agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
+        at_timeline, before = self._cpu_timeline or (None, {})
+        kind = resources.kind_of(p.role, p.node, agents, self.sc.mobiles)
+        started = before.get(p.pid, 0) if at_timeline is not None else None
+        return resources.usage_of(p.pid, p.role, p.node, kind, ticks_before=started)
+
+    def _read_before_stop(self, pid: int | None, start_time: int | None) -> None:
+        """Keep the usage of a process a timeline step is about to stop: resources.json is
+        read at the end, when it is gone (a fault scenario's HA, a restarted gateway)."""
+        assert self.lab is not None
+        record = next(
+            (p for p in self.lab.state.processes if (p.pid, p.start_time) == (pid, start_time)),
+            None,
+        )
+        usage = None if record is None else self._usage(record)
+        if usage is not None:
+            self._stopped_usage[(usage.pid, start_time)] = replace(usage, stopped_by_step=True)
 
     def _cpu_ticks(self) -> dict[int, int]:
         """Each running process's CPU time so far (clock ticks), by PID."""
@@ -386,6 +411,7 @@ class _Run:
         if service.kind == "vpn":
             if service.label in self.vpn_nodes:
                 node, writer = self.vpn_nodes.pop(service.label)
+                self._read_before_stop(node.charon.pid, node.charon.start_time)
                 if kill and node.charon.pid:
                     netns.kill_process(node.charon.pid, node.charon.start_time, signal.SIGKILL)
                 node.stop()
@@ -394,6 +420,7 @@ class _Run:
             return
         record = self.services[service.label]
         self._watched.pop(service.label, None)
+        self._read_before_stop(record.pid, record.start_time)
         if kill:
             netns.kill_process(record.pid, record.start_time, signal.SIGKILL)
         else:

@@ -77,6 +77,12 @@ def test_outside_mn_survives_nat_rebind_and_gateway_restart(run_scenario) -> Non
     assert any(t_restart - 1_000_000_000 < t < t_restart for t in received)
     assert any(t > t_up + 200_000_000 for t in received)
     assert summary["tcp"]["errors"] == 0
+    # resources.json counts both gateway charons: the one the restart stopped, read just
+    # before, and the one it started
+    used = json.loads((outcome.run_dir / "resources.json").read_text())
+    gateways = [p for p in used["processes"] if p["kind"] == "charon-gw"]
+    assert sorted(p["stopped_by_step"] for p in gateways) == [False, True], gateways
+    assert all(p["cpu_s"] > 0 for p in gateways), gateways
 
 
 def _slow_gateway_restart(monkeypatch, seconds: float) -> None:

@@ -216,6 +216,12 @@ def test_every_step_kind(run_scenario) -> None:
         assert expected in names, names
     started = [e for e in events if e["event"] == "service_started"]
     assert len(started) == 2 and started[0]["pid"] != started[1]["pid"]
+    # resources.json has the killed pinger (read just before the kill) and its successor
+    used = json.loads((outcome.run_dir / "resources.json").read_text())
+    pingers = {
+        p["pid"]: p["stopped_by_step"] for p in used["processes"] if p["role"] == "service:pinger"
+    }
+    assert pingers == {started[0]["pid"]: True, started[1]["pid"]: False}, used["processes"]
     # the 20 ms impairment shows in the one-way delays between the two impair steps, for
     # what was sent once the first had taken effect (its event is stamped when requested,
     # and applying it took up to 125 ms while another run shared the machine) and arrived
