@@ -36,6 +36,7 @@ from testbed.scenario.catalogue import AGENT_READY_EVENTS
 from testbed.scenario.load import Scenario
 from testbed.scenario.model import ServiceSpec
 from testbed.scenario.record import PROBE_DOWN, PROBE_UP, RunDir, RunRecord
+from testbed.scenario.resources import Usage
 from testbed.scenario.steps import carry_out, describe
 
 PROBE_READY_S = 30.0  # both probe ends bound their sockets (Python start-up, loaded)
@@ -100,7 +101,7 @@ class _Run:
         self._cpu_start = os.times()
         self._cpu_timeline: tuple[os.times_result, dict[int, int]] | None = None
         # processes a timeline step stopped, read just before: (pid, start time) -> usage
-        self._stopped_usage: dict[tuple[int, int | None], Any] = {}
+        self._stopped_usage: dict[tuple[int, int | None], Usage] = {}
 
     # -- the run --------------------------------------------------------------------------
 
@@ -190,12 +191,11 @@ class _Run:
         from testbed.scenario import resources
 
         assert self.lab is not None
-        agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
         at_timeline, _ = self._cpu_timeline or (None, {})
         stopped = dict(self._stopped_usage)  # a stopped charon has left the lab's record
         usages = []
         for p in self.lab.state.processes:
-            usage = stopped.pop((p.pid, p.start_time), None) or self._usage(p, agents)
+            usage = stopped.pop((p.pid, p.start_time), None) or self._usage(p)
             if usage is not None:
                 usages.append(usage)
         usages += stopped.values()
@@ -212,12 +212,11 @@ class _Run:
         except OSError as exc:
             self.options.progress(f"  resources.json not written: {exc}")
 
-    def _usage(self, p: ProcessRecord, agents: dict[str, str] | None = None) -> Any:
-        """A process's ``resources.Usage`` now (None: it is gone)."""
+    def _usage(self, p: ProcessRecord) -> Usage | None:
+        """A process's usage now (None: it is gone)."""
         from testbed.scenario import resources
 
-        if agents is None:
-            agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
+        agents = {s.label: str(s.agent) for s in self.spec.services if s.kind == "agent"}
         at_timeline, before = self._cpu_timeline or (None, {})
         kind = resources.kind_of(p.role, p.node, agents, self.sc.mobiles)
         started = before.get(p.pid, 0) if at_timeline is not None else None
