@@ -594,7 +594,9 @@ def _fit(text: str, width: float, points: float, weight: str, style: str) -> str
         return text
     lines: list[str] = []
     for part in text.split(", "):
-        if lines and _size(f"{lines[-1]}, {part}", points, weight, style)[0] <= width:
+        # measured with the comma that ends a broken line: without it a full line came out
+        # wider than ``width``, the label moved across its own node's tick (a suite flake)
+        if lines and _size(f"{lines[-1]}, {part},", points, weight, style)[0] <= width:
             lines[-1] += f", {part}"
         else:
             lines.append(part)

@@ -317,3 +317,36 @@ def test_the_readability_check_finds_what_is_wrong() -> None:
     assert "empty columns: ['cn']" in problems
     assert "overlapping labels" in problems
     assert "not 99" in problems
+
+
+def test_a_wrapped_mark_label_stays_on_its_side_of_the_node() -> None:
+    """Nine events at one instant on the MN (lab 02's return home, when the ARP gate
+    withheld a request at the move) make a label that wraps. Its first line used to be
+    measured without the comma that ends it, came out wider than the room right of the
+    MN, and was moved across the MN's own tick: a line through a label (a suite flake)."""
+    names = [
+        "arp_withheld",
+        "carrier_down",
+        "dhcp_link_down",
+        "link_down",
+        "tunnel_down",
+        "carrier_up",
+        "link_up",
+        "agent_solicitation_sent",
+        "dhcp_discover",
+    ]
+    for count in range(1, len(names) + 1):
+        events = [
+            ev(0, "runner", "move_start", index=1, **{"from": "office", "to": "home"}),
+            ev(0, "runner", "link_down"),
+            *(ev(0.7, "mn", name) for name in names[:count]),
+            ev(1.5, "runner", "link_up"),
+            ev(9.7, "mn", "tx", msg="RRQ", dir="tx", to_node="ha", msg_id=1),
+            ev(13.5, "ha", "rx", msg="RRQ", dir="rx", from_node="mn", msg_id=1),
+        ]
+        lad = build_ladder(events, T0, T0 + 3000 * MS, "mn")
+        fig = draw_ladder(lad, T0, "lab 02, office -> home")
+        recorded = recorded_messages(events, T0, T0 + 3000 * MS)
+        assert readability_problems(fig, lad, recorded) == [], count
+        mark = next(t for t in fig.axes[0].texts if t.get_text().startswith(names[0]))
+        assert mark.get_position()[0] > PAGE_WIDTH_IN / 4, count  # right of the MN's column
