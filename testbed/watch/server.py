@@ -590,8 +590,39 @@ def resolve_target(arg: str, results: str = "results") -> tuple[Path, str | None
     return path, None
 
 
+def check_focus(target: Path, node: str) -> None:
+    """Refuse ``--node NAME`` when the run to watch is already there and ``NAME`` is not
+    one of its mobile nodes (the page would detail another one without saying so). A run
+    that has not started yet is checked by the page: it lists the nodes it may detail."""
+    try:
+        run_dir = inspect.resolve_run_dir(target)
+    except (LookupError, OSError, ValueError):
+        return
+    plan = _read_json(run_dir / "plan.json")
+    summary = None
+    with contextlib.suppress(SummaryError, OSError):
+        summary = read_summary(run_dir / "summary.json")
+    files = model.RunFiles(
+        plan=plan or {},
+        events=[],
+        states={},
+        probes={},
+        summary=summary,
+        scenario=_read_json(run_dir / "scenario.json"),
+        service_nodes={},
+    )
+    mobiles = model.mobiles_of(files)
+    if plan and mobiles and node not in mobiles:
+        raise LookupError(
+            f"--node {node}: not a mobile node of {run_dir} (its mobile nodes: "
+            f"{', '.join(mobiles)})"
+        )
+
+
 def cmd_watch(args: Any) -> int:
     target, lab = resolve_target(args.target, args.results)
+    if args.node is not None and lab is None:
+        check_focus(target, args.node)
     serve(
         target,
         args.port,

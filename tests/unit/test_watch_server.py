@@ -223,3 +223,21 @@ def test_a_crowd_page_details_the_node_chosen(tmp_path: Path) -> None:
     finally:
         watching.shutdown()
         watching.close()
+
+
+def test_watch_refuses_a_node_that_is_not_a_mobile_node_of_the_run(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``testbed watch RUN --node ha`` used to detail the first mobile node without a word;
+    on a run that is there it is refused in one line naming the run's mobile nodes (exit
+    2). A run not started yet cannot be checked: the page lists what it may detail."""
+    from testbed.cli import main
+
+    with pytest.raises(LookupError):
+        server.check_focus(run_dir, "ha")
+    assert main(["watch", str(run_dir), "--node", "ha"]) == 2
+    err = capsys.readouterr().err
+    assert "--node ha: not a mobile node" in err and "(its mobile nodes: mn)" in err
+    server.check_focus(run_dir, "mn")  # the run's own mobile node: accepted
+    server.check_focus(run_dir.parent, "mn")  # its results directory: the newest run
+    server.check_focus(tmp_path / "not-started", "ha")  # nothing to check yet
