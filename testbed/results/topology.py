@@ -9,11 +9,13 @@ the interface's address beside it, on the side its line comes from. A network's 
 where no line or address is (left of its bar, else right). Zones are coloured as the
 topology declares them (the model's default, untrusted, when it does not), with a legend
 of the zones used; the mobile node's moves are numbered badges on the networks it visited,
-with a caption of each move's mode and address.
+with a caption of each move's mode and address. A crowd's numbered nodes that are alike
+are one box (``mn01-mn100``, their count and address range).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +172,60 @@ def _address_text(address: Any) -> str:
     return text.split("/")[0]
 
 
+_NUMBERED = re.compile(r"(.*?)(\d{2,})$")
+FOLD_AT = 3  # numbered nodes alike from this many on are one box
+
+
+def fold_groups(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """``plan`` with each run of numbered nodes that are alike (a crowd's ``mn01`` ...
+    ``mn100``: one name stem, the same roles and networks) as one box, ``mn01-mn100``,
+    its count under its roles and the first and last address at each attachment: a
+    hundred boxes would be a picture ten pages wide of the same box."""
+    nodes: dict[str, dict[str, Any]] = dict(plan.get("nodes") or {})
+    runs: dict[tuple[Any, ...], list[str]] = {}
+    for name, node in nodes.items():
+        numbered = _NUMBERED.fullmatch(name)
+        if numbered:
+            key = (numbered.group(1), tuple(node["roles"]), tuple(node["links"]))
+            runs.setdefault(key, []).append(name)
+    folded: dict[str, dict[str, Any]] = {}
+    first_of = {names[0]: names for names in runs.values() if len(names) >= FOLD_AT}
+    members = {name for names in first_of.values() for name in names}
+    for name, node in nodes.items():
+        if name in first_of:
+            names = first_of[name]
+            interfaces = []
+            for iface in node.get("interfaces") or []:
+                last = next(
+                    (
+                        i
+                        for i in nodes[names[-1]].get("interfaces") or []
+                        if i["network"] == iface["network"]
+                    ),
+                    iface,
+                )
+                span = _address_span(iface.get("address"), last.get("address"))
+                interfaces.append(iface | {"address": span})
+            folded[f"{names[0]}-{names[-1]}"] = node | {
+                "roles": [*node["roles"], f"{len(names)} nodes"],
+                "interfaces": interfaces,
+            }
+        elif name not in members:
+            folded[name] = node
+    return dict(plan) | {"nodes": folded}
+
+
+def _address_span(first: Any, last: Any) -> str:
+    """``10.1.0.100-111`` for the first and last of a group's addresses (prefixes off);
+    ``dhcp`` (or what else they share) as it is."""
+    a, b = _address_text(first), _address_text(last)
+    if a == b or not b:
+        return a
+    head_a = a.rpartition(".")[0]
+    head_b, _, tail_b = b.rpartition(".")
+    return f"{a}-{tail_b}" if head_a and head_a == head_b else f"{a}-{b}"
+
+
 def _zone_rank(trust: str) -> int:
     return _ZONES.index(trust) if trust in _ZONES else len(_ZONES)
 
@@ -205,7 +261,7 @@ def topology_figure(
     mobile: str = "mn",
 ) -> Figure:
     """The figure of :func:`topology_diagram`, not saved (raises NoData)."""
-    plan = plan_like(plan_like_dict)
+    plan = fold_groups(plan_like(plan_like_dict))
     title = title or plan.get("name") or "topology"
     networks: dict[str, dict[str, str]] = dict(plan["networks"])
     nodes: dict[str, dict[str, Any]] = plan["nodes"]

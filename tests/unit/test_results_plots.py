@@ -304,6 +304,36 @@ def test_topology_reads_clearly(name: str) -> None:
     assert not lines_through_texts(fig)
 
 
+def _crowd_plan(count: int) -> dict:
+    """enterprise.yaml with its MN as ``count`` numbered MNs (as a crowd's plan has them)."""
+    from testbed.topology import load_topology
+
+    plan = plan_like(load_topology(ROOT / "topologies" / "enterprise.yaml"))
+    mn = plan["nodes"].pop("mn")
+    for i in range(count):
+        iface = mn["interfaces"][0] | {"address": f"10.1.0.{100 + i}/24"}
+        plan["nodes"][f"mn{i + 1:02d}"] = mn | {"interfaces": [iface]}
+    return plan
+
+
+def test_a_crowd_is_one_box_in_the_topology() -> None:
+    """Issue 19's weak point: a crowd's hundred MNs were a hundred boxes (a picture ten
+    pages wide). Numbered nodes alike (stem, roles, networks) from three on are one box,
+    ``mn01-mn100``, with their count and address range; two stay two boxes."""
+    single = topology_figure(_crowd_plan(1))
+    fig = topology_figure(_crowd_plan(100), path=[Visit(1, "visited", "f")], mobile="mn01-mn100")
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert "mn01-mn100" in texts and "100 nodes" in texts and "10.1.0.100-199" in texts
+    assert not any(t in texts for t in ("mn01", "mn02", "mn100"))
+    assert fig.get_size_inches()[0] < 1.5 * single.get_size_inches()[0]  # was 8 times
+    assert not overlapping_texts(fig)
+    assert not lines_through_texts(fig)
+    marked = [to_hex(p.get_edgecolor()) for p in fig.axes[0].patches if p.get_linewidth() == 2]
+    assert marked == ["#6a3d9a"]  # the crowd's moves: its one box marked
+    two = [t.get_text() for t in topology_figure(_crowd_plan(2)).findobj(Text)]
+    assert "mn01" in two and "mn02" in two
+
+
 def test_topology_zone_defaults_as_the_model_does() -> None:
     """A network that declares no trust is untrusted (the model's default), not grey."""
     raw = {"name": "t", "networks": {"a": {"subnet": "10.0.0.0/24"}}, "nodes": {}}
