@@ -245,6 +245,8 @@ def mobile_path(
     the address it was given there (from the events: the DHCP server's answer). ``node``:
     one of several mobile nodes (its own moves)."""
     mobile = node or summary.mobile_node
+    if node is None and summary.mobiles:  # several: the first's own, not everyone's moves
+        node = mobile
     moves = [h for h in summary.handoffs if not h.run and (node is None or h.node == node)]
     visits = []
     for i, h in enumerate(moves):

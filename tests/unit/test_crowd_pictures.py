@@ -124,6 +124,29 @@ def test_a_crowd_handoff_window_ends_at_its_own_nodes_next_move() -> None:
     assert resolve_handoff(single, [], single.handoffs[0]).label == "h0"
 
 
+def test_a_crowds_path_without_a_node_is_the_first_nodes_own() -> None:
+    """``mobile_path`` with no node named, on a crowd's summary, gave every node's moves as
+    one path (``1,2,...,12`` on one network, badges over the labels); it is now the first
+    node's own, as ``summary.mobile_node`` names it."""
+    from testbed.results.report import mobile_path
+
+    summary = RunSummary(
+        scenario="crowd",
+        mobile="mn01",
+        mobiles=["mn01", "mn02"],
+        handoffs=[
+            Handoff(index=0, node="mn01", t_ns=T0, to="visited"),
+            Handoff(index=0, node="mn02", t_ns=T0 + 2 * MS, to="visited"),
+            Handoff(index=1, node="mn01", t_ns=T0 + 900 * MS, to="home"),
+        ],
+    )
+    assert [(v.step, v.network) for v in mobile_path(summary, [])] == [
+        (1, "visited"),
+        (2, "home"),
+    ]
+    assert [v.network for v in mobile_path(summary, [], "mn02")] == ["visited"]
+
+
 PLAN = {
     "networks": {
         "home": {"subnet": "10.1.0.0/24", "trust": "trusted"},
