@@ -157,6 +157,8 @@ def run_size(size: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 f"HA started in {ha.start_s:.1f} s; PSS {memory[0][1]['pss'] / MIB:.1f} MiB, "
                 f"RSS {memory[0][1]['rss'] / MIB:.1f} MiB with no binding"
             )
+            if args.start_only:
+                return {"size": size, "memory": memory, "start_s": ha.start_s}
             print(HEADER)
             with Generator(names["g"], members, seed=size) as gen:
                 done = 0
@@ -210,7 +212,7 @@ PROFILE_PARTS = (
     ("  events: aggregation, JSON, write", "agents/runtime/driver.py", "emit"),
     ("  the reply's sendmsg (with veth delivery)", "agents/runtime/driver.py", "_send"),
     ("state dumps (--state)", "agents/runtime/main.py", "_write_state"),
-    ("configuration load (start-up)", "agents/runtime/config.py", "load_ha"),
+    ("configuration load (parsed in a child)", "agents/runtime/config.py", "load_ha_apart"),
 )
 
 
@@ -398,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-state", action="store_true", help="no state file (the runner's)")
     parser.add_argument("--profile", action="store_true", help="cProfile the HA")
     parser.add_argument("--no-agents", action="store_true", help="skip MN/charon/core memory")
+    parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="only start the HA with each size configured: start-up time and memory",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("run as root (network namespaces)", file=sys.stderr)
@@ -410,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             runs.append(run_size(size, args, Path(tmp)))
         print_memory(runs)
-        if not args.no_agents:
+        if not args.no_agents and not args.start_only:
             per_mn, per_binding = core_bytes_per_binding()
             print(
                 f"HA core alone (tracemalloc, 10k): {per_mn:.0f} B per configured MN, "

@@ -289,6 +289,21 @@ def load_ha(path: str | Path) -> tuple[HaFile, HaConfig]:
     )
 
 
+def load_ha_apart(path: str | Path) -> tuple[HaFile, HaConfig]:
+    """:func:`load_ha` parsed in a forked child (see :mod:`agents.runtime.apart`): the
+    HA's configuration lists every MN it serves, and the parse's garbage would stay in the
+    agent's heap (100k MNs: ~500 MB). The file model comes back without its MN list (the
+    core's configuration has them)."""
+    from agents.runtime import apart
+
+    return apart.call(_load_ha_lean, path)
+
+
+def _load_ha_lean(path: str | Path) -> tuple[HaFile, HaConfig]:
+    f, cfg = load_ha(path)
+    return f.model_copy(update={"mobile_nodes": []}), cfg
+
+
 def load_fa(path: str | Path) -> tuple[FaFile, FaConfig]:
     f: FaFile = _load(path, FaFile)
     return f, FaConfig(

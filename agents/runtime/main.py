@@ -86,11 +86,11 @@ async def _write_state(args: argparse.Namespace, machine: object, driver: object
 
 def _make_ha(path: str, events: EventWriter):
     from agents.mip.ha import HomeAgent
-    from agents.runtime.config import load_ha
+    from agents.runtime.config import load_ha_apart
     from agents.runtime.dataplane import HaDataPlane
     from agents.runtime.driver import AgentDriver
 
-    f, cfg = load_ha(path)
+    f, cfg = load_ha_apart(path)  # no thread runs yet: forking is safe
     machine = HomeAgent(cfg, wallclock=wallclock)
     driver = AgentDriver(
         machine, events, None, interfaces=(f.interface,), groups=AGENT_GROUPS, sends_first=True
