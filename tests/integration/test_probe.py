@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -84,3 +85,53 @@ def test_a_probe_says_when_it_is_bound_and_sends_from_the_time_it_is_given(
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
     assert (tmp_path / "up.csv").read_text().count("\n") > 100
+
+
+def test_a_probe_kept_waiting_sends_the_slots_it_missed_and_one_stopped_does_not(
+    tmp_path: Path,
+) -> None:
+    """A sender the scheduler keeps waiting (here SIGSTOP for 40 ms) used to skip the slots
+    it missed: a 2 ms stream sent fewer packets than its rate, and an outage on a busy
+    machine cost fewer than outage/interval (139 for a 300 ms gap in a suite round). It
+    now sends them at once; stopped for longer (400 ms) it starts again, no burst."""
+    with veth_namespace("probe") as ns:
+        ip(ns, "link", "set", "lo", "up")
+        ip(ns, "addr", "add", "10.9.9.2/24", "dev", "vb")
+        argv = probe_argv(
+            tmp_path, 2.0, 64, 0, out_stream="up", to="10.9.9.2:9100", in_stream="up",
+            listen=9100,
+        )  # fmt: skip
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=ROOT)
+        try:
+            csv = tmp_path / "up.csv"
+            deadline = time.monotonic() + 20
+            while (not csv.exists() or csv.read_text().count("\n") < 50) and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            sender = _probe_pid(proc.pid)
+            for stopped_s in (0.04, 0.4):
+                os.kill(sender, signal.SIGSTOP)
+                time.sleep(stopped_s)
+                os.kill(sender, signal.SIGCONT)
+                time.sleep(0.3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        rows = [r.split(",") for r in (tmp_path / "up.csv").read_text().splitlines()[1:]]
+    sends = sorted((int(r[0]), int(r[1])) for r in rows)
+    assert [s for s, _ in sends] == list(range(len(sends)))  # nothing lost through lo
+    times = [t for _, t in sends]
+    pauses = [i for i in range(1, len(times)) if times[i] - times[i - 1] > 20_000_000]
+    assert len(pauses) == 2, [(times[i] - times[i - 1]) / 1e6 for i in pauses]
+    for i, most, least in ((pauses[0], None, 12), (pauses[1], 3, None)):
+        burst = sum(1 for t in times[i:] if t - times[i] < 1_500_000)  # within 1.5 ms
+        if least is not None:
+            assert burst >= least, burst  # ~20 missed slots, sent back to back
+        if most is not None:
+            assert burst <= most, burst  # stopped: no burst of ~200
+
+
+def _probe_pid(wrapper: int) -> int:
+    """The probe's own PID: ``ip netns exec`` execs it, or it is that process's child."""
+    children = Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()
+    return int(children[0]) if children else wrapper
