@@ -380,14 +380,22 @@ def test_no_broadcast_arp_on_a_new_network_before_the_mn_has_read_of_the_move(
                 # suite round in 9). Forget them now, as the kernel would.
                 neigh_flush = ["ip", "-n", lab.ns("mn"), "neigh", "flush", "dev", "eth0"]
                 subprocess.run(neigh_flush, check=True)
+                sent = 0
                 for _ in range(10):
                     with contextlib.suppress(OSError):  # no route: nothing to resolve either
                         udp.sendto(b"moved", ("10.1.0.10", 9))
+                        sent += 1
                     time.sleep(0.005)
+                # with no packet out, nothing was resolved and the move tested nothing
+                assert sent, f"no packet could be sent from the home address on {network}"
             finally:
                 os.kill(mn.proc.pid, signal.SIGCONT)
             accepted = mn.wait_event("registration_accepted", after=moves[-1])
             assert accepted["mode"] == mode, accepted
+            # the reply's routes go in after the event that says it was accepted, in the same
+            # batch: moving on before they were in stopped the agent half-way, with no route
+            # for the home address (1 suite round in 14: nothing sent, nothing withheld)
+            mn.wait_event("dataplane_applied", after=accepted["t_ns"])
         udp.close()
         time.sleep(0.1)  # the capture's last frames (it writes in immediate mode)
     finally:
