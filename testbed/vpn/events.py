@@ -339,10 +339,31 @@ class MessageTracker:
 _LOG_LINE = re.compile(r"^(\d+)\.(\d{3}) (\d+)\[(\w+)\] (?:<(?:(.*)\|)?(\d+)> )?(.*)$")
 
 
-# Wall clock -> CLOCK_MONOTONIC for the log files' timestamps: one offset for the whole
-# process, so that the same millisecond on two nodes maps to the same t_ns (with an offset per
-# listener, microseconds of sampling jitter could put a reception before its transmission).
-WALL_OFFSET_NS = time.time_ns() - time.monotonic_ns()
+class WallClock:
+    """Wall clock -> CLOCK_MONOTONIC for the log files' timestamps: one offset for the whole
+    process, so that the same millisecond on two nodes maps to the same t_ns (with an offset
+    per listener, microseconds of sampling jitter could put a reception before its
+    transmission), taken again when the wall clock was stepped. A step (NTP or chrony
+    setting a CI machine's clock; here 6 s during a suite round) used to shift every IKE
+    message of the rest of the process by its size: IKE_AUTH stamped after the first packet
+    through its SA, the set-up's IKE_SA_INIT after a later move (four tests failed)."""
+
+    STEP_NS = 20_000_000  # farther than this from the offset: stepped (a slew is slower)
+
+    def __init__(self) -> None:
+        self.offset_ns = time.time_ns() - time.monotonic_ns()
+        self.lock = threading.Lock()
+
+    def monotonic_ns(self, wall_ns: int) -> int:
+        """``wall_ns`` (a time charon wrote a line, read just now) on CLOCK_MONOTONIC."""
+        now = time.time_ns() - time.monotonic_ns()
+        with self.lock:
+            if abs(now - self.offset_ns) > self.STEP_NS:
+                self.offset_ns = now
+            return wall_ns - self.offset_ns
+
+
+WALL_CLOCK = WallClock()
 
 
 def parse_log_line(line: str) -> tuple[int, dict[str, Any]] | None:
@@ -478,7 +499,7 @@ class EventListener:
                 parsed = parse_log_line(line)
                 if parsed is not None:
                     wall_ns, fields = parsed
-                    t_ns = wall_ns - WALL_OFFSET_NS
+                    t_ns = WALL_CLOCK.monotonic_ns(wall_ns)
                     self._emit(self.tracker.feed(t_ns, fields), t_ns)
         except Exception as exc:
             self.error = exc

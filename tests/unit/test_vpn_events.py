@@ -243,3 +243,28 @@ def test_tracker_ignores_other_lines_and_orphans() -> None:
     assert feed(tracker, [(1, 1, "parsed IKE_AUTH response 1 [ IDr ]")]) == []  # no packet seen
     assert feed(tracker, [(2, 2, "sending packet: from a[1] to b[2] (3 bytes)")]) == []
     assert feed(tracker, [(3, 3, "peer supports MOBIKE")]) == []
+
+
+def test_a_wall_clock_step_does_not_move_the_log_lines_times(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """charon stamps its log lines with the wall clock; they are put on CLOCK_MONOTONIC with
+    one offset for every listener. When the wall clock is stepped mid-run (NTP on a CI
+    machine; 6 s here during a suite round) the offset is taken again: a line written just
+    after the step is stamped just after the line before it, not 6 s later. A slew (slower
+    than STEP_NS between lines) keeps the one offset, so two nodes' lines stay in order."""
+    import time
+
+    from testbed.vpn import events
+
+    mono = [1_000 * 10**9]
+    wall = [1_700_000_000 * 10**9]
+    monkeypatch.setattr(time, "monotonic_ns", lambda: mono[0])
+    monkeypatch.setattr(time, "time_ns", lambda: wall[0])
+    clock = events.WallClock()
+    assert clock.monotonic_ns(wall[0] - 3_000_000) == mono[0] - 3_000_000  # written 3 ms ago
+
+    mono[0] += 10**9  # a second later, the wall clock is stepped 6 s forward
+    wall[0] += 10**9 + 6 * 10**9
+    assert clock.monotonic_ns(wall[0]) == mono[0]  # not mono + 6 s
+    mono[0] += 5_000_000  # then slewed by 1 ms: the offset stays, within a millisecond
+    wall[0] += 5_000_000 + 1_000_000
+    assert abs(clock.monotonic_ns(wall[0]) - mono[0]) <= 1_000_000
