@@ -5,6 +5,8 @@ the run's files). The page (``static/index.html``, self-contained: no build step
 fetched from the internet) gets the topology once (``/api/plan``) and then every change as a
 server-sent event (``/api/stream``: EventSource, pushed when the run's files change, no
 polling by the page); its time slider asks for the view at a moment (``/api/view?at_ms=``).
+With several mobile nodes each page details one (``?node=`` on all three; default: the
+first, or ``--node``): every page its own, the probe streams read for the nodes shown.
 
 The follower reads what the run writes: the per-process event files as they grow
 (``mipbase.events.Tail``: each complete new event once), the merged log once the run is
@@ -75,54 +77,82 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _run_file(run_dir: Path, name: str) -> Path:
+    """A file of the run: a repetition (``rep-NN``) shares its run's plan and scenario."""
+    if run_dir.name.startswith("rep-") and not (run_dir / name).exists():
+        return run_dir.parent / name
+    return run_dir / name
+
+
 class RunFollower:
     """One run directory's files, read incrementally into a :class:`model.RunFiles`."""
 
     def __init__(self, run_dir: Path, focus: str | None = None) -> None:
         self.run_dir = run_dir
-        self.focus = focus  # several mobile nodes: the one to detail (None: the first)
+        self.focus = focus  # several mobile nodes: the one a page details unless it asks
         self.lock = threading.Lock()
         self.tail = eventlog.Tail(run_dir / eventlog.PER_PROCESS)
         self.events: list[dict[str, Any]] = []
         self.merged = False
         self.state_mtimes: dict[Path, float] = {}
         self.states: dict[str, dict[str, Any]] = {}
-        self.probes: dict[str, model.ProbeStream] = {}
-        self.probe_files: dict[str, ProbeFile] = {}
+        # each detailed node's own probe streams (a crowd's are under probes/NODE/), read
+        # for the nodes some page details: ``watched``, the default always among them
+        self.probes: dict[str, dict[str, model.ProbeStream]] = {}
+        self.probe_files: dict[tuple[str, str], ProbeFile] = {}
+        self.watched: dict[str, int] = {}  # node asked for -> pages detailing it
         self.summary: RunSummary | None = None
-        self.plan: dict[str, Any] = _read_json(run_dir / "plan.json") or {}
-        self.scenario: dict[str, Any] | None = _read_json(run_dir / "scenario.json")
+        self.plan: dict[str, Any] = _read_json(_run_file(run_dir, "plan.json")) or {}
+        self.scenario: dict[str, Any] | None = _read_json(_run_file(run_dir, "scenario.json"))
         self.service_nodes: dict[str, str] = {}
+        self.mobile = ""  # the default detailed node, once the files say which
         self.files = self._files()
         self.mobile, _ = model.mobile_of(self.files, focus)
-        self.geometry = self._layout()
+        self.geometries: dict[str, dict[str, Any]] = {}
 
-    def _files(self) -> model.RunFiles:
+    def _files(self, node: str | None = None) -> model.RunFiles:
         return model.RunFiles(
             plan=self.plan,
             events=self.events,
             states=self.states,
-            probes=self.probes,
+            probes=self.probes.get(node or self.mobile, {}),
             summary=self.summary,
             scenario=self.scenario,
             service_nodes=self.service_nodes,
         )
+
+    def node(self, asked: str | None) -> str:
+        """The node a page detailing ``asked`` gets: it, if one of the run's mobile nodes
+        (or the run's only mobile node), else the default."""
+        if asked and asked in model.mobiles_of(self.files):
+            return asked
+        return self.mobile
+
+    def watch_node(self, asked: str, pages: int) -> None:
+        """``pages`` more (or fewer) pages detail ``asked``: the probe streams of the node
+        it stands for are read while a page shows them."""
+        with self.lock:
+            left = self.watched.get(asked, 0) + pages
+            if left > 0:
+                self.watched[asked] = left
+            else:
+                self.watched.pop(asked, None)
 
     def poll(self) -> bool:
         """Read what is new; True when anything changed."""
         changed = False
         with self.lock:
             if not self.plan:
-                self.plan = _read_json(self.run_dir / "plan.json") or {}
+                self.plan = _read_json(_run_file(self.run_dir, "plan.json")) or {}
                 if self.plan:
                     self.mobile, _ = model.mobile_of(self._files(), self.focus)
-                    self.geometry = self._layout()
+                    self.geometries.clear()
                     changed = True
             if self.scenario is None:
-                self.scenario = _read_json(self.run_dir / "scenario.json")
+                self.scenario = _read_json(_run_file(self.run_dir, "scenario.json"))
                 if self.scenario is not None and self.plan:  # it names the crowd
                     self.mobile, _ = model.mobile_of(self._files(), self.focus)
-                    self.geometry = self._layout()
+                    self.geometries.clear()
                     changed = True
             summary_path = self.run_dir / "summary.json"
             if self.summary is None and summary_path.exists():
@@ -160,42 +190,35 @@ class RunFollower:
                     self.state_mtimes[path] = mtime
                     self.states[path.stem] = data
                     changed = True
-            for name in ("down", "up"):
-                if name not in self.probe_files:
-                    probes = self.run_dir / "probes"
-                    if (probes / self.mobile).is_dir():  # a crowd: the detailed node's own
-                        probes = probes / self.mobile
-                    path = probes / f"{name}.csv"
-                    if not path.exists():
-                        continue
-                    stream = self.probes.setdefault(name, model.ProbeStream(name))
-                    sent = _read_json(probes / f"{name}.sent.json") or {}
-                    interval = self._interval_ms(sent)
-                    stream.interval_ns = int(interval * 1e6)
-                    self.probe_files[name] = ProbeFile(path, stream)
-                changed = self.probe_files[name].poll() or changed
+            for node in {self.mobile, *(self.node(asked) for asked in self.watched)}:
+                changed = self._poll_probes(node) or changed
             self.files = self._files()
         return changed
 
-    def detail(self, node: str) -> bool:
-        """Detail ``node``, another of the run's mobile nodes (False: not one of them): its
-        mark, mode, handoff, ladder and its own probe streams, read again from the start."""
-        with self.lock:
-            if node not in model.mobiles_of(self._files()):
-                return False
-            self.focus = self.mobile = node
-            self.probes.clear()
-            self.probe_files.clear()
-            self.geometry = self._layout()
-            self.files = self._files()
-        self.poll()
-        return True
+    def _poll_probes(self, node: str) -> bool:
+        changed = False
+        for name in ("down", "up"):
+            if (node, name) not in self.probe_files:
+                probes = self.run_dir / "probes"
+                if (probes / node).is_dir():  # a crowd: each node's own
+                    probes = probes / node
+                path = probes / f"{name}.csv"
+                if not path.exists():
+                    continue
+                stream = self.probes.setdefault(node, {}).setdefault(name, model.ProbeStream(name))
+                sent = _read_json(probes / f"{name}.sent.json") or {}
+                stream.interval_ns = int(self._interval_ms(sent) * 1e6)
+                self.probe_files[(node, name)] = ProbeFile(path, stream)
+            changed = self.probe_files[(node, name)].poll() or changed
+        return changed
 
-    def _layout(self) -> dict[str, Any]:
-        """The page's geometry: several mobile nodes all off the columns (one column each
-        would be a hundred)."""
-        crowd = [m for m in model.mobiles_of(self._files()) if m != self.mobile]
-        return model.layout(self.plan, self.mobile, crowd if crowd else ())
+    def geometry(self, node: str) -> dict[str, Any]:
+        """The page's geometry detailing ``node``: several mobile nodes all off the columns
+        (one column each would be a hundred)."""
+        if node not in self.geometries:
+            crowd = [m for m in model.mobiles_of(self._files()) if m != node]
+            self.geometries[node] = model.layout(self.plan, node, crowd if crowd else ())
+        return self.geometries[node]
 
     def _interval_ms(self, sent: dict[str, Any]) -> float:
         if sent.get("interval_ms"):
@@ -211,19 +234,26 @@ class RunFollower:
     def finished(self) -> bool:
         return self.summary is not None
 
-    def view(self, at_ns: int | None = None) -> dict[str, Any]:
+    def view(self, at_ns: int | None = None, node: str | None = None) -> dict[str, Any]:
+        """The page's state detailing ``node`` (default: the run's first mobile node, or
+        the one ``--node`` named)."""
         started = time.monotonic_ns()
+        node = self.node(node)
+        if node not in self.probes and node != self.mobile:
+            with self.lock:  # a replayed view of a node no page follows live
+                self._poll_probes(node)
         with self.lock:
             view = model.build_view(
-                self.files, at_ns=at_ns, now_ns=time.monotonic_ns(), focus=self.mobile
+                self._files(node), at_ns=at_ns, now_ns=time.monotonic_ns(), focus=node
             )
-            view["paths"] = model.tunnel_paths(self.geometry, self.plan, view)
+            view["paths"] = model.tunnel_paths(self.geometry(node), self.plan, view)
             view["run_dir"] = str(self.run_dir)
             view["built_ns"] = time.monotonic_ns()  # when, on the run's clock
             view["build_ms"] = round((view["built_ns"] - started) / 1e6, 2)
             return view
 
-    def plan_payload(self) -> dict[str, Any]:
+    def plan_payload(self, node: str | None = None) -> dict[str, Any]:
+        node = self.node(node)
         with self.lock:
             spec = (self.scenario or {}).get("spec") or {}
             return {
@@ -231,8 +261,8 @@ class RunFollower:
                 "scenario": spec.get("name") or self.run_dir.parent.name,
                 "description": spec.get("description"),
                 "plan": self.plan,
-                "geometry": self.geometry,
-                "mobile": self.mobile,
+                "geometry": self.geometry(node),
+                "mobile": node,
                 "mobiles": model.mobiles_of(self.files),
             }
 
@@ -256,7 +286,7 @@ class LabFollower(RunFollower):
         self.scenario = {"spec": {"name": f"lab {name}", "probes": {"mobile": mobile}}}
         self.files = self._files()
         self.mobile = mobile
-        self.geometry = model.layout(self.plan, mobile)
+        self.geometries = {mobile: model.layout(self.plan, mobile)}
         links = (plan.get("nodes", {}).get(mobile) or {}).get("links") or [None]
         self.attached_to: str | None = links[0]
         self.moves = 0
@@ -316,41 +346,73 @@ class Watch:
         self.cond = threading.Condition()
         self.version = 0
         self.plan_version = 0
-        self.payload = json.dumps({"waiting": str(target)})
+        self.waiting = json.dumps({"waiting": str(target)})
+        # the latest view for each node some page details ("": the default node's)
+        self.payloads: dict[str, str] = {}
+        self.pages: dict[str, int] = {}  # node asked for -> pages open asking for it
         self.stopped = threading.Event()
         self.error: str | None = None
 
-    def plan_payload(self) -> dict[str, Any]:
+    def plan_payload(self, node: str | None = None) -> dict[str, Any]:
         follower = self.follower
         if follower is None:
             return {"waiting": str(self.target), "error": self.error}
-        return follower.plan_payload()
+        return follower.plan_payload(node)
+
+    def payload(self, asked: str) -> str:
+        """The latest view for a page that asked for ``asked`` ("": the default)."""
+        return self.payloads.get(asked, self.waiting)
+
+    def open_page(self, asked: str) -> None:
+        """A page follows the view detailing ``asked`` (each tab its own node)."""
+        with self.cond:
+            self.pages[asked] = self.pages.get(asked, 0) + 1
+            follower = self.follower
+        if follower is not None:
+            follower.watch_node(asked, 1)
+            if asked not in self.payloads:
+                self._publish()
+
+    def close_page(self, asked: str) -> None:
+        with self.cond:
+            left = self.pages.get(asked, 0) - 1
+            if left > 0:
+                self.pages[asked] = left
+            else:
+                self.pages.pop(asked, None)
+                self.payloads.pop(asked, None)
+            follower = self.follower
+        if follower is not None:
+            follower.watch_node(asked, -1)
 
     def _publish(self) -> None:
-        assert self.follower is not None
-        text = json.dumps(self.follower.view(), default=str, separators=(",", ":"))
+        follower = self.follower
+        assert follower is not None
         with self.cond:
-            self.payload = text
+            asked = {"", *self.pages}
+        texts = {
+            node: json.dumps(follower.view(node=node or None), default=str, separators=(",", ":"))
+            for node in asked
+        }
+        with self.cond:
+            self.payloads.update(texts)
             self.version += 1
             self.cond.notify_all()
 
-    def detail(self, node: str) -> bool:
-        """Detail another mobile node of the run (a page's choice, for every page open)."""
-        follower = self.follower
-        if follower is None or not follower.detail(node):
-            return False
-        self.focus = node
-        with self.cond:
-            self.plan_version += 1
-        self._publish()
-        return True
-
     def _switch(self, run_dir: Path) -> None:
         follower = RunFollower(run_dir.resolve(), self.focus)
+        self._adopt(follower)
         follower.poll()
         self.follower = follower
         with self.cond:
             self.plan_version += 1
+
+    def _adopt(self, follower: RunFollower) -> None:
+        """The pages open (some perhaps since before there was a run) follow ``follower``."""
+        with self.cond:
+            for asked, pages in self.pages.items():
+                follower.watch_node(asked, pages)
+            self.payloads.clear()  # the last run's views are not this one's
 
     def _newer_run(self) -> Path | None:
         """A run started in the watched results directory after the one followed."""
@@ -367,8 +429,10 @@ class Watch:
     def follow(self) -> None:
         try:
             if self.lab is not None:
-                self.follower = LabFollower(self.lab)
-                self.follower.poll()
+                lab = LabFollower(self.lab)
+                self._adopt(lab)
+                lab.poll()
+                self.follower = lab
                 with self.cond:
                     self.plan_version += 1
             else:
@@ -427,28 +491,42 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, data: Any, status: int = 200) -> None:
         self._send(json.dumps(data, default=str).encode(), "application/json", status)
 
+    def _asked(self, query: dict[str, list[str]]) -> str | None:
+        """The node a page asks to detail (``?node=``; "" for the default), or None after a
+        404 when the run has no such mobile node."""
+        asked = (query.get("node") or [""])[0]
+        follower = self.watch.follower
+        if asked and follower is not None and asked not in model.mobiles_of(follower.files):
+            self._json({"error": f"{asked!r} is not a mobile node of this run"}, 404)
+            return None
+        return asked
+
     def do_GET(self) -> None:
         url = urlparse(self.path)
+        query = parse_qs(url.query)
         try:
             if url.path in ("/", "/index.html"):
                 body = (STATIC / "index.html").read_bytes()
                 self._send(body, "text/html; charset=utf-8")
             elif url.path == "/api/plan":
-                self._json(self.watch.plan_payload())
+                if (asked := self._asked(query)) is not None:
+                    self._json(self.watch.plan_payload(asked or None))
             elif url.path == "/api/view":
-                query = parse_qs(url.query)
                 follower = self.watch.follower
                 if follower is None:
                     self._json({"waiting": str(self.watch.target)})
+                    return
+                if (asked := self._asked(query)) is None:
                     return
                 at_ns = None
                 if "at_ms" in query:
                     with follower.lock:
                         t0 = follower.events[0]["t_ns"] if follower.events else 0
                     at_ns = t0 + int(float(query["at_ms"][0]) * 1e6)
-                self._json(follower.view(at_ns))
+                self._json(follower.view(at_ns, asked or None))
             elif url.path == "/api/stream":
-                self._stream()
+                if (asked := self._asked(query)) is not None:
+                    self._stream(asked)
             else:
                 self._send(b"not found\n", "text/plain", 404)
         except (BrokenPipeError, ConnectionResetError):
@@ -456,46 +534,37 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(f"bad request: {exc}\n".encode(), "text/plain", 400)
 
-    def do_POST(self) -> None:
-        """``/api/detail?node=NAME``: detail another of the run's mobile nodes."""
-        url = urlparse(self.path)
-        try:
-            if url.path != "/api/detail":
-                self._send(b"not found\n", "text/plain", 404)
-                return
-            node = (parse_qs(url.query).get("node") or [""])[0]
-            if self.watch.detail(node):
-                self._json({"mobile": node})
-            else:
-                self._json({"error": f"{node!r} is not a mobile node of this run"}, 404)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _stream(self) -> None:
-        """Server-sent events: ``plan`` when the run changes, ``view`` on every change."""
+    def _stream(self, asked: str) -> None:
+        """Server-sent events: ``plan`` when the run changes, ``view`` on every change; the
+        views detail ``asked`` (each page its own node; "" the default)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "keep-alive")
         self.end_headers()
         watch = self.watch
-        seen = -1
-        seen_plan = watch.plan_version
-        while not watch.stopped.is_set():
-            with watch.cond:
-                if watch.version == seen and watch.plan_version == seen_plan:
-                    watch.cond.wait(KEEPALIVE_S)
-                version, plan_version, payload = watch.version, watch.plan_version, watch.payload
-            if plan_version != seen_plan:
-                seen_plan = plan_version
-                plan = json.dumps(watch.plan_payload(), default=str)
-                self.wfile.write(f"event: plan\ndata: {plan}\n\n".encode())
-            if version != seen:
-                seen = version
-                self.wfile.write(f"event: view\ndata: {payload}\n\n".encode())
-            else:
-                self.wfile.write(b": keepalive\n\n")
-            self.wfile.flush()
+        watch.open_page(asked)
+        try:
+            seen = -1
+            seen_plan = watch.plan_version
+            while not watch.stopped.is_set():
+                with watch.cond:
+                    if watch.version == seen and watch.plan_version == seen_plan:
+                        watch.cond.wait(KEEPALIVE_S)
+                    version, plan_version = watch.version, watch.plan_version
+                    payload = watch.payload(asked)
+                if plan_version != seen_plan:
+                    seen_plan = plan_version
+                    plan = json.dumps(watch.plan_payload(asked or None), default=str)
+                    self.wfile.write(f"event: plan\ndata: {plan}\n\n".encode())
+                if version != seen:
+                    seen = version
+                    self.wfile.write(f"event: view\ndata: {payload}\n\n".encode())
+                else:
+                    self.wfile.write(b": keepalive\n\n")
+                self.wfile.flush()
+        finally:
+            watch.close_page(asked)
 
 
 class WatchServer(ThreadingHTTPServer):
@@ -598,7 +667,7 @@ def check_focus(target: Path, node: str) -> None:
         run_dir = inspect.resolve_run_dir(target)
     except (LookupError, OSError, ValueError):
         return
-    plan = _read_json(run_dir / "plan.json")
+    plan = _read_json(_run_file(run_dir, "plan.json"))
     summary = None
     with contextlib.suppress(SummaryError, OSError):
         summary = read_summary(run_dir / "summary.json")
@@ -608,7 +677,7 @@ def check_focus(target: Path, node: str) -> None:
         states={},
         probes={},
         summary=summary,
-        scenario=_read_json(run_dir / "scenario.json"),
+        scenario=_read_json(_run_file(run_dir, "scenario.json")),
         service_nodes={},
     )
     mobiles = model.mobiles_of(files)
@@ -652,8 +721,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--node",
         metavar="NAME",
-        help="several mobile nodes (a crowd): the one detailed (default: the first; the "
-        "page's 'detail' list switches it)",
+        help="several mobile nodes (a crowd): the one a page details (default: the first; "
+        "each page's 'detail' list, or ?node=NAME in its address, switches that page)",
     )
     p.add_argument(
         "--results", default="results", metavar="DIR", help="results root (default results)"

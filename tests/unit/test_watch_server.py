@@ -45,10 +45,11 @@ def run_dir(tmp_path: Path) -> Path:
 class Stream:
     """The page's EventSource, as a thread that keeps the views it is sent."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, node: str = "") -> None:
         self.views: list[dict] = []
         self.plans = 0
-        self.response = urllib.request.urlopen(url + "api/stream", timeout=30)
+        query = f"?node={node}" if node else ""
+        self.response = urllib.request.urlopen(url + "api/stream" + query, timeout=30)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -165,9 +166,11 @@ def test_targets_a_lab_folder_or_a_scenario_file_means_its_results(tmp_path: Pat
         server.resolve_target(str(tmp_path / "missing.yaml"))
 
 
-def test_a_crowd_page_details_the_node_chosen(tmp_path: Path) -> None:
-    """``testbed watch --node`` and the page's 'detail' list: another mobile node's mode,
-    ladder and its own probe streams (probes/NODE/), for every page open."""
+def test_each_page_details_the_node_it_chose(tmp_path: Path) -> None:
+    """``testbed watch --node`` names the node a page details unless it asks for another
+    (``?node=``, what its 'detail' list sets): each tab its own mobile node's mode, ladder
+    and probe streams (probes/NODE/), the others' pages unchanged; a name that is not one
+    of the run's mobile nodes is refused."""
     from test_crowd_pictures import CROWD, interleaved
     from test_crowd_pictures import PLAN as CROWD_PLAN
 
@@ -191,35 +194,36 @@ def test_a_crowd_page_details_the_node_chosen(tmp_path: Path) -> None:
     threading.Thread(target=watching.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = watching.url
-        stream = Stream(url)  # the run is found in the background: its first view, then
-        view = stream.wait_for(lambda v: v["mn"]["node"] == "mn02")
+        default = Stream(url)  # the run is found in the background: its first view, then
+        view = default.wait_for(lambda v: v["mn"]["node"] == "mn02")
         plan = json.loads(_get(url + "api/plan"))
         assert plan["mobile"] == "mn02" and plan["mobiles"] == ["mn01", "mn02", "mn03"]
         assert view["probes"]["down"]["received"] == 250
         assert {m["node"] for m in view["crowd"]} == {"mn01", "mn02", "mn03"}
 
-        def post(node: str) -> tuple[int, dict]:
-            request = urllib.request.Request(f"{url}api/detail?node={node}", method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=10) as reply:
-                    return reply.status, json.loads(reply.read())
-            except urllib.error.HTTPError as error:
-                return error.code, json.loads(error.read())
-
-        plans = stream.plans
-        assert post("mn01") == (200, {"mobile": "mn01"})
-        view = stream.wait_for(lambda v: v["mn"]["node"] == "mn01")
-        assert view["probes"]["down"]["received"] == 100  # its own streams, read anew
+        other = Stream(url, "mn01")  # another tab, detailing mn01
+        view = other.wait_for(lambda v: v["mn"]["node"] == "mn01")
+        assert view["probes"]["down"]["received"] == 100  # its own streams
         assert all("mn02" not in (m["from"], m["to"]) for m in view["ladder"])
-        assert json.loads(_get(url + "api/plan"))["mobile"] == "mn01"
+        assert json.loads(_get(url + "api/plan?node=mn01"))["mobile"] == "mn01"
+        replay = json.loads(_get(url + "api/view?node=mn01&at_ms=50"))
+        assert replay["mn"]["node"] == "mn01"
+        # the first tab still details mn02, in its newest views too
+        (run / "events" / "agents.jsonl").open("a").write(
+            json.dumps({"t_ns": T0 + 900 * MS, "node": "mn01", "event": "note"}) + "\n"
+        )
+        latest = len(default.views)
         deadline = time.monotonic() + 5
-        while stream.plans == plans and time.monotonic() < deadline:
+        while len(default.views) == latest and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert stream.plans > plans, "the page is told to load the plan again"
+        assert default.views[-1]["mn"]["node"] == "mn02"
+        assert json.loads(_get(url + "api/plan"))["mobile"] == "mn02"
 
-        status, reply = post("ha")  # not a mobile node: nothing changes
-        assert status == 404 and "not a mobile node" in reply["error"]
-        assert json.loads(_get(url + "api/view"))["mn"]["node"] == "mn01"
+        for path in ("api/plan?node=ha", "api/stream?node=ha", "api/view?node=ha"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _get(url + path)
+            assert refused.value.code == 404, path
+            assert "not a mobile node" in json.loads(refused.value.read())["error"]
     finally:
         watching.shutdown()
         watching.close()
@@ -241,3 +245,18 @@ def test_watch_refuses_a_node_that_is_not_a_mobile_node_of_the_run(
     server.check_focus(run_dir, "mn")  # the run's own mobile node: accepted
     server.check_focus(run_dir.parent, "mn")  # its results directory: the newest run
     server.check_focus(tmp_path / "not-started", "ha")  # nothing to check yet
+
+
+def test_a_repetition_shares_its_runs_plan_and_scenario(run_dir: Path) -> None:
+    """A run with ``repeat`` writes rep-NN/ under the run directory, the plan and scenario
+    beside them: watching it (its newest repetition) drew no topology and detailed a node
+    named after the scenario's template, not one of its mobile nodes."""
+    rep = run_dir / "rep-01"
+    (rep / "events").mkdir(parents=True)
+    (run_dir / "events" / "mn.jsonl").rename(rep / "events" / "mn.jsonl")
+    follower = server.RunFollower(rep)
+    assert follower.plan == PLAN and follower.scenario == SCENARIO
+    assert follower.mobile == "mn"
+    server.check_focus(rep, "mn")
+    with pytest.raises(LookupError):
+        server.check_focus(rep, "ha")
