@@ -122,8 +122,8 @@ class RunFollower:
         )
 
     def node(self, asked: str | None) -> str:
-        """The node a page detailing ``asked`` gets: it, if one of the run's mobile nodes
-        (or the run's only mobile node), else the default."""
+        """The node a page asking for ``asked`` details: it, if one of the run's mobile
+        nodes, else the default (the first, or the one ``--node`` named)."""
         if asked and asked in model.mobiles_of(self.files):
             return asked
         return self.mobile
